@@ -1,0 +1,206 @@
+// Package contract holds the Go types that mirror the public NATS contract: the JSON Schemas in
+// schemas/ are the source of truth, and tests check that these types and the schemas agree.
+//
+// Clients such as cmd/submit depend on this package and on nothing else of the worker.
+package contract
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Schema identifiers carried in every message's "schema" field. A message with any other
+// identifier is rejected, never guessed at.
+const (
+	RequestSchemaV1 = "confiture.request/v1"
+	EventSchemaV1   = "confiture.event/v1"
+)
+
+// Directions of a request.
+const (
+	DirectionUp   = "up"
+	DirectionDown = "down"
+)
+
+// Phase names, in the order the contract runs them for "up".
+const (
+	PhaseBeforeValidation = "before_validation"
+	PhaseBeforeDDL        = "before_ddl"
+	PhaseDDL              = "ddl"
+	PhaseAfterDDL         = "after_ddl"
+	PhaseAfterValidation  = "after_validation"
+	PhaseCleanup          = "cleanup"
+	PhaseOnError          = "on_error"
+)
+
+// Phases lists every phase name, "up" order first and on_error last.
+var Phases = []string{
+	PhaseBeforeValidation, PhaseBeforeDDL, PhaseDDL, PhaseAfterDDL, PhaseAfterValidation,
+	PhaseCleanup, PhaseOnError,
+}
+
+// IsPhase reports whether name is one of Phases.
+func IsPhase(name string) bool {
+	for _, p := range Phases {
+		if p == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Request asks the worker to bring one target up (or down) through a set of migrations.
+// See schemas/request.v1.json for the meaning and limits of every field.
+type Request struct {
+	Schema      string      `json:"schema"`
+	ID          string      `json:"id"`
+	Target      string      `json:"target"`
+	Direction   string      `json:"direction"`
+	To          string      `json:"to,omitempty"`
+	DryRun      bool        `json:"dry_run,omitempty"`
+	Force       bool        `json:"force,omitempty"`
+	RequestedBy string      `json:"requested_by,omitempty"`
+	Migrations  []Migration `json:"migrations"`
+}
+
+// Migration is one versioned change as read from disk: its SQL, its hooks and its checksum.
+type Migration struct {
+	Version  string     `json:"version"`
+	Name     string     `json:"name"`
+	UpSQL    string     `json:"up_sql"`
+	DownSQL  string     `json:"down_sql,omitempty"`
+	Checksum string     `json:"checksum"`
+	Hooks    []HookSpec `json:"hooks,omitempty"`
+}
+
+// ID is the migration's display identifier, "<version>_<name>".
+func (m *Migration) ID() string { return m.Version + "_" + m.Name }
+
+// HookSpec declares one hook of a migration, as written in its hooks file.
+type HookSpec struct {
+	Phase     string         `json:"phase"`
+	Name      string         `json:"name"`
+	Hook      string         `json:"hook"`
+	Params    map[string]any `json:"params,omitempty"`
+	Priority  int            `json:"priority,omitempty"`
+	DependsOn []string       `json:"depends_on,omitempty"`
+}
+
+// Event kinds published on confiture.events.<target>.<run>.<kind>.
+const (
+	KindRunAccepted        = "run.accepted"
+	KindRunRejected        = "run.rejected"
+	KindRunDuplicate       = "run.duplicate"
+	KindRunStarted         = "run.started"
+	KindRunCompleted       = "run.completed"
+	KindRunFailed          = "run.failed"
+	KindMigrationStarted   = "migration.started"
+	KindMigrationCompleted = "migration.completed"
+	KindMigrationFailed    = "migration.failed"
+	KindPhaseStarted       = "phase.started"
+	KindPhaseCompleted     = "phase.completed"
+	KindPhaseRetrying      = "phase.retrying"
+	KindPhaseFailed        = "phase.failed"
+	KindHookStarted        = "hook.started"
+	KindHookCompleted      = "hook.completed"
+	KindHookFailed         = "hook.failed"
+	KindBackfillProgress   = "backfill.progress"
+	KindDryRunReport       = "dryrun.report"
+)
+
+// EventKinds lists every kind this version of the worker publishes.
+var EventKinds = []string{
+	KindRunAccepted, KindRunRejected, KindRunDuplicate, KindRunStarted, KindRunCompleted,
+	KindRunFailed, KindMigrationStarted, KindMigrationCompleted, KindMigrationFailed,
+	KindPhaseStarted, KindPhaseCompleted, KindPhaseRetrying, KindPhaseFailed, KindHookStarted,
+	KindHookCompleted, KindHookFailed, KindBackfillProgress, KindDryRunReport,
+}
+
+// IsTerminal reports whether an event of this kind ends its run.
+func IsTerminal(kind string) bool {
+	return kind == KindRunCompleted || kind == KindRunFailed || kind == KindRunRejected
+}
+
+// Event is a fact about a run. Fields that do not apply to a kind hold their zero value;
+// Error is present only where one applies, Data only for kinds that carry a payload.
+type Event struct {
+	Schema       string          `json:"schema"`
+	ID           string          `json:"id"`
+	Time         time.Time       `json:"time"`
+	Kind         string          `json:"kind"`
+	Run          string          `json:"run"`
+	RequestID    string          `json:"request_id"`
+	Target       string          `json:"target"`
+	Migration    string          `json:"migration"`
+	Version      string          `json:"version"`
+	Phase        string          `json:"phase"`
+	Hook         string          `json:"hook"`
+	Attempt      int             `json:"attempt"`
+	DurationMS   int64           `json:"duration_ms"`
+	RowsAffected int64           `json:"rows_affected"`
+	Message      string          `json:"message,omitempty"`
+	Error        *EventError     `json:"error,omitempty"`
+	Data         json.RawMessage `json:"data,omitempty"`
+}
+
+// EventError describes why something failed or was rejected.
+type EventError struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	SQLState  string `json:"sqlstate,omitempty"`
+	Retryable bool   `json:"retryable"`
+}
+
+// Error codes carried in EventError.Code.
+const (
+	CodeInvalidRequest    = "invalid_request"
+	CodeUnsupportedSchema = "unsupported_schema"
+	CodeUnknownTarget     = "unknown_target"
+	CodeUnknownHook       = "unknown_hook"
+	CodeInvalidHooks      = "invalid_hooks"
+	CodeInvalidSQL        = "invalid_sql"
+	CodeChecksumMismatch  = "checksum_mismatch"
+	CodeDrift             = "drift"
+	CodeNoDownMigration   = "no_down_migration"
+	CodeHookFailed        = "hook_failed"
+	CodeSQLError          = "sql_error"
+	CodePanic             = "panic"
+	CodeTimeout           = "timeout"
+	CodeCancelled         = "cancelled"
+	CodeDuplicateRequest  = "duplicate_request"
+	CodeInternal          = "internal"
+)
+
+// NATS subjects and JetStream stream names.
+const (
+	RequestSubjectPrefix = "confiture.requests."
+	EventSubjectPrefix   = "confiture.events."
+	LogSubjectPrefix     = "confiture.logs."
+	RequestStream        = "CONFITURE_REQUESTS"
+	EventStream          = "CONFITURE_EVENTS"
+)
+
+// RequestSubject is the subject a request for target is published on.
+func RequestSubject(target string) string { return RequestSubjectPrefix + target }
+
+// EventSubject is the subject an event is published on.
+func EventSubject(target, run, kind string) string {
+	return EventSubjectPrefix + target + "." + run + "." + kind
+}
+
+// RunEventsFilter matches every event of one run.
+func RunEventsFilter(target, run string) string {
+	return EventSubjectPrefix + target + "." + run + ".>"
+}
+
+// runNamespace is the UUID namespace of run ids. Never change it: clients derive run ids too.
+var runNamespace = uuid.MustParse("6f1c2b0e-5d1a-4c57-9a53-3f0c1e7d2a41")
+
+// RunID is the id of the run a request produces: a UUIDv5 of target and request id. A client
+// knows it before publishing, so it can follow the run's events, and a repeated request maps to
+// the run the first one created.
+func RunID(target, requestID string) string {
+	return uuid.NewSHA1(runNamespace, []byte(target+"\x00"+requestID)).String()
+}

@@ -1,0 +1,131 @@
+// Package hooks is the hook model: the Hook interface, the context a hook runs with, the result
+// it returns, the Registry of hook types, and the Executor that runs the hooks of one phase in
+// order inside a transaction on the target.
+//
+// The package knows pgx transactions and log/slog and nothing of River or NATS, so a hook can be
+// tested with only a database. Our "hooks" are units of migration work; they are unrelated to
+// River's own job hooks.
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Hook is one configured unit of work, built by a Definition from a hook declaration's
+// parameters. Run is called inside the phase's transaction on the target (Context.Tx); it must
+// not commit or roll back that transaction.
+//
+// An error, a panic and a Result with Failed set all count as a failure of the hook, and so of
+// its phase.
+type Hook interface {
+	Run(ctx context.Context, hc *Context) (Result, error)
+}
+
+// HookFunc adapts a function to the Hook interface.
+type HookFunc func(ctx context.Context, hc *Context) (Result, error)
+
+// Run calls f.
+func (f HookFunc) Run(ctx context.Context, hc *Context) (Result, error) { return f(ctx, hc) }
+
+// Context is what a hook gets: where it runs, a transaction on the target, a logger that already
+// carries the run's attributes, and the stats shared by the hooks of the run.
+type Context struct {
+	Run       string
+	RequestID string
+	Target    string
+	// Migration is "<version>_<name>".
+	Migration string
+	Version   string
+	Phase     string
+	// Hook is the declared name of this hook instance (not its type).
+	Hook    string
+	Attempt int
+	// Tx is the phase's transaction on the target.
+	Tx     pgx.Tx
+	Logger *slog.Logger
+	// Stats is shared by all hooks of the run, across phases and migrations: what one hook
+	// returns in Result.Stats, later hooks read here.
+	Stats *Stats
+}
+
+// Result is what a hook reports when it returns.
+type Result struct {
+	// RowsAffected counts the rows the hook changed (or checked), for events and logs.
+	RowsAffected int64
+	// Stats are merged into the run's shared Stats and recorded in the hook ledger. Values must
+	// marshal to JSON.
+	Stats map[string]any
+	// Message is a short human summary, or the reason when Failed is set.
+	Message string
+	// Failed marks the hook as failed although it returned no error (an assertion that did
+	// not hold, for example).
+	Failed bool
+}
+
+// Stats is the run-wide key/value store that hooks share. It is safe for concurrent use.
+type Stats struct {
+	mu sync.RWMutex
+	m  map[string]any
+}
+
+// NewStats returns a Stats holding a copy of initial.
+func NewStats(initial map[string]any) *Stats {
+	s := &Stats{m: map[string]any{}}
+	maps.Copy(s.m, initial)
+	return s
+}
+
+// Get returns the value stored under key.
+func (s *Stats) Get(key string) (any, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v, ok := s.m[key]
+	return v, ok
+}
+
+// Set stores value under key.
+func (s *Stats) Set(key string, value any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[key] = value
+}
+
+// Merge stores every entry of m.
+func (s *Stats) Merge(m map[string]any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	maps.Copy(s.m, m)
+}
+
+// Snapshot returns a copy of every entry.
+func (s *Stats) Snapshot() map[string]any {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return maps.Clone(s.m)
+}
+
+// DecodeParams decodes a hook declaration's parameters into dst (a pointer to a struct with json
+// tags), rejecting unknown parameter names so that a typo in a hooks file is an error.
+func DecodeParams(params map[string]any, dst any) error {
+	if params == nil {
+		params = map[string]any{}
+	}
+	b, err := json.Marshal(params)
+	if err != nil {
+		return fmt.Errorf("parameters: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return fmt.Errorf("parameters: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,242 @@
+// Package jobs runs migrations as River jobs: one job plans a run, then one job per phase of
+// each migration does the work and, in the same queue-database transaction that completes it,
+// records the phase's events and inserts the job of the next phase (pipeline.go says which).
+//
+// Each phase commits its effects on the target in one transaction together with its hook-ledger
+// rows; the queue transaction commits after it. A retry after a crash between the two finds the
+// ledger rows and does not repeat the effects. Every job compares its step with the run's
+// current step, so a stale or duplicate job does nothing.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/outbox"
+	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/target"
+)
+
+// RunStartArgs is the job that plans a run once it is admitted: it reads the target's tracking
+// table, verifies checksums and decides which migrations to apply or revert.
+type RunStartArgs struct {
+	RunID string `json:"run_id"`
+}
+
+// Kind is River's job kind.
+func (RunStartArgs) Kind() string { return "confiture_run_start" }
+
+// PhaseArgs is the job of one phase of one migration of a run.
+type PhaseArgs struct {
+	RunID   string `json:"run_id"`
+	Version string `json:"version"`
+	Phase   string `json:"phase"`
+}
+
+// Kind is River's job kind.
+func (PhaseArgs) Kind() string { return "confiture_phase" }
+
+// Config is what the phase pipeline needs.
+type Config struct {
+	Store    *queue.Store
+	Targets  *target.Set
+	Registry *hooks.Registry
+	// Logger is the base logger; every job derives one carrying the run's attributes.
+	Logger *slog.Logger
+	// MaxAttempts is how many times a phase is tried before it fails. Defaults to 5.
+	MaxAttempts int
+	// RetryBackoff is the wait before the second attempt; it doubles each attempt, with 10%
+	// jitter, up to RetryBackoffMax. Defaults to 1s.
+	RetryBackoff time.Duration
+	// RetryBackoffMax caps the wait between attempts. Defaults to 1m.
+	RetryBackoffMax time.Duration
+	// PhaseTimeout bounds one attempt of one phase. Defaults to 30m; -1 means none.
+	PhaseTimeout time.Duration
+	// Queue is the River queue phase jobs go to. Defaults to river.QueueDefault.
+	Queue string
+
+	// afterTargetCommit, when set (tests only), runs after a phase's target transaction has
+	// committed and before its queue transaction; an error it returns fails the attempt there.
+	afterTargetCommit func(PhaseArgs, int) error
+}
+
+func (c *Config) withDefaults() *Config {
+	out := *c
+	if out.Logger == nil {
+		out.Logger = slog.New(slog.DiscardHandler)
+	}
+	if out.MaxAttempts <= 0 {
+		out.MaxAttempts = 5
+	}
+	if out.RetryBackoff <= 0 {
+		out.RetryBackoff = time.Second
+	}
+	if out.RetryBackoffMax <= 0 {
+		out.RetryBackoffMax = time.Minute
+	}
+	if out.PhaseTimeout == 0 {
+		out.PhaseTimeout = 30 * time.Minute
+	}
+	if out.Queue == "" {
+		out.Queue = river.QueueDefault
+	}
+	return &out
+}
+
+// Pipeline owns the River workers of the phase pipeline and admits runs to it.
+type Pipeline struct {
+	cfg    *Config
+	client *river.Client[pgx.Tx]
+	exec   *hooks.Executor
+}
+
+// New returns a Pipeline and registers its workers in workers. Call SetClient with the River
+// client built from those workers before admitting runs.
+func New(cfg *Config, workers *river.Workers) (*Pipeline, error) {
+	if cfg.Store == nil || cfg.Targets == nil || cfg.Registry == nil {
+		return nil, errors.New("jobs: Config.Store, Config.Targets and Config.Registry are required")
+	}
+	p := &Pipeline{cfg: cfg.withDefaults()}
+	p.exec = &hooks.Executor{}
+	if err := river.AddWorkerSafely(workers, &runStartWorker{p: p}); err != nil {
+		return nil, err
+	}
+	if err := river.AddWorkerSafely(workers, &phaseWorker{p: p}); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// SetClient gives the pipeline the River client it inserts jobs with outside a worker.
+func (p *Pipeline) SetClient(c *river.Client[pgx.Tx]) { p.client = c }
+
+// Admit starts run now if no other run of its target is running, and otherwise leaves it queued:
+// it starts when the runs before it have ended, in arrival order. Call it in the transaction
+// that inserted the run.
+func (p *Pipeline) Admit(ctx context.Context, tx pgx.Tx, run *queue.Run) error {
+	s := p.cfg.Store
+	if err := s.LockTarget(ctx, tx, run.Target); err != nil {
+		return err
+	}
+	busy, err := s.TargetBusy(ctx, tx, run.Target, run.ID)
+	if err != nil {
+		return err
+	}
+	if busy {
+		return nil
+	}
+	// Older queued runs go first.
+	next, err := s.NextQueued(ctx, tx, run.Target)
+	if err != nil || next == nil {
+		return err
+	}
+	return p.start(ctx, p.client, tx, next.ID)
+}
+
+// admitNext starts the oldest queued run of target, if any. Call it in the transaction that
+// ends a run of target.
+func (p *Pipeline) admitNext(ctx context.Context, client *river.Client[pgx.Tx], tx pgx.Tx, targetName string) error {
+	s := p.cfg.Store
+	if err := s.LockTarget(ctx, tx, targetName); err != nil {
+		return err
+	}
+	next, err := s.NextQueued(ctx, tx, targetName)
+	if err != nil || next == nil {
+		return err
+	}
+	return p.start(ctx, client, tx, next.ID)
+}
+
+func (p *Pipeline) start(ctx context.Context, client *river.Client[pgx.Tx], tx pgx.Tx, runID string) error {
+	if client == nil {
+		return errors.New("jobs: no River client (SetClient was not called)")
+	}
+	if err := p.cfg.Store.MarkRunning(ctx, tx, runID); err != nil {
+		return err
+	}
+	_, err := client.InsertTx(ctx, tx, RunStartArgs{RunID: runID}, &river.InsertOpts{
+		Queue: p.cfg.Queue, MaxAttempts: p.cfg.MaxAttempts + 1, // one spare: see failPhase
+	})
+	return err
+}
+
+func (p *Pipeline) insertPhase(ctx context.Context, client *river.Client[pgx.Tx], tx pgx.Tx, runID string, step Step) error {
+	if err := p.cfg.Store.SetStep(ctx, tx, runID, step.Version, step.Phase); err != nil {
+		return err
+	}
+	_, err := client.InsertTx(ctx, tx, PhaseArgs{RunID: runID, Version: step.Version, Phase: step.Phase},
+		&river.InsertOpts{Queue: p.cfg.Queue, MaxAttempts: p.cfg.MaxAttempts + 1})
+	return err
+}
+
+// backoff is the wait before attempt+1.
+func (p *Pipeline) backoff(attempt int) time.Duration {
+	d := p.cfg.RetryBackoff
+	for i := 1; i < attempt && d < p.cfg.RetryBackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, p.cfg.RetryBackoffMax)
+	jitter := time.Duration(float64(d) * 0.1 * (2*rand.Float64() - 1))
+	return d + jitter
+}
+
+// runContext is a run loaded for a job: its row, its decoded request and what events need.
+type runContext struct {
+	row *queue.Run
+	req *contract.Request
+	ref outbox.RunRef
+}
+
+// loadRun reads a run; with tx nil it reads outside a transaction, with tx set it locks the
+// run's row until tx ends.
+func (p *Pipeline) loadRun(ctx context.Context, tx pgx.Tx, runID string) (*runContext, error) {
+	var row *queue.Run
+	var err error
+	if tx == nil {
+		row, err = p.cfg.Store.GetRun(ctx, p.cfg.Store.Pool, runID)
+	} else {
+		row, err = p.cfg.Store.GetRunForUpdate(ctx, tx, runID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var req contract.Request
+	if err := json.Unmarshal(row.Request, &req); err != nil {
+		return nil, fmt.Errorf("run %s: stored request: %w", runID, err)
+	}
+	return &runContext{row: row, req: &req, ref: outbox.RunRef{Run: row.ID, RequestID: row.RequestID, Target: row.Target}}, nil
+}
+
+func (rc *runContext) migration(version string) (*contract.Migration, error) {
+	for i := range rc.req.Migrations {
+		if rc.req.Migrations[i].Version == version {
+			return &rc.req.Migrations[i], nil
+		}
+	}
+	return nil, fmt.Errorf("run %s: migration %s is not in the request", rc.row.ID, version)
+}
+
+// inTx runs fn in a queue-database transaction and commits it.
+func (p *Pipeline) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, p.cfg.Store.Pool, fn)
+}
+
+// eventError builds the error object of an event from err.
+func eventError(code string, err error) *contract.EventError {
+	e := &contract.EventError{Code: code, Message: err.Error(), Retryable: hooks.Retryable(err)}
+	var pgErr interface{ SQLState() string }
+	if errors.As(err, &pgErr) {
+		e.SQLState = pgErr.SQLState()
+	}
+	return e
+}

@@ -1,0 +1,426 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/outbox"
+	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/target"
+)
+
+type phaseWorker struct {
+	river.WorkerDefaults[PhaseArgs]
+	p *Pipeline
+}
+
+func (w *phaseWorker) NextRetry(job *river.Job[PhaseArgs]) time.Time {
+	return time.Now().Add(w.p.backoff(job.Attempt))
+}
+
+func (w *phaseWorker) Timeout(*river.Job[PhaseArgs]) time.Duration { return w.p.cfg.PhaseTimeout }
+
+// hookOutcome is one hook's result, from the executor or, on a retry after a commit, from the
+// ledger.
+type hookOutcome struct {
+	name     string
+	duration time.Duration
+	rows     int64
+	message  string
+	err      error
+}
+
+// phaseResult is what one phase did.
+type phaseResult struct {
+	hooks    []hookOutcome
+	duration time.Duration
+	rows     int64
+	message  string
+	// failedHook names the hook that failed, if a hook did.
+	failedHook string
+}
+
+// failure is what a run records about the failure that ends it, for run.failed.
+type failure struct {
+	Hook  string              `json:"hook,omitempty"`
+	Error contract.EventError `json:"error"`
+}
+
+func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error {
+	p, a := w.p, job.Args
+	rc, err := p.loadRun(ctx, nil, a.RunID)
+	if errors.Is(err, queue.ErrRunNotFound) {
+		return river.JobCancel(err)
+	}
+	if err != nil {
+		return err
+	}
+	if !rc.at(a) {
+		return nil // stale or duplicate: the run has moved on
+	}
+	m, err := rc.migration(a.Version)
+	if err != nil {
+		return river.JobCancel(err)
+	}
+	log := p.cfg.Logger.With("run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target,
+		"migration", m.ID(), "version", m.Version, "phase", a.Phase, "attempt", job.Attempt, "job_id", job.ID)
+	if a.Phase == contract.PhaseOnError {
+		return p.runOnError(ctx, job, rc, m, log)
+	}
+
+	var planned []hooks.Planned
+	t, err := p.cfg.Targets.Get(rc.row.Target)
+	if err == nil && a.Phase != contract.PhaseDDL {
+		planned, err = p.cfg.Registry.Plan(a.Phase, m.Hooks)
+	}
+	if err != nil {
+		return p.failPhase(ctx, job, rc, m, &phaseResult{}, hooks.Permanent(err), log)
+	}
+	if err := p.recordStart(ctx, rc, m, a.Phase, job.Attempt, planned); err != nil {
+		return err
+	}
+	var res *phaseResult
+	if a.Phase == contract.PhaseDDL {
+		res, err = p.runDDL(ctx, t, rc, m, job.Attempt, log)
+	} else {
+		res, err = p.runHooks(ctx, t, rc, m, a.Phase, job.Attempt, planned, log, hooks.RunOptions{})
+	}
+	if err == nil && p.cfg.afterTargetCommit != nil {
+		err = p.cfg.afterTargetCommit(a, job.Attempt)
+	}
+	if err != nil {
+		return p.failPhase(ctx, job, rc, m, res, err, log)
+	}
+	return p.completePhase(ctx, job, rc, m, res, log)
+}
+
+// at reports whether the run is running and at step a.
+func (rc *runContext) at(a PhaseArgs) bool {
+	return rc.row.Status == queue.RunRunning && rc.row.StepVersion == a.Version && rc.row.StepPhase == a.Phase
+}
+
+// recordStart records phase.started and a hook.started for each hook. These report no state
+// change, so they commit without waiting for the WAL flush: only a crash of PostgreSQL itself
+// could lose them, and the retry that follows records its own.
+func (p *Pipeline) recordStart(ctx context.Context, rc *runContext, m *contract.Migration, phase string, attempt int, planned []hooks.Planned) error {
+	evs := make([]contract.Event, 0, 1+len(planned))
+	ps := p.phaseEvent(rc, m, contract.KindPhaseStarted, phase, attempt, fmt.Sprint(attempt))
+	if phase != contract.PhaseDDL {
+		ps.Message = fmt.Sprintf("%d hook(s)", len(planned))
+	}
+	evs = append(evs, ps)
+	for _, h := range planned {
+		ev := p.phaseEvent(rc, m, contract.KindHookStarted, phase, attempt, h.Spec.Name, fmt.Sprint(attempt))
+		ev.Hook = h.Spec.Name
+		evs = append(evs, ev)
+	}
+	return p.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return err
+		}
+		return outbox.Insert(ctx, tx, p.cfg.Store.Schema(), evs...)
+	})
+}
+
+func (p *Pipeline) phaseEvent(rc *runContext, m *contract.Migration, kind, phase string, attempt int, idParts ...string) contract.Event {
+	ev := outbox.New(rc.ref, kind, append([]string{m.Version, phase}, idParts...)...)
+	setMigration(&ev, m)
+	ev.Phase, ev.Attempt = phase, attempt
+	return ev
+}
+
+// runHooks runs the hooks of one phase in one target transaction with their ledger rows. If the
+// ledger shows the phase committed already (the previous attempt committed, then failed to
+// record it in the queue), it returns what the ledger says without running anything.
+func (p *Pipeline) runHooks(ctx context.Context, t *target.Target, rc *runContext, m *contract.Migration, phase string, attempt int, planned []hooks.Planned, log *slog.Logger, opts hooks.RunOptions) (*phaseResult, error) {
+	start := time.Now()
+	res := &phaseResult{}
+	if len(planned) == 0 {
+		return res, nil
+	}
+	pool, err := t.Pool(ctx)
+	if err != nil {
+		return res, err
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("target %q: %w", t.Name(), err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	if err := t.Lock(ctx, tx); err != nil {
+		return res, err
+	}
+	done, err := t.Ledger(ctx, tx, rc.row.ID, m.Version, phase)
+	if err != nil {
+		return res, err
+	}
+	if committed(done) {
+		log.Info("phase already committed by an earlier attempt; not running it again")
+		return fromLedger(done, time.Since(start)), nil
+	}
+	shared, err := t.RunStats(ctx, tx, rc.row.ID)
+	if err != nil {
+		return res, err
+	}
+	info := hooks.PhaseInfo{
+		Run: rc.row.ID, RequestID: rc.row.RequestID, Target: rc.row.Target,
+		Migration: m.ID(), Version: m.Version, Phase: phase, Attempt: attempt,
+	}
+	exec := hooks.Executor{Logger: log}
+	outs, runErr := exec.Run(ctx, info, tx, hooks.NewStats(shared), planned, opts)
+	rows := make([]target.LedgerRow, 0, len(outs))
+	for _, o := range outs {
+		ho := hookOutcome{name: o.Name, duration: o.Duration, rows: o.Result.RowsAffected, message: o.Result.Message, err: o.Err}
+		res.hooks = append(res.hooks, ho)
+		res.rows += ho.rows
+		lr := target.LedgerRow{
+			Run: rc.row.ID, Version: m.Version, Phase: phase, Hook: o.Name, Status: target.StatusCompleted,
+			Attempt: attempt, RowsAffected: o.Result.RowsAffected, DurationMS: o.Duration.Milliseconds(),
+			Stats: o.Result.Stats, Message: o.Result.Message,
+		}
+		if o.Err != nil {
+			lr.Status, lr.Error = target.StatusFailed, o.Err.Error()
+			if res.failedHook == "" {
+				res.failedHook = o.Name
+			}
+		}
+		rows = append(rows, lr)
+	}
+	res.duration = time.Since(start)
+	if runErr != nil && !opts.ContinueOnError {
+		_ = tx.Rollback(ctx)
+		// Record the failure for operators; the phase's effects were rolled back.
+		if err := t.WriteLedger(ctx, pool, rows[len(rows)-1]); err != nil {
+			log.Warn("could not record hook failure in the ledger", "error", err.Error())
+		}
+		return res, runErr
+	}
+	if err := t.WriteLedger(ctx, tx, rows...); err != nil {
+		return res, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return res, fmt.Errorf("target %q: commit: %w", t.Name(), err)
+	}
+	return res, runErr
+}
+
+// committed reports whether ledger rows show that a phase's transaction committed.
+func committed(rows []target.LedgerRow) bool {
+	for _, r := range rows {
+		if r.Status == target.StatusCompleted {
+			return true
+		}
+	}
+	return false
+}
+
+func fromLedger(rows []target.LedgerRow, d time.Duration) *phaseResult {
+	res := &phaseResult{duration: d}
+	for _, r := range rows {
+		if r.Status != target.StatusCompleted {
+			continue
+		}
+		res.hooks = append(res.hooks, hookOutcome{name: r.Hook, duration: time.Duration(r.DurationMS) * time.Millisecond, rows: r.RowsAffected, message: r.Message})
+		res.rows += r.RowsAffected
+	}
+	return res
+}
+
+// completePhase records a phase's success and moves the run to its next step, in one queue
+// transaction that also completes the job.
+func (p *Pipeline) completePhase(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, res *phaseResult, log *slog.Logger) error {
+	a := job.Args
+	client := river.ClientFromContext[pgx.Tx](ctx)
+	return p.inTx(ctx, func(tx pgx.Tx) error {
+		rc, err := p.loadRun(ctx, tx, a.RunID)
+		if err != nil {
+			return err
+		}
+		if !rc.at(a) {
+			return nil
+		}
+		evs := p.hookEvents(rc, m, a.Phase, job.Attempt, res)
+		pc := p.phaseEvent(rc, m, contract.KindPhaseCompleted, a.Phase, job.Attempt)
+		pc.DurationMS, pc.RowsAffected, pc.Message = res.duration.Milliseconds(), res.rows, res.message
+		if pc.Message == "" && a.Phase != contract.PhaseDDL {
+			pc.Message = fmt.Sprintf("%d hook(s)", len(res.hooks))
+		}
+		evs = append(evs, pc)
+
+		next, migrationDone, runDone := NextStep(rc.row.Direction, rc.row.Plan, Step{Version: a.Version, Phase: a.Phase})
+		if migrationDone {
+			mc := outbox.New(rc.ref, contract.KindMigrationCompleted, m.Version)
+			setMigration(&mc, m)
+			evs = append(evs, mc)
+			log.Info("migration completed")
+		}
+		if runDone {
+			if err := outbox.Insert(ctx, tx, p.cfg.Store.Schema(), evs...); err != nil {
+				return err
+			}
+			rcEv := outbox.New(rc.ref, contract.KindRunCompleted)
+			rcEv.Message = fmt.Sprintf("%s %d migration(s)", pastVerb(rc.row.Direction), len(rc.row.Plan))
+			rcEv.DurationMS = time.Since(rc.row.CreatedAt).Milliseconds()
+			log.Info("run completed", "migrations", len(rc.row.Plan))
+			if err := p.endRun(ctx, client, tx, rc, queue.RunCompleted, rcEv); err != nil {
+				return err
+			}
+		} else {
+			if migrationDone {
+				nm, err := rc.migration(next.Version)
+				if err != nil {
+					return err
+				}
+				ms := outbox.New(rc.ref, contract.KindMigrationStarted, nm.Version)
+				setMigration(&ms, nm)
+				evs = append(evs, ms)
+			}
+			if err := outbox.Insert(ctx, tx, p.cfg.Store.Schema(), evs...); err != nil {
+				return err
+			}
+			if err := p.insertPhase(ctx, client, tx, rc.row.ID, next); err != nil {
+				return err
+			}
+		}
+		_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	})
+}
+
+// hookEvents returns hook.completed and hook.failed events for res.
+func (p *Pipeline) hookEvents(rc *runContext, m *contract.Migration, phase string, attempt int, res *phaseResult) []contract.Event {
+	evs := make([]contract.Event, 0, len(res.hooks))
+	for _, h := range res.hooks {
+		var ev contract.Event
+		if h.err == nil {
+			ev = p.phaseEvent(rc, m, contract.KindHookCompleted, phase, attempt, h.name)
+		} else {
+			ev = p.phaseEvent(rc, m, contract.KindHookFailed, phase, attempt, h.name, fmt.Sprint(attempt))
+			ev.Error = eventError(errorCode(h.err, phase), h.err)
+		}
+		ev.Hook, ev.DurationMS, ev.RowsAffected, ev.Message = h.name, h.duration.Milliseconds(), h.rows, h.message
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+// failPhase records a failed attempt. While attempts remain and the error is retryable, it
+// records hook.failed and phase.retrying and returns the error for River to retry. Otherwise the
+// phase has failed for good: later phases are skipped, and the migration's on_error hooks run
+// next (or the run fails at once when it has none).
+func (p *Pipeline) failPhase(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, res *phaseResult, cause error, log *slog.Logger) error {
+	a := job.Args
+	if res == nil {
+		res = &phaseResult{}
+	}
+	code := errorCode(cause, a.Phase)
+	final := !hooks.Retryable(cause) || job.Attempt >= p.cfg.MaxAttempts
+	evs := p.hookEvents(rc, m, a.Phase, job.Attempt, res)
+	if !final {
+		wait := p.backoff(job.Attempt)
+		ev := p.phaseEvent(rc, m, contract.KindPhaseRetrying, a.Phase, job.Attempt, fmt.Sprint(job.Attempt))
+		ev.Hook, ev.DurationMS, ev.Error = res.failedHook, res.duration.Milliseconds(), eventError(code, cause)
+		ev.Message = fmt.Sprintf("attempt %d of %d failed; retrying in about %s", job.Attempt, p.cfg.MaxAttempts, wait.Round(10*time.Millisecond))
+		log.Warn("phase attempt failed; will retry", "error", cause.Error(), "max_attempts", p.cfg.MaxAttempts)
+		if err := p.inTx(ctx, func(tx pgx.Tx) error {
+			return outbox.Insert(ctx, tx, p.cfg.Store.Schema(), append(evs, ev)...)
+		}); err != nil {
+			log.Warn("could not record the failed attempt", "error", err.Error())
+		}
+		return cause
+	}
+	log.Error("phase failed", "error", cause.Error(), "hook", res.failedHook)
+	client := river.ClientFromContext[pgx.Tx](ctx)
+	err := p.inTx(ctx, func(tx pgx.Tx) error {
+		rc, err := p.loadRun(ctx, tx, a.RunID)
+		if err != nil {
+			return err
+		}
+		if !rc.at(a) {
+			return nil
+		}
+		pf := p.phaseEvent(rc, m, contract.KindPhaseFailed, a.Phase, job.Attempt)
+		pf.Hook, pf.DurationMS, pf.Error, pf.Message = res.failedHook, res.duration.Milliseconds(), eventError(code, cause), cause.Error()
+		mf := outbox.New(rc.ref, contract.KindMigrationFailed, m.Version)
+		setMigration(&mf, m)
+		mf.Phase, mf.Hook, mf.Error = a.Phase, res.failedHook, pf.Error
+		evs = append(evs, pf, mf)
+		if err := outbox.Insert(ctx, tx, p.cfg.Store.Schema(), evs...); err != nil {
+			return err
+		}
+		f := failure{Hook: res.failedHook, Error: *pf.Error}
+		if err := p.cfg.Store.SetFailed(ctx, tx, rc.row.ID, m.Version, a.Phase, f); err != nil {
+			return err
+		}
+		if hasHooks(m, contract.PhaseOnError) {
+			return p.insertPhase(ctx, client, tx, rc.row.ID, Step{Version: m.Version, Phase: contract.PhaseOnError})
+		}
+		return p.endRun(ctx, client, tx, rc, queue.RunFailed, p.runFailedEvent(rc, m, a.Phase, f, ""))
+	})
+	if err != nil {
+		// Try the whole job again later; River's attempts include one spare for this.
+		return fmt.Errorf("recording the failure of %s: %w (phase error: %v)", a.Phase, err, cause)
+	}
+	return river.JobCancel(cause)
+}
+
+func (p *Pipeline) runFailedEvent(rc *runContext, m *contract.Migration, phase string, f failure, extra string) contract.Event {
+	ev := outbox.New(rc.ref, contract.KindRunFailed)
+	setMigration(&ev, m)
+	ev.Phase, ev.Hook, ev.Error = phase, f.Hook, &f.Error
+	where := phase
+	if f.Hook != "" {
+		where = fmt.Sprintf("hook %q in %s", f.Hook, phase)
+	}
+	ev.Message = fmt.Sprintf("migration %s failed at %s: %s", m.ID(), where, f.Error.Message)
+	if extra != "" {
+		ev.Message += "; " + extra
+	}
+	ev.DurationMS = time.Since(rc.row.CreatedAt).Milliseconds()
+	return ev
+}
+
+func hasHooks(m *contract.Migration, phase string) bool {
+	for _, h := range m.Hooks {
+		if h.Phase == phase {
+			return true
+		}
+	}
+	return false
+}
+
+// errorCode classifies a phase error for events.
+func errorCode(err error, phase string) string {
+	var he *hooks.HookError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return contract.CodeTimeout
+	case errors.Is(err, hooks.ErrUnknownHook):
+		return contract.CodeUnknownHook
+	case errors.Is(err, hooks.ErrInvalidHooks):
+		return contract.CodeInvalidHooks
+	case errors.As(err, &he) && he.Panic:
+		return contract.CodePanic
+	case errors.As(err, &he):
+		return contract.CodeHookFailed
+	case phase == contract.PhaseDDL:
+		return contract.CodeSQLError
+	}
+	return contract.CodeInternal
+}
+
+func pastVerb(direction string) string {
+	if direction == contract.DirectionDown {
+		return "reverted"
+	}
+	return "applied"
+}

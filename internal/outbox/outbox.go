@@ -1,0 +1,81 @@
+// Package outbox records events in the queue database in the same transaction as the state
+// change they report, and relays them to the bus in order, with the event id as the message id
+// so that the bus drops repeats. An event that was committed is never lost: it stays in the
+// outbox until the bus has acknowledged it.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+)
+
+// notifyChannel is the LISTEN/NOTIFY channel that wakes the relay after an insert.
+const notifyChannel = "confiture_outbox"
+
+// eventNamespace is the UUID namespace of event ids.
+var eventNamespace = uuid.MustParse("b8a3f6d2-0c4e-4e59-8f0b-6a3d9c2e7f15")
+
+// EventID derives an event's id from what identifies the fact it reports, so that the same fact
+// recorded twice (a job that commits, crashes before River hears of it, and runs again) has the
+// same id and is delivered once after de-duplication.
+func EventID(parts ...string) string {
+	return uuid.NewSHA1(eventNamespace, []byte(strings.Join(parts, "\x1f"))).String()
+}
+
+// RunRef identifies the run an event belongs to.
+type RunRef struct {
+	Run       string
+	RequestID string
+	Target    string
+}
+
+// New returns an event of kind for run with the time set to now and an id derived from the run,
+// the kind and idParts.
+func New(ref RunRef, kind string, idParts ...string) contract.Event {
+	return contract.Event{
+		Schema:    contract.EventSchemaV1,
+		ID:        EventID(append([]string{ref.Run, kind}, idParts...)...),
+		Time:      time.Now().UTC(),
+		Kind:      kind,
+		Run:       ref.Run,
+		RequestID: ref.RequestID,
+		Target:    ref.Target,
+	}
+}
+
+// Insert records events in tx. An event whose id is already recorded is skipped. schema is the
+// quoted schema of the outbox table.
+func Insert(ctx context.Context, tx pgx.Tx, schema string, events ...contract.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	ids := make([]string, len(events))
+	subjects := make([]string, len(events))
+	payloads := make([][]byte, len(events))
+	for i, ev := range events {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("outbox: encode %s event: %w", ev.Kind, err)
+		}
+		ids[i], subjects[i], payloads[i] = ev.ID, contract.EventSubject(ev.Target, ev.Run, ev.Kind), b
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO `+schema+`.outbox (id, subject, payload)
+		SELECT id, subject, payload
+		FROM unnest($1::uuid[], $2::text[], $3::bytea[]) WITH ORDINALITY AS e(id, subject, payload, n)
+		ORDER BY n ON CONFLICT (id) DO NOTHING`, ids, subjects, payloads)
+	if err != nil {
+		return fmt.Errorf("outbox: insert: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, notifyChannel); err != nil {
+		return fmt.Errorf("outbox: notify: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,286 @@
+// Package queue owns the queue database: River's tables (migrated with rivermigrate), and the
+// worker's own run table and event outbox, each in a schema of its own (never public).
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+)
+
+// Defaults for the queue database's schemas.
+const (
+	DefaultSchema      = "confiture_queue"
+	DefaultRiverSchema = "confiture_river"
+)
+
+// Querier is a pool, a connection or a transaction.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Store is the worker's tables in the queue database.
+type Store struct {
+	Pool *pgxpool.Pool
+	// schema is the quoted name of the schema that holds runs and the outbox.
+	schema string
+	name   string
+}
+
+// NewStore returns a Store for the tables in schema (unquoted).
+func NewStore(pool *pgxpool.Pool, schema string) *Store {
+	return &Store{Pool: pool, schema: pgx.Identifier{schema}.Sanitize(), name: schema}
+}
+
+// Schema returns the quoted schema name, for SQL built by other packages of the worker.
+func (s *Store) Schema() string { return s.schema }
+
+// migrations of the worker's own queue tables; %[1]s is the quoted schema. Append only.
+var migrations = []string{
+	`CREATE TABLE %[1]s.runs (
+		id             uuid PRIMARY KEY,
+		seq            bigserial UNIQUE,
+		request_id     text NOT NULL,
+		target         text NOT NULL,
+		direction      text NOT NULL,
+		dry_run        boolean NOT NULL DEFAULT false,
+		status         text NOT NULL,
+		request        jsonb NOT NULL,
+		request_sha256 text NOT NULL,
+		plan           jsonb,
+		step_version   text NOT NULL DEFAULT '',
+		step_phase     text NOT NULL DEFAULT '',
+		failed_version text NOT NULL DEFAULT '',
+		failed_phase   text NOT NULL DEFAULT '',
+		error          jsonb,
+		created_at     timestamptz NOT NULL DEFAULT now(),
+		started_at     timestamptz,
+		finished_at    timestamptz,
+		UNIQUE (target, request_id)
+	);
+	CREATE INDEX runs_active ON %[1]s.runs (target, seq) WHERE status IN ('queued', 'running');
+	CREATE TABLE %[1]s.outbox (
+		seq          bigserial PRIMARY KEY,
+		id           uuid NOT NULL UNIQUE,
+		subject      text NOT NULL,
+		payload      bytea NOT NULL,
+		created_at   timestamptz NOT NULL DEFAULT now(),
+		published_at timestamptz
+	);
+	CREATE INDEX outbox_unpublished ON %[1]s.outbox (seq) WHERE published_at IS NULL;`,
+}
+
+// Migrate brings River's tables (in riverSchema) and the worker's tables (in schema) up to date.
+// It holds an advisory lock for the whole time, so workers starting together take turns.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, schema, riverSchema string, logger *slog.Logger) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("queue database: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('confiture.queue.migrate'))`); err != nil {
+		return fmt.Errorf("queue database: migration lock: %w", err)
+	}
+	for _, s := range []string{schema, riverSchema} {
+		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{s}.Sanitize()); err != nil {
+			return fmt.Errorf("queue database: create schema %s: %w", s, err)
+		}
+	}
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: riverSchema, Logger: logger})
+	if err != nil {
+		return err
+	}
+	res, err := migrator.MigrateTx(ctx, tx, rivermigrate.DirectionUp, nil)
+	if err != nil {
+		return fmt.Errorf("queue database: River migrations: %w", err)
+	}
+	q := pgx.Identifier{schema}.Sanitize()
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+q+`.queue_migrations (
+		version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("queue database: %w", err)
+	}
+	var current int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+q+`.queue_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("queue database: %w", err)
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("queue database: schema %s is at version %d, newer than this worker knows (%d): upgrade the worker", schema, current, len(migrations))
+	}
+	for v := current + 1; v <= len(migrations); v++ {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(migrations[v-1], q)); err != nil {
+			return fmt.Errorf("queue database: migration %d: %w", v, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+q+`.queue_migrations (version) VALUES ($1)`, v); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("queue database: %w", err)
+	}
+	if logger != nil && (len(res.Versions) > 0 || current < len(migrations)) {
+		logger.Info("queue database migrated", "river_versions_applied", len(res.Versions),
+			"queue_version", len(migrations), "schema", schema, "river_schema", riverSchema)
+	}
+	return nil
+}
+
+// CurrentVersion reports whether the worker's queue tables are at the version this build knows.
+func (s *Store) Current(ctx context.Context) (bool, error) {
+	var v int
+	err := s.Pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+s.schema+`.queue_migrations`).Scan(&v)
+	return v == len(migrations), err
+}
+
+// Run statuses.
+const (
+	RunQueued    = "queued"
+	RunRunning   = "running"
+	RunCompleted = "completed"
+	RunFailed    = "failed"
+	RunRejected  = "rejected"
+)
+
+// Run is one row of the run table.
+type Run struct {
+	ID            string
+	Seq           int64
+	RequestID     string
+	Target        string
+	Direction     string
+	DryRun        bool
+	Status        string
+	Request       json.RawMessage
+	RequestSHA256 string
+	Plan          []string
+	StepVersion   string
+	StepPhase     string
+	FailedVersion string
+	FailedPhase   string
+	Error         json.RawMessage
+	CreatedAt     time.Time
+}
+
+// ErrRunNotFound is returned when a run id is not in the run table.
+var ErrRunNotFound = errors.New("run not found")
+
+// InsertRun records a new run as queued. If a run with the same target and request id exists,
+// it inserts nothing and returns that run with created false.
+func (s *Store) InsertRun(ctx context.Context, tx pgx.Tx, r *Run) (created bool, existing *Run, err error) {
+	tag, err := tx.Exec(ctx, `INSERT INTO `+s.schema+`.runs
+		(id, request_id, target, direction, dry_run, status, request, request_sha256)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (target, request_id) DO NOTHING`,
+		r.ID, r.RequestID, r.Target, r.Direction, r.DryRun, RunQueued, r.Request, r.RequestSHA256)
+	if err != nil {
+		return false, nil, fmt.Errorf("insert run: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, nil, nil
+	}
+	existing, err = s.findRun(ctx, tx, `target = $1 AND request_id = $2`, r.Target, r.RequestID)
+	return false, existing, err
+}
+
+// GetRun returns the run with id.
+func (s *Store) GetRun(ctx context.Context, q Querier, id string) (*Run, error) {
+	return s.findRun(ctx, q, `id = $1`, id)
+}
+
+// GetRunForUpdate returns the run with id, locking its row until tx ends.
+func (s *Store) GetRunForUpdate(ctx context.Context, tx pgx.Tx, id string) (*Run, error) {
+	return s.findRun(ctx, tx, `id = $1 FOR UPDATE`, id)
+}
+
+func (s *Store) findRun(ctx context.Context, tx Querier, where string, args ...any) (*Run, error) {
+	var r Run
+	var plan []byte
+	err := tx.QueryRow(ctx, `SELECT id::text, seq, request_id, target, direction, dry_run, status, request,
+		request_sha256, plan, step_version, step_phase, failed_version, failed_phase, error, created_at
+		FROM `+s.schema+`.runs WHERE `+where, args...).Scan(&r.ID, &r.Seq, &r.RequestID, &r.Target,
+		&r.Direction, &r.DryRun, &r.Status, &r.Request, &r.RequestSHA256, &plan, &r.StepVersion,
+		&r.StepPhase, &r.FailedVersion, &r.FailedPhase, &r.Error, &r.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrRunNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read run: %w", err)
+	}
+	if len(plan) > 0 {
+		if err := json.Unmarshal(plan, &r.Plan); err != nil {
+			return nil, fmt.Errorf("read run plan: %w", err)
+		}
+	}
+	return &r, nil
+}
+
+// LockTarget serializes run admission on target for the rest of tx.
+func (s *Store) LockTarget(ctx context.Context, tx pgx.Tx, target string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('confiture.queue.target:' || $1))`, target)
+	return err
+}
+
+// TargetBusy reports whether a run other than except is running on target. Call it under
+// LockTarget.
+func (s *Store) TargetBusy(ctx context.Context, tx pgx.Tx, target, except string) (bool, error) {
+	var busy bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.schema+`.runs
+		WHERE target = $1 AND status = 'running' AND id <> $2::uuid)`, target, except).Scan(&busy)
+	return busy, err
+}
+
+// NextQueued returns the oldest queued run of target, or nil. Call it under LockTarget.
+func (s *Store) NextQueued(ctx context.Context, tx pgx.Tx, target string) (*Run, error) {
+	r, err := s.findRun(ctx, tx, `target = $1 AND status = 'queued' ORDER BY seq LIMIT 1`, target)
+	if errors.Is(err, ErrRunNotFound) {
+		return nil, nil
+	}
+	return r, err
+}
+
+// MarkRunning marks a queued run as running.
+func (s *Store) MarkRunning(ctx context.Context, tx pgx.Tx, id string) error {
+	_, err := tx.Exec(ctx, `UPDATE `+s.schema+`.runs SET status = 'running', started_at = now() WHERE id = $1`, id)
+	return err
+}
+
+// SetPlan records the versions a run will apply or revert, in order.
+func (s *Store) SetPlan(ctx context.Context, tx pgx.Tx, id string, plan []string) error {
+	b, err := json.Marshal(plan)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE `+s.schema+`.runs SET plan = $2 WHERE id = $1`, id, b)
+	return err
+}
+
+// SetStep records the step the run is at. Jobs compare it with their own step so that a
+// duplicate or stale job does nothing.
+func (s *Store) SetStep(ctx context.Context, tx pgx.Tx, id, version, phase string) error {
+	_, err := tx.Exec(ctx, `UPDATE `+s.schema+`.runs SET step_version = $2, step_phase = $3 WHERE id = $1`, id, version, phase)
+	return err
+}
+
+// SetFailed records where and why a run is failing (before its on_error hooks run).
+func (s *Store) SetFailed(ctx context.Context, tx pgx.Tx, id, version, phase string, runErr any) error {
+	b, err := json.Marshal(runErr)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE `+s.schema+`.runs SET failed_version = $2, failed_phase = $3, error = $4 WHERE id = $1`, id, version, phase, b)
+	return err
+}
+
+// Finish ends a run with status (completed, failed or rejected).
+func (s *Store) Finish(ctx context.Context, tx pgx.Tx, id, status string) error {
+	_, err := tx.Exec(ctx, `UPDATE `+s.schema+`.runs SET status = $2, finished_at = now(), step_version = '', step_phase = '' WHERE id = $1`, id, status)
+	return err
+}

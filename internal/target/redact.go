@@ -1,0 +1,48 @@
+package target
+
+import (
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+var (
+	urlPasswordRe = regexp.MustCompile(`(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@`)
+	kvPasswordRe  = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+)
+
+// Redact removes secrets from s: the password of any PostgreSQL URL or key=value connection
+// string, and every occurrence of dsn itself and of its password.
+func Redact(s, dsn string) string {
+	if dsn != "" {
+		if pw := dsnPassword(dsn); len(pw) >= 4 { // shorter ones would garble the text
+			s = strings.ReplaceAll(s, pw, "xxxxx")
+		}
+		s = strings.ReplaceAll(s, dsn, RedactDSN(dsn))
+	}
+	s = urlPasswordRe.ReplaceAllString(s, "${1}xxxxx@")
+	return kvPasswordRe.ReplaceAllString(s, "${1}xxxxx")
+}
+
+// RedactDSN returns dsn with its password replaced, for display.
+func RedactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+		return dsn
+	}
+	return kvPasswordRe.ReplaceAllString(dsn, "${1}xxxxx")
+}
+
+func dsnPassword(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		pw, _ := u.User.Password()
+		return pw
+	}
+	if m := kvPasswordRe.FindStringSubmatch(dsn); m != nil {
+		return strings.Trim(m[2], "'")
+	}
+	return ""
+}

@@ -1,0 +1,158 @@
+// Package target manages the databases the worker may change: one connection pool per
+// configured target, and the small tracking schema each target holds (the applied-migrations
+// table and the hook ledger).
+//
+// A target's connection string never leaves this package in an error or a log record.
+package target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Config defines one target.
+type Config struct {
+	// Name is how requests name the target. Letters, digits, '_' and '-'.
+	Name string `yaml:"name" json:"name"`
+	// DSN is the PostgreSQL connection string. It never appears in logs, events or errors.
+	DSN string `yaml:"dsn" json:"-"`
+	// Schema, when set, is the schema migrations run in (the session's search_path). Defaults
+	// to the database's own search_path.
+	Schema string `yaml:"schema" json:"schema,omitempty"`
+	// TrackingSchema holds the tracking table and hook ledger. Defaults to "confiture", or
+	// "confiture_<schema>" when Schema is set, so targets sharing a database do not collide.
+	TrackingSchema string `yaml:"tracking_schema" json:"tracking_schema,omitempty"`
+	// MaxConns bounds the target's pool. Defaults to 4.
+	MaxConns int32 `yaml:"max_conns" json:"max_conns,omitempty"`
+}
+
+// ErrUnknownTarget is returned by Set.Get for a name that is not configured.
+var ErrUnknownTarget = errors.New("unknown target")
+
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Target is one configured target and its lazily opened pool.
+type Target struct {
+	cfg     Config
+	schema  string // tracking schema, quoted
+	poolCfg *pgxpool.Config
+
+	mu            sync.Mutex
+	pool          *pgxpool.Pool
+	serverVersion int
+}
+
+// Name returns the target's name.
+func (t *Target) Name() string { return t.cfg.Name }
+
+// TrackingSchema returns the (unquoted) name of the target's tracking schema.
+func (t *Target) TrackingSchema() string { return t.cfg.TrackingSchema }
+
+// ServerVersion returns the server_version_num of the target, known once Pool has succeeded.
+func (t *Target) ServerVersion() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.serverVersion
+}
+
+// Set is the worker's configured targets.
+type Set struct {
+	targets map[string]*Target
+}
+
+// NewSet validates cfgs and prepares a Target for each, without connecting.
+func NewSet(cfgs []Config) (*Set, error) {
+	s := &Set{targets: map[string]*Target{}}
+	for _, c := range cfgs {
+		if !nameRe.MatchString(c.Name) {
+			return nil, fmt.Errorf("target name %q: must match %s", c.Name, nameRe)
+		}
+		if _, dup := s.targets[c.Name]; dup {
+			return nil, fmt.Errorf("target %q is configured twice", c.Name)
+		}
+		if c.TrackingSchema == "" {
+			c.TrackingSchema = "confiture"
+			if c.Schema != "" {
+				c.TrackingSchema = "confiture_" + c.Schema
+			}
+		}
+		if c.MaxConns == 0 {
+			c.MaxConns = 4
+		}
+		pc, err := pgxpool.ParseConfig(c.DSN)
+		if err != nil {
+			// pgx redacts the password in its parse errors, but keep only the reason anyway.
+			return nil, fmt.Errorf("target %q: invalid connection string: %s", c.Name, Redact(err.Error(), c.DSN))
+		}
+		pc.MaxConns = c.MaxConns
+		pc.ConnConfig.RuntimeParams["application_name"] = "confiture-worker"
+		if c.Schema != "" {
+			pc.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{c.Schema}.Sanitize()
+		}
+		s.targets[c.Name] = &Target{cfg: c, schema: pgx.Identifier{c.TrackingSchema}.Sanitize(), poolCfg: pc}
+	}
+	return s, nil
+}
+
+// Get returns the target named name, or an error wrapping ErrUnknownTarget that lists the
+// configured ones.
+func (s *Set) Get(name string) (*Target, error) {
+	t, ok := s.targets[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q (configured: %v)", ErrUnknownTarget, name, s.Names())
+	}
+	return t, nil
+}
+
+// Names returns the configured target names, sorted.
+func (s *Set) Names() []string {
+	out := make([]string, 0, len(s.targets))
+	for n := range s.targets {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Close closes every opened pool.
+func (s *Set) Close() {
+	for _, t := range s.targets {
+		t.mu.Lock()
+		if t.pool != nil {
+			t.pool.Close()
+			t.pool = nil
+		}
+		t.mu.Unlock()
+	}
+}
+
+// Pool returns the target's pool, connecting and creating the tracking schema on first use.
+// A failure is returned with the connection string redacted and retried on the next call.
+func (t *Target) Pool(ctx context.Context) (*pgxpool.Pool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.pool != nil {
+		return t.pool, nil
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, t.poolCfg)
+	if err != nil {
+		return nil, t.connError(err)
+	}
+	if err := t.ensureSchema(ctx, pool); err != nil {
+		pool.Close()
+		return nil, t.connError(err)
+	}
+	t.pool = pool
+	return pool, nil
+}
+
+func (t *Target) connError(err error) error {
+	return fmt.Errorf("target %q: %s", t.cfg.Name, Redact(err.Error(), t.cfg.DSN))
+}

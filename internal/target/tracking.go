@@ -1,0 +1,246 @@
+package target
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Querier is what the tracking functions need: a pool, a connection or a transaction.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// schemaSQL creates the tracking schema; %[1]s is the quoted schema name.
+const schemaSQL = `
+CREATE SCHEMA IF NOT EXISTS %[1]s;
+CREATE TABLE IF NOT EXISTS %[1]s.schema_migrations (
+	version           text PRIMARY KEY,
+	name              text NOT NULL,
+	checksum          text NOT NULL,
+	applied_at        timestamptz NOT NULL DEFAULT now(),
+	execution_time_ms bigint NOT NULL,
+	applied_by        text NOT NULL,
+	run_id            uuid NOT NULL
+);
+CREATE TABLE IF NOT EXISTS %[1]s.hook_ledger (
+	run_id        uuid NOT NULL,
+	version       text NOT NULL,
+	phase         text NOT NULL,
+	hook          text NOT NULL,
+	status        text NOT NULL,
+	attempt       integer NOT NULL,
+	rows_affected bigint NOT NULL DEFAULT 0,
+	duration_ms   bigint NOT NULL DEFAULT 0,
+	stats         jsonb,
+	checkpoint    jsonb,
+	message       text NOT NULL DEFAULT '',
+	error         text NOT NULL DEFAULT '',
+	updated_at    timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (run_id, version, phase, hook)
+);`
+
+func (t *Target) ensureSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	// Serialize concurrent creators: CREATE ... IF NOT EXISTS can still race on the catalog.
+	if err := t.Lock(ctx, tx); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf(schemaSQL, t.schema)); err != nil {
+		return fmt.Errorf("create tracking schema %s: %w", t.schema, err)
+	}
+	var v int
+	if err := tx.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&v); err != nil {
+		return err
+	}
+	t.serverVersion = v
+	return tx.Commit(ctx)
+}
+
+// Lock takes the target's advisory lock for the rest of tx: one phase of one run changes a
+// target at a time, whichever worker or queue runs it.
+func (t *Target) Lock(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('confiture:' || $1))`, t.cfg.TrackingSchema)
+	if err != nil {
+		return fmt.Errorf("advisory lock on target %q: %w", t.cfg.Name, err)
+	}
+	return nil
+}
+
+// Applied is one row of the tracking table.
+type Applied struct {
+	Version         string
+	Name            string
+	Checksum        string
+	AppliedAt       time.Time
+	ExecutionTimeMS int64
+	AppliedBy       string
+	RunID           string
+}
+
+// AppliedMigrations returns the tracking table, in version order.
+func (t *Target) AppliedMigrations(ctx context.Context, q Querier) ([]Applied, error) {
+	rows, err := q.Query(ctx, `SELECT version, name, checksum, applied_at, execution_time_ms, applied_by, run_id::text
+		FROM `+t.schema+`.schema_migrations ORDER BY version`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Applied, error) {
+		var a Applied
+		err := r.Scan(&a.Version, &a.Name, &a.Checksum, &a.AppliedAt, &a.ExecutionTimeMS, &a.AppliedBy, &a.RunID)
+		return a, err
+	})
+}
+
+// IsApplied reports whether version is in the tracking table and, if so, which run applied it.
+func (t *Target) IsApplied(ctx context.Context, q Querier, version string) (bool, string, error) {
+	var run string
+	err := q.QueryRow(ctx, `SELECT run_id::text FROM `+t.schema+`.schema_migrations WHERE version = $1`, version).Scan(&run)
+	if err == pgx.ErrNoRows {
+		return false, "", nil
+	}
+	return err == nil, run, err
+}
+
+// RecordApplied writes the tracking row of an applied migration. With force it replaces an
+// existing row of the same version.
+func (t *Target) RecordApplied(ctx context.Context, q Querier, a Applied) error {
+	_, err := q.Exec(ctx, `INSERT INTO `+t.schema+`.schema_migrations
+		(version, name, checksum, execution_time_ms, applied_by, run_id) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum,
+		applied_at = now(), execution_time_ms = EXCLUDED.execution_time_ms,
+		applied_by = EXCLUDED.applied_by, run_id = EXCLUDED.run_id`,
+		a.Version, a.Name, a.Checksum, a.ExecutionTimeMS, a.AppliedBy, a.RunID)
+	return err
+}
+
+// DeleteApplied removes the tracking row of a reverted migration.
+func (t *Target) DeleteApplied(ctx context.Context, q Querier, version string) error {
+	_, err := q.Exec(ctx, `DELETE FROM `+t.schema+`.schema_migrations WHERE version = $1`, version)
+	return err
+}
+
+// Ledger statuses.
+const (
+	StatusCompleted = "completed"
+	StatusFailed    = "failed"
+	StatusRunning   = "running"
+)
+
+// LedgerRow is one hook's (or one DDL phase's) record in the hook ledger.
+type LedgerRow struct {
+	Run          string
+	Version      string
+	Phase        string
+	Hook         string
+	Status       string
+	Attempt      int
+	RowsAffected int64
+	DurationMS   int64
+	Stats        map[string]any
+	Checkpoint   json.RawMessage
+	Message      string
+	Error        string
+}
+
+// WriteLedger inserts or updates ledger rows.
+func (t *Target) WriteLedger(ctx context.Context, q Querier, rows ...LedgerRow) error {
+	for _, r := range rows {
+		var stats []byte
+		if len(r.Stats) > 0 {
+			b, err := json.Marshal(r.Stats)
+			if err != nil {
+				return fmt.Errorf("hook %q stats: %w", r.Hook, err)
+			}
+			stats = b
+		}
+		var checkpoint []byte
+		if len(r.Checkpoint) > 0 {
+			checkpoint = r.Checkpoint
+		}
+		_, err := q.Exec(ctx, `INSERT INTO `+t.schema+`.hook_ledger
+			(run_id, version, phase, hook, status, attempt, rows_affected, duration_ms, stats, checkpoint, message, error)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+			ON CONFLICT (run_id, version, phase, hook) DO UPDATE SET status = EXCLUDED.status,
+			attempt = EXCLUDED.attempt, rows_affected = EXCLUDED.rows_affected,
+			duration_ms = EXCLUDED.duration_ms, stats = EXCLUDED.stats, checkpoint = EXCLUDED.checkpoint,
+			message = EXCLUDED.message, error = EXCLUDED.error, updated_at = now()`,
+			r.Run, r.Version, r.Phase, r.Hook, r.Status, r.Attempt, r.RowsAffected, r.DurationMS,
+			stats, checkpoint, r.Message, r.Error)
+		if err != nil {
+			return fmt.Errorf("write hook ledger: %w", err)
+		}
+	}
+	return nil
+}
+
+// Ledger returns the ledger rows of one phase of one migration of a run, oldest first.
+func (t *Target) Ledger(ctx context.Context, q Querier, run, version, phase string) ([]LedgerRow, error) {
+	return t.ledger(ctx, q, `WHERE run_id = $1 AND version = $2 AND phase = $3`, run, version, phase)
+}
+
+// RunStats merges the stats of every completed ledger row of a run, oldest first: the shared
+// stats a hook of a later phase sees.
+func (t *Target) RunStats(ctx context.Context, q Querier, run string) (map[string]any, error) {
+	rows, err := t.ledger(ctx, q, `WHERE run_id = $1 AND status = 'completed' AND stats IS NOT NULL`, run)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	for _, r := range rows {
+		for k, v := range r.Stats {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+func (t *Target) ledger(ctx context.Context, q Querier, where string, args ...any) ([]LedgerRow, error) {
+	rows, err := q.Query(ctx, `SELECT run_id::text, version, phase, hook, status, attempt, rows_affected,
+		duration_ms, stats, checkpoint, message, error FROM `+t.schema+`.hook_ledger `+where+
+		` ORDER BY updated_at, hook`, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (LedgerRow, error) {
+		var l LedgerRow
+		var stats, checkpoint []byte
+		if err := r.Scan(&l.Run, &l.Version, &l.Phase, &l.Hook, &l.Status, &l.Attempt, &l.RowsAffected,
+			&l.DurationMS, &stats, &checkpoint, &l.Message, &l.Error); err != nil {
+			return l, err
+		}
+		if len(stats) > 0 {
+			if err := json.Unmarshal(stats, &l.Stats); err != nil {
+				return l, err
+			}
+		}
+		l.Checkpoint = checkpoint
+		return l, nil
+	})
+}
+
+// SessionLock takes the target's advisory lock on conn until SessionUnlock, for work that
+// cannot run inside a transaction.
+func (t *Target) SessionLock(ctx context.Context, conn *pgx.Conn) error {
+	_, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtext('confiture:' || $1))`, t.cfg.TrackingSchema)
+	if err != nil {
+		return fmt.Errorf("advisory lock on target %q: %w", t.cfg.Name, err)
+	}
+	return nil
+}
+
+// SessionUnlock releases the lock SessionLock took.
+func (t *Target) SessionUnlock(ctx context.Context, conn *pgx.Conn) {
+	_, _ = conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtext('confiture:' || $1))`, t.cfg.TrackingSchema)
+}

@@ -1,0 +1,506 @@
+package contract
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+
+	"github.com/confiture-io/confiture-worker/schemas"
+)
+
+// Schema files in schemas.FS and their $id.
+const (
+	RequestSchemaFile = "request.v1.json"
+	EventSchemaFile   = "event.v1.json"
+	RequestSchemaURL  = "https://confiture.dev/schemas/request.v1.json"
+	EventSchemaURL    = "https://confiture.dev/schemas/event.v1.json"
+)
+
+// DecodeError says why a message was rejected. Code is CodeUnsupportedSchema when the message's
+// schema identifier is missing or unknown, and CodeInvalidRequest for everything else (not
+// JSON, not an object, a schema violation, a failed semantic check). Message is meant for the
+// person who sent the message: short (about 1 KiB at most), deterministic, and it never echoes
+// long stretches of the input.
+type DecodeError struct {
+	Code    string
+	Message string
+}
+
+func (e *DecodeError) Error() string { return e.Code + ": " + e.Message }
+
+func invalid(format string, args ...any) *DecodeError {
+	return &DecodeError{Code: CodeInvalidRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+// Checksum is the checksum of a migration: the lower-case hex SHA-256 of its up SQL.
+func Checksum(upSQL string) string {
+	sum := sha256.Sum256([]byte(upSQL))
+	return hex.EncodeToString(sum[:])
+}
+
+// printer renders the library's own messages for the violations reason does not rephrase.
+var printer = message.NewPrinter(language.English)
+
+var (
+	compileOnce   sync.Once
+	requestSchema *jsonschema.Schema
+	eventSchema   *jsonschema.Schema
+	errCompile    error
+)
+
+// compiled returns the compiled request and event schemas, compiling them on first use.
+func compiled() (req, ev *jsonschema.Schema, err error) {
+	compileOnce.Do(func() {
+		requestSchema, eventSchema, errCompile = compileSchemas()
+	})
+	return requestSchema, eventSchema, errCompile
+}
+
+func compileSchemas() (req, ev *jsonschema.Schema, err error) {
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	for file, url := range map[string]string{RequestSchemaFile: RequestSchemaURL, EventSchemaFile: EventSchemaURL} {
+		f, err := schemas.FS.Open(file)
+		if err != nil {
+			return nil, nil, fmt.Errorf("contract: open schema %s: %w", file, err)
+		}
+		doc, err := jsonschema.UnmarshalJSON(f)
+		_ = f.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("contract: parse schema %s: %w", file, err)
+		}
+		if err := c.AddResource(url, doc); err != nil {
+			return nil, nil, fmt.Errorf("contract: add schema %s: %w", file, err)
+		}
+	}
+	if req, err = c.Compile(RequestSchemaURL); err != nil {
+		return nil, nil, fmt.Errorf("contract: compile %s: %w", RequestSchemaFile, err)
+	}
+	if ev, err = c.Compile(EventSchemaURL); err != nil {
+		return nil, nil, fmt.Errorf("contract: compile %s: %w", EventSchemaFile, err)
+	}
+	return req, ev, nil
+}
+
+// DecodeRequest parses, validates and checks a request message. It checks the schema
+// identifier first, then validates against schemas/request.v1.json, decodes, and finally runs
+// CheckRequest. Every rejection is a *DecodeError; it never panics, whatever data holds.
+func DecodeRequest(data []byte) (*Request, error) {
+	reqSchema, _, err := compiled()
+	if err != nil {
+		return nil, err
+	}
+	if err := validate(data, reqSchema, "request", RequestSchemaV1); err != nil {
+		return nil, err
+	}
+	var r Request
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, invalid("malformed request: %s", clip(err.Error(), 200))
+	}
+	if err := CheckRequest(&r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// ValidateEvent checks an event message against schemas/event.v1.json, schema identifier
+// first. Every rejection is a *DecodeError.
+func ValidateEvent(data []byte) error {
+	_, evSchema, err := compiled()
+	if err != nil {
+		return err
+	}
+	return validate(data, evSchema, "event", EventSchemaV1)
+}
+
+// DecodeEvent validates an event message (see ValidateEvent) and decodes it.
+func DecodeEvent(data []byte) (*Event, error) {
+	if err := ValidateEvent(data); err != nil {
+		return nil, err
+	}
+	var e Event
+	if err := json.Unmarshal(data, &e); err != nil {
+		return nil, invalid("malformed event: %s", clip(err.Error(), 200))
+	}
+	return &e, nil
+}
+
+// validate parses data, checks its "schema" field against want, then validates it against sch.
+func validate(data []byte, sch *jsonschema.Schema, what, want string) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return invalid("malformed JSON: empty message")
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return invalid("malformed JSON: unexpected end of input")
+		}
+		return invalid("malformed JSON: %s", clip(err.Error(), 200))
+	}
+	obj, ok := doc.(map[string]any)
+	if !ok {
+		return invalid("%s must be a JSON object, got %s", what, jsonType(doc))
+	}
+	id, present := obj["schema"]
+	if !present {
+		return &DecodeError{Code: CodeUnsupportedSchema, Message: fmt.Sprintf("missing %q field (want %q)", "schema", want)}
+	}
+	s, ok := id.(string)
+	if !ok {
+		return &DecodeError{Code: CodeUnsupportedSchema, Message: fmt.Sprintf("%q field must be a string, got %s (want %q)", "schema", jsonType(id), want)}
+	}
+	if s != want {
+		return &DecodeError{Code: CodeUnsupportedSchema, Message: fmt.Sprintf("schema %s is not supported (want %q)", quote(s, 64), want)}
+	}
+	if err := sch.Validate(doc); err != nil {
+		var ve *jsonschema.ValidationError
+		if errors.As(err, &ve) {
+			return invalid("%s", formatViolations(ve))
+		}
+		return invalid("invalid %s: %s", what, clip(err.Error(), 200))
+	}
+	return nil
+}
+
+// Limits of the violation report in a DecodeError message.
+const (
+	maxViolations    = 8
+	maxViolationLine = 160
+	maxReportBytes   = 1000
+)
+
+// formatViolations renders the leaves of a validation error tree as a sorted, de-duplicated
+// list of "<instance location>: <reason>", bounded in size.
+func formatViolations(ve *jsonschema.ValidationError) string {
+	type violation struct {
+		loc  []string
+		line string
+	}
+	seen := map[string]bool{}
+	var vs []violation
+	var walk func(e *jsonschema.ValidationError, depth int)
+	walk = func(e *jsonschema.ValidationError, depth int) {
+		if e == nil || depth > 64 {
+			return
+		}
+		if len(e.Causes) == 0 {
+			line := clip(pointer(e.InstanceLocation)+": "+reason(e.ErrorKind), maxViolationLine)
+			if !seen[line] {
+				seen[line] = true
+				vs = append(vs, violation{loc: e.InstanceLocation, line: line})
+			}
+			return
+		}
+		for _, c := range e.Causes {
+			walk(c, depth+1)
+		}
+	}
+	walk(ve, 0)
+	if len(vs) == 0 {
+		return "does not match the schema"
+	}
+	// Document order: by location, array indexes numerically, then by reason.
+	sort.Slice(vs, func(i, j int) bool {
+		if c := compareLocations(vs[i].loc, vs[j].loc); c != 0 {
+			return c < 0
+		}
+		return vs[i].line < vs[j].line
+	})
+	lines := make([]string, len(vs))
+	for i, v := range vs {
+		lines[i] = v.line
+	}
+	var b strings.Builder
+	n := 0
+	for _, l := range lines {
+		if n == maxViolations || b.Len()+len(l)+2 > maxReportBytes {
+			break
+		}
+		if n > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(l)
+		n++
+	}
+	if rest := len(lines) - n; rest > 0 {
+		fmt.Fprintf(&b, "; and %d more", rest)
+	}
+	return b.String()
+}
+
+// compareLocations orders instance locations token by token, numbers numerically, a parent
+// before its children.
+func compareLocations(a, b []string) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] == b[i] {
+			continue
+		}
+		x, errX := strconv.Atoi(a[i])
+		y, errY := strconv.Atoi(b[i])
+		if errX == nil && errY == nil {
+			return cmp.Compare(x, y)
+		}
+		return strings.Compare(a[i], b[i])
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+// reason describes one schema violation without echoing the offending value.
+func reason(k jsonschema.ErrorKind) string {
+	switch k := k.(type) {
+	case nil:
+		return "invalid"
+	case *kind.Pattern:
+		return fmt.Sprintf("does not match pattern %q", k.Want)
+	case *kind.Format:
+		return fmt.Sprintf("is not a valid %s", k.Want)
+	case *kind.Type:
+		return fmt.Sprintf("must be %s, got %s", strings.Join(k.Want, " or "), k.Got)
+	case *kind.Required:
+		return "missing " + plural(len(k.Missing), "property", "properties") + " " + quoteList(k.Missing)
+	case *kind.AdditionalProperties:
+		return "unknown " + plural(len(k.Properties), "property", "properties") + " " + quoteList(k.Properties)
+	case *kind.MinLength:
+		if k.Want == 1 {
+			return "must not be empty"
+		}
+		return fmt.Sprintf("must be at least %d characters long, got %d", k.Want, k.Got)
+	case *kind.MaxLength:
+		return fmt.Sprintf("must be at most %d characters long, got %d", k.Want, k.Got)
+	case *kind.MinItems:
+		return fmt.Sprintf("must have at least %d %s, got %d", k.Want, plural(k.Want, "item", "items"), k.Got)
+	case *kind.MaxItems:
+		return fmt.Sprintf("must have at most %d %s, got %d", k.Want, plural(k.Want, "item", "items"), k.Got)
+	case *kind.UniqueItems:
+		return fmt.Sprintf("items %d and %d are equal", k.Duplicates[0], k.Duplicates[1])
+	default:
+		return k.LocalizedString(printer)
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func quoteList(names []string) string {
+	q := make([]string, 0, len(names))
+	for i, n := range names {
+		if i == 5 {
+			q = append(q, fmt.Sprintf("and %d more", len(names)-i))
+			break
+		}
+		q = append(q, quote(n, 40))
+	}
+	return strings.Join(q, ", ")
+}
+
+// pointer renders an instance location as a JSON pointer, "(root)" for the document itself.
+func pointer(tokens []string) string {
+	if len(tokens) == 0 {
+		return "(root)"
+	}
+	var b strings.Builder
+	for _, t := range tokens {
+		b.WriteByte('/')
+		t = strings.ReplaceAll(t, "~", "~0")
+		b.WriteString(strings.ReplaceAll(t, "/", "~1"))
+	}
+	return b.String()
+}
+
+// jsonType names the JSON type of a value produced by jsonschema.UnmarshalJSON.
+func jsonType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case json.Number, float64:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+// quote quotes s for a message, shortened to at most max runes of s.
+func quote(s string, max int) string {
+	if utf8.RuneCountInString(s) <= max {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(string([]rune(s)[:max])) + "..."
+}
+
+// plain is quote without the quotes: s with control and invalid characters escaped.
+func plain(s string, max int) string {
+	q := quote(s, max)
+	if strings.HasSuffix(q, "...") {
+		return q[1:len(q)-4] + "..."
+	}
+	return q[1 : len(q)-1]
+}
+
+// clip shortens s to at most max bytes, on a rune boundary.
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+var versionRE = regexp.MustCompile(`^[0-9]{1,32}$`)
+
+// CheckRequest runs the checks on a request that its JSON Schema cannot express: unique
+// versions, checksums that match up_sql, unique hook names within a migration and phase,
+// depends_on naming another hook of the same migration and phase, no dependency cycle, and a
+// well-formed "to". It returns a *DecodeError with code CodeInvalidRequest naming the migration
+// and hook at fault, or nil. It does not repeat the schema's checks: use DecodeRequest on the
+// marshalled request for a full validation.
+func CheckRequest(r *Request) error {
+	if r == nil {
+		return invalid("request is missing")
+	}
+	if r.To != "" && !versionRE.MatchString(r.To) {
+		return invalid("to %s is not a version (1 to 32 digits)", quote(r.To, 40))
+	}
+	versions := make(map[string]string, len(r.Migrations))
+	for i := range r.Migrations {
+		m := &r.Migrations[i]
+		id := plain(m.ID(), 170)
+		if prev, dup := versions[m.Version]; dup {
+			return invalid("migrations %s and %s have the same version %s", prev, id, quote(m.Version, 40))
+		}
+		versions[m.Version] = id
+		if m.Checksum != Checksum(m.UpSQL) {
+			return invalid("checksum of migration %s does not match its up_sql (want the sha256 hex of up_sql)", id)
+		}
+		if err := checkHooks(id, m.Hooks); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkHooks checks the hooks of one migration, phase by phase, in declaration order.
+func checkHooks(migration string, hooks []HookSpec) error {
+	type phaseHooks struct {
+		names []string            // declaration order
+		deps  map[string][]string // name -> depends_on
+	}
+	phases := map[string]*phaseHooks{}
+	for _, h := range hooks {
+		ph := phases[h.Phase]
+		if ph == nil {
+			ph = &phaseHooks{deps: map[string][]string{}}
+			phases[h.Phase] = ph
+		}
+		if _, dup := ph.deps[h.Name]; dup {
+			return invalid("migration %s declares hook %s twice in phase %s", migration, quote(h.Name, 64), quote(h.Phase, 32))
+		}
+		ph.names = append(ph.names, h.Name)
+		ph.deps[h.Name] = h.DependsOn
+		if h.DependsOn == nil {
+			ph.deps[h.Name] = []string{}
+		}
+	}
+	for _, p := range Phases { // deterministic order; unknown phases are the schema's business
+		ph := phases[p]
+		if ph == nil {
+			continue
+		}
+		for _, name := range ph.names {
+			for _, dep := range ph.deps[name] {
+				if dep == name {
+					return invalid("hook %s of migration %s (phase %s) depends on itself", quote(name, 64), migration, p)
+				}
+				if _, ok := ph.deps[dep]; !ok {
+					return invalid("hook %s of migration %s (phase %s) depends on %s, which is not a hook of that migration and phase", quote(name, 64), migration, p, quote(dep, 64))
+				}
+			}
+		}
+		if cycle := findCycle(ph.names, ph.deps); cycle != nil {
+			for i := range cycle {
+				cycle[i] = quote(cycle[i], 64)
+			}
+			return invalid("hooks of migration %s (phase %s) form a dependency cycle: %s", migration, p, clip(strings.Join(cycle, " -> "), 400))
+		}
+	}
+	return nil
+}
+
+// findCycle returns a dependency cycle among names as a path that starts and ends with the same
+// name, or nil. Iterative, so deep chains cannot exhaust the stack.
+func findCycle(names []string, deps map[string][]string) []string {
+	const (
+		unvisited = iota
+		active
+		done
+	)
+	state := make(map[string]int, len(names))
+	type frame struct {
+		name string
+		next int
+	}
+	for _, start := range names {
+		if state[start] != unvisited {
+			continue
+		}
+		stack := []frame{{name: start}}
+		state[start] = active
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if top.next == len(deps[top.name]) {
+				state[top.name] = done
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			dep := deps[top.name][top.next]
+			top.next++
+			switch state[dep] {
+			case unvisited:
+				state[dep] = active
+				stack = append(stack, frame{name: dep})
+			case active:
+				var cycle []string
+				for i := range stack {
+					if stack[i].name == dep {
+						for _, f := range stack[i:] {
+							cycle = append(cycle, f.name)
+						}
+						break
+					}
+				}
+				return append(cycle, dep)
+			}
+		}
+	}
+	return nil
+}

@@ -64,10 +64,11 @@ type Config struct {
 	PhaseTimeout time.Duration
 	// Queue is the River queue phase jobs go to. Defaults to river.QueueDefault.
 	Queue string
-
-	// afterTargetCommit, when set (tests only), runs after a phase's target transaction has
-	// committed and before its queue transaction; an error it returns fails the attempt there.
-	afterTargetCommit func(PhaseArgs, int) error
+	// Fault, when set, is called at named points of a phase for fault-injection tests; an
+	// error it returns fails the attempt at that point. Points: "after_target_commit" (the
+	// phase's target transaction has committed, its queue transaction has not begun).
+	// Defaults to none.
+	Fault func(point string, args PhaseArgs, attempt int) error
 }
 
 func (c *Config) withDefaults() *Config {

@@ -94,8 +94,8 @@ func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error
 	} else {
 		res, err = p.runHooks(ctx, t, rc, m, a.Phase, job.Attempt, planned, log, hooks.RunOptions{})
 	}
-	if err == nil && p.cfg.afterTargetCommit != nil {
-		err = p.cfg.afterTargetCommit(a, job.Attempt)
+	if err == nil && p.cfg.Fault != nil {
+		err = p.cfg.Fault("after_target_commit", a, job.Attempt)
 	}
 	if err != nil {
 		return p.failPhase(ctx, job, rc, m, res, err, log)
@@ -324,7 +324,14 @@ func (p *Pipeline) failPhase(ctx context.Context, job *river.Job[PhaseArgs], rc 
 	}
 	code := errorCode(cause, a.Phase)
 	final := !hooks.Retryable(cause) || job.Attempt >= p.cfg.MaxAttempts
-	evs := p.hookEvents(rc, m, a.Phase, job.Attempt, res)
+	// Hooks that succeeded before the failure were rolled back with it: report the failure only.
+	failed := &phaseResult{}
+	for _, h := range res.hooks {
+		if h.err != nil {
+			failed.hooks = append(failed.hooks, h)
+		}
+	}
+	evs := p.hookEvents(rc, m, a.Phase, job.Attempt, failed)
 	if !final {
 		wait := p.backoff(job.Attempt)
 		ev := p.phaseEvent(rc, m, contract.KindPhaseRetrying, a.Phase, job.Attempt, fmt.Sprint(job.Attempt))

@@ -83,16 +83,20 @@ var migrations = []string{
 // Migrate brings River's tables (in riverSchema) and the worker's tables (in schema) up to date.
 // It holds an advisory lock for the whole time, so workers starting together take turns.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, schema, riverSchema string, logger *slog.Logger) error {
-	tx, err := pool.Begin(ctx)
+	// River's migrations cannot all run in one transaction (one adds an enum value that a
+	// later one uses), so the lock is a session lock on a connection of its own.
+	lockConn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("queue database: %w", err)
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('confiture.queue.migrate'))`); err != nil {
+	defer lockConn.Release()
+	if _, err := lockConn.Exec(ctx, `SELECT pg_advisory_lock(hashtext('confiture.queue.migrate'))`); err != nil {
 		return fmt.Errorf("queue database: migration lock: %w", err)
 	}
+	defer lockConn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext('confiture.queue.migrate'))`) //nolint:errcheck // the session ends with the lock at worst
+
 	for _, s := range []string{schema, riverSchema} {
-		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{s}.Sanitize()); err != nil {
+		if _, err := pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{s}.Sanitize()); err != nil {
 			return fmt.Errorf("queue database: create schema %s: %w", s, err)
 		}
 	}
@@ -100,10 +104,16 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema, riverSchema string
 	if err != nil {
 		return err
 	}
-	res, err := migrator.MigrateTx(ctx, tx, rivermigrate.DirectionUp, nil)
+	res, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
 	if err != nil {
 		return fmt.Errorf("queue database: River migrations: %w", err)
 	}
+
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("queue database: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
 	q := pgx.Identifier{schema}.Sanitize()
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+q+`.queue_migrations (
 		version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
@@ -134,7 +144,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema, riverSchema string
 	return nil
 }
 
-// CurrentVersion reports whether the worker's queue tables are at the version this build knows.
+// Current reports whether the worker's queue tables are at the version this build knows.
 func (s *Store) Current(ctx context.Context) (bool, error) {
 	var v int
 	err := s.Pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+s.schema+`.queue_migrations`).Scan(&v)

@@ -1,0 +1,256 @@
+// Package intake turns request messages from NATS into runs in the queue database. A request
+// that is malformed, names an unknown target or hook, or is otherwise unacceptable is rejected
+// with a run.rejected event that says why, and its message is terminated. An accepted request
+// is recorded (with its run.accepted event) in one queue-database transaction before the message
+// is acknowledged, so nothing acknowledged is lost and a redelivery is recognised by its id.
+package intake
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/outbox"
+	"github.com/confiture-io/confiture-worker/internal/queue"
+)
+
+// Admitter starts an accepted run, or queues it behind the runs of its target, inside the
+// transaction that recorded it.
+type Admitter interface {
+	Admit(ctx context.Context, tx pgx.Tx, run *queue.Run) error
+}
+
+// Checker validates a decoded request against what this worker can do (configured targets,
+// loaded hooks and their parameters, parseable SQL) without changing anything. The error it
+// returns should be a *contract.DecodeError carrying an error code.
+type Checker interface {
+	Check(req *contract.Request) error
+}
+
+// ConsumerName is the durable consumer the workers share on the request stream.
+const ConsumerName = "confiture-worker"
+
+// Intake consumes the request stream.
+type Intake struct {
+	JS       jetstream.JetStream
+	Store    *queue.Store
+	Admitter Admitter
+	Checker  Checker
+	Logger   *slog.Logger
+	// MaxRequestBytes bounds a request. Defaults to 1 MiB.
+	MaxRequestBytes int
+	// AckWait is how long a request may take before NATS redelivers it. Defaults to 30s.
+	AckWait time.Duration
+
+	cc jetstream.ConsumeContext
+}
+
+// EnsureConsumer creates or updates the durable consumer on the request stream.
+func (in *Intake) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	if in.AckWait <= 0 {
+		in.AckWait = 30 * time.Second
+	}
+	c, err := in.JS.CreateOrUpdateConsumer(ctx, contract.RequestStream, jetstream.ConsumerConfig{
+		Durable:       ConsumerName,
+		Description:   "confiture workers: migration requests",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       in.AckWait,
+		MaxDeliver:    -1, // never drop a request that was not yet recorded; bad input is terminated
+		MaxAckPending: 64,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("request consumer: %w", err)
+	}
+	return c, nil
+}
+
+// Start consumes requests in the background until Stop.
+func (in *Intake) Start(ctx context.Context) error {
+	if in.Logger == nil {
+		in.Logger = slog.New(slog.DiscardHandler)
+	}
+	if in.MaxRequestBytes <= 0 {
+		in.MaxRequestBytes = 1 << 20
+	}
+	c, err := in.EnsureConsumer(ctx)
+	if err != nil {
+		return err
+	}
+	// Requests are handled one at a time per worker, so keep the prefetch small: a buffered
+	// message must not pass AckWait while it waits.
+	cc, err := c.Consume(func(msg jetstream.Msg) { in.Handle(ctx, msg) },
+		jetstream.PullMaxMessages(4),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+				in.Logger.Debug("request consumer", "error", err.Error())
+			}
+		}))
+	if err != nil {
+		return fmt.Errorf("consume requests: %w", err)
+	}
+	in.cc = cc
+	return nil
+}
+
+// Stop stops taking requests; a request being handled finishes.
+func (in *Intake) Stop() {
+	if in.cc != nil {
+		in.cc.Drain()
+		<-in.cc.Closed()
+	}
+}
+
+var targetRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// rejection is why a request is refused.
+type rejection struct {
+	code string
+	msg  string
+}
+
+// Handle processes one request message: it records it and acknowledges it, or rejects it and
+// terminates it, or (when the queue database cannot be reached) asks for redelivery later.
+func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
+	subjectTarget := strings.TrimPrefix(msg.Subject(), contract.RequestSubjectPrefix)
+	if !targetRe.MatchString(subjectTarget) {
+		subjectTarget = "_invalid"
+	}
+	var seq uint64
+	if md, err := msg.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	ref := outbox.RunRef{Target: subjectTarget, RequestID: msg.Headers().Get(jetstream.MsgIDHeader)}
+	log := in.Logger.With("subject", msg.Subject(), "stream_seq", seq)
+
+	req, rej := in.decode(msg.Data(), subjectTarget)
+	if req != nil {
+		ref.RequestID = req.ID
+	}
+	if ref.RequestID != "" {
+		ref.Run = contract.RunID(subjectTarget, ref.RequestID)
+	} else {
+		ref.Run = uuid.NewString()
+	}
+	log = log.With("run", ref.Run, "request_id", ref.RequestID, "target", subjectTarget)
+
+	var err error
+	if rej != nil {
+		err = in.reject(ctx, msg, ref, seq, rej, log)
+	} else {
+		err = in.accept(ctx, msg, req, ref, seq, log)
+	}
+	if err != nil {
+		// The queue database is unreachable or failing: nothing was recorded, try again later.
+		delay := redeliveryDelay(msg)
+		log.Warn("could not record request; it will be redelivered", "error", err.Error(), "retry_in", delay)
+		_ = msg.NakWithDelay(delay)
+	}
+}
+
+func (in *Intake) decode(data []byte, subjectTarget string) (*contract.Request, *rejection) {
+	if len(data) > in.MaxRequestBytes {
+		return nil, &rejection{contract.CodeInvalidRequest, fmt.Sprintf("request is %d bytes, over the limit of %d", len(data), in.MaxRequestBytes)}
+	}
+	req, err := contract.DecodeRequest(data)
+	if err != nil {
+		return nil, rejectionOf(err)
+	}
+	if req.Target != subjectTarget {
+		return req, &rejection{contract.CodeInvalidRequest, fmt.Sprintf("request for target %q was published on the subject of target %q", req.Target, subjectTarget)}
+	}
+	if err := in.Checker.Check(req); err != nil {
+		return req, rejectionOf(err)
+	}
+	return req, nil
+}
+
+func rejectionOf(err error) *rejection {
+	var de *contract.DecodeError
+	if errors.As(err, &de) {
+		return &rejection{de.Code, de.Message}
+	}
+	return &rejection{contract.CodeInvalidRequest, err.Error()}
+}
+
+func (in *Intake) reject(ctx context.Context, msg jetstream.Msg, ref outbox.RunRef, seq uint64, rej *rejection, log *slog.Logger) error {
+	ev := outbox.New(ref, contract.KindRunRejected, fmt.Sprint(seq))
+	ev.Error = &contract.EventError{Code: rej.code, Message: rej.msg}
+	ev.Message = "request rejected: " + rej.msg
+	if err := pgx.BeginFunc(ctx, in.Store.Pool, func(tx pgx.Tx) error {
+		return outbox.Insert(ctx, tx, in.Store.Schema(), ev)
+	}); err != nil {
+		return err
+	}
+	log.Warn("request rejected", "code", rej.code, "reason", rej.msg)
+	if err := msg.TermWithReason(rej.code); err != nil {
+		log.Debug("term failed; a redelivery is rejected again with the same event id", "error", err.Error())
+	}
+	return nil
+}
+
+func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.Request, ref outbox.RunRef, seq uint64, log *slog.Logger) error {
+	sum := sha256.Sum256(msg.Data())
+	run := &queue.Run{
+		ID: ref.Run, RequestID: req.ID, Target: req.Target, Direction: req.Direction,
+		DryRun: req.DryRun, Request: msg.Data(), RequestSHA256: hex.EncodeToString(sum[:]),
+	}
+	var existing *queue.Run
+	err := pgx.BeginFunc(ctx, in.Store.Pool, func(tx pgx.Tx) error {
+		created, ex, err := in.Store.InsertRun(ctx, tx, run)
+		if err != nil {
+			return err
+		}
+		existing = ex
+		if !created {
+			ev := outbox.New(ref, contract.KindRunDuplicate, fmt.Sprint(seq))
+			if ex.RequestSHA256 == run.RequestSHA256 {
+				ev.Message = fmt.Sprintf("request %s was received before (run %s, %s): nothing more to do", req.ID, ex.ID, ex.Status)
+			} else {
+				ev.Message = fmt.Sprintf("request id %s was already used for a different request (run %s, %s): this one is ignored; publish it with a new id", req.ID, ex.ID, ex.Status)
+				ev.Error = &contract.EventError{Code: contract.CodeDuplicateRequest, Message: ev.Message}
+			}
+			return outbox.Insert(ctx, tx, in.Store.Schema(), ev)
+		}
+		accepted := outbox.New(ref, contract.KindRunAccepted)
+		accepted.Message = fmt.Sprintf("%s of %d migration(s) accepted", req.Direction, len(req.Migrations))
+		if err := outbox.Insert(ctx, tx, in.Store.Schema(), accepted); err != nil {
+			return err
+		}
+		return in.Admitter.Admit(ctx, tx, run)
+	})
+	if err != nil {
+		return err
+	}
+	if existing != nil {
+		log.Info("duplicate request ignored", "existing_status", existing.Status)
+	} else {
+		log.Info("request accepted", "direction", req.Direction, "migrations", len(req.Migrations))
+	}
+	// The run is recorded. If this ack is lost, the message comes again and the unique key
+	// on (target, request id) recognises it as a duplicate.
+	if err := msg.DoubleAck(ctx); err != nil {
+		log.Debug("ack failed; a redelivery will be recognised as a duplicate", "error", err.Error())
+	}
+	return nil
+}
+
+func redeliveryDelay(msg jetstream.Msg) time.Duration {
+	n := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		n = md.NumDelivered
+	}
+	d := time.Second << min(n-1, 5)
+	return min(d, 30*time.Second)
+}

@@ -1,0 +1,158 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/jobs"
+	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/target"
+)
+
+// DefaultDatabaseURL is the local PostgreSQL used when neither the configuration nor
+// DATABASE_URL names one.
+const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres"
+
+// Config is the worker's configuration. Every field has a default; the zero Config runs one
+// target, "default", on the local PostgreSQL, with an embedded NATS server.
+type Config struct {
+	// NATSURL of the NATS server. Defaults to "" (start an embedded server with JetStream).
+	NATSURL string `yaml:"nats_url"`
+	// EmbeddedNATSPort is the client port of the embedded server. Defaults to 4222, or a free
+	// port when 4222 is taken; -1 always picks a free port.
+	EmbeddedNATSPort int `yaml:"embedded_nats_port"`
+	// DatabaseURL is the queue database (River, runs, outbox). Defaults to $DATABASE_URL, else
+	// DefaultDatabaseURL.
+	DatabaseURL string `yaml:"database_url"`
+	// QueueSchema holds the worker's tables in the queue database. Defaults to
+	// "confiture_queue".
+	QueueSchema string `yaml:"queue_schema"`
+	// RiverSchema holds River's tables. Defaults to "confiture_river".
+	RiverSchema string `yaml:"river_schema"`
+	// Targets the worker may change. Defaults to one target "default" on DatabaseURL.
+	Targets []target.Config `yaml:"targets"`
+	// DataDir holds the embedded NATS server's data. Defaults to ./.confiture.
+	DataDir string `yaml:"data_dir"`
+	// Concurrency is how many phases run at once in this worker. Defaults to 10.
+	Concurrency int `yaml:"concurrency"`
+	// MaxAttempts is how many times a phase is tried. Defaults to 5.
+	MaxAttempts int `yaml:"max_attempts"`
+	// RetryBackoff is the wait before a phase's second attempt; it doubles each attempt.
+	// Defaults to 1s.
+	RetryBackoff time.Duration `yaml:"retry_backoff"`
+	// RetryBackoffMax caps the wait between attempts. Defaults to 1m.
+	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
+	// PhaseTimeout bounds one attempt of one phase. Defaults to 30m; -1 means none.
+	PhaseTimeout time.Duration `yaml:"phase_timeout"`
+	// ShutdownTimeout is how long running phases get to finish on SIGTERM before they are
+	// cancelled and left for a retry. Defaults to 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MaxRequestBytes bounds one request. Defaults to 1 MiB.
+	MaxRequestBytes int `yaml:"max_request_bytes"`
+	// RequestDuplicateWindow is how long JetStream remembers request ids. Defaults to 1h.
+	RequestDuplicateWindow time.Duration `yaml:"request_duplicate_window"`
+	// FetchCooldown is River's minimum time between job fetches; it bounds the latency between
+	// one phase and the next. Defaults to 2ms (River's own default, 100ms, is tuned for
+	// throughput and would add about 100ms per phase).
+	FetchCooldown time.Duration `yaml:"fetch_cooldown"`
+	// FetchPollInterval is River's fallback poll when no notification arrives. Defaults to
+	// 500ms.
+	FetchPollInterval time.Duration `yaml:"fetch_poll_interval"`
+	// ReadyFile, when set, receives the NATS URL once the worker takes requests, and is removed
+	// when it stops. Defaults to none.
+	ReadyFile string `yaml:"ready_file"`
+
+	// Logger receives every record. Defaults to a text logger on stderr.
+	Logger *slog.Logger `yaml:"-"`
+	// Registry of hooks. Defaults to the built-in hooks.
+	Registry *hooks.Registry `yaml:"-"`
+	// Fault injects failures at named points of a phase, for tests. Defaults to none.
+	Fault func(point string, args jobs.PhaseArgs, attempt int) error `yaml:"-"`
+}
+
+// WithDefaults returns cfg with every unset field defaulted.
+func (cfg Config) WithDefaults() Config {
+	if cfg.DatabaseURL == "" {
+		cfg.DatabaseURL = os.Getenv("DATABASE_URL")
+	}
+	if cfg.DatabaseURL == "" {
+		cfg.DatabaseURL = DefaultDatabaseURL
+	}
+	if cfg.QueueSchema == "" {
+		cfg.QueueSchema = queue.DefaultSchema
+	}
+	if cfg.RiverSchema == "" {
+		cfg.RiverSchema = queue.DefaultRiverSchema
+	}
+	if len(cfg.Targets) == 0 {
+		cfg.Targets = []target.Config{{Name: "default", DSN: cfg.DatabaseURL}}
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = ".confiture"
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 10
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.RetryBackoff == 0 {
+		cfg.RetryBackoff = time.Second
+	}
+	if cfg.RetryBackoffMax == 0 {
+		cfg.RetryBackoffMax = time.Minute
+	}
+	if cfg.PhaseTimeout == 0 {
+		cfg.PhaseTimeout = 30 * time.Minute
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.MaxRequestBytes == 0 {
+		cfg.MaxRequestBytes = 1 << 20
+	}
+	if cfg.RequestDuplicateWindow == 0 {
+		cfg.RequestDuplicateWindow = time.Hour
+	}
+	if cfg.FetchCooldown == 0 {
+		cfg.FetchCooldown = 2 * time.Millisecond
+	}
+	if cfg.FetchPollInterval == 0 {
+		cfg.FetchPollInterval = 500 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return cfg
+}
+
+// Validate reports the first invalid field by name.
+func (cfg Config) Validate() error {
+	switch {
+	case cfg.Concurrency < 1:
+		return fmt.Errorf("concurrency must be at least 1, got %d", cfg.Concurrency)
+	case cfg.MaxAttempts < 1:
+		return fmt.Errorf("max_attempts must be at least 1, got %d", cfg.MaxAttempts)
+	case cfg.RetryBackoff < 0 || cfg.RetryBackoffMax < cfg.RetryBackoff:
+		return fmt.Errorf("retry_backoff (%s) must be positive and at most retry_backoff_max (%s)", cfg.RetryBackoff, cfg.RetryBackoffMax)
+	case cfg.PhaseTimeout < -1:
+		return fmt.Errorf("phase_timeout must be positive or -1 (none), got %s", cfg.PhaseTimeout)
+	case cfg.ShutdownTimeout < 0:
+		return fmt.Errorf("shutdown_timeout must not be negative, got %s", cfg.ShutdownTimeout)
+	case cfg.MaxRequestBytes < 1024:
+		return fmt.Errorf("max_request_bytes must be at least 1024, got %d", cfg.MaxRequestBytes)
+	case cfg.FetchCooldown < time.Millisecond:
+		return fmt.Errorf("fetch_cooldown must be at least 1ms, got %s", cfg.FetchCooldown)
+	case cfg.QueueSchema == "public" || cfg.RiverSchema == "public":
+		return errors.New("queue_schema and river_schema must not be public")
+	case cfg.QueueSchema == cfg.RiverSchema:
+		return errors.New("queue_schema and river_schema must differ")
+	case len(cfg.Targets) == 0:
+		return errNoTargets
+	}
+	return nil
+}

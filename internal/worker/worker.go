@@ -1,0 +1,232 @@
+// Package worker assembles the daemon: the queue database (River and the worker's tables), the
+// targets, the hook registry, NATS (external or embedded), the request intake, the phase
+// pipeline and the outbox relay. Start runs it in the background; Stop shuts it down gracefully.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/confiture-io/confiture-worker/internal/bus"
+	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/intake"
+	"github.com/confiture-io/confiture-worker/internal/jobs"
+	"github.com/confiture-io/confiture-worker/internal/outbox"
+	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/target"
+)
+
+// Worker is a running (or startable) daemon.
+type Worker struct {
+	cfg      Config
+	log      *slog.Logger
+	registry *hooks.Registry
+
+	pool     *pgxpool.Pool
+	targets  *target.Set
+	bus      *bus.Bus
+	river    *river.Client[pgx.Tx]
+	pipeline *jobs.Pipeline
+	intake   *intake.Intake
+	relay    *outbox.Relay
+
+	relayCancel context.CancelFunc
+	relayDone   chan struct{}
+	stopOnce    sync.Once
+}
+
+// New validates cfg and returns a Worker. It opens no connection.
+func New(cfg Config) (*Worker, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = hooks.NewRegistry()
+		if err := hooks.RegisterBuiltins(reg); err != nil {
+			return nil, err
+		}
+	}
+	targets, err := target.NewSet(cfg.Targets)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{cfg: cfg, log: cfg.Logger, registry: reg, targets: targets}, nil
+}
+
+// Registry returns the hooks this worker can run.
+func (w *Worker) Registry() *hooks.Registry { return w.registry }
+
+// NATSURL is the URL of the NATS server in use, once started.
+func (w *Worker) NATSURL() string {
+	if w.bus == nil {
+		return ""
+	}
+	return w.bus.URL()
+}
+
+// Start connects everything and starts taking requests. On error, whatever was started is
+// stopped again.
+func (w *Worker) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			w.closeAll()
+		}
+	}()
+	poolCfg, err := pgxpool.ParseConfig(w.cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("queue database: invalid connection string: %s", target.Redact(err.Error(), w.cfg.DatabaseURL))
+	}
+	poolCfg.MaxConns = int32(w.cfg.Concurrency + 6) // workers, intake, relay + its listener, River's own
+	poolCfg.ConnConfig.RuntimeParams["application_name"] = "confiture-worker"
+	w.pool, err = pgxpool.NewWithConfig(ctx, poolCfg)
+	if err == nil {
+		err = w.pool.Ping(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("queue database: %s", target.Redact(err.Error(), w.cfg.DatabaseURL))
+	}
+	if err := queue.Migrate(ctx, w.pool, w.cfg.QueueSchema, w.cfg.RiverSchema, w.log); err != nil {
+		return err
+	}
+	store := queue.NewStore(w.pool, w.cfg.QueueSchema)
+
+	workers := river.NewWorkers()
+	w.pipeline, err = jobs.New(&jobs.Config{
+		Store: store, Targets: w.targets, Registry: w.registry, Logger: w.log,
+		MaxAttempts: w.cfg.MaxAttempts, RetryBackoff: w.cfg.RetryBackoff,
+		RetryBackoffMax: w.cfg.RetryBackoffMax, PhaseTimeout: w.cfg.PhaseTimeout, Fault: w.cfg.Fault,
+	}, workers)
+	if err != nil {
+		return err
+	}
+	rescue := time.Hour
+	if w.cfg.PhaseTimeout > 0 {
+		rescue = w.cfg.PhaseTimeout + 5*time.Minute
+	}
+	w.river, err = river.NewClient(riverpgxv5.New(w.pool), &river.Config{
+		Schema:               w.cfg.RiverSchema,
+		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: w.cfg.Concurrency}},
+		Workers:              workers,
+		Logger:               w.log.With("component", "river"),
+		FetchCooldown:        w.cfg.FetchCooldown,
+		FetchPollInterval:    w.cfg.FetchPollInterval,
+		JobTimeout:           w.cfg.PhaseTimeout,
+		RescueStuckJobsAfter: rescue,
+		MaxAttempts:          w.cfg.MaxAttempts + 1,
+	})
+	if err != nil {
+		return fmt.Errorf("river: %w", err)
+	}
+	w.pipeline.SetClient(w.river)
+
+	w.bus, err = bus.Connect(ctx, bus.Options{
+		URL: w.cfg.NATSURL, StoreDir: filepath.Join(w.cfg.DataDir, "nats"),
+		EmbeddedPort: w.cfg.EmbeddedNATSPort, Logger: w.log.With("component", "nats"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := w.bus.EnsureStreams(ctx, bus.StreamOptions{
+		RequestDuplicates: w.cfg.RequestDuplicateWindow, MaxRequestBytes: int32(w.cfg.MaxRequestBytes),
+	}); err != nil {
+		return err
+	}
+
+	w.relay = &outbox.Relay{Pool: w.pool, Schema: store.Schema(), Publisher: w.bus, Logger: w.log.With("component", "outbox")}
+	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w.relayCancel, w.relayDone = cancel, make(chan struct{})
+	go func() {
+		defer close(w.relayDone)
+		w.relay.Run(relayCtx)
+	}()
+
+	if err := w.river.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("river: %w", err)
+	}
+	w.intake = &intake.Intake{
+		JS: w.bus.JS, Store: store, Admitter: w.pipeline, Checker: w.pipeline,
+		Logger: w.log.With("component", "intake"), MaxRequestBytes: w.cfg.MaxRequestBytes,
+	}
+	if err := w.intake.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	w.log.Info("worker started", "nats", w.bus.URL(), "embedded_nats", w.bus.Embedded(),
+		"targets", w.targets.Names(), "hooks", len(w.registry.List()), "concurrency", w.cfg.Concurrency)
+	if w.cfg.ReadyFile != "" {
+		if err := writeFileAtomic(w.cfg.ReadyFile, []byte(w.bus.URL()+"\n")); err != nil {
+			return fmt.Errorf("ready file: %w", err)
+		}
+	}
+	return nil
+}
+
+// Stop shuts down gracefully: intake stops at once, running phases get until ctx's deadline
+// (or ShutdownTimeout) to finish and are then cancelled (River retries them on any worker),
+// and the outbox relay publishes what it can before the bus closes.
+func (w *Worker) Stop(ctx context.Context) error {
+	var err error
+	w.stopOnce.Do(func() {
+		w.log.Info("worker stopping")
+		if w.intake != nil {
+			w.intake.Stop()
+		}
+		if w.river != nil {
+			soft, cancel := context.WithTimeout(ctx, w.cfg.ShutdownTimeout)
+			serr := w.river.Stop(soft)
+			cancel()
+			if serr != nil {
+				w.log.Warn("running phases did not finish in time; cancelling them (they will be retried)", "timeout", w.cfg.ShutdownTimeout)
+				hard, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				err = w.river.StopAndCancel(hard)
+				cancel()
+			}
+		}
+		w.closeAll()
+		w.log.Info("worker stopped")
+	})
+	return err
+}
+
+func (w *Worker) closeAll() {
+	if w.relayCancel != nil {
+		w.relayCancel()
+		<-w.relayDone
+		w.relayCancel = nil
+	}
+	if w.bus != nil {
+		w.bus.Close()
+	}
+	w.targets.Close()
+	if w.pool != nil {
+		w.pool.Close()
+	}
+	if w.cfg.ReadyFile != "" {
+		_ = os.Remove(w.cfg.ReadyFile)
+	}
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o640); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+var errNoTargets = errors.New("no targets configured")

@@ -1,0 +1,381 @@
+package worker
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/jobs"
+)
+
+const auditTable = `CREATE TABLE audit (id bigserial PRIMARY KEY, what text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`
+
+func audit(phase, name string) contract.HookSpec {
+	return sqlHook(phase, name, "INSERT INTO audit (what) VALUES ('"+name+"')")
+}
+
+// everyPhase returns a migration with one audit hook in every phase (on_error included).
+func everyPhase(version, name, up, down string) contract.Migration {
+	var hs []contract.HookSpec
+	for _, p := range []string{"before_validation", "before_ddl", "after_ddl", "after_validation", "cleanup", "on_error"} {
+		hs = append(hs, audit(p, version+"_"+p))
+	}
+	return mig(version, name, up, down, hs...)
+}
+
+func TestUpPathRunsEveryPhaseInOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.db.Exec(context.Background(), auditTable)
+	require.NoError(t, err)
+
+	m1 := everyPhase("001", "create_items", "CREATE TABLE items (id int PRIMARY KEY, name text);", "DROP TABLE items;")
+	m1.Hooks = append(m1.Hooks,
+		sqlHook("after_ddl", "seed", "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 50) g"),
+		hook("after_validation", "items_seeded", "assert", map[string]any{"sql": "SELECT count(*) = 50 FROM items", "message": "50 items"}),
+	)
+	m2 := everyPhase("002", "add_price", "ALTER TABLE items ADD COLUMN price numeric;", "ALTER TABLE items DROP COLUMN price;")
+	m2.Hooks = append(m2.Hooks, sqlHook("after_ddl", "backfill_price", "UPDATE items SET price = id * 10 WHERE price IS NULL"))
+
+	evs := b.run(t, request("up", m2, m1)) // out of order on purpose: versions decide
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
+
+	// Through the target's tables: hooks ran once each, in phase order, migration by migration.
+	want := []string{}
+	for _, v := range []string{"001", "002"} {
+		for _, p := range []string{"before_validation", "before_ddl", "after_ddl", "after_validation", "cleanup"} {
+			want = append(want, v+"_"+p)
+		}
+	}
+	require.Equal(t, want, b.queryStrings(t, `SELECT what FROM audit ORDER BY id`))
+	require.Equal(t, 50, b.count(t, `SELECT count(*) FROM items WHERE price = id * 10`))
+	require.Equal(t, []string{"001", "002"}, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations ORDER BY version`))
+	require.Equal(t, []string{contract.Checksum(m1.UpSQL), contract.Checksum(m2.UpSQL)},
+		b.queryStrings(t, `SELECT checksum FROM confiture.schema_migrations ORDER BY version`))
+	require.Equal(t, 15, b.count(t, `SELECT count(*) FROM confiture.hook_ledger WHERE status = 'completed'`),
+		"13 hooks + 2 ddl rows")
+
+	// Through the events a subscriber received, in order.
+	var phases []string
+	for _, e := range ofKind(evs, contract.KindPhaseCompleted) {
+		phases = append(phases, e.Version+"/"+e.Phase)
+	}
+	require.Equal(t, []string{
+		"001/before_validation", "001/before_ddl", "001/ddl", "001/after_ddl", "001/after_validation", "001/cleanup",
+		"002/before_validation", "002/before_ddl", "002/ddl", "002/after_ddl", "002/after_validation", "002/cleanup",
+	}, phases)
+	require.Equal(t, contract.KindRunAccepted, evs[0].Kind)
+	require.Equal(t, contract.KindRunStarted, evs[1].Kind)
+	require.Len(t, ofKind(evs, contract.KindHookCompleted), 13)
+	require.Len(t, ofKind(evs, contract.KindMigrationCompleted), 2)
+	require.Empty(t, ofKind(evs, contract.KindHookFailed))
+	seen := map[string]bool{}
+	for _, e := range evs {
+		require.False(t, seen[e.ID], "event ids are unique")
+		seen[e.ID] = true
+		require.Equal(t, evs[0].Run, e.Run)
+	}
+	// hook.started comes before hook.completed for each hook, and the ddl phase reports rows.
+	for _, e := range ofKind(evs, contract.KindPhaseCompleted) {
+		if e.Phase == "after_ddl" && e.Version == "002" {
+			require.EqualValues(t, 51, e.RowsAffected, "audit row + 50 prices")
+		}
+	}
+
+	// A second identical request finds nothing to do.
+	evs = b.run(t, request("up", m1, m2))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind)
+	require.Contains(t, last(evs).Message, "all 2 migration(s) already applied")
+}
+
+func TestDownPathRevertsLatestThenTo(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.db.Exec(context.Background(), auditTable)
+	require.NoError(t, err)
+	m1 := everyPhase("001", "create_items", "CREATE TABLE items (id int PRIMARY KEY);", "DROP TABLE items;")
+	m2 := everyPhase("002", "add_price", "ALTER TABLE items ADD COLUMN price numeric;", "ALTER TABLE items DROP COLUMN price;")
+	m3 := mig("003", "add_index", "CREATE INDEX items_price ON items (price);", "DROP INDEX items_price;")
+	require.Equal(t, contract.KindRunCompleted, last(b.run(t, request("up", m1, m2, m3))).Kind)
+	_, err = b.db.Exec(context.Background(), `TRUNCATE audit`)
+	require.NoError(t, err)
+
+	// Without "to", down reverts the latest applied migration only.
+	evs := b.run(t, request("down", m1, m2, m3))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
+	require.Equal(t, []string{"001", "002"}, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations ORDER BY version`))
+	require.Zero(t, b.count(t, `SELECT count(*) FROM pg_indexes WHERE indexname = 'items_price'`))
+
+	// With "to", everything after it, newest first, through before_ddl -> ddl -> cleanup.
+	req := request("down", m1, m2, m3)
+	req.To = "000"
+	evs = b.run(t, req)
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
+	require.Empty(t, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations`))
+	require.Zero(t, b.count(t, `SELECT count(*) FROM pg_tables WHERE tablename = 'items'`))
+	require.Equal(t, []string{"002_before_ddl", "002_cleanup", "001_before_ddl", "001_cleanup"},
+		b.queryStrings(t, `SELECT what FROM audit ORDER BY id`))
+	var phases []string
+	for _, e := range ofKind(evs, contract.KindPhaseCompleted) {
+		phases = append(phases, e.Version+"/"+e.Phase)
+	}
+	require.Equal(t, []string{"002/before_ddl", "002/ddl", "002/cleanup", "001/before_ddl", "001/ddl", "001/cleanup"}, phases)
+
+	// A migration without down SQL cannot be reverted: rejected, nothing changed.
+	require.Equal(t, contract.KindRunCompleted, last(b.run(t, request("up", m1, mig("002", "x", "SELECT 1", "")))).Kind)
+	evs = b.run(t, request("down", m1, mig("002", "x", "SELECT 1", "")))
+	require.Equal(t, contract.KindRunRejected, last(evs).Kind)
+	require.Equal(t, contract.CodeNoDownMigration, last(evs).Error.Code)
+	require.Equal(t, []string{"001", "002"}, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations ORDER BY version`))
+}
+
+func TestFlakyHookIsRetriedWithoutRepeatingCommittedWork(t *testing.T) {
+	t.Parallel()
+	var faults int
+	b := setup(t, func(c *Config) {
+		c.MaxAttempts = 4
+		// The cleanup phase commits on the target, then "crashes" before its queue
+		// transaction, once: the retry must find the ledger and not run it again.
+		c.Fault = func(point string, a jobs.PhaseArgs, attempt int) error {
+			if point == "after_target_commit" && a.Phase == "cleanup" && attempt == 1 {
+				faults++
+				return errFault
+			}
+			return nil
+		}
+	})
+	_, err := b.db.Exec(context.Background(), auditTable)
+	require.NoError(t, err)
+	m := mig("001", "t", "CREATE TABLE t (id int);", "",
+		audit("after_ddl", "before_flaky"),
+		hook("after_ddl", "flaky", "flaky", map[string]any{"succeed_on": 3}, "before_flaky"),
+		audit("cleanup", "cleanup_once"),
+	)
+	evs := b.run(t, request("up", m))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
+	require.EqualValues(t, 3, b.attempts["flaky"].Load())
+	require.Equal(t, 1, faults)
+	// Each effect exactly once although after_ddl ran three times and cleanup twice.
+	require.Equal(t, []string{"before_flaky", "flaky", "cleanup_once"}, b.queryStrings(t, `SELECT what FROM audit ORDER BY id`))
+	require.Equal(t, []string{"3"}, b.queryStrings(t, `SELECT attempt::text FROM confiture.hook_ledger WHERE hook = 'flaky'`))
+	require.Equal(t, []string{"1"}, b.queryStrings(t, `SELECT attempt::text FROM confiture.hook_ledger WHERE hook = 'cleanup_once'`))
+
+	retrying := ofKind(evs, contract.KindPhaseRetrying)
+	require.Len(t, retrying, 3, "two after_ddl attempts and one cleanup attempt: %v", kinds(evs))
+	require.Equal(t, "flaky", retrying[0].Hook)
+	require.Equal(t, contract.CodeHookFailed, retrying[0].Error.Code)
+	require.Len(t, ofKind(evs, contract.KindHookFailed), 2)
+	require.Len(t, ofKind(evs, contract.KindHookCompleted), 3, "a hook completed is reported once: %v", kinds(evs))
+}
+
+func TestAlwaysFailingHookRunsOnErrorAndSkipsLaterPhases(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.db.Exec(context.Background(), auditTable)
+	require.NoError(t, err)
+	m1 := mig("001", "ok", "CREATE TABLE ok (id int);", "", audit("on_error", "m1_on_error"))
+	m2 := mig("002", "bad", "CREATE TABLE bad (id int);", "",
+		audit("after_ddl", "before_failing"),
+		hook("after_ddl", "always", "failing", nil, "before_failing"),
+		audit("after_validation", "never"),
+		audit("on_error", "notify"),
+		hook("on_error", "on_error_boom", "failing", nil),
+		audit("on_error", "after_boom"),
+	)
+	m3 := mig("003", "later", "CREATE TABLE later (id int);", "", audit("before_validation", "never_either"))
+	evs := b.run(t, request("up", m1, m2, m3))
+	final := last(evs)
+	require.Equal(t, contract.KindRunFailed, final.Kind, "events: %v", kinds(evs))
+	require.Equal(t, "002", final.Version)
+	require.Equal(t, "after_ddl", final.Phase)
+	require.Equal(t, "always", final.Hook)
+	require.Equal(t, contract.CodeHookFailed, final.Error.Code, "the original error, not on_error's")
+	require.Contains(t, final.Message, `hook "always" in after_ddl`)
+	require.Contains(t, final.Message, "on_error also failed")
+	require.EqualValues(t, 3, b.attempts["failing"].Load()-1, "3 attempts of the phase, then on_error's one call")
+
+	// on_error ran (all of its hooks, despite one failing), later phases and migrations did not;
+	// after_ddl's own effects were rolled back; 002's DDL stays (it committed before).
+	require.Equal(t, []string{"notify", "after_boom"}, b.queryStrings(t, `SELECT what FROM audit ORDER BY id`))
+	require.Equal(t, []string{"001", "002"}, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations ORDER BY version`))
+	require.Zero(t, b.count(t, `SELECT count(*) FROM pg_tables WHERE tablename = 'later'`))
+	require.Len(t, ofKind(evs, contract.KindPhaseRetrying), 2)
+	require.Len(t, ofKind(evs, contract.KindMigrationFailed), 1)
+	for _, e := range evs {
+		require.False(t, e.Version == "002" && e.Phase == "after_validation", "002's after_validation must not start: %v", kinds(evs))
+		require.NotEqual(t, "003", e.Version, "migration 003 must not start")
+	}
+	onErr := ofKind(evs, contract.KindPhaseFailed)
+	require.Equal(t, "on_error", onErr[len(onErr)-1].Phase)
+}
+
+func TestRunsOnOneTargetAreSerializedInArrivalOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.db.Exec(context.Background(), auditTable)
+	require.NoError(t, err)
+	slow := func(v, tag string) contract.Migration {
+		return mig(v, "slow_"+tag, "SELECT pg_sleep(0.2);", "",
+			audit("before_ddl", tag+"_start"),
+			sqlHook("after_ddl", tag+"_sleep", "SELECT pg_sleep(0.2)"),
+			audit("cleanup", tag+"_end"))
+	}
+	reqA := request("up", slow("001", "a"))
+	reqB := request("up", slow("001", "a"), slow("002", "b"))
+	pubA, err := b.client.Publish(context.Background(), reqA)
+	require.NoError(t, err)
+	pubB, err := b.client.Publish(context.Background(), reqB)
+	require.NoError(t, err)
+	evA := b.wait(t, "default", pubA.Run)
+	evB := b.wait(t, "default", pubB.Run)
+	require.Equal(t, contract.KindRunCompleted, last(evA).Kind)
+	require.Equal(t, contract.KindRunCompleted, last(evB).Kind)
+	// B waited for A: it found 001 applied and did only 002.
+	require.Equal(t, []string{"a_start", "a_end", "b_start", "b_end"}, b.queryStrings(t, `SELECT what FROM audit ORDER BY id`))
+	require.False(t, ofKind(evB, contract.KindRunStarted)[0].Time.Before(last(evA).Time), "B started after A completed")
+}
+
+func TestSameRequestIDGivesOneRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.db.Exec(context.Background(), auditTable)
+	require.NoError(t, err)
+	req := request("up", mig("001", "once", "INSERT INTO audit (what) VALUES ('ddl');", ""))
+	ctx := context.Background()
+	first, err := b.client.Publish(ctx, req)
+	require.NoError(t, err)
+	require.False(t, first.Duplicate)
+	second, err := b.client.Publish(ctx, req)
+	require.NoError(t, err)
+	require.True(t, second.Duplicate, "JetStream de-duplicates by message id")
+	require.Equal(t, first.Run, second.Run)
+	evs := b.wait(t, "default", first.Run)
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind)
+
+	// Past the de-duplication window (simulated with another message id), the queue database's
+	// unique key still makes it one run.
+	data, err := jsonMarshal(req)
+	require.NoError(t, err)
+	_, err = b.client.PublishRaw(ctx, "default", req.ID+"-redelivered", data)
+	require.NoError(t, err)
+	dup := waitForKind(t, b, "default", first.Run, contract.KindRunDuplicate)
+	require.Contains(t, dup.Message, "nothing more to do")
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM audit`))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM confiture_queue.runs`))
+}
+
+func TestBadInputIsRejectedAndTheWorkerKeepsRunning(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	good := mig("001", "good", "CREATE TABLE good (id int);", "")
+	cycle := mig("001", "cycle", "SELECT 1;", "",
+		hook("after_ddl", "a", "sql", map[string]any{"sql": "SELECT 1"}, "b"),
+		hook("after_ddl", "b", "sql", map[string]any{"sql": "SELECT 1"}, "a"))
+	unknownTarget := request("up", good)
+	unknownTarget.Target = "nope"
+	cases := []struct {
+		name   string
+		target string
+		data   func() []byte
+		kind   string
+		code   string
+		reason string
+	}{
+		{"malformed JSON", "default", func() []byte { return []byte(`{"schema": "confiture.request/v1",`) }, contract.KindRunRejected, contract.CodeInvalidRequest, "malformed JSON"},
+		{"missing schema", "default", func() []byte { return []byte(`{"id": "x", "target": "default"}`) }, contract.KindRunRejected, contract.CodeUnsupportedSchema, `"schema"`},
+		{"wrong schema", "default", func() []byte {
+			r := request("up", good)
+			r.Schema = "confiture.request/v2"
+			return mustJSON(t, r)
+		}, contract.KindRunRejected, contract.CodeUnsupportedSchema, "confiture.request/v2"},
+		{"unknown target", "nope", func() []byte { return mustJSON(t, unknownTarget) }, contract.KindRunRejected, contract.CodeUnknownTarget, `"nope"`},
+		{"unknown hook", "default", func() []byte {
+			return mustJSON(t, request("up", mig("001", "x", "SELECT 1;", "", hook("after_ddl", "h", "no_such_hook", nil))))
+		}, contract.KindRunRejected, contract.CodeUnknownHook, "no_such_hook"},
+		{"bad hook params", "default", func() []byte {
+			return mustJSON(t, request("up", mig("001", "x", "SELECT 1;", "", hook("after_ddl", "h", "sql", map[string]any{"sqll": "x"}))))
+		}, contract.KindRunRejected, "", "sqll"},
+		{"hooks cycle", "default", func() []byte { return mustJSON(t, request("up", cycle)) }, contract.KindRunRejected, "", "cycle"},
+		{"COMMIT in migration", "default", func() []byte {
+			return mustJSON(t, request("up", mig("001", "x", "CREATE TABLE x (id int);\nCOMMIT;", "")))
+		}, contract.KindRunRejected, contract.CodeInvalidSQL, "line 2"},
+		{"SQL error in DDL", "default", func() []byte {
+			return mustJSON(t, request("up", mig("001", "x", "CREATE TABLE ok_before (id int);\nCREATE TABLEE broken (id int);", "")))
+		}, contract.KindRunFailed, contract.CodeSQLError, "line 2"},
+		{"hook that panics", "default", func() []byte {
+			return mustJSON(t, request("up", mig("002", "x", "CREATE TABLE px (id int);", "", hook("after_ddl", "kaboom", "boom", nil))))
+		}, contract.KindRunFailed, contract.CodePanic, "boom hook exploded"},
+	}
+	for i, tc := range cases {
+		msgID := "bad-" + string(rune('a'+i))
+		data := tc.data()
+		_, err := b.client.PublishRaw(context.Background(), tc.target, msgID, data)
+		require.NoError(t, err, tc.name)
+		run := contract.RunID(tc.target, msgID)
+		// The worker names the run after the request id when the request decodes, and after the
+		// message id otherwise (submit sets both the same).
+		if req, err := contract.DecodeRequest(data); err == nil {
+			run = contract.RunID(tc.target, req.ID)
+		}
+		evs := b.wait(t, tc.target, run)
+		final := last(evs)
+		require.Equal(t, tc.kind, final.Kind, "%s: %v", tc.name, kinds(evs))
+		require.NotNil(t, final.Error, tc.name)
+		if tc.code != "" {
+			require.Equal(t, tc.code, final.Error.Code, "%s: %s", tc.name, final.Error.Message)
+		}
+		require.Contains(t, final.Error.Message+final.Message, tc.reason, tc.name)
+	}
+	// A failed DDL is not retried (a syntax error cannot heal) and leaves nothing behind.
+	require.Zero(t, b.count(t, `SELECT count(*) FROM pg_tables WHERE tablename = 'ok_before'`))
+	require.EqualValues(t, 3, b.attempts["boom"].Load(), "a panic is retried like an error")
+	require.Equal(t, []string{"002"}, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations`),
+		"the panicking hook's migration keeps its committed DDL")
+
+	// Still alive, and no message is redelivered forever: the request stream drains.
+	evs := b.run(t, request("up", good))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind)
+	require.Eventually(t, func() bool {
+		info, err := b.client.JS.Stream(context.Background(), contract.RequestStream)
+		return err == nil && info.CachedInfo().State.Msgs == 0
+	}, 10*time.Second, 50*time.Millisecond)
+}
+
+func TestChecksumDriftIsRejectedUnlessForced(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := mig("001", "a", "CREATE TABLE a (id int);", "")
+	require.Equal(t, contract.KindRunCompleted, last(b.run(t, request("up", m))).Kind)
+	changed := mig("001", "a", "CREATE TABLE a (id bigint);", "")
+	next := mig("002", "b", "CREATE TABLE b (id int);", "")
+	evs := b.run(t, request("up", changed, next))
+	require.Equal(t, contract.KindRunRejected, last(evs).Kind)
+	require.Equal(t, contract.CodeDrift, last(evs).Error.Code)
+	require.Contains(t, last(evs).Error.Message, "001_a")
+	require.Zero(t, b.count(t, `SELECT count(*) FROM pg_tables WHERE tablename = 'b'`), "nothing changed")
+
+	forced := request("up", changed, next)
+	forced.Force = true
+	evs = b.run(t, forced)
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind)
+	require.Equal(t, []string{contract.Checksum(changed.UpSQL)}, b.queryStrings(t, `SELECT checksum FROM confiture.schema_migrations WHERE version = '001'`))
+}
+
+func TestNonTransactionalStatementsRunOutsideTheTransactionInOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	up := "CREATE TABLE big (id int, v int);\n" +
+		"INSERT INTO big SELECT g, g FROM generate_series(1, 1000) g;\n" +
+		"CREATE INDEX CONCURRENTLY big_v ON big (v);\n" +
+		"ANALYZE big;"
+	evs := b.run(t, request("up", mig("001", "concurrent", up, "")))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM pg_indexes WHERE indexname = 'big_v'`))
+	require.Equal(t, []string{"001"}, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations`))
+	var cp string
+	require.NoError(t, b.db.QueryRow(context.Background(), `SELECT checkpoint->>'next_segment' FROM confiture.hook_ledger WHERE phase = 'ddl'`).Scan(&cp))
+	require.Equal(t, "3", cp)
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
@@ -171,12 +172,55 @@ func (p *Pipeline) start(ctx context.Context, client *river.Client[pgx.Tx], tx p
 	return err
 }
 
-func (p *Pipeline) insertPhase(ctx context.Context, client *river.Client[pgx.Tx], tx pgx.Tx, runID string, step Step) error {
-	if err := p.cfg.Store.SetStep(ctx, tx, runID, step.Version, step.Phase); err != nil {
+// errStale is returned inside a transaction whose job found the run elsewhere than its step:
+// the transaction is rolled back and the job ends without effect.
+var errStale = errors.New("stale job: the run has moved on")
+
+// advance moves the run from step from to step to (inserting to's job), or, when status is set,
+// ends the run with that status (admitting the next queued run of its target). It records evs
+// in the same transaction. It returns errStale when the run is not at from.
+func (p *Pipeline) advance(ctx context.Context, client *river.Client[pgx.Tx], tx pgx.Tx, rc *runContext, from, to Step, status string, evs ...contract.Event) error {
+	// One round trip for the move and the events.
+	batch := &pgx.Batch{}
+	p.cfg.Store.QueueMoveStep(batch, rc.row.ID, from.Version, from.Phase, to.Version, to.Phase, status)
+	if err := outbox.Queue(batch, p.cfg.Store.Schema(), evs...); err != nil {
 		return err
 	}
-	_, err := client.InsertTx(ctx, tx, PhaseArgs{RunID: runID, Version: step.Version, Phase: step.Phase},
+	br := tx.SendBatch(ctx, batch)
+	tag, err := br.Exec()
+	if err == nil && tag.RowsAffected() != 1 {
+		err = errStale
+	}
+	if err == nil && len(evs) > 0 {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if status != "" {
+		return p.admitNext(ctx, client, tx, rc.row.Target)
+	}
+	_, err = client.InsertTx(ctx, tx, PhaseArgs{RunID: rc.row.ID, Version: to.Version, Phase: to.Phase},
 		&river.InsertOpts{Queue: p.cfg.Queue, MaxAttempts: p.cfg.MaxAttempts + 1})
+	return err
+}
+
+// finishJob runs fn in a queue transaction that also completes job. A stale job's transaction
+// is rolled back and the job completes without effect.
+func finishJob[T river.JobArgs](ctx context.Context, p *Pipeline, job *river.Job[T], fn func(tx pgx.Tx) error) error {
+	err := p.inTx(ctx, func(tx pgx.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	})
+	if errors.Is(err, errStale) {
+		return nil
+	}
 	return err
 }
 
@@ -198,16 +242,9 @@ type runContext struct {
 	ref outbox.RunRef
 }
 
-// loadRun reads a run; with tx nil it reads outside a transaction, with tx set it locks the
-// run's row until tx ends.
-func (p *Pipeline) loadRun(ctx context.Context, tx pgx.Tx, runID string) (*runContext, error) {
-	var row *queue.Run
-	var err error
-	if tx == nil {
-		row, err = p.cfg.Store.GetRun(ctx, p.cfg.Store.Pool, runID)
-	} else {
-		row, err = p.cfg.Store.GetRunForUpdate(ctx, tx, runID)
-	}
+// loadRun reads a run.
+func (p *Pipeline) loadRun(ctx context.Context, runID string) (*runContext, error) {
+	row, err := p.cfg.Store.GetRun(ctx, p.cfg.Store.Pool, runID)
 	if err != nil {
 		return nil, err
 	}

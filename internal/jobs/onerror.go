@@ -8,11 +8,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
-	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 )
 
@@ -45,34 +43,19 @@ func (p *Pipeline) runOnError(ctx context.Context, job *river.Job[PhaseArgs], rc
 		extra = "on_error also failed: " + err.Error()
 	}
 	client := river.ClientFromContext[pgx.Tx](ctx)
-	return p.inTx(ctx, func(tx pgx.Tx) error {
-		rc, err2 := p.loadRun(ctx, tx, a.RunID)
-		if err2 != nil {
-			return err2
-		}
-		if !rc.at(a) {
-			return nil
-		}
-		evs := p.hookEvents(rc, m, a.Phase, job.Attempt, res)
-		kind := contract.KindPhaseCompleted
-		if err != nil {
-			kind = contract.KindPhaseFailed
-		}
-		pe := p.phaseEvent(rc, m, kind, a.Phase, job.Attempt)
-		pe.DurationMS, pe.RowsAffected = res.duration.Milliseconds(), res.rows
-		pe.Message = fmt.Sprintf("%d hook(s)", len(res.hooks))
-		if err != nil {
-			pe.Hook, pe.Error, pe.Message = res.failedHook, eventError(errorCode(err, a.Phase), err), err.Error()
-		}
-		evs = append(evs, pe)
-		if err := outbox.Insert(ctx, tx, p.cfg.Store.Schema(), evs...); err != nil {
-			return err
-		}
-		final := p.runFailedEvent(rc, m, rc.row.FailedPhase, orig, extra)
-		if err := p.endRun(ctx, client, tx, rc, queue.RunFailed, final); err != nil {
-			return err
-		}
-		_, err2 = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-		return err2
+	evs := p.hookEvents(rc, m, a.Phase, job.Attempt, res)
+	kind := contract.KindPhaseCompleted
+	if err != nil {
+		kind = contract.KindPhaseFailed
+	}
+	pe := p.phaseEvent(rc, m, kind, a.Phase, job.Attempt)
+	pe.DurationMS, pe.RowsAffected = res.duration.Milliseconds(), res.rows
+	pe.Message = fmt.Sprintf("%d hook(s)", len(res.hooks))
+	if err != nil {
+		pe.Hook, pe.Error, pe.Message = res.failedHook, eventError(errorCode(err, a.Phase), err), err.Error()
+	}
+	evs = append(evs, pe, p.runFailedEvent(rc, m, rc.row.FailedPhase, orig, extra))
+	return finishJob(ctx, p, job, func(tx pgx.Tx) error {
+		return p.advance(ctx, client, tx, rc, Step{Version: a.Version, Phase: a.Phase}, Step{}, queue.RunFailed, evs...)
 	})
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
@@ -57,7 +56,7 @@ type failure struct {
 
 func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error {
 	p, a := w.p, job.Args
-	rc, err := p.loadRun(ctx, nil, a.RunID)
+	rc, err := p.loadRun(ctx, a.RunID)
 	if errors.Is(err, queue.ErrRunNotFound) {
 		return river.JobCancel(err)
 	}
@@ -85,9 +84,9 @@ func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error
 	if err != nil {
 		return p.failPhase(ctx, job, rc, m, &phaseResult{}, hooks.Permanent(err), log)
 	}
-	if err := p.recordStart(ctx, rc, m, a.Phase, job.Attempt, planned); err != nil {
-		return err
-	}
+	// The start events are recorded while the phase runs; the phase's outcome waits for them.
+	started := make(chan error, 1)
+	go func() { started <- p.recordStart(ctx, rc, m, a.Phase, job.Attempt, planned) }()
 	var res *phaseResult
 	if a.Phase == contract.PhaseDDL {
 		res, err = p.runDDL(ctx, t, rc, m, job.Attempt, log)
@@ -96,6 +95,11 @@ func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error
 	}
 	if err == nil && p.cfg.Fault != nil {
 		err = p.cfg.Fault("after_target_commit", a, job.Attempt)
+	}
+	if serr := <-started; serr != nil {
+		// The queue database is failing; whatever the phase did, try again later (a
+		// committed phase is found in the ledger then).
+		return fmt.Errorf("record phase start: %w", serr)
 	}
 	if err != nil {
 		return p.failPhase(ctx, job, rc, m, res, err, log)
@@ -123,12 +127,13 @@ func (p *Pipeline) recordStart(ctx context.Context, rc *runContext, m *contract.
 		ev.Hook = h.Spec.Name
 		evs = append(evs, ev)
 	}
-	return p.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-			return err
-		}
-		return outbox.Insert(ctx, tx, p.cfg.Store.Schema(), evs...)
-	})
+	// One round trip: the batch runs as one implicit transaction.
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+	if err := outbox.Queue(batch, p.cfg.Store.Schema(), evs...); err != nil {
+		return err
+	}
+	return p.cfg.Store.Pool.SendBatch(ctx, batch).Close()
 }
 
 func (p *Pipeline) phaseEvent(rc *runContext, m *contract.Migration, kind, phase string, attempt int, idParts ...string) contract.Event {
@@ -151,32 +156,22 @@ func (p *Pipeline) runHooks(ctx context.Context, t *target.Target, rc *runContex
 	if err != nil {
 		return res, err
 	}
-	tx, err := pool.Begin(ctx)
+	ph, err := t.BeginPhase(ctx, pool, rc.row.ID, m.Version, phase)
 	if err != nil {
-		return res, fmt.Errorf("target %q: %w", t.Name(), err)
+		return res, err
 	}
+	tx := ph.Tx
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	if err := t.Lock(ctx, tx); err != nil {
-		return res, err
-	}
-	done, err := t.Ledger(ctx, tx, rc.row.ID, m.Version, phase)
-	if err != nil {
-		return res, err
-	}
-	if committed(done) {
+	if committed(ph.Done) {
 		log.Info("phase already committed by an earlier attempt; not running it again")
-		return fromLedger(done, time.Since(start)), nil
-	}
-	shared, err := t.RunStats(ctx, tx, rc.row.ID)
-	if err != nil {
-		return res, err
+		return fromLedger(ph.Done, time.Since(start)), nil
 	}
 	info := hooks.PhaseInfo{
 		Run: rc.row.ID, RequestID: rc.row.RequestID, Target: rc.row.Target,
 		Migration: m.ID(), Version: m.Version, Phase: phase, Attempt: attempt,
 	}
 	exec := hooks.Executor{Logger: log}
-	outs, runErr := exec.Run(ctx, info, tx, hooks.NewStats(shared), planned, opts)
+	outs, runErr := exec.Run(ctx, info, tx, hooks.NewStats(ph.Stats), planned, opts)
 	rows := make([]target.LedgerRow, 0, len(outs))
 	for _, o := range outs {
 		ho := hookOutcome{name: o.Name, duration: o.Duration, rows: o.Result.RowsAffected, message: o.Result.Message, err: o.Err}
@@ -240,59 +235,40 @@ func fromLedger(rows []target.LedgerRow, d time.Duration) *phaseResult {
 func (p *Pipeline) completePhase(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, res *phaseResult, log *slog.Logger) error {
 	a := job.Args
 	client := river.ClientFromContext[pgx.Tx](ctx)
-	return p.inTx(ctx, func(tx pgx.Tx) error {
-		rc, err := p.loadRun(ctx, tx, a.RunID)
-		if err != nil {
-			return err
-		}
-		if !rc.at(a) {
-			return nil
-		}
-		evs := p.hookEvents(rc, m, a.Phase, job.Attempt, res)
-		pc := p.phaseEvent(rc, m, contract.KindPhaseCompleted, a.Phase, job.Attempt)
-		pc.DurationMS, pc.RowsAffected, pc.Message = res.duration.Milliseconds(), res.rows, res.message
-		if pc.Message == "" && a.Phase != contract.PhaseDDL {
-			pc.Message = fmt.Sprintf("%d hook(s)", len(res.hooks))
-		}
-		evs = append(evs, pc)
+	cur := Step{Version: a.Version, Phase: a.Phase}
+	evs := p.hookEvents(rc, m, a.Phase, job.Attempt, res)
+	pc := p.phaseEvent(rc, m, contract.KindPhaseCompleted, a.Phase, job.Attempt)
+	pc.DurationMS, pc.RowsAffected, pc.Message = res.duration.Milliseconds(), res.rows, res.message
+	if pc.Message == "" && a.Phase != contract.PhaseDDL {
+		pc.Message = fmt.Sprintf("%d hook(s)", len(res.hooks))
+	}
+	evs = append(evs, pc)
 
-		next, migrationDone, runDone := NextStep(rc.row.Direction, rc.row.Plan, Step{Version: a.Version, Phase: a.Phase})
-		if migrationDone {
-			mc := outbox.New(rc.ref, contract.KindMigrationCompleted, m.Version)
-			setMigration(&mc, m)
-			evs = append(evs, mc)
-			log.Info("migration completed")
-		}
+	next, migrationDone, runDone := NextStep(rc.row.Direction, rc.row.Plan, cur)
+	if migrationDone {
+		mc := outbox.New(rc.ref, contract.KindMigrationCompleted, m.Version)
+		setMigration(&mc, m)
+		evs = append(evs, mc)
+	}
+	return finishJob(ctx, p, job, func(tx pgx.Tx) error {
 		if runDone {
-			if err := outbox.Insert(ctx, tx, p.cfg.Store.Schema(), evs...); err != nil {
-				return err
-			}
-			rcEv := outbox.New(rc.ref, contract.KindRunCompleted)
-			rcEv.Message = fmt.Sprintf("%s %d migration(s)", pastVerb(rc.row.Direction), len(rc.row.Plan))
-			rcEv.DurationMS = time.Since(rc.row.CreatedAt).Milliseconds()
+			done := outbox.New(rc.ref, contract.KindRunCompleted)
+			done.Message = fmt.Sprintf("%s %d migration(s)", pastVerb(rc.row.Direction), len(rc.row.Plan))
+			done.DurationMS = time.Since(rc.row.CreatedAt).Milliseconds()
 			log.Info("run completed", "migrations", len(rc.row.Plan))
-			if err := p.endRun(ctx, client, tx, rc, queue.RunCompleted, rcEv); err != nil {
-				return err
-			}
-		} else {
-			if migrationDone {
-				nm, err := rc.migration(next.Version)
-				if err != nil {
-					return err
-				}
-				ms := outbox.New(rc.ref, contract.KindMigrationStarted, nm.Version)
-				setMigration(&ms, nm)
-				evs = append(evs, ms)
-			}
-			if err := outbox.Insert(ctx, tx, p.cfg.Store.Schema(), evs...); err != nil {
-				return err
-			}
-			if err := p.insertPhase(ctx, client, tx, rc.row.ID, next); err != nil {
-				return err
-			}
+			return p.advance(ctx, client, tx, rc, cur, Step{}, queue.RunCompleted, append(evs, done)...)
 		}
-		_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-		return err
+		if migrationDone {
+			log.Info("migration completed")
+			nm, err := rc.migration(next.Version)
+			if err != nil {
+				return err
+			}
+			ms := outbox.New(rc.ref, contract.KindMigrationStarted, nm.Version)
+			setMigration(&ms, nm)
+			evs = append(evs, ms)
+		}
+		return p.advance(ctx, client, tx, rc, cur, next, "", evs...)
 	})
 }
 
@@ -347,32 +323,26 @@ func (p *Pipeline) failPhase(ctx context.Context, job *river.Job[PhaseArgs], rc 
 	}
 	log.Error("phase failed", "error", cause.Error(), "hook", res.failedHook)
 	client := river.ClientFromContext[pgx.Tx](ctx)
+	cur := Step{Version: a.Version, Phase: a.Phase}
+	pf := p.phaseEvent(rc, m, contract.KindPhaseFailed, a.Phase, job.Attempt)
+	pf.Hook, pf.DurationMS, pf.Error, pf.Message = res.failedHook, res.duration.Milliseconds(), eventError(code, cause), cause.Error()
+	mf := outbox.New(rc.ref, contract.KindMigrationFailed, m.Version)
+	setMigration(&mf, m)
+	mf.Phase, mf.Hook, mf.Error = a.Phase, res.failedHook, pf.Error
+	evs = append(evs, pf, mf)
+	f := failure{Hook: res.failedHook, Error: *pf.Error}
 	err := p.inTx(ctx, func(tx pgx.Tx) error {
-		rc, err := p.loadRun(ctx, tx, a.RunID)
-		if err != nil {
-			return err
-		}
-		if !rc.at(a) {
-			return nil
-		}
-		pf := p.phaseEvent(rc, m, contract.KindPhaseFailed, a.Phase, job.Attempt)
-		pf.Hook, pf.DurationMS, pf.Error, pf.Message = res.failedHook, res.duration.Milliseconds(), eventError(code, cause), cause.Error()
-		mf := outbox.New(rc.ref, contract.KindMigrationFailed, m.Version)
-		setMigration(&mf, m)
-		mf.Phase, mf.Hook, mf.Error = a.Phase, res.failedHook, pf.Error
-		evs = append(evs, pf, mf)
-		if err := outbox.Insert(ctx, tx, p.cfg.Store.Schema(), evs...); err != nil {
-			return err
-		}
-		f := failure{Hook: res.failedHook, Error: *pf.Error}
 		if err := p.cfg.Store.SetFailed(ctx, tx, rc.row.ID, m.Version, a.Phase, f); err != nil {
 			return err
 		}
 		if hasHooks(m, contract.PhaseOnError) {
-			return p.insertPhase(ctx, client, tx, rc.row.ID, Step{Version: m.Version, Phase: contract.PhaseOnError})
+			return p.advance(ctx, client, tx, rc, cur, Step{Version: m.Version, Phase: contract.PhaseOnError}, "", evs...)
 		}
-		return p.endRun(ctx, client, tx, rc, queue.RunFailed, p.runFailedEvent(rc, m, a.Phase, f, ""))
+		return p.advance(ctx, client, tx, rc, cur, Step{}, queue.RunFailed, append(evs, p.runFailedEvent(rc, m, a.Phase, f, ""))...)
 	})
+	if errors.Is(err, errStale) {
+		return nil
+	}
 	if err != nil {
 		// Try the whole job again later; River's attempts include one spare for this.
 		return fmt.Errorf("recording the failure of %s: %w (phase error: %v)", a.Phase, err, cause)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
@@ -47,7 +46,7 @@ type RunPlan struct {
 
 func (w *runStartWorker) Work(ctx context.Context, job *river.Job[RunStartArgs]) error {
 	p := w.p
-	rc, err := p.loadRun(ctx, nil, job.Args.RunID)
+	rc, err := p.loadRun(ctx, job.Args.RunID)
 	if err != nil {
 		return err
 	}
@@ -75,65 +74,39 @@ func (w *runStartWorker) Work(ctx context.Context, job *river.Job[RunStartArgs])
 	}
 
 	client := river.ClientFromContext[pgx.Tx](ctx)
-	return p.inTx(ctx, func(tx pgx.Tx) error {
-		rc, err := p.loadRun(ctx, tx, job.Args.RunID)
-		if err != nil {
-			return err
-		}
-		if rc.row.Status != queue.RunRunning || rc.row.Plan != nil {
-			return nil
-		}
-		switch {
-		case pe != nil:
+	unplanned := Step{}
+	return finishJob(ctx, p, job, func(tx pgx.Tx) error {
+		if pe != nil {
 			log.Warn("run rejected", "reason", pe.msg)
 			ev := outbox.New(rc.ref, contract.KindRunRejected)
 			ev.Error = &contract.EventError{Code: pe.code, Message: pe.msg}
 			ev.Message = pe.msg
-			if err := p.endRun(ctx, client, tx, rc, queue.RunRejected, ev); err != nil {
-				return err
-			}
-		case len(plan.Versions) == 0:
-			started := outbox.New(rc.ref, contract.KindRunStarted)
-			started.Data = mustJSON(plan)
-			done := outbox.New(rc.ref, contract.KindRunCompleted)
-			done.Message = fmt.Sprintf("nothing to do: %s", nothingToDo(rc.req, plan))
-			log.Info("run completed", "message", done.Message)
-			if err := outbox.Insert(ctx, tx, p.cfg.Store.Schema(), started); err != nil {
-				return err
-			}
-			if err := p.cfg.Store.SetPlan(ctx, tx, rc.row.ID, plan.Versions); err != nil {
-				return err
-			}
-			if err := p.endRun(ctx, client, tx, rc, queue.RunCompleted, done); err != nil {
-				return err
-			}
-		default:
-			if err := p.cfg.Store.SetPlan(ctx, tx, rc.row.ID, plan.Versions); err != nil {
-				return err
-			}
-			started := outbox.New(rc.ref, contract.KindRunStarted)
-			started.Data = mustJSON(plan)
-			started.Message = fmt.Sprintf("%s %d migration(s): %s", verb(plan.Direction), len(plan.Versions), strings.Join(plan.Versions, ", "))
-			if len(plan.Forced) > 0 {
-				started.Message += fmt.Sprintf("; accepted changed checksums of %s (force)", strings.Join(plan.Forced, ", "))
-			}
-			first := FirstStep(plan.Direction, plan.Versions)
-			m, err := rc.migration(first.Version)
-			if err != nil {
-				return err
-			}
-			ms := outbox.New(rc.ref, contract.KindMigrationStarted, first.Version)
-			setMigration(&ms, m)
-			log.Info("run started", "plan", plan.Versions, "direction", plan.Direction)
-			if err := outbox.Insert(ctx, tx, p.cfg.Store.Schema(), started, ms); err != nil {
-				return err
-			}
-			if err := p.insertPhase(ctx, client, tx, rc.row.ID, first); err != nil {
-				return err
-			}
+			return p.advance(ctx, client, tx, rc, unplanned, Step{}, queue.RunRejected, ev)
 		}
-		_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-		return err
+		if err := p.cfg.Store.SetPlan(ctx, tx, rc.row.ID, plan.Versions); err != nil {
+			return err
+		}
+		started := outbox.New(rc.ref, contract.KindRunStarted)
+		started.Data = mustJSON(plan)
+		if len(plan.Versions) == 0 {
+			done := outbox.New(rc.ref, contract.KindRunCompleted)
+			done.Message = "nothing to do: " + nothingToDo(rc.req, plan)
+			log.Info("run completed", "message", done.Message)
+			return p.advance(ctx, client, tx, rc, unplanned, Step{}, queue.RunCompleted, started, done)
+		}
+		started.Message = fmt.Sprintf("%s %d migration(s): %s", verb(plan.Direction), len(plan.Versions), strings.Join(plan.Versions, ", "))
+		if len(plan.Forced) > 0 {
+			started.Message += fmt.Sprintf("; accepted changed checksums of %s (force)", strings.Join(plan.Forced, ", "))
+		}
+		first := FirstStep(plan.Direction, plan.Versions)
+		m, err := rc.migration(first.Version)
+		if err != nil {
+			return err
+		}
+		ms := outbox.New(rc.ref, contract.KindMigrationStarted, first.Version)
+		setMigration(&ms, m)
+		log.Info("run started", "plan", plan.Versions, "direction", plan.Direction)
+		return p.advance(ctx, client, tx, rc, unplanned, first, "", started, ms)
 	})
 }
 
@@ -246,18 +219,6 @@ func (p *Pipeline) plan(ctx context.Context, t *target.Target, rc *runContext) (
 		}
 	}
 	return plan, nil
-}
-
-// endRun finishes a run with status, records its final event, and admits the next queued run
-// of the target.
-func (p *Pipeline) endRun(ctx context.Context, client *river.Client[pgx.Tx], tx pgx.Tx, rc *runContext, status string, final contract.Event) error {
-	if err := p.cfg.Store.Finish(ctx, tx, rc.row.ID, status); err != nil {
-		return err
-	}
-	if err := outbox.Insert(ctx, tx, p.cfg.Store.Schema(), final); err != nil {
-		return err
-	}
-	return p.admitNext(ctx, client, tx, rc.row.Target)
 }
 
 func nothingToDo(req *contract.Request, plan *RunPlan) string {

@@ -51,31 +51,51 @@ func New(ref RunRef, kind string, idParts ...string) contract.Event {
 	}
 }
 
-// Insert records events in tx. An event whose id is already recorded is skipped. schema is the
-// quoted schema of the outbox table.
+// Insert records events in tx, in one round trip. An event whose id is already recorded is
+// skipped. schema is the quoted schema of the outbox table.
 func Insert(ctx context.Context, tx pgx.Tx, schema string, events ...contract.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
+	sql, args, err := insertStatement(schema, events)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
+		return fmt.Errorf("outbox: insert: %w", err)
+	}
+	return nil
+}
+
+// Queue adds the insert of events to batch, for callers that send several statements in one
+// round trip.
+func Queue(batch *pgx.Batch, schema string, events ...contract.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	sql, args, err := insertStatement(schema, events)
+	if err != nil {
+		return err
+	}
+	batch.Queue(sql, args...)
+	return nil
+}
+
+// insertStatement inserts events in order and notifies the relay, in one statement.
+func insertStatement(schema string, events []contract.Event) (string, []any, error) {
 	ids := make([]string, len(events))
 	subjects := make([]string, len(events))
 	payloads := make([][]byte, len(events))
 	for i, ev := range events {
 		b, err := json.Marshal(ev)
 		if err != nil {
-			return fmt.Errorf("outbox: encode %s event: %w", ev.Kind, err)
+			return "", nil, fmt.Errorf("outbox: encode %s event: %w", ev.Kind, err)
 		}
 		ids[i], subjects[i], payloads[i] = ev.ID, contract.EventSubject(ev.Target, ev.Run, ev.Kind), b
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO `+schema+`.outbox (id, subject, payload)
+	return `WITH ins AS (INSERT INTO ` + schema + `.outbox (id, subject, payload)
 		SELECT id, subject, payload
 		FROM unnest($1::uuid[], $2::text[], $3::bytea[]) WITH ORDINALITY AS e(id, subject, payload, n)
-		ORDER BY n ON CONFLICT (id) DO NOTHING`, ids, subjects, payloads)
-	if err != nil {
-		return fmt.Errorf("outbox: insert: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, notifyChannel); err != nil {
-		return fmt.Errorf("outbox: notify: %w", err)
-	}
-	return nil
+		ORDER BY n ON CONFLICT (id) DO NOTHING RETURNING 1)
+		SELECT pg_notify($4, '')`, []any{ids, subjects, payloads, notifyChannel}, nil
 }

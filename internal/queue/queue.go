@@ -294,3 +294,14 @@ func (s *Store) Finish(ctx context.Context, tx pgx.Tx, id, status string) error 
 	_, err := tx.Exec(ctx, `UPDATE `+s.schema+`.runs SET status = $2, finished_at = now(), step_version = '', step_phase = '' WHERE id = $1`, id, status)
 	return err
 }
+
+// QueueMoveStep adds to batch the statement that moves a running run from one step to the next,
+// or, when status is set, ends it with that status. Its command tag reports 0 rows when the run
+// is not running at from: the caller is a stale or duplicate job.
+func (s *Store) QueueMoveStep(batch *pgx.Batch, id, fromVersion, fromPhase, toVersion, toPhase, status string) {
+	batch.Queue(`UPDATE `+s.schema+`.runs SET step_version = $4, step_phase = $5,
+		status = coalesce(nullif($6, ''), status),
+		finished_at = CASE WHEN $6 = '' THEN NULL ELSE now() END
+		WHERE id = $1 AND status = 'running' AND step_version = $2 AND step_phase = $3`,
+		id, fromVersion, fromPhase, toVersion, toPhase, status)
+}

@@ -16,6 +16,7 @@ type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // schemaSQL creates the tracking schema; %[1]s is the quoted schema name.
@@ -68,10 +69,12 @@ func (t *Target) ensureSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	return tx.Commit(ctx)
 }
 
+const lockSQL = `SELECT pg_advisory_xact_lock(hashtext('confiture:' || $1))`
+
 // Lock takes the target's advisory lock for the rest of tx: one phase of one run changes a
 // target at a time, whichever worker or queue runs it.
 func (t *Target) Lock(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('confiture:' || $1))`, t.cfg.TrackingSchema)
+	_, err := tx.Exec(ctx, lockSQL, t.cfg.TrackingSchema)
 	if err != nil {
 		return fmt.Errorf("advisory lock on target %q: %w", t.cfg.Name, err)
 	}
@@ -154,8 +157,12 @@ type LedgerRow struct {
 	Error        string
 }
 
-// WriteLedger inserts or updates ledger rows.
+// WriteLedger inserts or updates ledger rows, in one round trip.
 func (t *Target) WriteLedger(ctx context.Context, q Querier, rows ...LedgerRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	batch := &pgx.Batch{}
 	for _, r := range rows {
 		var stats []byte
 		if len(r.Stats) > 0 {
@@ -169,7 +176,7 @@ func (t *Target) WriteLedger(ctx context.Context, q Querier, rows ...LedgerRow) 
 		if len(r.Checkpoint) > 0 {
 			checkpoint = r.Checkpoint
 		}
-		_, err := q.Exec(ctx, `INSERT INTO `+t.schema+`.hook_ledger
+		batch.Queue(`INSERT INTO `+t.schema+`.hook_ledger
 			(run_id, version, phase, hook, status, attempt, rows_affected, duration_ms, stats, checkpoint, message, error)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 			ON CONFLICT (run_id, version, phase, hook) DO UPDATE SET status = EXCLUDED.status,
@@ -178,11 +185,61 @@ func (t *Target) WriteLedger(ctx context.Context, q Querier, rows ...LedgerRow) 
 			message = EXCLUDED.message, error = EXCLUDED.error, updated_at = now()`,
 			r.Run, r.Version, r.Phase, r.Hook, r.Status, r.Attempt, r.RowsAffected, r.DurationMS,
 			stats, checkpoint, r.Message, r.Error)
-		if err != nil {
-			return fmt.Errorf("write hook ledger: %w", err)
-		}
+	}
+	if err := q.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("write hook ledger: %w", err)
 	}
 	return nil
+}
+
+// Phase is an open transaction on the target for one phase of a run, holding the target's lock.
+type Phase struct {
+	Tx pgx.Tx
+	// Done holds the ledger rows of this phase recorded by earlier attempts.
+	Done []LedgerRow
+	// Stats is the merged stats of the run's completed hooks (see RunStats).
+	Stats map[string]any
+}
+
+// BeginPhase opens a transaction on the target, takes the target's lock and reads the phase's
+// ledger rows and the run's stats, in one round trip after BEGIN. The caller commits or rolls
+// back Phase.Tx.
+func (t *Target) BeginPhase(ctx context.Context, pool *pgxpool.Pool, run, version, phase string) (*Phase, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return nil, t.connError(err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = tx.Rollback(ctx)
+		}
+	}()
+	batch := &pgx.Batch{}
+	batch.Queue(lockSQL, t.cfg.TrackingSchema)
+	batch.Queue(ledgerSelect+t.schema+`.hook_ledger WHERE run_id = $1 AND version = $2 AND phase = $3 ORDER BY updated_at, hook`, run, version, phase)
+	batch.Queue(ledgerSelect+t.schema+`.hook_ledger WHERE run_id = $1 AND status = 'completed' AND stats IS NOT NULL ORDER BY updated_at, hook`, run)
+	br := tx.SendBatch(ctx, batch)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, fmt.Errorf("advisory lock on target %q: %w", t.cfg.Name, err)
+	}
+	p := &Phase{Tx: tx}
+	if p.Done, err = scanLedger(br.Query()); err != nil {
+		br.Close()
+		return nil, err
+	}
+	statRows, err := scanLedger(br.Query())
+	if err != nil {
+		br.Close()
+		return nil, err
+	}
+	if err := br.Close(); err != nil {
+		return nil, err
+	}
+	p.Stats = mergeStats(statRows)
+	ok = true
+	return p, nil
 }
 
 // Ledger returns the ledger rows of one phase of one migration of a run, oldest first.
@@ -197,19 +254,27 @@ func (t *Target) RunStats(ctx context.Context, q Querier, run string) (map[strin
 	if err != nil {
 		return nil, err
 	}
+	return mergeStats(rows), nil
+}
+
+func mergeStats(rows []LedgerRow) map[string]any {
 	out := map[string]any{}
 	for _, r := range rows {
 		for k, v := range r.Stats {
 			out[k] = v
 		}
 	}
-	return out, nil
+	return out
 }
 
+const ledgerSelect = `SELECT run_id::text, version, phase, hook, status, attempt, rows_affected,
+	duration_ms, stats, checkpoint, message, error FROM `
+
 func (t *Target) ledger(ctx context.Context, q Querier, where string, args ...any) ([]LedgerRow, error) {
-	rows, err := q.Query(ctx, `SELECT run_id::text, version, phase, hook, status, attempt, rows_affected,
-		duration_ms, stats, checkpoint, message, error FROM `+t.schema+`.hook_ledger `+where+
-		` ORDER BY updated_at, hook`, args...)
+	return scanLedger(q.Query(ctx, ledgerSelect+t.schema+`.hook_ledger `+where+` ORDER BY updated_at, hook`, args...))
+}
+
+func scanLedger(rows pgx.Rows, err error) ([]LedgerRow, error) {
 	if err != nil {
 		return nil, err
 	}

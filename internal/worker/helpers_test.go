@@ -58,6 +58,7 @@ func setup(t *testing.T, opts ...func(*Config)) *bundle {
 		RetryBackoffMax:  50 * time.Millisecond,
 		ShutdownTimeout:  5 * time.Second,
 		FetchCooldown:    time.Millisecond,
+		Concurrency:      4,
 		Registry:         reg,
 		Logger:           testLogger(t),
 	}
@@ -78,7 +79,10 @@ func setup(t *testing.T, opts ...func(*Config)) *bundle {
 	b.client, err = client.Connect(w.NATSURL())
 	require.NoError(t, err)
 	t.Cleanup(b.client.Close)
-	b.db, err = pgxpool.New(ctx, dsn)
+	poolCfg, err := pgxpool.ParseConfig(dsn)
+	require.NoError(t, err)
+	poolCfg.MaxConns = 2
+	b.db, err = pgxpool.NewWithConfig(ctx, poolCfg)
 	require.NoError(t, err)
 	t.Cleanup(b.db.Close)
 	return b

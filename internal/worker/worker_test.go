@@ -2,13 +2,17 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/jobs"
+	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
 const auditTable = `CREATE TABLE audit (id bigserial PRIMARY KEY, what text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`
@@ -378,4 +382,32 @@ func TestNonTransactionalStatementsRunOutsideTheTransactionInOrder(t *testing.T)
 	var cp string
 	require.NoError(t, b.db.QueryRow(context.Background(), `SELECT checkpoint->>'next_segment' FROM confiture.hook_ledger WHERE phase = 'ddl'`).Scan(&cp))
 	require.Equal(t, "3", cp)
+}
+
+// TestMachineNATSServer runs a request through the NATS server this machine runs (Debian's
+// 2.9.10 here), when one listens: the embedded server is 2.15, and the worker must work with
+// both. Set CONFITURE_TEST_NATS_URL to test another server.
+func TestMachineNATSServer(t *testing.T) {
+	t.Parallel()
+	url := os.Getenv("CONFITURE_TEST_NATS_URL")
+	if url == "" {
+		url = "nats://127.0.0.1:4222"
+	}
+	nc, err := nats.Connect(url, nats.Timeout(time.Second))
+	if err != nil {
+		t.Skipf("no NATS server at %s: %v", url, err)
+	}
+	nc.Close()
+	// A target name of its own keeps this run apart from anything else on that server.
+	name := fmt.Sprintf("ci_%d", time.Now().UnixNano())
+	b := setup(t, func(c *Config) {
+		c.NATSURL = url
+		c.Targets = []target.Config{{Name: name, DSN: c.DatabaseURL}}
+	})
+	req := request("up", mig("001", "on_machine_nats", "CREATE TABLE machine_nats (id int);", "",
+		hook("after_validation", "exists", "assert", map[string]any{"sql": "SELECT to_regclass('machine_nats') IS NOT NULL"})))
+	req.Target = name
+	evs := b.run(t, req)
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
+	require.Len(t, ofKind(evs, contract.KindHookCompleted), 1)
 }

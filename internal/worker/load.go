@@ -1,0 +1,112 @@
+package worker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/confiture-io/confiture-worker/internal/target"
+)
+
+// EnvPrefix starts every environment variable the worker reads.
+const EnvPrefix = "CONFITURE_"
+
+// LoadFile reads a YAML configuration file into a Config. Unknown keys are errors, so a typo
+// does not silently fall back to a default.
+func LoadFile(path string) (Config, error) {
+	var cfg Config
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config file: %w", err)
+	}
+	if err := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField()).Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("config file %s: %s", path, yaml.FormatError(err, false, true))
+	}
+	return cfg, nil
+}
+
+// ApplyEnv overrides cfg with CONFITURE_* variables read through getenv:
+// CONFITURE_NATS_URL, CONFITURE_DATABASE_URL, CONFITURE_DATA_DIR, CONFITURE_CONCURRENCY,
+// CONFITURE_MAX_ATTEMPTS, CONFITURE_PHASE_TIMEOUT, CONFITURE_SHUTDOWN_TIMEOUT,
+// CONFITURE_EMBEDDED_NATS_PORT, CONFITURE_QUEUE_SCHEMA, CONFITURE_RIVER_SCHEMA, and one
+// CONFITURE_TARGET_<NAME>=<dsn> per target (the name lower-cased).
+func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
+	str := map[string]*string{
+		"NATS_URL": &cfg.NATSURL, "DATABASE_URL": &cfg.DatabaseURL, "DATA_DIR": &cfg.DataDir,
+		"QUEUE_SCHEMA": &cfg.QueueSchema, "RIVER_SCHEMA": &cfg.RiverSchema,
+	}
+	for k, p := range str {
+		if v := getenv(EnvPrefix + k); v != "" {
+			*p = v
+		}
+	}
+	ints := map[string]*int{
+		"CONCURRENCY": &cfg.Concurrency, "MAX_ATTEMPTS": &cfg.MaxAttempts,
+		"EMBEDDED_NATS_PORT": &cfg.EmbeddedNATSPort, "MAX_REQUEST_BYTES": &cfg.MaxRequestBytes,
+	}
+	var errs []error
+	for k, p := range ints {
+		if v := getenv(EnvPrefix + k); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s%s: %q is not an integer", EnvPrefix, k, v))
+				continue
+			}
+			*p = n
+		}
+	}
+	durs := map[string]*time.Duration{
+		"PHASE_TIMEOUT": &cfg.PhaseTimeout, "SHUTDOWN_TIMEOUT": &cfg.ShutdownTimeout,
+		"RETRY_BACKOFF": &cfg.RetryBackoff, "RETRY_BACKOFF_MAX": &cfg.RetryBackoffMax,
+	}
+	for k, p := range durs {
+		if v := getenv(EnvPrefix + k); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s%s: %q is not a duration (like 30s)", EnvPrefix, k, v))
+				continue
+			}
+			*p = d
+		}
+	}
+	var names []string
+	dsns := map[string]string{}
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, EnvPrefix+"TARGET_") || v == "" {
+			continue
+		}
+		name := strings.ToLower(strings.TrimPrefix(k, EnvPrefix+"TARGET_"))
+		names = append(names, name)
+		dsns[name] = v
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := SetTarget(cfg, n, dsns[n]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SetTarget adds a target, or replaces the connection string of one already configured.
+func SetTarget(cfg *Config, name, dsn string) error {
+	if name == "" || dsn == "" {
+		return fmt.Errorf("target %q: a name and a connection string are required", name)
+	}
+	for i := range cfg.Targets {
+		if cfg.Targets[i].Name == name {
+			cfg.Targets[i].DSN = dsn
+			return nil
+		}
+	}
+	cfg.Targets = append(cfg.Targets, target.Config{Name: name, DSN: dsn})
+	return nil
+}

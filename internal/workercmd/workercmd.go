@@ -1,0 +1,263 @@
+// Package workercmd is the worker's command line: flags, CONFITURE_* variables and an optional
+// YAML file become a worker.Config; the daemon runs until SIGTERM or SIGINT (a second signal
+// stops waiting for running phases). `worker hooks list` shows the hooks the worker can run.
+package workercmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/worker"
+)
+
+// Exit codes.
+const (
+	ExitOK     = 0
+	ExitFailed = 1
+	ExitUsage  = 2
+)
+
+type options struct {
+	configFile  string
+	natsURL     string
+	databaseURL string
+	dataDir     string
+	targets     []string
+	concurrency int
+	logFormat   string
+	logLevel    string
+	readyFile   string
+	natsPort    int
+	shutdown    time.Duration
+}
+
+// Main runs the worker command with args and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	var o options
+	root := &cobra.Command{
+		Use:   "worker",
+		Short: "Run PostgreSQL migrations and their hooks as durable jobs",
+		Long: `worker takes migration requests from NATS (confiture.requests.<target>), runs each hook
+phase of each migration as a retryable River job on PostgreSQL, and publishes every step as an
+event (confiture.events.<target>.<run>.<kind>).
+
+With no NATS URL it starts an embedded NATS server with JetStream; with no database URL it uses
+$DATABASE_URL or postgres://postgres@127.0.0.1:5432/postgres, which is also the "default" target.
+
+Configuration, lowest precedence first: the YAML file (--config or CONFITURE_CONFIG),
+CONFITURE_* environment variables, then flags.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd, &o, stderr)
+		},
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&o.configFile, "config", os.Getenv("CONFITURE_CONFIG"), "YAML configuration file (CONFITURE_CONFIG)")
+	f.StringVar(&o.natsURL, "nats-url", "", "NATS server URL; empty starts an embedded server (CONFITURE_NATS_URL)")
+	f.StringVar(&o.databaseURL, "database-url", "", "queue database URL (CONFITURE_DATABASE_URL, then DATABASE_URL)")
+	f.StringVar(&o.dataDir, "data-dir", "", "directory for the embedded NATS server's data (CONFITURE_DATA_DIR; default ./.confiture)")
+	f.StringArrayVar(&o.targets, "target", nil, "target as NAME=DSN; repeatable (CONFITURE_TARGET_<NAME>)")
+	f.IntVar(&o.concurrency, "concurrency", 0, "phases run at once by this worker (CONFITURE_CONCURRENCY; default 10)")
+	f.StringVar(&o.logFormat, "log-format", "auto", "console log format: auto (text on a terminal, else JSON), text or json")
+	f.StringVar(&o.logLevel, "log-level", "info", "console log level: debug, info, warn or error")
+	f.StringVar(&o.readyFile, "ready-file", "", "write the NATS URL to this file once taking requests")
+	f.IntVar(&o.natsPort, "embedded-nats-port", 0, "client port of the embedded NATS server (default 4222, or a free port if taken; -1 always free)")
+	f.DurationVar(&o.shutdown, "shutdown-timeout", 0, "how long running phases may finish after SIGTERM (default 30s)")
+	root.AddCommand(hooksCommand(&o, stdout))
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "worker:", err)
+		var ue usageError
+		if errors.As(err, &ue) || strings.Contains(err.Error(), "unknown flag") || strings.Contains(err.Error(), "unknown command") {
+			return ExitUsage
+		}
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+type usageError struct{ error }
+
+// config builds the worker configuration from the file, the environment and the flags.
+func (o *options) config(logger *slog.Logger) (worker.Config, error) {
+	var cfg worker.Config
+	if o.configFile != "" {
+		c, err := worker.LoadFile(o.configFile)
+		if err != nil {
+			return cfg, usageError{err}
+		}
+		cfg = c
+	}
+	if err := worker.ApplyEnv(&cfg, os.Getenv, os.Environ()); err != nil {
+		return cfg, usageError{err}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cfg.NATSURL, o.natsURL)
+	set(&cfg.DatabaseURL, o.databaseURL)
+	set(&cfg.DataDir, o.dataDir)
+	set(&cfg.ReadyFile, o.readyFile)
+	if o.concurrency != 0 {
+		cfg.Concurrency = o.concurrency
+	}
+	if o.natsPort != 0 {
+		cfg.EmbeddedNATSPort = o.natsPort
+	}
+	if o.shutdown != 0 {
+		cfg.ShutdownTimeout = o.shutdown
+	}
+	for _, t := range o.targets {
+		name, dsn, ok := strings.Cut(t, "=")
+		if !ok {
+			return cfg, usageError{fmt.Errorf("--target %q: want NAME=DSN", strings.SplitN(t, "://", 2)[0])}
+		}
+		if err := worker.SetTarget(&cfg, name, dsn); err != nil {
+			return cfg, usageError{err}
+		}
+	}
+	cfg.Logger = logger
+	return cfg, nil
+}
+
+func (o *options) logger(stderr io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)}
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	format := o.logFormat
+	if format == "auto" {
+		format = "json"
+		if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "text"
+		}
+	}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(stderr, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(stderr, hopts)), nil
+	}
+	return nil, usageError{fmt.Errorf("--log-format %q: want auto, text or json", o.logFormat)}
+}
+
+func run(cmd *cobra.Command, o *options, stderr io.Writer) error {
+	logger, err := o.logger(stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := o.config(logger)
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(cfg)
+	if err != nil {
+		return usageError{err}
+	}
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(signals)
+
+	startCtx, startCancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = w.Start(startCtx)
+	startCancel()
+	if err != nil {
+		return err
+	}
+	sig := <-signals
+	logger.Info("signal received; shutting down (send it again to stop waiting for running phases)", "signal", sig.String())
+	stopCtx, stopCancel := context.WithCancel(context.Background())
+	defer stopCancel()
+	go func() {
+		<-signals
+		logger.Warn("second signal: cancelling running phases now")
+		stopCancel()
+	}()
+	return w.Stop(stopCtx)
+}
+
+func hooksCommand(o *options, stdout io.Writer) *cobra.Command {
+	hooksCmd := &cobra.Command{Use: "hooks", Short: "Inspect the hooks this worker can run"}
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List every hook the worker can see and where it came from",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			cfg, err := o.config(slog.New(slog.DiscardHandler))
+			if err != nil {
+				return err
+			}
+			w, err := worker.New(cfg)
+			if err != nil {
+				return usageError{err}
+			}
+			return printHooks(stdout, w.Registry().List(), asJSON)
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	hooksCmd.AddCommand(list)
+	return hooksCmd
+}
+
+// hookInfo is one line of `worker hooks list`.
+type hookInfo struct {
+	Name        string   `json:"name"`
+	Source      string   `json:"source"`
+	Version     string   `json:"version,omitempty"`
+	Phases      []string `json:"phases"`
+	Description string   `json:"description"`
+}
+
+func printHooks(w io.Writer, defs []hooks.Definition, asJSON bool) error {
+	infos := make([]hookInfo, 0, len(defs))
+	for _, d := range defs {
+		phases := d.Phases
+		if len(phases) == 0 {
+			phases = hooks.HookPhases
+		}
+		infos = append(infos, hookInfo{Name: d.Name, Source: d.Source, Version: d.Version, Phases: phases, Description: d.Description})
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(infos)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSOURCE\tVERSION\tPHASES\tDESCRIPTION")
+	for _, h := range infos {
+		phases := strings.Join(h.Phases, ",")
+		if len(h.Phases) == len(hooks.HookPhases) {
+			phases = "all"
+		}
+		version := h.Version
+		if version == "" {
+			version = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, h.Source, version, phases, h.Description)
+	}
+	return tw.Flush()
+}

@@ -183,7 +183,7 @@ func (p *Pipeline) advance(ctx context.Context, client *river.Client[pgx.Tx], tx
 	// One round trip for the move and the events.
 	batch := &pgx.Batch{}
 	p.cfg.Store.QueueMoveStep(batch, rc.row.ID, from.Version, from.Phase, to.Version, to.Phase, status)
-	if err := outbox.Queue(batch, p.cfg.Store.Schema(), evs...); err != nil {
+	if err := outbox.Queue(batch, p.cfg.Store.Schema(), true, evs...); err != nil {
 		return err
 	}
 	br := tx.SendBatch(ctx, batch)

@@ -113,8 +113,9 @@ func (rc *runContext) at(a PhaseArgs) bool {
 }
 
 // recordStart records phase.started and a hook.started for each hook. These report no state
-// change, so they commit without waiting for the WAL flush: only a crash of PostgreSQL itself
-// could lose them, and the retry that follows records its own.
+// change, so they commit without waiting for the WAL flush (only a crash of PostgreSQL itself
+// could lose them, and the retry that follows records its own), and they do not wake the relay:
+// they go out with the phase's outcome, or at the relay's next poll when the phase runs long.
 func (p *Pipeline) recordStart(ctx context.Context, rc *runContext, m *contract.Migration, phase string, attempt int, planned []hooks.Planned) error {
 	evs := make([]contract.Event, 0, 1+len(planned))
 	ps := p.phaseEvent(rc, m, contract.KindPhaseStarted, phase, attempt, fmt.Sprint(attempt))
@@ -130,7 +131,7 @@ func (p *Pipeline) recordStart(ctx context.Context, rc *runContext, m *contract.
 	// One round trip: the batch runs as one implicit transaction.
 	batch := &pgx.Batch{}
 	batch.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
-	if err := outbox.Queue(batch, p.cfg.Store.Schema(), evs...); err != nil {
+	if err := outbox.Queue(batch, p.cfg.Store.Schema(), false, evs...); err != nil {
 		return err
 	}
 	return p.cfg.Store.Pool.SendBatch(ctx, batch).Close()

@@ -57,7 +57,7 @@ func Insert(ctx context.Context, tx pgx.Tx, schema string, events ...contract.Ev
 	if len(events) == 0 {
 		return nil
 	}
-	sql, args, err := insertStatement(schema, events)
+	sql, args, err := insertStatement(schema, events, true)
 	if err != nil {
 		return err
 	}
@@ -68,12 +68,13 @@ func Insert(ctx context.Context, tx pgx.Tx, schema string, events ...contract.Ev
 }
 
 // Queue adds the insert of events to batch, for callers that send several statements in one
-// round trip.
-func Queue(batch *pgx.Batch, schema string, events ...contract.Event) error {
+// round trip. With notify false the relay is not woken: the events go out with the next
+// notified batch or poll, which spares a relay round for events nobody waits on.
+func Queue(batch *pgx.Batch, schema string, notify bool, events ...contract.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	sql, args, err := insertStatement(schema, events)
+	sql, args, err := insertStatement(schema, events, notify)
 	if err != nil {
 		return err
 	}
@@ -82,7 +83,7 @@ func Queue(batch *pgx.Batch, schema string, events ...contract.Event) error {
 }
 
 // insertStatement inserts events in order and notifies the relay, in one statement.
-func insertStatement(schema string, events []contract.Event) (string, []any, error) {
+func insertStatement(schema string, events []contract.Event, notify bool) (string, []any, error) {
 	ids := make([]string, len(events))
 	subjects := make([]string, len(events))
 	payloads := make([][]byte, len(events))
@@ -93,9 +94,13 @@ func insertStatement(schema string, events []contract.Event) (string, []any, err
 		}
 		ids[i], subjects[i], payloads[i] = ev.ID, contract.EventSubject(ev.Target, ev.Run, ev.Kind), b
 	}
+	channel := ""
+	if notify {
+		channel = notifyChannel
+	}
 	return `WITH ins AS (INSERT INTO ` + schema + `.outbox (id, subject, payload)
 		SELECT id, subject, payload
 		FROM unnest($1::uuid[], $2::text[], $3::bytea[]) WITH ORDINALITY AS e(id, subject, payload, n)
 		ORDER BY n ON CONFLICT (id) DO NOTHING RETURNING 1)
-		SELECT pg_notify($4, '')`, []any{ids, subjects, payloads, notifyChannel}, nil
+		SELECT CASE WHEN $4 <> '' THEN pg_notify($4, '') END`, []any{ids, subjects, payloads, channel}, nil
 }

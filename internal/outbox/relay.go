@@ -1,10 +1,12 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,8 +34,9 @@ type Relay struct {
 	Schema    string
 	Publisher Publisher
 	Logger    *slog.Logger
-	// PollInterval bounds how long a committed event waits if a notification is missed.
-	// Defaults to 1s.
+	// PollInterval bounds how long a committed event waits when no notification wakes the
+	// relay (events recorded without one, such as phase.started, or a missed notification).
+	// Defaults to 250ms.
 	PollInterval time.Duration
 	// BatchSize is how many events one transaction relays. Defaults to 200.
 	BatchSize int
@@ -91,7 +94,7 @@ func (r *Relay) Run(ctx context.Context) {
 
 func (r *Relay) setDefaults() {
 	if r.PollInterval <= 0 {
-		r.PollInterval = time.Second
+		r.PollInterval = 250 * time.Millisecond
 	}
 	if r.BatchSize <= 0 {
 		r.BatchSize = 200
@@ -124,41 +127,41 @@ func (r *Relay) relayBatch(ctx context.Context) (int, bool, error) {
 		return 0, false, fmt.Errorf("outbox relay: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	var leader bool
-	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext('confiture.outbox.relay'))`).Scan(&leader); err != nil {
-		return 0, false, fmt.Errorf("outbox relay: %w", err)
-	}
-	if !leader {
-		return 0, false, nil
-	}
-	rows, err := tx.Query(ctx, `SELECT seq, id::text, subject, payload FROM `+r.Schema+`.outbox
-		WHERE published_at IS NULL ORDER BY seq LIMIT $1`, r.BatchSize)
+	// One round trip: take the relay lock if free, and mark the oldest events published. The
+	// marks commit only after the bus has stored the events.
+	rows, err := tx.Query(ctx, `WITH leader AS (
+			SELECT pg_try_advisory_xact_lock(hashtext('confiture.outbox.relay')) AS ok),
+		batch AS (
+			SELECT seq FROM `+r.Schema+`.outbox
+			WHERE published_at IS NULL AND (SELECT ok FROM leader)
+			ORDER BY seq LIMIT $1)
+		UPDATE `+r.Schema+`.outbox o SET published_at = now() FROM batch
+		WHERE o.seq = batch.seq RETURNING o.seq, o.id::text, o.subject, o.payload`, r.BatchSize)
 	if err != nil {
 		return 0, false, fmt.Errorf("outbox relay: %w", err)
 	}
-	var seqs []int64
-	var msgs []Message
-	for rows.Next() {
-		var seq int64
-		var m Message
-		if err := rows.Scan(&seq, &m.ID, &m.Subject, &m.Data); err != nil {
-			rows.Close()
-			return 0, false, fmt.Errorf("outbox relay: %w", err)
-		}
-		seqs = append(seqs, seq)
-		msgs = append(msgs, m)
+	type row struct {
+		seq int64
+		msg Message
 	}
-	if err := rows.Err(); err != nil {
+	batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
+		var x row
+		err := cr.Scan(&x.seq, &x.msg.ID, &x.msg.Subject, &x.msg.Data)
+		return x, err
+	})
+	if err != nil {
 		return 0, false, fmt.Errorf("outbox relay: %w", err)
 	}
-	if len(msgs) == 0 {
+	if len(batch) == 0 {
 		return 0, false, nil
+	}
+	slices.SortFunc(batch, func(a, b row) int { return cmp.Compare(a.seq, b.seq) })
+	msgs := make([]Message, len(batch))
+	for i, x := range batch {
+		msgs[i] = x.msg
 	}
 	if err := r.Publisher.PublishBatch(ctx, msgs); err != nil {
 		return 0, false, fmt.Errorf("outbox relay: publish: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `UPDATE `+r.Schema+`.outbox SET published_at = now() WHERE seq = ANY($1)`, seqs); err != nil {
-		return 0, false, fmt.Errorf("outbox relay: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		// The bus has the events; they will be published again and dropped as duplicates.

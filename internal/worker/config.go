@@ -56,11 +56,13 @@ type Config struct {
 	// RequestDuplicateWindow is how long JetStream remembers request ids. Defaults to 1h.
 	RequestDuplicateWindow time.Duration `yaml:"request_duplicate_window"`
 	// FetchCooldown is River's minimum time between job fetches; it bounds the latency between
-	// one phase and the next. Defaults to 2ms (River's own default, 100ms, is tuned for
-	// throughput and would add about 100ms per phase).
+	// one phase and the next. Defaults to 1ms (River's own default, 100ms, is tuned for
+	// throughput and adds up to 100ms per phase). River also throttles its insert
+	// notifications by this interval, so a longer cooldown can leave a fresh job waiting for
+	// the next poll.
 	FetchCooldown time.Duration `yaml:"fetch_cooldown"`
-	// FetchPollInterval is River's fallback poll when no notification arrives. Defaults to
-	// 500ms.
+	// FetchPollInterval is River's fallback poll when no notification arrives; it bounds how
+	// long a job can wait when its notification was throttled. Defaults to 100ms.
 	FetchPollInterval time.Duration `yaml:"fetch_poll_interval"`
 	// ReadyFile, when set, receives the NATS URL once the worker takes requests, and is removed
 	// when it stops. Defaults to none.
@@ -119,10 +121,10 @@ func (cfg Config) WithDefaults() Config {
 		cfg.RequestDuplicateWindow = time.Hour
 	}
 	if cfg.FetchCooldown == 0 {
-		cfg.FetchCooldown = 2 * time.Millisecond
+		cfg.FetchCooldown = time.Millisecond
 	}
 	if cfg.FetchPollInterval == 0 {
-		cfg.FetchPollInterval = 500 * time.Millisecond
+		cfg.FetchPollInterval = 100 * time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -1,0 +1,232 @@
+package submitcmd
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/confiture-io/confiture-worker/internal/bus"
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/testdb"
+	"github.com/confiture-io/confiture-worker/internal/worker"
+)
+
+// startWorker starts a worker with an embedded NATS server on a database of its own and
+// returns the NATS URL.
+func startWorker(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: needs PostgreSQL")
+	}
+	w, err := worker.New(worker.Config{
+		DatabaseURL:      testdb.New(t),
+		DataDir:          t.TempDir(),
+		EmbeddedNATSPort: -1,
+		Logger:           slog.New(slog.DiscardHandler),
+		MaxAttempts:      2,
+		RetryBackoff:     10 * time.Millisecond,
+		RetryBackoffMax:  20 * time.Millisecond,
+		FetchCooldown:    time.Millisecond,
+		ShutdownTimeout:  5 * time.Second,
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, w.Start(ctx))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		require.NoError(t, w.Stop(ctx))
+	})
+	return w.NATSURL()
+}
+
+const usersHooks = `before_validation:
+  - name: db_answers
+    hook: assert
+    params:
+      sql: select true
+      message: the database must answer
+after_ddl:
+  - name: seed_users
+    hook: sql
+    params:
+      sql: insert into users (id) values (1), (2)
+`
+
+func usersDir(t *testing.T) string {
+	return writeDir(t, map[string]string{
+		"001_create_users.up.sql":     "create table users (id int primary key);\n",
+		"001_create_users.down.sql":   "drop table users;\n",
+		"001_create_users.hooks.yaml": usersHooks,
+		"002_add_email.up.sql":        "alter table users add column email text;\n",
+	})
+}
+
+func TestE2EWaitCompletes(t *testing.T) {
+	t.Parallel()
+	url := startWorker(t)
+	r := submit(t, usersDir(t), "--nats-url", url, "--wait", "--timeout", "30s", "--requested-by", "e2e")
+	t.Log(r)
+	require.Equal(t, ExitOK, r.code, r)
+	require.Empty(t, r.stderr, r)
+	out := r.stdout
+	for _, s := range []string{
+		"accepted: up of 2 migration(s) accepted",
+		"run started: applying 2 migration(s): 001, 002",
+		"\n001_create_users\n",
+		"  before_validation  started   1 hook(s)\n    ✓ db_answers ",
+		"\n  ddl                done ",
+		"    ✓ seed_users               2 rows ",
+		"\n001_create_users completed\n",
+		"\n002_add_email\n",
+		"run completed in ",
+		": applied 2 migration(s)\n",
+	} {
+		require.Contains(t, out, s, r)
+	}
+	require.NotContains(t, out, "after_validation", "phases without hooks are not shown")
+	require.True(t, strings.HasSuffix(out, "applied 2 migration(s)\n"), r)
+}
+
+func TestE2EWaitJSON(t *testing.T) {
+	t.Parallel()
+	url := startWorker(t)
+	r := submit(t, usersDir(t), "--nats-url", url, "--wait", "--json", "--timeout", "30s", "--id", "json-1")
+	require.Equal(t, ExitOK, r.code, r)
+	require.Empty(t, r.stderr, r)
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	require.Greater(t, len(lines), 10, r)
+	ids := map[string]bool{}
+	var last *contract.Event
+	for _, l := range lines {
+		ev, err := contract.DecodeEvent([]byte(l))
+		require.NoError(t, err, l)
+		require.Equal(t, contract.RunID("default", "json-1"), ev.Run)
+		require.False(t, ids[ev.ID], "event %s printed twice", ev.ID)
+		ids[ev.ID] = true
+		last = ev
+	}
+	require.Equal(t, contract.KindRunAccepted, mustDecode(t, lines[0]).Kind)
+	require.Equal(t, contract.KindRunCompleted, last.Kind)
+}
+
+func mustDecode(t *testing.T, line string) *contract.Event {
+	ev, err := contract.DecodeEvent([]byte(line))
+	require.NoError(t, err)
+	return ev
+}
+
+func TestE2EDDLErrorExit1(t *testing.T) {
+	t.Parallel()
+	url := startWorker(t)
+	dir := writeDir(t, map[string]string{
+		"001_create_users.up.sql":     "create table users (id int primary key);\n",
+		"001_create_users.hooks.yaml": usersHooks,
+		"002_broken.up.sql":           "create table broken (id int,);\n",
+	})
+	r := submit(t, dir, "--nats-url", url, "--wait", "--timeout", "30s")
+	t.Log(r)
+	require.Equal(t, ExitFailed, r.code, r)
+	for _, s := range []string{
+		"\n001_create_users completed\n",
+		"\n002_broken\n  ddl                started\n  ddl                failed    after ",
+		"    ✗ sql_error: ",
+		"syntax error at or near \")\" (SQLSTATE 42601)",
+		"\n002_broken failed at ddl\n",
+		"run failed after ",
+		"  migration: 002_broken\n  phase:     ddl\n  error:     sql_error: ",
+	} {
+		require.Contains(t, r.stdout, s, r)
+	}
+}
+
+func TestE2ERejectedExit3(t *testing.T) {
+	t.Parallel()
+	url := startWorker(t)
+	dir := usersDir(t)
+
+	r := submit(t, dir, "--nats-url", url, "--wait", "--timeout", "30s", "--target", "nope")
+	require.Equal(t, ExitRejected, r.code, r)
+	require.Contains(t, r.stdout, "run rejected (unknown_target): unknown target \"nope\"", r)
+
+	// --dry-run is passed through; this worker version rejects dry-runs.
+	r = submit(t, dir, "--nats-url", url, "--wait", "--timeout", "30s", "--dry-run")
+	require.Equal(t, ExitRejected, r.code, r)
+	require.Contains(t, r.stdout, "run rejected (invalid_request): dry-run", r)
+}
+
+func TestE2ESameIDFollowsTheExistingRun(t *testing.T) {
+	t.Parallel()
+	url := startWorker(t)
+	dir := usersDir(t)
+	args := []string{dir, "--nats-url", url, "--id", "deploy-7"}
+	run := contract.RunID("default", "deploy-7")
+
+	// Without --wait: the run id and how to follow it.
+	r := submit(t, args...)
+	require.Equal(t, ExitOK, r.code, r)
+	require.Contains(t, r.stdout, "published request deploy-7 for target default: run "+run+"\n", r)
+	require.Contains(t, r.stdout, "follow it with: submit "+shellQuote(dir)+" --id deploy-7 --nats-url "+url+" --wait\n", r)
+	require.Contains(t, r.stdout, contract.RunEventsFilter("default", run), r)
+
+	// The same id again, as the hint says: nothing new runs, the existing run is followed.
+	for range 2 {
+		r = submit(t, append(args, "--wait", "--timeout", "30s")...)
+		require.Equal(t, ExitOK, r.code, r)
+		require.True(t, strings.HasPrefix(r.stdout, "request deploy-7 was already published; following the existing run\n"), r)
+		require.Contains(t, r.stdout, "run "+run+" accepted", r)
+		require.Equal(t, 1, strings.Count(r.stdout, "run started"), r)
+		require.Contains(t, r.stdout, "run completed in ", r)
+	}
+}
+
+func TestE2ETimeoutExit4(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	// A NATS server with the worker's streams and no worker: the request is stored and
+	// nothing ever happens to it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := bus.Connect(ctx, bus.Options{StoreDir: t.TempDir(), EmbeddedPort: -1})
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	require.NoError(t, b.EnsureStreams(ctx, bus.StreamOptions{}))
+
+	start := time.Now()
+	r := submit(t, usersDir(t), "--nats-url", b.URL(), "--wait", "--timeout", "300ms", "--id", "stuck-1")
+	require.Equal(t, ExitTimeout, r.code, r)
+	require.Less(t, time.Since(start), 5*time.Second)
+	require.Contains(t, r.stderr, "error: timed out after 300ms waiting for run "+contract.RunID("default", "stuck-1")+" to end (last event: none yet)", r)
+	require.Contains(t, r.stderr, "follow it again with: submit ", r)
+	require.Empty(t, r.stdout, r)
+
+	// Against a live worker too, when the timeout is shorter than anything can happen.
+	url := startWorker(t)
+	r = submit(t, usersDir(t), "--nats-url", url, "--wait", "--timeout", "1ms")
+	require.Equal(t, ExitTimeout, r.code, r)
+	require.Contains(t, r.stderr, "timed out after 1ms", r)
+}
+
+func TestE2EPublishWithoutWorkerStreamsExit1(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	// A NATS server that no worker ever used: no stream takes the request.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := bus.Connect(ctx, bus.Options{StoreDir: t.TempDir(), EmbeddedPort: -1})
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	r := submit(t, usersDir(t), "--nats-url", b.URL())
+	require.Equal(t, ExitFailed, r.code, r)
+	require.Contains(t, r.stderr, "error: could not publish request ", r)
+	require.Contains(t, r.stderr, "is a worker running against this NATS server?", r)
+}

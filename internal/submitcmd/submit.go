@@ -1,0 +1,521 @@
+// Package submitcmd is the submit command: it reads a migrations directory, publishes one
+// confiture.request/v1 request on NATS and, with --wait, follows the run's events until the
+// run ends.
+//
+// It depends only on the public contract (packages contract, migrations and client), never on
+// the worker's internals.
+package submitcmd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/confiture-io/confiture-worker/internal/client"
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/migrations"
+)
+
+// Exit codes of submit.
+const (
+	// ExitOK: the run completed (with --wait), or the request was published (without).
+	ExitOK = 0
+	// ExitFailed: the run failed (run.failed), or NATS could not be reached or the request
+	// could not be published, or following the run's events broke down.
+	ExitFailed = 1
+	// ExitUsage: bad flags or arguments, or a local validation error (unreadable or invalid
+	// migrations directory, a request the contract would reject, a request over 1 MiB).
+	// Nothing was published.
+	ExitUsage = 2
+	// ExitRejected: the worker rejected the request (run.rejected).
+	ExitRejected = 3
+	// ExitTimeout: --timeout passed before the run's final event.
+	ExitTimeout = 4
+	// ExitInterrupted: interrupted (SIGINT or SIGTERM) while waiting; the run goes on.
+	ExitInterrupted = 130
+)
+
+// Defaults and limits.
+const (
+	// DefaultNATSURL is used when neither --nats-url nor $CONFITURE_NATS_URL is set.
+	DefaultNATSURL = "nats://127.0.0.1:4222"
+	// NATSURLEnv names the environment variable that sets the default NATS URL.
+	NATSURLEnv = "CONFITURE_NATS_URL"
+	// MaxRequestBytes is the largest request submit publishes (the worker's default limit).
+	MaxRequestBytes = 1 << 20
+	// DefaultTimeout bounds --wait.
+	DefaultTimeout = 10 * time.Minute
+	// publishTimeout bounds the publish and its JetStream acknowledgement.
+	publishTimeout = 30 * time.Second
+	// maxRequestedBy is the schema's limit on requested_by, in characters.
+	maxRequestedBy = 200
+)
+
+const longHelp = `Reads the migrations in DIR (<version>_<name>.up.sql, optional .down.sql and
+.hooks.yaml), checks them locally, and publishes one confiture.request/v1 request on NATS
+(subject confiture.requests.<target>), where a worker picks it up.
+
+The request id (--id) makes the request idempotent: publishing the same id again does not start
+a second run; submit then follows the run the first request started.
+
+Without --wait, submit prints the run id and how to follow it, and exits once the request is
+stored. With --wait it follows the run's events (confiture.events.<target>.<run>.>) with a live
+display, or with --json one event per line, exactly as published, until the run ends.
+
+Exit codes:
+  0    the run completed (with --wait), or the request was published (without --wait)
+  1    the run failed (run.failed); or NATS could not be reached or the request not published
+  2    usage error or local validation error (bad flags, unreadable or invalid directory, a
+       request the contract rejects or one over 1 MiB); nothing was published
+  3    the worker rejected the request (run.rejected)
+  4    timed out waiting for the run to end (--timeout); the run may still be going on
+  130  interrupted while waiting; the run goes on in the worker`
+
+const examples = `  submit ./migrations --wait
+  submit ./migrations --id deploy-42 --target orders --wait --json
+  submit ./migrations --direction down --to 20240101000000 --wait`
+
+// exitError ends the command with an exit code; its message (if any) is already printed.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func exit(code int) error { return &exitError{code: code} }
+
+// env is what submit takes from its environment, replaceable in tests.
+type env struct {
+	getenv   func(string) string
+	hostname func() (string, error)
+	username func() string
+	now      func() time.Time
+	color    bool // stdout is a terminal that takes colours
+}
+
+func osEnv(stdout io.Writer) env {
+	return env{
+		getenv:   os.Getenv,
+		hostname: os.Hostname,
+		username: func() string {
+			if u, err := user.Current(); err == nil {
+				return u.Username
+			}
+			return ""
+		},
+		now:   time.Now,
+		color: colorTerminal(stdout),
+	}
+}
+
+// colorTerminal reports whether w is a terminal that should get colours.
+func colorTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
+// Main runs submit with args (without the program name) and returns its exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, args, stdout, stderr, osEnv(stdout))
+}
+
+type options struct {
+	dir         string
+	id          string
+	target      string
+	direction   string
+	to          string
+	force       bool
+	dryRun      bool
+	requestedBy string
+	natsURL     string
+	wait        bool
+	json        bool
+	timeout     time.Duration
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) int {
+	var o options
+	cmd := &cobra.Command{
+		Use:           "submit DIR",
+		Short:         "Publish a migrations directory as a request to the Confiture worker",
+		Long:          longHelp,
+		Example:       examples,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args: func(_ *cobra.Command, args []string) error {
+			switch len(args) {
+			case 0:
+				return errors.New("missing DIR: the migrations directory to submit")
+			case 1:
+				return nil
+			default:
+				return fmt.Errorf("submit takes one migrations directory, got %d arguments: %s", len(args), strings.Join(args, " "))
+			}
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.dir = args[0]
+			s := &submitter{o: o, stdout: stdout, stderr: stderr, env: e, cmd: cmd}
+			return s.run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.SortFlags = false
+	f.StringVar(&o.id, "id", "", "request id, the idempotency key: 1 to 200 of A-Z a-z 0-9 . _ : - (default: generated, submit-<UTC time>-<random hex>)")
+	f.StringVar(&o.target, "target", "default", "target database, as named in the worker's configuration")
+	f.StringVar(&o.direction, "direction", contract.DirectionUp, "up or down")
+	f.StringVar(&o.to, "to", "", "version to stop at: up applies nothing after it; down reverts everything after it (default: up applies all, down reverts the latest)")
+	f.BoolVar(&o.force, "force", false, "accept changed checksums of applied migrations")
+	f.BoolVar(&o.dryRun, "dry-run", false, "ask for a dry-run: run everything in a transaction, report, roll back")
+	f.StringVar(&o.requestedBy, "requested-by", "", "who asks, recorded as applied_by (default $USER@$HOSTNAME)")
+	f.StringVar(&o.natsURL, "nats-url", "", "NATS server URL (default $"+NATSURLEnv+", else "+DefaultNATSURL+")")
+	f.BoolVar(&o.wait, "wait", false, "follow the run's events until it ends; the exit code then tells how it ended")
+	f.BoolVar(&o.json, "json", false, "with --wait: print each event as one JSON line on stdout instead of the live display")
+	f.DurationVar(&o.timeout, "timeout", DefaultTimeout, "with --wait: how long to wait for the run to end")
+
+	cmd.SetArgs(args)
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
+	err := cmd.ExecuteContext(ctx)
+	var ee *exitError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ee):
+		return ee.code
+	default: // a usage error found by cobra or by the Args check
+		fmt.Fprintf(stderr, "error: %v\nRun 'submit --help' for usage.\n", err)
+		return ExitUsage
+	}
+}
+
+// submitter carries one invocation.
+type submitter struct {
+	o      options
+	stdout io.Writer
+	stderr io.Writer
+	env    env
+	cmd    *cobra.Command
+	url    string // NATS URL in use
+}
+
+func (s *submitter) errorf(format string, args ...any) {
+	fmt.Fprintf(s.stderr, "error: "+format+"\n", args...)
+}
+
+func (s *submitter) usage(format string, args ...any) error {
+	s.errorf(format, args...)
+	fmt.Fprintln(s.stderr, "Run 'submit --help' for usage.")
+	return exit(ExitUsage)
+}
+
+// info prints a status line for a person: on stdout, or on stderr when stdout carries JSON.
+func (s *submitter) info(format string, args ...any) {
+	w := s.stdout
+	if s.o.json {
+		w = s.stderr
+	}
+	fmt.Fprintf(w, format+"\n", args...)
+}
+
+func (s *submitter) run(ctx context.Context) error {
+	o := &s.o
+	if o.direction != contract.DirectionUp && o.direction != contract.DirectionDown {
+		return s.usage("--direction must be up or down, got %q", o.direction)
+	}
+	if o.timeout <= 0 {
+		return s.usage("--timeout must be positive, got %s", o.timeout)
+	}
+	if o.json && !o.wait {
+		return s.usage("--json applies to the events that --wait follows: add --wait, or drop --json")
+	}
+	if o.id == "" {
+		o.id = generateID(s.env.now())
+	}
+	if !s.cmd.Flags().Changed("requested-by") {
+		o.requestedBy = s.defaultRequestedBy()
+	}
+	s.url = o.natsURL
+	if s.url == "" {
+		s.url = s.env.getenv(NATSURLEnv)
+	}
+	if s.url == "" {
+		s.url = DefaultNATSURL
+	}
+
+	req, data, err := s.build()
+	if err != nil {
+		return err
+	}
+	return s.publish(ctx, req, data)
+}
+
+// build loads the directory and builds and validates the request.
+func (s *submitter) build() (*contract.Request, []byte, error) {
+	o := &s.o
+	ms, err := migrations.Load(o.dir)
+	if err != nil {
+		var le *migrations.LoadError
+		if errors.As(err, &le) {
+			if len(le.Problems) > 1 {
+				fmt.Fprintf(s.stderr, "error: %d problems in the migrations directory %s:\n", len(le.Problems), o.dir)
+			} else {
+				fmt.Fprint(s.stderr, "error: ")
+			}
+			for _, p := range le.Problems {
+				loc := o.dir
+				if p.File != "" {
+					loc = filepath.Join(o.dir, p.File)
+				}
+				if p.Line > 0 {
+					loc = fmt.Sprintf("%s:%d", loc, p.Line)
+				}
+				fmt.Fprintf(s.stderr, "%s: %s\n", loc, p.Message)
+			}
+		} else {
+			s.errorf("%s: %v", o.dir, err)
+		}
+		fmt.Fprintln(s.stderr, "hint: fix the files above and submit again (files are <version>_<name>.up.sql, .down.sql and .hooks.yaml); nothing was published")
+		return nil, nil, exit(ExitUsage)
+	}
+	req := &contract.Request{
+		Schema:      contract.RequestSchemaV1,
+		ID:          o.id,
+		Target:      o.target,
+		Direction:   o.direction,
+		To:          o.to,
+		DryRun:      o.dryRun,
+		Force:       o.force,
+		RequestedBy: o.requestedBy,
+		Migrations:  ms,
+	}
+	data, err := json.Marshal(req)
+	if err != nil {
+		s.errorf("encode the request: %v", err)
+		return nil, nil, exit(ExitUsage)
+	}
+	if _, err := contract.DecodeRequest(data); err != nil {
+		msg := err.Error()
+		var de *contract.DecodeError
+		if errors.As(err, &de) {
+			msg = de.Message
+		}
+		s.errorf("the request built from %s is invalid: %s", o.dir, msg)
+		fmt.Fprintln(s.stderr, "hint: check --id, --target, --to and --requested-by (see 'submit --help'); nothing was published")
+		return nil, nil, exit(ExitUsage)
+	}
+	if len(data) > MaxRequestBytes {
+		s.errorf("the request built from %s is %d bytes, over the limit of %d bytes (1 MiB) of one request", o.dir, len(data), MaxRequestBytes)
+		fmt.Fprintln(s.stderr, "hint: submit the migrations in several smaller directories; nothing was published")
+		return nil, nil, exit(ExitUsage)
+	}
+	return req, data, nil
+}
+
+func (s *submitter) publish(ctx context.Context, req *contract.Request, data []byte) error {
+	o := &s.o
+	shown := RedactURL(s.url)
+	c, err := client.Connect(s.url)
+	if err != nil {
+		s.errorf("cannot connect to NATS at %s: %s", shown, s.redact(err.Error()))
+		fmt.Fprintf(s.stderr, "hint: start a worker (it embeds a NATS server) or point --nats-url or $%s at a NATS server; nothing was published\n", NATSURLEnv)
+		return exit(ExitFailed)
+	}
+	defer c.Close()
+
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	pub, err := c.PublishRaw(pctx, req.Target, req.ID, data)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			s.errorf("interrupted while publishing request %s; it may or may not have been stored", req.ID)
+			return exit(ExitInterrupted)
+		}
+		s.errorf("could not publish request %s on %s at %s: %s", req.ID, contract.RequestSubject(req.Target), shown, s.redact(err.Error()))
+		return exit(ExitFailed)
+	}
+
+	if !o.wait {
+		if pub.Duplicate {
+			s.info("request %s was already published; nothing new was sent (run %s)", req.ID, pub.Run)
+		} else {
+			s.info("published request %s for target %s: run %s", req.ID, req.Target, pub.Run)
+		}
+		s.info("follow it with: %s", s.followCommand())
+		s.info("or subscribe to %s (stream %s)", contract.RunEventsFilter(req.Target, pub.Run), contract.EventStream)
+		return nil
+	}
+	if pub.Duplicate {
+		s.info("request %s was already published; following the existing run", req.ID)
+	}
+	return s.wait(ctx, c, req, pub.Run)
+}
+
+func (s *submitter) wait(ctx context.Context, c *client.Client, req *contract.Request, run string) error {
+	o := &s.o
+	r := NewRenderer(s.stdout, RenderOptions{JSON: o.json, Color: s.env.color && !o.json})
+	wctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	final, err := c.Wait(wctx, req.Target, run, r.Render)
+	switch {
+	case err == nil && final != nil:
+	case ctx.Err() != nil:
+		s.errorf("interrupted while waiting for run %s; it goes on in the worker", run)
+		fmt.Fprintf(s.stderr, "follow it again with: %s\n", s.followCommand())
+		return exit(ExitInterrupted)
+	case wctx.Err() != nil:
+		last := "none yet"
+		if ev := r.Last(); ev != nil {
+			last = describe(ev)
+		}
+		s.errorf("timed out after %s waiting for run %s to end (last event: %s); it may still be running", o.timeout, run, last)
+		fmt.Fprintf(s.stderr, "follow it again with: %s\n", s.followCommand())
+		return exit(ExitTimeout)
+	default:
+		if err == nil {
+			err = errors.New("the event stream ended before the run's final event")
+		}
+		s.errorf("following run %s: %s", run, s.redact(err.Error()))
+		return exit(ExitFailed)
+	}
+	switch final.Kind {
+	case contract.KindRunCompleted:
+		return nil
+	case contract.KindRunRejected:
+		return exit(ExitRejected)
+	default:
+		return exit(ExitFailed)
+	}
+}
+
+// describe names an event for a message: its kind and what it is about.
+func describe(ev *contract.Event) string {
+	parts := []string{ev.Kind}
+	for _, p := range []string{ev.Migration, ev.Phase, ev.Hook} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// followCommand is the command that follows the run again: republishing the same id is a
+// no-op that follows the existing run.
+func (s *submitter) followCommand() string {
+	parts := []string{"submit", shellQuote(s.o.dir), "--id", shellQuote(s.o.id)}
+	if s.o.target != "default" {
+		parts = append(parts, "--target", shellQuote(s.o.target))
+	}
+	if s.cmd.Flags().Changed("nats-url") {
+		parts = append(parts, "--nats-url", shellQuote(RedactURL(s.url)))
+	}
+	return strings.Join(append(parts, "--wait"), " ")
+}
+
+// redact removes the NATS URL's credentials from an error message.
+func (s *submitter) redact(msg string) string {
+	u, err := url.Parse(s.url)
+	if err != nil || u.User == nil {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, s.url, RedactURL(s.url))
+	if pw, ok := u.User.Password(); ok && len(pw) >= 3 {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	} else if !ok && len(u.User.Username()) >= 3 { // a token
+		msg = strings.ReplaceAll(msg, u.User.Username(), "xxxxx")
+	}
+	return msg
+}
+
+// RedactURL hides the credentials of a URL (nats://user:password@host or nats://token@host),
+// for display. It handles comma-separated server lists too.
+func RedactURL(s string) string {
+	if strings.Contains(s, ",") {
+		parts := strings.Split(s, ",")
+		for i, p := range parts {
+			parts[i] = RedactURL(strings.TrimSpace(p))
+		}
+		return strings.Join(parts, ",")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		if i := strings.LastIndex(s, "@"); i >= 0 { // unparsable: drop whatever precedes the host
+			if j := strings.Index(s, "://"); j >= 0 && j < i {
+				return s[:j+3] + "xxxxx@" + s[i+1:]
+			}
+			return "xxxxx@" + s[i+1:]
+		}
+		return s
+	}
+	if u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	} else {
+		u.User = url.User("xxxxx")
+	}
+	return u.String()
+}
+
+// generateID returns a fresh request id: submit-<UTC time>-<8 random hex digits>.
+func generateID(now time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "submit-" + now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// defaultRequestedBy is $USER@$HOSTNAME, best effort, at most maxRequestedBy characters.
+func (s *submitter) defaultRequestedBy() string {
+	name := s.env.getenv("USER")
+	if name == "" {
+		name = s.env.getenv("USERNAME")
+	}
+	if name == "" && s.env.username != nil {
+		name = s.env.username()
+	}
+	host := s.env.getenv("HOSTNAME")
+	if host == "" && s.env.hostname != nil {
+		host, _ = s.env.hostname()
+	}
+	by := name
+	switch {
+	case name != "" && host != "":
+		by = name + "@" + host
+	case name == "":
+		by = host
+	}
+	by = strings.ToValidUTF8(by, "?")
+	if utf8.RuneCountInString(by) > maxRequestedBy {
+		by = string([]rune(by)[:maxRequestedBy])
+	}
+	return by
+}
+
+// shellQuote quotes s for a POSIX shell when it needs quoting.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:@,+=%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

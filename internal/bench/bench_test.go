@@ -31,7 +31,7 @@ import (
 var (
 	sequentialRuns = envInt("BENCH_SEQUENTIAL", 40)
 	inFlight       = envInt("BENCH_IN_FLIGHT", 200)
-	targets        = envInt("BENCH_TARGETS", 20)
+	targets        = envInt("BENCH_TARGETS", 30)
 	maxWorkers     = envInt("BENCH_MAX_WORKERS", 30)
 	fetchCooldown  = envDuration("BENCH_FETCH_COOLDOWN", worker.Config{}.WithDefaults().FetchCooldown)
 )
@@ -172,7 +172,7 @@ func runWorker(b *testing.B, ctx context.Context, dsn string) result {
 		Logger: slog.New(slog.DiscardHandler),
 	}
 	for i := range targets {
-		cfg.Targets = append(cfg.Targets, target.Config{Name: fmt.Sprintf("t%d", i), DSN: dsn, Schema: fmt.Sprintf("t%d", i), MaxConns: 2})
+		cfg.Targets = append(cfg.Targets, target.Config{Name: fmt.Sprintf("t%d", i), DSN: dsn, Schema: fmt.Sprintf("t%d", i), MaxConns: 1})
 	}
 	admin := newPool(b, ctx, dsn, 2)
 	for i := range targets {
@@ -232,8 +232,8 @@ func runWorker(b *testing.B, ctx context.Context, dsn string) result {
 			return time.Time{}
 		}
 	}
-	for i := range 5 { // warm up every code path and connection
-		wait(publish(i % targets))
+	for i := range targets { // warm up every target's connection and tracking schema
+		wait(publish(i))
 	}
 	var lat []time.Duration
 	for i := range sequentialRuns {

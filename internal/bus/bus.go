@@ -67,7 +67,9 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 		nats.ReconnectWait(500*time.Millisecond),
 		nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			b.log.Warn("NATS disconnected; reconnecting", "error", errString(err))
+			if err != nil { // nil: our own Close
+				b.log.Warn("NATS disconnected; reconnecting", "error", err.Error())
+			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			b.log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted())
@@ -250,13 +252,6 @@ func (b *Bus) shutdownServer() {
 		b.server.WaitForShutdown()
 		b.server = nil
 	}
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
 
 var _ outbox.Publisher = (*Bus)(nil)

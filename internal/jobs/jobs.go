@@ -99,7 +99,7 @@ func (c *Config) withDefaults() *Config {
 type Pipeline struct {
 	cfg    *Config
 	client *river.Client[pgx.Tx]
-	exec   *hooks.Executor
+	runs   *runCache
 }
 
 // New returns a Pipeline and registers its workers in workers. Call SetClient with the River
@@ -108,8 +108,7 @@ func New(cfg *Config, workers *river.Workers) (*Pipeline, error) {
 	if cfg.Store == nil || cfg.Targets == nil || cfg.Registry == nil {
 		return nil, errors.New("jobs: Config.Store, Config.Targets and Config.Registry are required")
 	}
-	p := &Pipeline{cfg: cfg.withDefaults()}
-	p.exec = &hooks.Executor{}
+	p := &Pipeline{cfg: cfg.withDefaults(), runs: newRunCache(1024)}
 	if err := river.AddWorkerSafely(workers, &runStartWorker{p: p}); err != nil {
 		return nil, err
 	}
@@ -122,51 +121,23 @@ func New(cfg *Config, workers *river.Workers) (*Pipeline, error) {
 // SetClient gives the pipeline the River client it inserts jobs with outside a worker.
 func (p *Pipeline) SetClient(c *river.Client[pgx.Tx]) { p.client = c }
 
-// Admit starts run now if no other run of its target is running, and otherwise leaves it queued:
-// it starts when the runs before it have ended, in arrival order. Call it in the transaction
-// that inserted the run.
+// Admit starts the run if no other run of its target is running, and otherwise leaves it
+// queued: it starts when the runs before it have ended, in arrival order. Call it in the
+// transaction that inserted the run. It implements intake.Admitter.
 func (p *Pipeline) Admit(ctx context.Context, tx pgx.Tx, run *queue.Run) error {
-	s := p.cfg.Store
-	if err := s.LockTarget(ctx, tx, run.Target); err != nil {
-		return err
-	}
-	busy, err := s.TargetBusy(ctx, tx, run.Target, run.ID)
-	if err != nil {
-		return err
-	}
-	if busy {
-		return nil
-	}
-	// Older queued runs go first.
-	next, err := s.NextQueued(ctx, tx, run.Target)
-	if err != nil || next == nil {
-		return err
-	}
-	return p.start(ctx, p.client, tx, next.ID)
+	return p.admitNext(ctx, p.client, tx, run.Target)
 }
 
-// admitNext starts the oldest queued run of target, if any. Call it in the transaction that
-// ends a run of target.
+// admitNext starts the oldest queued run of target, if it may start now.
 func (p *Pipeline) admitNext(ctx context.Context, client *river.Client[pgx.Tx], tx pgx.Tx, targetName string) error {
-	s := p.cfg.Store
-	if err := s.LockTarget(ctx, tx, targetName); err != nil {
-		return err
-	}
-	next, err := s.NextQueued(ctx, tx, targetName)
-	if err != nil || next == nil {
-		return err
-	}
-	return p.start(ctx, client, tx, next.ID)
-}
-
-func (p *Pipeline) start(ctx context.Context, client *river.Client[pgx.Tx], tx pgx.Tx, runID string) error {
 	if client == nil {
 		return errors.New("jobs: no River client (SetClient was not called)")
 	}
-	if err := p.cfg.Store.MarkRunning(ctx, tx, runID); err != nil {
+	id, err := p.cfg.Store.AdmitNext(ctx, tx, targetName)
+	if err != nil || id == "" {
 		return err
 	}
-	_, err := client.InsertTx(ctx, tx, RunStartArgs{RunID: runID}, &river.InsertOpts{
+	_, err = client.InsertTx(ctx, tx, RunStartArgs{RunID: id}, &river.InsertOpts{
 		Queue: p.cfg.Queue, MaxAttempts: p.cfg.MaxAttempts + 1, // one spare: see failPhase
 	})
 	return err
@@ -180,9 +151,15 @@ var errStale = errors.New("stale job: the run has moved on")
 // ends the run with that status (admitting the next queued run of its target). It records evs
 // in the same transaction. It returns errStale when the run is not at from.
 func (p *Pipeline) advance(ctx context.Context, client *river.Client[pgx.Tx], tx pgx.Tx, rc *runContext, from, to Step, status string, evs ...contract.Event) error {
+	return p.advancePlanned(ctx, client, tx, rc, from, to, status, nil, evs...)
+}
+
+// advancePlanned is advance that also records the run's plan.
+func (p *Pipeline) advancePlanned(ctx context.Context, client *river.Client[pgx.Tx], tx pgx.Tx, rc *runContext, from, to Step, status string, plan []string, evs ...contract.Event) error {
 	// One round trip for the move and the events.
 	batch := &pgx.Batch{}
-	p.cfg.Store.QueueMoveStep(batch, rc.row.ID, from.Version, from.Phase, to.Version, to.Phase, status)
+	p.cfg.Store.QueueMove(batch, queue.Move{Run: rc.row.ID, FromVersion: from.Version, FromPhase: from.Phase,
+		ToVersion: to.Version, ToPhase: to.Phase, Status: status, Plan: plan})
 	if err := outbox.Queue(batch, p.cfg.Store.Schema(), true, evs...); err != nil {
 		return err
 	}
@@ -200,10 +177,29 @@ func (p *Pipeline) advance(ctx context.Context, client *river.Client[pgx.Tx], tx
 	if err != nil {
 		return err
 	}
+	return p.followUp(ctx, client, tx, rc, to, status)
+}
+
+// moveStep is advance without events, for a transaction that records them later.
+func (p *Pipeline) moveStep(ctx context.Context, client *river.Client[pgx.Tx], tx pgx.Tx, rc *runContext, from, to Step, status string) error {
+	ok, err := p.cfg.Store.MoveStep(ctx, tx, queue.Move{Run: rc.row.ID, FromVersion: from.Version, FromPhase: from.Phase,
+		ToVersion: to.Version, ToPhase: to.Phase, Status: status})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errStale
+	}
+	return p.followUp(ctx, client, tx, rc, to, status)
+}
+
+// followUp inserts the job of step to, or, for a run that ended, admits the next run.
+func (p *Pipeline) followUp(ctx context.Context, client *river.Client[pgx.Tx], tx pgx.Tx, rc *runContext, to Step, status string) error {
 	if status != "" {
+		p.runs.drop(rc.row.ID)
 		return p.admitNext(ctx, client, tx, rc.row.Target)
 	}
-	_, err = client.InsertTx(ctx, tx, PhaseArgs{RunID: rc.row.ID, Version: to.Version, Phase: to.Phase},
+	_, err := client.InsertTx(ctx, tx, PhaseArgs{RunID: rc.row.ID, Version: to.Version, Phase: to.Phase},
 		&river.InsertOpts{Queue: p.cfg.Queue, MaxAttempts: p.cfg.MaxAttempts + 1})
 	return err
 }
@@ -240,6 +236,26 @@ type runContext struct {
 	row *queue.Run
 	req *contract.Request
 	ref outbox.RunRef
+}
+
+// runFor returns the run of a phase job. The first attempt of a phase job was inserted by the
+// transaction that moved the run to its step, and only the job itself moves the run on, so on
+// that attempt a run this process has seen before is taken from the cache, at the job's step.
+// Any later attempt (a retry, or a job rescued after a crash) reads the run again, because
+// the run may have moved on without it.
+func (p *Pipeline) runFor(ctx context.Context, a PhaseArgs, attempt int) (*runContext, error) {
+	if attempt == 1 && a.Phase != contract.PhaseOnError {
+		if cached := p.runs.get(a.RunID); cached != nil {
+			row := *cached.row
+			row.StepVersion, row.StepPhase = a.Version, a.Phase
+			return &runContext{row: &row, req: cached.req, ref: cached.ref}, nil
+		}
+	}
+	rc, err := p.loadRun(ctx, a.RunID)
+	if err == nil && rc.row.Plan != nil && rc.row.Status == queue.RunRunning {
+		p.runs.put(rc)
+	}
+	return rc, err
 }
 
 // loadRun reads a run.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
@@ -56,7 +57,7 @@ type failure struct {
 
 func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error {
 	p, a := w.p, job.Args
-	rc, err := p.loadRun(ctx, a.RunID)
+	rc, err := p.runFor(ctx, a, job.Attempt)
 	if errors.Is(err, queue.ErrRunNotFound) {
 		return river.JobCancel(err)
 	}
@@ -87,6 +88,9 @@ func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error
 	// The start events are recorded while the phase runs; the phase's outcome waits for them.
 	started := make(chan error, 1)
 	go func() { started <- p.recordStart(ctx, rc, m, a.Phase, job.Attempt, planned) }()
+	// So is most of the queue transaction that records the outcome (see prepareSuccessor).
+	phaseDone := make(chan struct{})
+	succ := p.prepareSuccessor(ctx, job, rc, phaseDone)
 	var res *phaseResult
 	if a.Phase == contract.PhaseDDL {
 		res, err = p.runDDL(ctx, t, rc, m, job.Attempt, log)
@@ -96,7 +100,16 @@ func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error
 	if err == nil && p.cfg.Fault != nil {
 		err = p.cfg.Fault("after_target_commit", a, job.Attempt)
 	}
+	close(phaseDone)
+	prepared := <-succ
+	if prepared != nil && err != nil {
+		_ = prepared.Rollback(context.WithoutCancel(ctx))
+		prepared = nil
+	}
 	if serr := <-started; serr != nil {
+		if prepared != nil {
+			_ = prepared.Rollback(context.WithoutCancel(ctx))
+		}
 		// The queue database is failing; whatever the phase did, try again later (a
 		// committed phase is found in the ledger then).
 		return fmt.Errorf("record phase start: %w", serr)
@@ -104,7 +117,52 @@ func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error
 	if err != nil {
 		return p.failPhase(ctx, job, rc, m, res, err, log)
 	}
-	return p.completePhase(ctx, job, rc, m, res, log)
+	return p.completePhase(ctx, job, rc, m, res, log, prepared)
+}
+
+// successorHold bounds how long a prepared successor transaction waits for its phase.
+const successorHold = 100 * time.Millisecond
+
+// prepareSuccessor begins, while the phase runs, the queue transaction that records its success:
+// it moves the run to the next step, inserts that step's job and completes this one, leaving
+// only the events and the commit for when the phase has committed on the target. The result
+// arrives once phaseDone is closed; it is nil when there is nothing prepared: the step ends the
+// run (ending a run admits the next one under the target's admission lock, which intake must
+// never wait on), the preparation failed, or the phase ran longer than successorHold, after which
+// the transaction is rolled back so that no queue transaction stays open during a long phase.
+// The caller then records the outcome in a transaction of its own.
+func (p *Pipeline) prepareSuccessor(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, phaseDone <-chan struct{}) <-chan pgx.Tx {
+	out := make(chan pgx.Tx, 1)
+	a := job.Args
+	cur := Step{Version: a.Version, Phase: a.Phase}
+	next, _, runDone := NextStep(rc.row.Direction, rc.row.Plan, cur)
+	if runDone {
+		out <- nil
+		return out
+	}
+	client := river.ClientFromContext[pgx.Tx](ctx)
+	go func() {
+		tx, err := p.cfg.Store.Pool.Begin(ctx)
+		if err != nil {
+			out <- nil
+			return
+		}
+		err = p.moveStep(ctx, client, tx, rc, cur, next, "")
+		if err == nil {
+			_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		}
+		if err == nil {
+			select {
+			case <-phaseDone:
+				out <- tx
+				return
+			case <-time.After(successorHold):
+			}
+		}
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		out <- nil
+	}()
+	return out
 }
 
 // at reports whether the run is running and at step a.
@@ -233,7 +291,7 @@ func fromLedger(rows []target.LedgerRow, d time.Duration) *phaseResult {
 
 // completePhase records a phase's success and moves the run to its next step, in one queue
 // transaction that also completes the job.
-func (p *Pipeline) completePhase(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, res *phaseResult, log *slog.Logger) error {
+func (p *Pipeline) completePhase(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, res *phaseResult, log *slog.Logger, prepared pgx.Tx) error {
 	a := job.Args
 	client := river.ClientFromContext[pgx.Tx](ctx)
 	cur := Step{Version: a.Version, Phase: a.Phase}
@@ -250,6 +308,24 @@ func (p *Pipeline) completePhase(ctx context.Context, job *river.Job[PhaseArgs],
 		mc := outbox.New(rc.ref, contract.KindMigrationCompleted, m.Version)
 		setMigration(&mc, m)
 		evs = append(evs, mc)
+	}
+	if prepared != nil {
+		// The move and the job's completion are done; add the events and commit.
+		if migrationDone {
+			nm, err := rc.migration(next.Version)
+			if err != nil {
+				_ = prepared.Rollback(ctx)
+				return err
+			}
+			ms := outbox.New(rc.ref, contract.KindMigrationStarted, nm.Version)
+			setMigration(&ms, nm)
+			evs = append(evs, ms)
+		}
+		if err := outbox.Insert(ctx, prepared, p.cfg.Store.Schema(), evs...); err != nil {
+			_ = prepared.Rollback(ctx)
+			return err
+		}
+		return prepared.Commit(ctx)
 	}
 	return finishJob(ctx, p, job, func(tx pgx.Tx) error {
 		if runDone {

@@ -75,7 +75,8 @@ func (w *runStartWorker) Work(ctx context.Context, job *river.Job[RunStartArgs])
 
 	client := river.ClientFromContext[pgx.Tx](ctx)
 	unplanned := Step{}
-	return finishJob(ctx, p, job, func(tx pgx.Tx) error {
+	var planned *runContext
+	err = finishJob(ctx, p, job, func(tx pgx.Tx) error {
 		if pe != nil {
 			log.Warn("run rejected", "reason", pe.msg)
 			ev := outbox.New(rc.ref, contract.KindRunRejected)
@@ -83,16 +84,13 @@ func (w *runStartWorker) Work(ctx context.Context, job *river.Job[RunStartArgs])
 			ev.Message = pe.msg
 			return p.advance(ctx, client, tx, rc, unplanned, Step{}, queue.RunRejected, ev)
 		}
-		if err := p.cfg.Store.SetPlan(ctx, tx, rc.row.ID, plan.Versions); err != nil {
-			return err
-		}
 		started := outbox.New(rc.ref, contract.KindRunStarted)
 		started.Data = mustJSON(plan)
 		if len(plan.Versions) == 0 {
 			done := outbox.New(rc.ref, contract.KindRunCompleted)
 			done.Message = "nothing to do: " + nothingToDo(rc.req, plan)
 			log.Info("run completed", "message", done.Message)
-			return p.advance(ctx, client, tx, rc, unplanned, Step{}, queue.RunCompleted, started, done)
+			return p.advancePlanned(ctx, client, tx, rc, unplanned, Step{}, queue.RunCompleted, plan.Versions, started, done)
 		}
 		started.Message = fmt.Sprintf("%s %d migration(s): %s", verb(plan.Direction), len(plan.Versions), strings.Join(plan.Versions, ", "))
 		if len(plan.Forced) > 0 {
@@ -106,8 +104,18 @@ func (w *runStartWorker) Work(ctx context.Context, job *river.Job[RunStartArgs])
 		ms := outbox.New(rc.ref, contract.KindMigrationStarted, first.Version)
 		setMigration(&ms, m)
 		log.Info("run started", "plan", plan.Versions, "direction", plan.Direction)
-		return p.advance(ctx, client, tx, rc, unplanned, first, "", started, ms)
+		if err := p.advancePlanned(ctx, client, tx, rc, unplanned, first, "", plan.Versions, started, ms); err != nil {
+			return err
+		}
+		row := *rc.row
+		row.Plan = plan.Versions
+		planned = &runContext{row: &row, req: rc.req, ref: rc.ref}
+		return nil
 	})
+	if err == nil && planned != nil {
+		p.runs.put(planned) // only once the plan has committed
+	}
+	return err
 }
 
 // plan decides which migrations the run applies (or reverts), in order, from the target's

@@ -205,10 +205,6 @@ func (s *Store) GetRun(ctx context.Context, q Querier, id string) (*Run, error) 
 	return s.findRun(ctx, q, `id = $1`, id)
 }
 
-// GetRunForUpdate returns the run with id, locking its row until tx ends.
-func (s *Store) GetRunForUpdate(ctx context.Context, tx pgx.Tx, id string) (*Run, error) {
-	return s.findRun(ctx, tx, `id = $1 FOR UPDATE`, id)
-}
 
 func (s *Store) findRun(ctx context.Context, tx Querier, where string, args ...any) (*Run, error) {
 	var r Run
@@ -232,52 +228,29 @@ func (s *Store) findRun(ctx context.Context, tx Querier, where string, args ...a
 	return &r, nil
 }
 
-// LockTarget serializes run admission on target for the rest of tx.
-func (s *Store) LockTarget(ctx context.Context, tx pgx.Tx, target string) error {
-	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('confiture.queue.target:' || $1))`, target)
-	return err
-}
-
-// TargetBusy reports whether a run other than except is running on target. Call it under
-// LockTarget.
-func (s *Store) TargetBusy(ctx context.Context, tx pgx.Tx, target, except string) (bool, error) {
-	var busy bool
-	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.schema+`.runs
-		WHERE target = $1 AND status = 'running' AND id <> $2::uuid)`, target, except).Scan(&busy)
-	return busy, err
-}
-
-// NextQueued returns the oldest queued run of target, or nil. Call it under LockTarget.
-func (s *Store) NextQueued(ctx context.Context, tx pgx.Tx, target string) (*Run, error) {
-	r, err := s.findRun(ctx, tx, `target = $1 AND status = 'queued' ORDER BY seq LIMIT 1`, target)
-	if errors.Is(err, ErrRunNotFound) {
-		return nil, nil
+// AdmitNext starts the oldest queued run of target unless a run of target is running, and
+// returns its id ("" when none starts). It holds the target's admission lock for the rest of tx,
+// so admissions on one target are serialized and in arrival order. Call it in the transaction
+// that queued a run or ended one.
+func (s *Store) AdmitNext(ctx context.Context, tx pgx.Tx, target string) (string, error) {
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT pg_advisory_xact_lock(hashtext('confiture.queue.target:' || $1))`, target)
+	batch.Queue(`UPDATE `+s.schema+`.runs SET status = 'running', started_at = now()
+		WHERE id = (SELECT id FROM `+s.schema+`.runs WHERE target = $1 AND status = 'queued' ORDER BY seq LIMIT 1)
+		AND NOT EXISTS (SELECT 1 FROM `+s.schema+`.runs WHERE target = $1 AND status = 'running')
+		RETURNING id::text`, target)
+	br := tx.SendBatch(ctx, batch)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return "", fmt.Errorf("admission lock: %w", err)
 	}
-	return r, err
-}
-
-// MarkRunning marks a queued run as running.
-func (s *Store) MarkRunning(ctx context.Context, tx pgx.Tx, id string) error {
-	_, err := tx.Exec(ctx, `UPDATE `+s.schema+`.runs SET status = 'running', started_at = now() WHERE id = $1`, id)
-	return err
-}
-
-// SetPlan records the versions a run will apply or revert, in order.
-func (s *Store) SetPlan(ctx context.Context, tx pgx.Tx, id string, plan []string) error {
-	b, err := json.Marshal(plan)
-	if err != nil {
-		return err
+	var id string
+	if err := br.QueryRow().Scan(&id); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("admit run: %w", err)
 	}
-	_, err = tx.Exec(ctx, `UPDATE `+s.schema+`.runs SET plan = $2 WHERE id = $1`, id, b)
-	return err
+	return id, nil
 }
 
-// SetStep records the step the run is at. Jobs compare it with their own step so that a
-// duplicate or stale job does nothing.
-func (s *Store) SetStep(ctx context.Context, tx pgx.Tx, id, version, phase string) error {
-	_, err := tx.Exec(ctx, `UPDATE `+s.schema+`.runs SET step_version = $2, step_phase = $3 WHERE id = $1`, id, version, phase)
-	return err
-}
 
 // SetFailed records where and why a run is failing (before its on_error hooks run).
 func (s *Store) SetFailed(ctx context.Context, tx pgx.Tx, id, version, phase string, runErr any) error {
@@ -289,19 +262,41 @@ func (s *Store) SetFailed(ctx context.Context, tx pgx.Tx, id, version, phase str
 	return err
 }
 
-// Finish ends a run with status (completed, failed or rejected).
-func (s *Store) Finish(ctx context.Context, tx pgx.Tx, id, status string) error {
-	_, err := tx.Exec(ctx, `UPDATE `+s.schema+`.runs SET status = $2, finished_at = now(), step_version = '', step_phase = '' WHERE id = $1`, id, status)
-	return err
+
+const moveStepSQL = `UPDATE %s.runs SET step_version = $4, step_phase = $5,
+	status = coalesce(nullif($6, ''), status), plan = coalesce($7::jsonb, plan),
+	finished_at = CASE WHEN $6 = '' THEN NULL ELSE now() END
+	WHERE id = $1 AND status = 'running' AND step_version = $2 AND step_phase = $3`
+
+// Move is a change of a run's step: from one step to the next, or, when Status is set, to the
+// end of the run with that status. Plan, when set, records the run's plan at the same time.
+type Move struct {
+	Run                    string
+	FromVersion, FromPhase string
+	ToVersion, ToPhase     string
+	Status                 string
+	Plan                   []string
 }
 
-// QueueMoveStep adds to batch the statement that moves a running run from one step to the next,
-// or, when status is set, ends it with that status. Its command tag reports 0 rows when the run
-// is not running at from: the caller is a stale or duplicate job.
-func (s *Store) QueueMoveStep(batch *pgx.Batch, id, fromVersion, fromPhase, toVersion, toPhase, status string) {
-	batch.Queue(`UPDATE `+s.schema+`.runs SET step_version = $4, step_phase = $5,
-		status = coalesce(nullif($6, ''), status),
-		finished_at = CASE WHEN $6 = '' THEN NULL ELSE now() END
-		WHERE id = $1 AND status = 'running' AND step_version = $2 AND step_phase = $3`,
-		id, fromVersion, fromPhase, toVersion, toPhase, status)
+func (s *Store) moveArgs(m Move) []any {
+	var plan []byte
+	if m.Plan != nil {
+		plan, _ = json.Marshal(m.Plan) // a []string always marshals
+	}
+	return []any{m.Run, m.FromVersion, m.FromPhase, m.ToVersion, m.ToPhase, m.Status, plan}
+}
+
+// QueueMove adds the move to batch. Its command tag reports 0 rows when the run is not running
+// at the move's origin: the caller is a stale or duplicate job.
+func (s *Store) QueueMove(batch *pgx.Batch, m Move) {
+	batch.Queue(fmt.Sprintf(moveStepSQL, s.schema), s.moveArgs(m)...)
+}
+
+// MoveStep makes the move at once; it reports whether the run was at the move's origin.
+func (s *Store) MoveStep(ctx context.Context, tx pgx.Tx, m Move) (bool, error) {
+	tag, err := tx.Exec(ctx, fmt.Sprintf(moveStepSQL, s.schema), s.moveArgs(m)...)
+	if err != nil {
+		return false, fmt.Errorf("move run step: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
 }

@@ -89,7 +89,9 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("queue database: invalid connection string: %s", target.Redact(err.Error(), w.cfg.DatabaseURL))
 	}
-	poolCfg.MaxConns = int32(w.cfg.Concurrency + 6) // workers, intake, relay + its listener, River's own
+	// Per running phase: its own connection plus, briefly, one for its start events and one for
+	// its prepared successor; then intake, the relay and its listener, and River's own.
+	poolCfg.MaxConns = int32(2*w.cfg.Concurrency + 6)
 	poolCfg.ConnConfig.RuntimeParams["application_name"] = "confiture-worker"
 	w.pool, err = pgxpool.NewWithConfig(ctx, poolCfg)
 	if err == nil {

@@ -205,7 +205,6 @@ func (s *Store) GetRun(ctx context.Context, q Querier, id string) (*Run, error) 
 	return s.findRun(ctx, q, `id = $1`, id)
 }
 
-
 func (s *Store) findRun(ctx context.Context, tx Querier, where string, args ...any) (*Run, error) {
 	var r Run
 	var plan []byte
@@ -251,7 +250,6 @@ func (s *Store) AdmitNext(ctx context.Context, tx pgx.Tx, target string) (string
 	return id, nil
 }
 
-
 // SetFailed records where and why a run is failing (before its on_error hooks run).
 func (s *Store) SetFailed(ctx context.Context, tx pgx.Tx, id, version, phase string, runErr any) error {
 	b, err := json.Marshal(runErr)
@@ -261,7 +259,6 @@ func (s *Store) SetFailed(ctx context.Context, tx pgx.Tx, id, version, phase str
 	_, err = tx.Exec(ctx, `UPDATE `+s.schema+`.runs SET failed_version = $2, failed_phase = $3, error = $4 WHERE id = $1`, id, version, phase, b)
 	return err
 }
-
 
 const moveStepSQL = `UPDATE %s.runs SET step_version = $4, step_phase = $5,
 	status = coalesce(nullif($6, ''), status), plan = coalesce($7::jsonb, plan),

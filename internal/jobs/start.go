@@ -122,9 +122,6 @@ func (w *runStartWorker) Work(ctx context.Context, job *river.Job[RunStartArgs])
 // tracking table. Drift (an applied migration whose checksum changed) rejects the run unless
 // the request says force; then the new checksum is recorded.
 func (p *Pipeline) plan(ctx context.Context, t *target.Target, rc *runContext) (*RunPlan, error) {
-	if rc.req.DryRun {
-		return nil, &planError{code: contract.CodeInvalidRequest, msg: "dry-run requests are not supported by this worker version"}
-	}
 	pool, err := t.Pool(ctx)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -269,4 +270,24 @@ func waitForKind(t *testing.T, b *bundle, target, run, kind string) *contract.Ev
 	})
 	require.NoError(t, err, "waiting for %s", kind)
 	return found
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitForKindOn(t *testing.T, cl *client.Client, target, run, kind string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := cl.Follow(ctx, target, run, func(ev *contract.Event) error {
+		if ev.Kind == kind {
+			return client.ErrStopFollowing
+		}
+		return nil
+	})
+	require.NoError(t, err, "waiting for %s", kind)
 }

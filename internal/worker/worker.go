@@ -82,7 +82,9 @@ func (w *Worker) NATSURL() string {
 func (w *Worker) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
-			w.closeAll()
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			_ = w.Stop(stopCtx) // stops whatever was started
 		}
 	}()
 	poolCfg, err := pgxpool.ParseConfig(w.cfg.DatabaseURL)

@@ -7,12 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/jobs"
 	"github.com/confiture-io/confiture-worker/internal/target"
+	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
 const auditTable = `CREATE TABLE audit (id bigserial PRIMARY KEY, what text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`
@@ -410,4 +413,66 @@ func TestMachineNATSServer(t *testing.T) {
 	evs := b.run(t, req)
 	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
 	require.Len(t, ofKind(evs, contract.KindHookCompleted), 1)
+}
+
+// TestGracefulStopLetsTheRunningPhaseFinishAndAnotherWorkerResumes stops a worker while a phase
+// runs: the phase finishes within the shutdown bound, and a new worker on the same queue and
+// NATS store finishes the run.
+func TestGracefulStopLetsTheRunningPhaseFinishAndAnotherWorkerResumes(t *testing.T) {
+	t.Parallel()
+	dsn := testdb.New(t)
+	dataDir := t.TempDir()
+	port := freePort(t)
+	newWorker := func() *Worker {
+		w, err := New(Config{
+			DatabaseURL: dsn, DataDir: dataDir, EmbeddedNATSPort: port, Concurrency: 2,
+			FetchCooldown: time.Millisecond, ShutdownTimeout: 10 * time.Second, Logger: testLogger(t),
+		})
+		require.NoError(t, err)
+		require.NoError(t, w.Start(context.Background()))
+		return w
+	}
+	w1 := newWorker()
+	cl, err := client.Connect(w1.NATSURL())
+	require.NoError(t, err)
+	defer cl.Close()
+	m := mig("001", "slow", "CREATE TABLE slow (id int);", "",
+		sqlHook("after_ddl", "sleepy", "INSERT INTO slow SELECT 1 FROM pg_sleep(1)"),
+		sqlHook("cleanup", "after", "INSERT INTO slow VALUES (2)"))
+	req := request("up", m)
+	pub, err := cl.Publish(context.Background(), req)
+	require.NoError(t, err)
+	waitForKindOn(t, cl, "default", pub.Run, contract.KindHookStarted)
+
+	start := time.Now()
+	require.NoError(t, w1.Stop(context.Background()))
+	require.Less(t, time.Since(start), 9*time.Second, "Stop returns within the shutdown bound")
+	cl.Close()
+
+	w2 := newWorker()
+	defer func() { require.NoError(t, w2.Stop(context.Background())) }()
+	cl2, err := client.Connect(w2.NATSURL())
+	require.NoError(t, err)
+	defer cl2.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	final, err := cl2.Wait(ctx, "default", pub.Run, nil)
+	require.NoError(t, err)
+	require.Equal(t, contract.KindRunCompleted, final.Kind)
+
+	db, err := pgxpool.New(context.Background(), dsn)
+	require.NoError(t, err)
+	defer db.Close()
+	var rows []int
+	r, err := db.Query(context.Background(), `SELECT id FROM slow ORDER BY id`)
+	require.NoError(t, err)
+	for r.Next() {
+		var id int
+		require.NoError(t, r.Scan(&id))
+		rows = append(rows, id)
+	}
+	require.Equal(t, []int{1, 2}, rows, "the phase that was running ran once, and the run went on")
+	var attempt int
+	require.NoError(t, db.QueryRow(context.Background(), `SELECT attempt FROM confiture.hook_ledger WHERE hook = 'sleepy'`).Scan(&attempt))
+	require.Equal(t, 1, attempt, "the running phase finished in the stopping worker")
 }

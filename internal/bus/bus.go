@@ -77,7 +77,8 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 	)
 	if err != nil {
 		b.shutdownServer()
-		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(b.url), err)
+		// The error may quote the URL: redact its text too, and do not wrap it.
+		return nil, fmt.Errorf("connect to NATS at %s: %s", redactURL(b.url), redactURL(err.Error()))
 	}
 	b.NC = nc
 	js, err := jetstream.New(nc)

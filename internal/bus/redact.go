@@ -1,13 +1,13 @@
 package bus
 
-import "net/url"
+import "regexp"
 
-// redactURL hides the user info of a NATS URL (nats://user:pass@host or nats://token@host).
+// userInfoRe matches the user information of every URL in a string, including each URL of a
+// comma-separated server list.
+var userInfoRe = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s,]*@`)
+
+// redactURL hides the user information (user:password, or a token) of every URL in s. It also
+// serves for error texts that quote a URL.
 func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	u.User = url.User("xxxxx")
-	return u.String()
+	return userInfoRe.ReplaceAllString(s, "${1}xxxxx@")
 }

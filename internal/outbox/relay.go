@@ -136,7 +136,7 @@ func (r *Relay) relayBatch(ctx context.Context) (int, bool, error) {
 			WHERE published_at IS NULL AND (SELECT ok FROM leader)
 			ORDER BY seq LIMIT $1)
 		UPDATE `+r.Schema+`.outbox o SET published_at = now() FROM batch
-		WHERE o.seq = batch.seq RETURNING o.seq, o.id::text, o.subject, o.payload`, r.BatchSize)
+		WHERE o.seq = batch.seq AND o.published_at IS NULL RETURNING o.seq, o.id::text, o.subject, o.payload`, r.BatchSize)
 	if err != nil {
 		return 0, false, fmt.Errorf("outbox relay: %w", err)
 	}

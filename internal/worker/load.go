@@ -32,11 +32,13 @@ func LoadFile(path string) (Config, error) {
 	return cfg, nil
 }
 
-// ApplyEnv overrides cfg with CONFITURE_* variables read through getenv:
-// CONFITURE_NATS_URL, CONFITURE_DATABASE_URL, CONFITURE_DATA_DIR, CONFITURE_CONCURRENCY,
-// CONFITURE_MAX_ATTEMPTS, CONFITURE_PHASE_TIMEOUT, CONFITURE_SHUTDOWN_TIMEOUT,
-// CONFITURE_EMBEDDED_NATS_PORT, CONFITURE_QUEUE_SCHEMA, CONFITURE_RIVER_SCHEMA, and one
-// CONFITURE_TARGET_<NAME>=<dsn> per target (the name lower-cased).
+// ApplyEnv overrides cfg with CONFITURE_* variables read through getenv (and environ, for the
+// targets): CONFITURE_NATS_URL, CONFITURE_DATABASE_URL, CONFITURE_DATA_DIR,
+// CONFITURE_QUEUE_SCHEMA, CONFITURE_RIVER_SCHEMA, CONFITURE_CONCURRENCY,
+// CONFITURE_MAX_ATTEMPTS, CONFITURE_EMBEDDED_NATS_PORT, CONFITURE_MAX_REQUEST_BYTES,
+// CONFITURE_PHASE_TIMEOUT, CONFITURE_SHUTDOWN_TIMEOUT, CONFITURE_RETRY_BACKOFF,
+// CONFITURE_RETRY_BACKOFF_MAX, and one CONFITURE_TARGET_<NAME>=<dsn> per target (the name
+// lower-cased).
 func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 	str := map[string]*string{
 		"NATS_URL": &cfg.NATSURL, "DATABASE_URL": &cfg.DatabaseURL, "DATA_DIR": &cfg.DataDir,

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -79,6 +80,7 @@ CONFITURE_* environment variables, then flags.`,
 	f.StringVar(&o.readyFile, "ready-file", "", "write the NATS URL to this file once taking requests")
 	f.IntVar(&o.natsPort, "embedded-nats-port", 0, "client port of the embedded NATS server (default 4222, or a free port if taken; -1 always free)")
 	f.DurationVar(&o.shutdown, "shutdown-timeout", 0, "how long running phases may finish after SIGTERM (default 30s)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(hooksCommand(&o, stdout))
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -86,7 +88,7 @@ CONFITURE_* environment variables, then flags.`,
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(stderr, "worker:", err)
 		var ue usageError
-		if errors.As(err, &ue) || strings.Contains(err.Error(), "unknown flag") || strings.Contains(err.Error(), "unknown command") {
+		if errors.As(err, &ue) || strings.Contains(err.Error(), "unknown command") {
 			return ExitUsage
 		}
 		return ExitFailed
@@ -95,6 +97,8 @@ CONFITURE_* environment variables, then flags.`,
 }
 
 type usageError struct{ error }
+
+var targetNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // config builds the worker configuration from the file, the environment and the flags.
 func (o *options) config(logger *slog.Logger) (worker.Config, error) {
@@ -129,8 +133,9 @@ func (o *options) config(logger *slog.Logger) (worker.Config, error) {
 	}
 	for _, t := range o.targets {
 		name, dsn, ok := strings.Cut(t, "=")
-		if !ok {
-			return cfg, usageError{fmt.Errorf("--target %q: want NAME=DSN", strings.SplitN(t, "://", 2)[0])}
+		if !ok || !targetNameRe.MatchString(name) {
+			// Never echo the value: it may be a connection string.
+			return cfg, usageError{errors.New("--target: want NAME=DSN, NAME of letters, digits, '_' and '-'")}
 		}
 		if err := worker.SetTarget(&cfg, name, dsn); err != nil {
 			return cfg, usageError{err}

@@ -147,7 +147,11 @@ func (e *Executor) runOne(ctx context.Context, hc *Context, p Planned, savepoint
 	defer func() {
 		o.Duration = time.Since(o.Started)
 		if r := recover(); r != nil {
-			fail(&HookError{Panic: true, Stack: string(debug.Stack()), Err: fmt.Errorf("%v", r)})
+			err, ok := r.(error)
+			if !ok {
+				err = fmt.Errorf("%v", r)
+			}
+			fail(&HookError{Panic: true, Stack: string(debug.Stack()), Err: err})
 		}
 	}()
 	res, err := p.Hook.Run(ctx, hc)

@@ -24,22 +24,36 @@ func Redact(s, dsn string) string {
 	return kvPasswordRe.ReplaceAllString(s, "${1}xxxxx")
 }
 
-// RedactDSN returns dsn with its password replaced, for display.
+// RedactDSN returns dsn with its password replaced, for display: the password of the user
+// information and a password query parameter of a URL, or the password of a key=value string.
 func RedactDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		// Not a URL pgx would read as one, or not a valid one: redact by pattern.
+		return kvPasswordRe.ReplaceAllString(urlPasswordRe.ReplaceAllString(dsn, "${1}xxxxx@"), "${1}xxxxx")
+	}
+	if u.User != nil {
 		if _, ok := u.User.Password(); ok {
 			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return u.String()
 		}
-		return dsn
 	}
-	return kvPasswordRe.ReplaceAllString(dsn, "${1}xxxxx")
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
 }
 
 func dsnPassword(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		pw, _ := u.User.Password()
-		return pw
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		if pw := u.Query().Get("password"); pw != "" {
+			return pw
+		}
+		if u.User != nil {
+			pw, _ := u.User.Password()
+			return pw
+		}
+		return ""
 	}
 	if m := kvPasswordRe.FindStringSubmatch(dsn); m != nil {
 		return strings.Trim(m[2], "'")

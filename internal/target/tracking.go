@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS %[1]s.hook_ledger (
 	message       text NOT NULL DEFAULT '',
 	error         text NOT NULL DEFAULT '',
 	updated_at    timestamptz NOT NULL DEFAULT now(),
+	-- The order rows were last written in (hooks of one phase share one updated_at).
+	seq           bigserial NOT NULL,
 	PRIMARY KEY (run_id, version, phase, hook)
 );`
 
@@ -182,9 +184,10 @@ func (t *Target) WriteLedger(ctx context.Context, q Querier, rows ...LedgerRow) 
 			ON CONFLICT (run_id, version, phase, hook) DO UPDATE SET status = EXCLUDED.status,
 			attempt = EXCLUDED.attempt, rows_affected = EXCLUDED.rows_affected,
 			duration_ms = EXCLUDED.duration_ms, stats = EXCLUDED.stats, checkpoint = EXCLUDED.checkpoint,
-			message = EXCLUDED.message, error = EXCLUDED.error, updated_at = now()`,
+			message = EXCLUDED.message, error = EXCLUDED.error, updated_at = now(),
+			seq = nextval(pg_get_serial_sequence($13, 'seq'))`,
 			r.Run, r.Version, r.Phase, r.Hook, r.Status, r.Attempt, r.RowsAffected, r.DurationMS,
-			stats, checkpoint, r.Message, r.Error)
+			stats, checkpoint, r.Message, r.Error, t.schema+".hook_ledger")
 	}
 	if err := q.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("write hook ledger: %w", err)
@@ -217,8 +220,8 @@ func (t *Target) BeginPhase(ctx context.Context, pool *pgxpool.Pool, run, versio
 	}()
 	batch := &pgx.Batch{}
 	batch.Queue(lockSQL, t.cfg.TrackingSchema)
-	batch.Queue(ledgerSelect+t.schema+`.hook_ledger WHERE run_id = $1 AND version = $2 AND phase = $3 ORDER BY updated_at, hook`, run, version, phase)
-	batch.Queue(ledgerSelect+t.schema+`.hook_ledger WHERE run_id = $1 AND status = 'completed' AND stats IS NOT NULL ORDER BY updated_at, hook`, run)
+	batch.Queue(ledgerSelect+t.schema+`.hook_ledger WHERE run_id = $1 AND version = $2 AND phase = $3 ORDER BY seq`, run, version, phase)
+	batch.Queue(ledgerSelect+t.schema+`.hook_ledger WHERE run_id = $1 AND status = 'completed' AND stats IS NOT NULL ORDER BY seq`, run)
 	br := tx.SendBatch(ctx, batch)
 	if _, err := br.Exec(); err != nil {
 		br.Close()
@@ -271,7 +274,7 @@ const ledgerSelect = `SELECT run_id::text, version, phase, hook, status, attempt
 	duration_ms, stats, checkpoint, message, error FROM `
 
 func (t *Target) ledger(ctx context.Context, q Querier, where string, args ...any) ([]LedgerRow, error) {
-	return scanLedger(q.Query(ctx, ledgerSelect+t.schema+`.hook_ledger `+where+` ORDER BY updated_at, hook`, args...))
+	return scanLedger(q.Query(ctx, ledgerSelect+t.schema+`.hook_ledger `+where+` ORDER BY seq`, args...))
 }
 
 func scanLedger(rows pgx.Rows, err error) ([]LedgerRow, error) {

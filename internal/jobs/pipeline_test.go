@@ -1,0 +1,125 @@
+package jobs
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+)
+
+func TestPhasesFor(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, []string{
+		"before_validation", "before_ddl", "ddl", "after_ddl", "after_validation", "cleanup",
+	}, PhasesFor(contract.DirectionUp))
+	require.Equal(t, []string{"before_ddl", "ddl", "cleanup"}, PhasesFor(contract.DirectionDown))
+	for _, dir := range []string{contract.DirectionUp, contract.DirectionDown} {
+		require.NotContains(t, PhasesFor(dir), contract.PhaseOnError, "on_error only follows a failure")
+	}
+}
+
+type transition struct {
+	from                   Step
+	to                     Step
+	migrationDone, runDone bool
+}
+
+func step(v, p string) Step { return Step{Version: v, Phase: p} }
+
+func TestNextStepUp(t *testing.T) {
+	t.Parallel()
+	plan := []string{"20240101000000", "20240102000000"}
+	v1, v2 := plan[0], plan[1]
+	require.Equal(t, step(v1, "before_validation"), FirstStep(contract.DirectionUp, plan))
+	tests := []transition{
+		{step(v1, "before_validation"), step(v1, "before_ddl"), false, false},
+		{step(v1, "before_ddl"), step(v1, "ddl"), false, false},
+		{step(v1, "ddl"), step(v1, "after_ddl"), false, false},
+		{step(v1, "after_ddl"), step(v1, "after_validation"), false, false},
+		{step(v1, "after_validation"), step(v1, "cleanup"), false, false},
+		{step(v1, "cleanup"), step(v2, "before_validation"), true, false},
+		{step(v2, "before_validation"), step(v2, "before_ddl"), false, false},
+		{step(v2, "before_ddl"), step(v2, "ddl"), false, false},
+		{step(v2, "ddl"), step(v2, "after_ddl"), false, false},
+		{step(v2, "after_ddl"), step(v2, "after_validation"), false, false},
+		{step(v2, "after_validation"), step(v2, "cleanup"), false, false},
+		{step(v2, "cleanup"), Step{}, true, true},
+	}
+	runTransitions(t, contract.DirectionUp, plan, tests)
+}
+
+func TestNextStepDown(t *testing.T) {
+	t.Parallel()
+	// A down plan is already in reverse version order.
+	plan := []string{"003", "002", "001"}
+	require.Equal(t, step("003", "before_ddl"), FirstStep(contract.DirectionDown, plan))
+	tests := []transition{
+		{step("003", "before_ddl"), step("003", "ddl"), false, false},
+		{step("003", "ddl"), step("003", "cleanup"), false, false},
+		{step("003", "cleanup"), step("002", "before_ddl"), true, false},
+		{step("002", "before_ddl"), step("002", "ddl"), false, false},
+		{step("002", "ddl"), step("002", "cleanup"), false, false},
+		{step("002", "cleanup"), step("001", "before_ddl"), true, false},
+		{step("001", "before_ddl"), step("001", "ddl"), false, false},
+		{step("001", "ddl"), step("001", "cleanup"), false, false},
+		{step("001", "cleanup"), Step{}, true, true},
+	}
+	runTransitions(t, contract.DirectionDown, plan, tests)
+}
+
+func TestNextStepSingleMigration(t *testing.T) {
+	t.Parallel()
+	next, migDone, runDone := NextStep(contract.DirectionUp, []string{"001"}, step("001", "cleanup"))
+	require.Equal(t, Step{}, next)
+	require.True(t, migDone)
+	require.True(t, runDone)
+	next, migDone, runDone = NextStep(contract.DirectionDown, []string{"001"}, step("001", "cleanup"))
+	require.Equal(t, Step{}, next)
+	require.True(t, migDone)
+	require.True(t, runDone)
+}
+
+// TestWalkMatchesSpec walks whole runs from FirstStep with NextStep and compares the steps with
+// the order SPEC.md promises.
+func TestWalkMatchesSpec(t *testing.T) {
+	t.Parallel()
+	walk := func(direction string, plan []string) []string {
+		var out []string
+		cur := FirstStep(direction, plan)
+		for range 100 {
+			out = append(out, cur.Version+"/"+cur.Phase)
+			next, _, done := NextStep(direction, plan, cur)
+			if done {
+				return out
+			}
+			cur = next
+		}
+		t.Fatalf("%s run over %v does not end", direction, plan)
+		return nil
+	}
+	var up []string
+	for _, v := range []string{"001", "002"} {
+		for _, p := range []string{"before_validation", "before_ddl", "ddl", "after_ddl", "after_validation", "cleanup"} {
+			up = append(up, v+"/"+p)
+		}
+	}
+	require.Equal(t, up, walk(contract.DirectionUp, []string{"001", "002"}))
+	require.Equal(t, []string{
+		"002/before_ddl", "002/ddl", "002/cleanup", "001/before_ddl", "001/ddl", "001/cleanup",
+	}, walk(contract.DirectionDown, []string{"002", "001"}))
+}
+
+func runTransitions(t *testing.T, direction string, plan []string, tests []transition) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s/%s", tt.from.Version, tt.from.Phase), func(t *testing.T) {
+			t.Parallel()
+			next, migDone, runDone := NextStep(direction, plan, tt.from)
+			require.Equal(t, tt.to, next)
+			require.Equal(t, tt.migrationDone, migDone, "migrationDone")
+			require.Equal(t, tt.runDone, runDone, "runDone")
+		})
+	}
+}

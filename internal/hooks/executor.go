@@ -93,6 +93,11 @@ func (e *Executor) Run(ctx context.Context, info PhaseInfo, tx pgx.Tx, stats *St
 		}
 		log.DebugContext(ctx, "hook_start", "hook", p.Spec.Name, "phase", info.Phase, "migration", info.Migration)
 		o := e.runOne(ctx, hc, p, opts.ContinueOnError)
+		if o.Err == nil {
+			if err := stats.Err(); err != nil {
+				o.Err = &HookError{Hook: p.Spec.Name, Phase: info.Phase, Err: err}
+			}
+		}
 		outcomes = append(outcomes, o)
 		if o.Err != nil {
 			var he *HookError

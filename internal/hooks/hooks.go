@@ -71,9 +71,12 @@ type Result struct {
 }
 
 // Stats is the run-wide key/value store that hooks share. It is safe for concurrent use.
+// Stats made by NewLazyStats read what earlier phases stored only when a hook first uses them.
 type Stats struct {
-	mu sync.RWMutex
-	m  map[string]any
+	mu      sync.Mutex
+	m       map[string]any
+	load    func() (map[string]any, error)
+	loadErr error
 }
 
 // NewStats returns a Stats holding a copy of initial.
@@ -83,10 +86,42 @@ func NewStats(initial map[string]any) *Stats {
 	return s
 }
 
+// NewLazyStats returns a Stats whose initial entries come from load, called at most once, on
+// first use. If load fails, the Stats are empty and Err reports why.
+func NewLazyStats(load func() (map[string]any, error)) *Stats {
+	return &Stats{m: map[string]any{}, load: load}
+}
+
+// loaded runs the loader if it has not run; s.mu must be held.
+func (s *Stats) loaded() {
+	if s.load == nil {
+		return
+	}
+	initial, err := s.load()
+	s.load = nil
+	if err != nil {
+		s.loadErr = fmt.Errorf("load run stats: %w", err)
+		return
+	}
+	for k, v := range initial {
+		if _, set := s.m[k]; !set {
+			s.m[k] = v
+		}
+	}
+}
+
+// Err reports a failure to load the stats of earlier phases.
+func (s *Stats) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loadErr
+}
+
 // Get returns the value stored under key.
 func (s *Stats) Get(key string) (any, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loaded()
 	v, ok := s.m[key]
 	return v, ok
 }
@@ -95,20 +130,26 @@ func (s *Stats) Get(key string) (any, bool) {
 func (s *Stats) Set(key string, value any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.loaded()
 	s.m[key] = value
 }
 
 // Merge stores every entry of m.
 func (s *Stats) Merge(m map[string]any) {
+	if len(m) == 0 {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.loaded()
 	maps.Copy(s.m, m)
 }
 
 // Snapshot returns a copy of every entry.
 func (s *Stats) Snapshot() map[string]any {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loaded()
 	return maps.Clone(s.m)
 }
 

@@ -215,7 +215,7 @@ func (p *Pipeline) runHooks(ctx context.Context, t *target.Target, rc *runContex
 	if err != nil {
 		return res, err
 	}
-	ph, err := t.BeginPhase(ctx, pool, rc.row.ID, m.Version, phase)
+	ph, err := t.BeginPhase(ctx, pool, rc.row.ID, m.Version, phase, attempt == 1)
 	if err != nil {
 		return res, err
 	}
@@ -230,7 +230,8 @@ func (p *Pipeline) runHooks(ctx context.Context, t *target.Target, rc *runContex
 		Migration: m.ID(), Version: m.Version, Phase: phase, Attempt: attempt,
 	}
 	exec := hooks.Executor{Logger: log}
-	outs, runErr := exec.Run(ctx, info, tx, hooks.NewStats(ph.Stats), planned, opts)
+	stats := hooks.NewLazyStats(func() (map[string]any, error) { return t.RunStats(ctx, tx, rc.row.ID) })
+	outs, runErr := exec.Run(ctx, info, tx, stats, planned, opts)
 	rows := make([]target.LedgerRow, 0, len(outs))
 	for _, o := range outs {
 		ho := hookOutcome{name: o.Name, duration: o.Duration, rows: o.Result.RowsAffected, message: o.Result.Message, err: o.Err}

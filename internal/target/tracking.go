@@ -200,14 +200,13 @@ type Phase struct {
 	Tx pgx.Tx
 	// Done holds the ledger rows of this phase recorded by earlier attempts.
 	Done []LedgerRow
-	// Stats is the merged stats of the run's completed hooks (see RunStats).
-	Stats map[string]any
 }
 
-// BeginPhase opens a transaction on the target, takes the target's lock and reads the phase's
-// ledger rows and the run's stats, in one round trip after BEGIN. The caller commits or rolls
-// back Phase.Tx.
-func (t *Target) BeginPhase(ctx context.Context, pool *pgxpool.Pool, run, version, phase string) (*Phase, error) {
+// BeginPhase opens a transaction on the target and takes the target's lock. Unless first is
+// set (the phase's first attempt, which no earlier attempt can have recorded anything for), it
+// also reads the phase's ledger rows, in the same round trip. The caller commits or rolls back
+// Phase.Tx.
+func (t *Target) BeginPhase(ctx context.Context, pool *pgxpool.Pool, run, version, phase string, first bool) (*Phase, error) {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return nil, t.connError(err)
@@ -220,27 +219,24 @@ func (t *Target) BeginPhase(ctx context.Context, pool *pgxpool.Pool, run, versio
 	}()
 	batch := &pgx.Batch{}
 	batch.Queue(lockSQL, t.cfg.TrackingSchema)
-	batch.Queue(ledgerSelect+t.schema+`.hook_ledger WHERE run_id = $1 AND version = $2 AND phase = $3 ORDER BY seq`, run, version, phase)
-	batch.Queue(ledgerSelect+t.schema+`.hook_ledger WHERE run_id = $1 AND status = 'completed' AND stats IS NOT NULL ORDER BY seq`, run)
+	if !first {
+		batch.Queue(ledgerSelect+t.schema+`.hook_ledger WHERE run_id = $1 AND version = $2 AND phase = $3 ORDER BY seq`, run, version, phase)
+	}
 	br := tx.SendBatch(ctx, batch)
 	if _, err := br.Exec(); err != nil {
 		br.Close()
 		return nil, fmt.Errorf("advisory lock on target %q: %w", t.cfg.Name, err)
 	}
 	p := &Phase{Tx: tx}
-	if p.Done, err = scanLedger(br.Query()); err != nil {
-		br.Close()
-		return nil, err
-	}
-	statRows, err := scanLedger(br.Query())
-	if err != nil {
-		br.Close()
-		return nil, err
+	if !first {
+		if p.Done, err = scanLedger(br.Query()); err != nil {
+			br.Close()
+			return nil, err
+		}
 	}
 	if err := br.Close(); err != nil {
 		return nil, err
 	}
-	p.Stats = mergeStats(statRows)
 	ok = true
 	return p, nil
 }

@@ -137,6 +137,28 @@ func registerTestHooks(t *testing.T, reg *hooks.Registry, b *bundle) {
 			}), nil
 		},
 	}))
+	// set_stat stores params.key = true in the run's stats; need_stat fails without it.
+	require.NoError(t, reg.Register(hooks.Definition{
+		Name: "set_stat", Source: "test",
+		New: func(params map[string]any) (hooks.Hook, error) {
+			key, _ := params["key"].(string)
+			return hooks.HookFunc(func(context.Context, *hooks.Context) (hooks.Result, error) {
+				return hooks.Result{Stats: map[string]any{key: true}}, nil
+			}), nil
+		},
+	}))
+	require.NoError(t, reg.Register(hooks.Definition{
+		Name: "need_stat", Source: "test",
+		New: func(params map[string]any) (hooks.Hook, error) {
+			key, _ := params["key"].(string)
+			return hooks.HookFunc(func(_ context.Context, hc *hooks.Context) (hooks.Result, error) {
+				if v, ok := hc.Stats.Get(key); !ok || v != true {
+					return hooks.Result{Failed: true, Message: "no stat " + key}, nil
+				}
+				return hooks.Result{Message: "saw " + key}, nil
+			}), nil
+		},
+	}))
 	require.NoError(t, reg.Register(hooks.Definition{
 		Name: "boom", Source: "test",
 		New: func(map[string]any) (hooks.Hook, error) {

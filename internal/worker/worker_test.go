@@ -476,3 +476,19 @@ func TestGracefulStopLetsTheRunningPhaseFinishAndAnotherWorkerResumes(t *testing
 	require.NoError(t, db.QueryRow(context.Background(), `SELECT attempt FROM confiture.hook_ledger WHERE hook = 'sleepy'`).Scan(&attempt))
 	require.Equal(t, 1, attempt, "the running phase finished in the stopping worker")
 }
+
+func TestStatsFlowFromOnePhaseToLaterOnes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m1 := mig("001", "a", "SELECT 1;", "",
+		hook("before_ddl", "count", "set_stat", map[string]any{"key": "counted"}),
+		hook("cleanup", "use", "need_stat", map[string]any{"key": "counted"}))
+	m2 := mig("002", "b", "SELECT 2;", "", hook("after_ddl", "use_later", "need_stat", map[string]any{"key": "counted"}))
+	evs := b.run(t, request("up", m1, m2))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
+
+	// Another run does not see them.
+	evs = b.run(t, request("up", m1, m2, mig("003", "c", "SELECT 3;", "", hook("after_ddl", "nope", "need_stat", map[string]any{"key": "counted"}))))
+	require.Equal(t, contract.KindRunFailed, last(evs).Kind)
+	require.Contains(t, last(evs).Message, "no stat counted")
+}

@@ -108,15 +108,6 @@ func (t *Target) AppliedMigrations(ctx context.Context, q Querier) ([]Applied, e
 	})
 }
 
-// IsApplied reports whether version is in the tracking table and, if so, which run applied it.
-func (t *Target) IsApplied(ctx context.Context, q Querier, version string) (bool, string, error) {
-	var run string
-	err := q.QueryRow(ctx, `SELECT run_id::text FROM `+t.schema+`.schema_migrations WHERE version = $1`, version).Scan(&run)
-	if err == pgx.ErrNoRows {
-		return false, "", nil
-	}
-	return err == nil, run, err
-}
 
 // RecordApplied writes the tracking row of an applied migration. With force it replaces an
 // existing row of the same version.

@@ -280,6 +280,16 @@ func (rc *runContext) migration(version string) (*contract.Migration, error) {
 	return nil, fmt.Errorf("run %s: migration %s is not in the request", rc.row.ID, version)
 }
 
+// recordTimeout bounds the recording of a phase's outcome.
+const recordTimeout = 30 * time.Second
+
+// recordCtx returns a context for recording an outcome in the queue database: it keeps ctx's
+// values (River's client) but not its deadline or cancellation, because the outcome to record
+// may be precisely that the job's context ran out (a phase timeout) or the worker is stopping.
+func recordCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+}
+
 // inTx runs fn in a queue-database transaction and commits it.
 func (p *Pipeline) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, p.cfg.Store.Pool, fn)

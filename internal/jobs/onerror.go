@@ -43,6 +43,8 @@ func (p *Pipeline) runOnError(ctx context.Context, job *river.Job[PhaseArgs], rc
 		extra = "on_error also failed: " + err.Error()
 	}
 	client := river.ClientFromContext[pgx.Tx](ctx)
+	ctx, cancel := recordCtx(ctx)
+	defer cancel()
 	evs := p.hookEvents(rc, m, a.Phase, job.Attempt, res)
 	kind := contract.KindPhaseCompleted
 	if err != nil {

@@ -254,7 +254,9 @@ func (p *Pipeline) runHooks(ctx context.Context, t *target.Target, rc *runContex
 	if runErr != nil && !opts.ContinueOnError {
 		_ = tx.Rollback(ctx)
 		// Record the failure for operators; the phase's effects were rolled back.
-		if err := t.WriteLedger(ctx, pool, rows[len(rows)-1]); err != nil {
+		rctx, cancel := recordCtx(ctx)
+		defer cancel()
+		if err := t.WriteLedger(rctx, pool, rows[len(rows)-1]); err != nil {
 			log.Warn("could not record hook failure in the ledger", "error", err.Error())
 		}
 		return res, runErr
@@ -293,6 +295,8 @@ func fromLedger(rows []target.LedgerRow, d time.Duration) *phaseResult {
 // completePhase records a phase's success and moves the run to its next step, in one queue
 // transaction that also completes the job.
 func (p *Pipeline) completePhase(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, res *phaseResult, log *slog.Logger, prepared pgx.Tx) error {
+	ctx, cancel := recordCtx(ctx) // the phase committed: record it even if the job's time is up
+	defer cancel()
 	a := job.Args
 	client := river.ClientFromContext[pgx.Tx](ctx)
 	cur := Step{Version: a.Version, Phase: a.Phase}
@@ -372,6 +376,8 @@ func (p *Pipeline) hookEvents(rc *runContext, m *contract.Migration, phase strin
 // phase has failed for good: later phases are skipped, and the migration's on_error hooks run
 // next (or the run fails at once when it has none).
 func (p *Pipeline) failPhase(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, res *phaseResult, cause error, log *slog.Logger) error {
+	ctx, cancel := recordCtx(ctx) // the failure may be that the job's context ran out
+	defer cancel()
 	a := job.Args
 	if res == nil {
 		res = &phaseResult{}

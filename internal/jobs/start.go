@@ -74,6 +74,8 @@ func (w *runStartWorker) Work(ctx context.Context, job *river.Job[RunStartArgs])
 	}
 
 	client := river.ClientFromContext[pgx.Tx](ctx)
+	ctx, cancel := recordCtx(ctx)
+	defer cancel()
 	unplanned := Step{}
 	var planned *runContext
 	err = finishJob(ctx, p, job, func(tx pgx.Tx) error {

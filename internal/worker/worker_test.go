@@ -492,3 +492,20 @@ func TestStatsFlowFromOnePhaseToLaterOnes(t *testing.T) {
 	require.Equal(t, contract.KindRunFailed, last(evs).Kind)
 	require.Contains(t, last(evs).Message, "no stat counted")
 }
+
+func TestPhaseTimeoutFailsTheRunAndFreesTheTarget(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) {
+		c.PhaseTimeout = 700 * time.Millisecond
+		c.MaxAttempts = 1
+	})
+	evs := b.run(t, request("up", mig("001", "slow", "SELECT 1;", "", sqlHook("after_ddl", "sleepy", "SELECT pg_sleep(3)"))))
+	final := last(evs)
+	require.Equal(t, contract.KindRunFailed, final.Kind, "events: %v", kinds(evs))
+	require.Equal(t, contract.CodeTimeout, final.Error.Code, final.Error.Message)
+	require.Equal(t, "sleepy", final.Hook)
+
+	// The target is free for the next run.
+	evs = b.run(t, request("up", mig("002", "quick", "SELECT 2;", "")))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
+}

@@ -59,7 +59,7 @@ func (r *Registry) Plan(phase string, specs []contract.HookSpec) ([]Planned, err
 		if !def.allows(phase) {
 			return nil, fmt.Errorf("%w: hook %q (%s) may not run in %s; it runs in %s", ErrInvalidHooks, s.Name, s.Hook, phase, strings.Join(def.Phases, ", "))
 		}
-		h, err := def.New(s.Params)
+		h, err := newHook(def, s.Params)
 		if err != nil {
 			return nil, fmt.Errorf("%w: hook %q (%s) in %s: %w", ErrInvalidHooks, s.Name, s.Hook, phase, err)
 		}
@@ -177,4 +177,15 @@ func describeCycle(decl []contract.HookSpec, index map[string]int, indegree []in
 		}
 		cur = next
 	}
+}
+
+// newHook builds a hook, turning a panic of its constructor (third-party code fed with a
+// request's parameters) into an error.
+func newHook(def *Definition, params map[string]any) (h Hook, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			h, err = nil, fmt.Errorf("constructor panicked: %v", r)
+		}
+	}()
+	return def.New(params)
 }

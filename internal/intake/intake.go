@@ -6,6 +6,7 @@
 package intake
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,9 +16,11 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
@@ -134,9 +137,20 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 	ref := outbox.RunRef{Target: subjectTarget, RequestID: msg.Headers().Get(jetstream.MsgIDHeader)}
 	log := in.Logger.With("subject", msg.Subject(), "stream_seq", seq)
 
+	// Bound the handling of one message below AckWait, so a hung database cannot hold intake
+	// (or shutdown) forever; the message is then redelivered.
+	ctx, cancel := context.WithTimeout(ctx, max(in.AckWait-time.Second, 5*time.Second))
+	defer cancel()
 	req, rej := in.decode(msg.Data(), subjectTarget)
 	if req != nil {
 		ref.RequestID = req.ID
+	}
+	if rej != nil && req != nil {
+		// A redelivery of a request already recorded (perhaps by a worker with other hooks
+		// loaded) is a duplicate, never a rejection of the run in progress.
+		if known, err := in.Store.RunExists(ctx, req.Target, req.ID); err == nil && known {
+			rej = nil
+		}
 	}
 	if ref.RequestID != "" {
 		ref.Run = contract.RunID(subjectTarget, ref.RequestID)
@@ -150,6 +164,10 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 		err = in.reject(ctx, msg, ref, seq, rej, log)
 	} else {
 		err = in.accept(ctx, msg, req, ref, seq, log)
+		if rej := rejectionOfDBError(err); rej != nil {
+			// The database refused the request's content itself: retrying cannot help.
+			err = in.reject(ctx, msg, ref, seq, rej, log)
+		}
 	}
 	if err != nil {
 		// The queue database is unreachable or failing: nothing was recorded, try again later.
@@ -167,6 +185,13 @@ func (in *Intake) decode(data []byte, subjectTarget string) (*contract.Request, 
 	if err != nil {
 		return nil, rejectionOf(err)
 	}
+	// PostgreSQL text cannot hold these, so such a request could never be recorded.
+	if !utf8.Valid(data) {
+		return req, &rejection{contract.CodeInvalidRequest, "request is not valid UTF-8"}
+	}
+	if hasNULEscape(data) {
+		return req, &rejection{contract.CodeInvalidRequest, `request contains a NUL character (\u0000), which PostgreSQL text cannot hold`}
+	}
 	if req.Target != subjectTarget {
 		return req, &rejection{contract.CodeInvalidRequest, fmt.Sprintf("request for target %q was published on the subject of target %q", req.Target, subjectTarget)}
 	}
@@ -174,6 +199,16 @@ func (in *Intake) decode(data []byte, subjectTarget string) (*contract.Request, 
 		return req, rejectionOf(err)
 	}
 	return req, nil
+}
+
+// rejectionOfDBError turns an error that PostgreSQL raised about the data itself (SQLSTATE
+// class 22, data exception) into a rejection; other errors are transient.
+func rejectionOfDBError(err error) *rejection {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22") {
+		return &rejection{contract.CodeInvalidRequest, "the queue database cannot store this request: " + pgErr.Message}
+	}
+	return nil
 }
 
 func rejectionOf(err error) *rejection {
@@ -253,4 +288,24 @@ func redeliveryDelay(msg jetstream.Msg) time.Duration {
 	}
 	d := time.Second << min(n-1, 5)
 	return min(d, 30*time.Second)
+}
+
+// hasNULEscape reports whether JSON text holds the escape \u0000 (a backslash-escaped
+// backslash followed by "u0000" is not one).
+func hasNULEscape(data []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(data[i:], []byte(`u0000`))
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		slashes := 0
+		for k := at - 1; k >= 0 && data[k] == '\\'; k-- {
+			slashes++
+		}
+		if slashes%2 == 1 {
+			return true
+		}
+		i = at + 1
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -393,4 +394,39 @@ func TestQueueDatabaseFailureRecordsNothingAndRedelivers(t *testing.T) {
 	for _, c := range calls {
 		require.Equal(t, contract.RunID("app", req.ID), c.run.ID)
 	}
+}
+
+// switchChecker rejects every request while reject is set, as a worker without some hook would.
+type switchChecker struct{ reject atomic.Bool }
+
+func (c *switchChecker) Check(*contract.Request) error {
+	if c.reject.Load() {
+		return &contract.DecodeError{Code: contract.CodeUnknownHook, Message: `unknown hook "plugin_x"`}
+	}
+	return nil
+}
+
+// A request recorded by one worker and redelivered to another that would reject it (say, one
+// without a plugin loaded) is a duplicate: the run in progress must not be reported rejected.
+func TestRedeliveryOfARecordedRequestIsNeverRejected(t *testing.T) {
+	t.Parallel()
+	checker := &switchChecker{}
+	b := setup(t, func(in *intake.Intake) { in.Checker = checker })
+	req := validRequest("deploy-8", "app")
+	data := mustJSON(t, req)
+	b.publish(t, "app", req.ID, data)
+	eventually(t, func(c *assert.CollectT) { assert.Equal(c, 1, b.runCount(c)) })
+
+	checker.reject.Store(true)
+	b.publish(t, "app", req.ID+"-redelivered", data)
+	eventually(t, func(c *assert.CollectT) { assert.Equal(c, 2, b.outboxCount(c)) })
+	b.requireSettled(t)
+	evs := b.outbox(t)
+	require.Equal(t, contract.KindRunDuplicate, evs[1].event.Kind, "not run.rejected")
+
+	// A new request is still rejected.
+	other := validRequest("deploy-9", "app")
+	b.publish(t, "app", other.ID, mustJSON(t, other))
+	eventually(t, func(c *assert.CollectT) { assert.Equal(c, 3, b.outboxCount(c)) })
+	require.Equal(t, contract.KindRunRejected, b.outbox(t)[2].event.Kind)
 }

@@ -200,6 +200,13 @@ func (s *Store) InsertRun(ctx context.Context, tx pgx.Tx, r *Run) (created bool,
 	return false, existing, err
 }
 
+// RunExists reports whether a run was recorded for the request id on target.
+func (s *Store) RunExists(ctx context.Context, target, requestID string) (bool, error) {
+	var ok bool
+	err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.schema+`.runs WHERE target = $1 AND request_id = $2)`, target, requestID).Scan(&ok)
+	return ok, err
+}
+
 // GetRun returns the run with id.
 func (s *Store) GetRun(ctx context.Context, q Querier, id string) (*Run, error) {
 	return s.findRun(ctx, q, `id = $1`, id)

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -309,6 +310,13 @@ func TestBadInputIsRejectedAndTheWorkerKeepsRunning(t *testing.T) {
 		{"COMMIT in migration", "default", func() []byte {
 			return mustJSON(t, request("up", mig("001", "x", "CREATE TABLE x (id int);\nCOMMIT;", "")))
 		}, contract.KindRunRejected, contract.CodeInvalidSQL, "line 2"},
+		{"NUL character", "default", func() []byte {
+			return mustJSON(t, request("up", mig("001", "x", "SELECT 'a\x00b';", "")))
+		}, contract.KindRunRejected, contract.CodeInvalidRequest, "NUL"},
+		{"invalid UTF-8", "default", func() []byte {
+			data := mustJSON(t, request("up", mig("001", "x", "SELECT 1;", "", sqlHook("after_ddl", "h", "SELECT 'Zz'"))))
+			return bytes.Replace(data, []byte("Zz"), []byte{0xff, 0xfe}, 1)
+		}, contract.KindRunRejected, contract.CodeInvalidRequest, "UTF-8"},
 		{"SQL error in DDL", "default", func() []byte {
 			return mustJSON(t, request("up", mig("001", "x", "CREATE TABLE ok_before (id int);\nCREATE TABLEE broken (id int);", "")))
 		}, contract.KindRunFailed, contract.CodeSQLError, "line 2"},

@@ -5,6 +5,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -92,6 +93,9 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 
 // URL is the client URL of the server in use (the embedded one's when embedded).
 func (b *Bus) URL() string { return b.url }
+
+// RedactedURL is URL without credentials, for logs and files.
+func (b *Bus) RedactedURL() string { return redactURL(b.url) }
 
 // Embedded reports whether the bus runs an in-process server.
 func (b *Bus) Embedded() bool { return b.server != nil }
@@ -211,6 +215,10 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 func (b *Bus) PublishBatch(ctx context.Context, msgs []outbox.Message) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
+		if limit := b.NC.MaxPayload(); limit > 0 && int64(len(m.Data)) > limit {
+			// An event the server cannot carry would block every event after it.
+			m.Data = shrinkEvent(m.Data, b.log)
+		}
 		f, err := b.JS.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Data: m.Data},
 			jetstream.WithMsgID(m.ID))
 		if err != nil {
@@ -256,3 +264,24 @@ func (b *Bus) shutdownServer() {
 }
 
 var _ outbox.Publisher = (*Bus)(nil)
+
+// shrinkEvent drops the payload of an event too large for the server and says so in its
+// message; the event's id, kind and run stay, so observers still see the fact.
+func shrinkEvent(data []byte, log *slog.Logger) []byte {
+	var ev contract.Event
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return data
+	}
+	log.Error("event larger than the NATS server's max_payload: publishing it without its data",
+		"event", ev.ID, "kind", ev.Kind, "bytes", len(data))
+	ev.Data = nil
+	ev.Message = outbox.Truncate(ev.Message, 1024) + " [shrunk: the event exceeded the NATS server's max_payload]"
+	if ev.Error != nil {
+		ev.Error.Message = outbox.Truncate(ev.Error.Message, 1024)
+	}
+	out, err := json.Marshal(ev)
+	if err != nil {
+		return data
+	}
+	return out
+}

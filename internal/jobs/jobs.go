@@ -61,7 +61,7 @@ type Config struct {
 	RetryBackoff time.Duration
 	// RetryBackoffMax caps the wait between attempts. Defaults to 1m.
 	RetryBackoffMax time.Duration
-	// PhaseTimeout bounds one attempt of one phase. Defaults to 30m; -1 means none.
+	// PhaseTimeout bounds one attempt of one phase. Defaults to 30m.
 	PhaseTimeout time.Duration
 	// Queue is the River queue phase jobs go to. Defaults to river.QueueDefault.
 	Queue string

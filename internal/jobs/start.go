@@ -198,6 +198,18 @@ func (p *Pipeline) plan(ctx context.Context, t *target.Target, rc *runContext) (
 			}
 		}
 	}
+	// Hooks were validated at intake against this worker's registry; check again in case the
+	// run was accepted by a worker with other hooks loaded.
+	for _, v := range plan.Versions {
+		m, _ := rc.migration(v)
+		if _, err := p.cfg.Registry.PlanAll(m.Hooks); err != nil {
+			code := contract.CodeInvalidHooks
+			if errors.Is(err, hooks.ErrUnknownHook) {
+				code = contract.CodeUnknownHook
+			}
+			return nil, &planError{code: code, msg: fmt.Sprintf("migration %s: %v", m.ID(), err)}
+		}
+	}
 	if len(forced) > 0 && len(plan.Versions) > 0 {
 		tx, err := pool.Begin(ctx)
 		if err != nil {
@@ -211,18 +223,6 @@ func (p *Pipeline) plan(ctx context.Context, t *target.Target, rc *runContext) (
 		}
 		if err := tx.Commit(ctx); err != nil {
 			return nil, err
-		}
-	}
-	// Hooks were validated at intake against this worker's registry; check again in case the
-	// run was accepted by a worker with other hooks loaded.
-	for _, v := range plan.Versions {
-		m, _ := rc.migration(v)
-		if _, err := p.cfg.Registry.PlanAll(m.Hooks); err != nil {
-			code := contract.CodeInvalidHooks
-			if errors.Is(err, hooks.ErrUnknownHook) {
-				code = contract.CodeUnknownHook
-			}
-			return nil, &planError{code: code, msg: fmt.Sprintf("migration %s: %v", m.ID(), err)}
 		}
 	}
 	return plan, nil

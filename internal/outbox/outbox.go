@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -51,6 +52,23 @@ func New(ref RunRef, kind string, idParts ...string) contract.Event {
 	}
 }
 
+// MaxText bounds an event's message and error message, so that an event built from a huge
+// request (say, a rejection listing its problems) stays far below any server's max_payload.
+const MaxText = 8 << 10
+
+// Truncate returns s cut to at most n bytes (on a rune boundary), saying so.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const note = "... (truncated)"
+	cut := max(n-len(note), 0)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + note
+}
+
 // Insert records events in tx, in one round trip. An event whose id is already recorded is
 // skipped. schema is the quoted schema of the outbox table.
 func Insert(ctx context.Context, tx pgx.Tx, schema string, events ...contract.Event) error {
@@ -88,6 +106,12 @@ func insertStatement(schema string, events []contract.Event, notify bool) (strin
 	subjects := make([]string, len(events))
 	payloads := make([][]byte, len(events))
 	for i, ev := range events {
+		ev.Message = Truncate(ev.Message, MaxText)
+		if ev.Error != nil {
+			e := *ev.Error
+			e.Message = Truncate(e.Message, MaxText)
+			ev.Error = &e
+		}
 		b, err := json.Marshal(ev)
 		if err != nil {
 			return "", nil, fmt.Errorf("outbox: encode %s event: %w", ev.Kind, err)

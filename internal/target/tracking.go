@@ -108,7 +108,6 @@ func (t *Target) AppliedMigrations(ctx context.Context, q Querier) ([]Applied, e
 	})
 }
 
-
 // RecordApplied writes the tracking row of an applied migration. With force it replaces an
 // existing row of the same version.
 func (t *Target) RecordApplied(ctx context.Context, q Querier, a Applied) error {

@@ -46,7 +46,8 @@ type Config struct {
 	RetryBackoff time.Duration `yaml:"retry_backoff"`
 	// RetryBackoffMax caps the wait between attempts. Defaults to 1m.
 	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
-	// PhaseTimeout bounds one attempt of one phase. Defaults to 30m; -1 means none.
+	// PhaseTimeout bounds one attempt of one phase. Defaults to 30m. There is no "none": River
+	// rescues the job of a crashed worker only once its timeout has passed.
 	PhaseTimeout time.Duration `yaml:"phase_timeout"`
 	// ShutdownTimeout is how long running phases get to finish on SIGTERM before they are
 	// cancelled and left for a retry. Defaults to 30s.
@@ -141,8 +142,8 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("max_attempts must be at least 1, got %d", cfg.MaxAttempts)
 	case cfg.RetryBackoff < 0 || cfg.RetryBackoffMax < cfg.RetryBackoff:
 		return fmt.Errorf("retry_backoff (%s) must be positive and at most retry_backoff_max (%s)", cfg.RetryBackoff, cfg.RetryBackoffMax)
-	case cfg.PhaseTimeout < -1:
-		return fmt.Errorf("phase_timeout must be positive or -1 (none), got %s", cfg.PhaseTimeout)
+	case cfg.PhaseTimeout <= 0:
+		return fmt.Errorf("phase_timeout must be positive (a crashed worker's phases are rescued after it), got %s", cfg.PhaseTimeout)
 	case cfg.ShutdownTimeout < 0:
 		return fmt.Errorf("shutdown_timeout must not be negative, got %s", cfg.ShutdownTimeout)
 	case cfg.MaxRequestBytes < 1024:

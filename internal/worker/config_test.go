@@ -39,10 +39,10 @@ func TestConfigWithDefaults(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 
 	// The default target follows the configured queue database; set values are kept.
-	cfg = Config{DatabaseURL: "postgres://u@db.example/q", Concurrency: 3, PhaseTimeout: -1}.WithDefaults()
+	cfg = Config{DatabaseURL: "postgres://u@db.example/q", Concurrency: 3, PhaseTimeout: time.Hour}.WithDefaults()
 	require.Equal(t, []target.Config{{Name: "default", DSN: "postgres://u@db.example/q"}}, cfg.Targets)
 	require.Equal(t, 3, cfg.Concurrency)
-	require.Equal(t, time.Duration(-1), cfg.PhaseTimeout, "-1 means no timeout")
+	require.Equal(t, time.Hour, cfg.PhaseTimeout)
 	require.NoError(t, cfg.Validate())
 }
 
@@ -57,6 +57,8 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"retry_backoff", func(c *Config) { c.RetryBackoff = -time.Second }},
 		{"retry_backoff_max", func(c *Config) { c.RetryBackoff, c.RetryBackoffMax = time.Minute, time.Second }},
 		{"phase_timeout", func(c *Config) { c.PhaseTimeout = -2 * time.Second }},
+		// No "none": River rescues a crashed worker's job only after its timeout.
+		{"phase_timeout", func(c *Config) { c.PhaseTimeout = -1 }},
 		{"shutdown_timeout", func(c *Config) { c.ShutdownTimeout = -time.Second }},
 		{"max_request_bytes", func(c *Config) { c.MaxRequestBytes = 100 }},
 		{"fetch_cooldown", func(c *Config) { c.FetchCooldown = time.Microsecond }},

@@ -116,10 +116,8 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	rescue := time.Hour
-	if w.cfg.PhaseTimeout > 0 {
-		rescue = w.cfg.PhaseTimeout + 5*time.Minute
-	}
+	// A phase still running this long after its timeout belongs to a worker that died.
+	rescue := w.cfg.PhaseTimeout + 5*time.Minute
 	w.river, err = river.NewClient(riverpgxv5.New(w.pool), &river.Config{
 		Schema:               w.cfg.RiverSchema,
 		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: w.cfg.Concurrency}},
@@ -167,10 +165,10 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if err := w.intake.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
-	w.log.Info("worker started", "nats", w.bus.URL(), "embedded_nats", w.bus.Embedded(),
+	w.log.Info("worker started", "nats", w.bus.RedactedURL(), "embedded_nats", w.bus.Embedded(),
 		"targets", w.targets.Names(), "hooks", len(w.registry.List()), "concurrency", w.cfg.Concurrency)
 	if w.cfg.ReadyFile != "" {
-		if err := writeFileAtomic(w.cfg.ReadyFile, []byte(w.bus.URL()+"\n")); err != nil {
+		if err := writeFileAtomic(w.cfg.ReadyFile, []byte(w.bus.RedactedURL()+"\n")); err != nil {
 			return fmt.Errorf("ready file: %w", err)
 		}
 	}

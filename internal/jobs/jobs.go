@@ -108,7 +108,7 @@ func New(cfg *Config, workers *river.Workers) (*Pipeline, error) {
 	if cfg.Store == nil || cfg.Targets == nil || cfg.Registry == nil {
 		return nil, errors.New("jobs: Config.Store, Config.Targets and Config.Registry are required")
 	}
-	p := &Pipeline{cfg: cfg.withDefaults(), runs: newRunCache(1024)}
+	p := &Pipeline{cfg: cfg.withDefaults(), runs: newRunCache(256)}
 	if err := river.AddWorkerSafely(workers, &runStartWorker{p: p}); err != nil {
 		return nil, err
 	}

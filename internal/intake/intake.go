@@ -12,9 +12,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -56,7 +58,9 @@ type Intake struct {
 	// AckWait is how long a request may take before NATS redelivers it. Defaults to 30s.
 	AckWait time.Duration
 
-	cc jetstream.ConsumeContext
+	cc    jetstream.ConsumeContext
+	lanes []chan jetstream.Msg
+	wg    sync.WaitGroup
 }
 
 // EnsureConsumer creates or updates the durable consumer on the request stream.
@@ -79,6 +83,10 @@ func (in *Intake) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error
 	return c, nil
 }
 
+// lanes is how many requests one worker handles at once. Requests for one target always go to
+// the same lane, so they are recorded in the order they arrive.
+const lanes = 4
+
 // Start consumes requests in the background until Stop.
 func (in *Intake) Start(ctx context.Context) error {
 	if in.Logger == nil {
@@ -91,28 +99,53 @@ func (in *Intake) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Requests are handled one at a time per worker, so keep the prefetch small: a buffered
-	// message must not pass AckWait while it waits.
-	cc, err := c.Consume(func(msg jetstream.Msg) { in.Handle(ctx, msg) },
-		jetstream.PullMaxMessages(4),
+	in.lanes = make([]chan jetstream.Msg, lanes)
+	for i := range in.lanes {
+		ch := make(chan jetstream.Msg, 8)
+		in.lanes[i] = ch
+		in.wg.Go(func() {
+			for msg := range ch {
+				in.Handle(ctx, msg)
+			}
+		})
+	}
+	// Keep the prefetch small: a buffered message must not pass AckWait while it waits.
+	cc, err := c.Consume(func(msg jetstream.Msg) { in.lanes[laneOf(msg.Subject())] <- msg },
+		jetstream.PullMaxMessages(2*lanes),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 				in.Logger.Debug("request consumer", "error", err.Error())
 			}
 		}))
 	if err != nil {
+		in.closeLanes()
 		return fmt.Errorf("consume requests: %w", err)
 	}
 	in.cc = cc
 	return nil
 }
 
-// Stop stops taking requests; a request being handled finishes.
+func laneOf(subject string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(subject))
+	return int(h.Sum32() % lanes)
+}
+
+// Stop stops taking requests; the requests being handled finish.
 func (in *Intake) Stop() {
 	if in.cc != nil {
 		in.cc.Drain()
 		<-in.cc.Closed()
 	}
+	in.closeLanes()
+}
+
+func (in *Intake) closeLanes() {
+	for _, ch := range in.lanes {
+		close(ch)
+	}
+	in.lanes = nil
+	in.wg.Wait()
 }
 
 var targetRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -275,7 +308,7 @@ func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.R
 	}
 	// The run is recorded. If this ack is lost, the message comes again and the unique key
 	// on (target, request id) recognises it as a duplicate.
-	if err := msg.DoubleAck(ctx); err != nil {
+	if err := msg.Ack(); err != nil {
 		log.Debug("ack failed; a redelivery will be recognised as a duplicate", "error", err.Error())
 	}
 	return nil

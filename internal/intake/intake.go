@@ -178,10 +178,10 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 	if req != nil {
 		ref.RequestID = req.ID
 	}
-	if rej != nil && req != nil {
+	if rej != nil && req != nil && req.Target == subjectTarget {
 		// A redelivery of a request already recorded (perhaps by a worker with other hooks
 		// loaded) is a duplicate, never a rejection of the run in progress.
-		if known, err := in.Store.RunExists(ctx, req.Target, req.ID); err == nil && known {
+		if known, err := in.Store.RunExists(ctx, subjectTarget, req.ID); err == nil && known {
 			rej = nil
 		}
 	}

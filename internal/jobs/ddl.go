@@ -61,6 +61,8 @@ func segments(script string, serverVersion int) ([]segment, error) {
 // target transaction that also writes (or deletes) the tracking row and the ledger row. A body
 // with statements that cannot run in a transaction block is run segment by segment, in order,
 // with a checkpoint in the ledger after each, so a retry resumes after the last segment done.
+// Every step reads the checkpoint while holding the target's lock, so even two executions of
+// the same job that overlap (a rescue while a stuck attempt still runs) never repeat a segment.
 func (p *Pipeline) runDDL(ctx context.Context, t *target.Target, rc *runContext, m *contract.Migration, attempt int, log *slog.Logger) (*phaseResult, error) {
 	res := &phaseResult{}
 	pool, err := t.Pool(ctx)
@@ -75,71 +77,82 @@ func (p *Pipeline) runDDL(ctx context.Context, t *target.Target, rc *runContext,
 	if err != nil {
 		return res, hooks.Permanent(err)
 	}
-	var cp ddlCheckpoint
-	rows, err := t.Ledger(ctx, pool, rc.row.ID, m.Version, contract.PhaseDDL)
-	if err != nil {
-		return res, err
-	}
-	for _, r := range rows {
-		if r.Status == target.StatusCompleted {
-			log.Info("ddl already committed by an earlier attempt; not running it again")
-			res.duration, res.rows = time.Duration(r.DurationMS)*time.Millisecond, r.RowsAffected
-			res.message = r.Message
-			return res, nil
-		}
-		if len(r.Checkpoint) > 0 {
-			if err := json.Unmarshal(r.Checkpoint, &cp); err != nil {
-				return res, fmt.Errorf("ddl checkpoint: %w", err)
+	for first := true; ; first = false {
+		var st ddlStep
+		err := p.ddlTx(ctx, t, pool, func(tx pgx.Tx) error {
+			var err error
+			if st, err = p.ddlProgress(ctx, t, tx, rc, m); err != nil || st.done {
+				return err
 			}
-		}
-	}
-	if cp.Next > 0 {
-		log.Info("resuming ddl after its last committed segment", "segment", cp.Next, "segments", len(segs))
-	}
-	start := time.Now().Add(-time.Duration(cp.MS) * time.Millisecond)
-	for i := cp.Next; i < len(segs); i++ {
-		seg := segs[i]
-		last := i == len(segs)-1
-		if seg.inTx {
-			err = p.ddlTx(ctx, t, pool, func(tx pgx.Tx) error {
-				n, err := execStatements(ctx, tx, seg.stmts)
-				cp.Rows += n
-				if err != nil {
-					return err
-				}
-				cp.Next, cp.MS = i+1, time.Since(start).Milliseconds()
-				if last {
-					return p.finishDDL(ctx, t, tx, rc, m, attempt, cp)
-				}
-				return t.WriteLedger(ctx, tx, ddlLedger(rc, m, attempt, target.StatusRunning, cp))
-			})
-		} else {
-			log.Info("running statement outside a transaction", "line", seg.stmts[0].Line, "reason", seg.stmts[0].Reason)
-			var n int64
-			n, err = p.execOutsideTx(ctx, t, pool, seg.stmts[0])
-			cp.Rows += n
-			if err == nil {
-				cp.Next, cp.MS = i+1, time.Since(start).Milliseconds()
-				if last {
-					err = p.ddlTx(ctx, t, pool, func(tx pgx.Tx) error { return p.finishDDL(ctx, t, tx, rc, m, attempt, cp) })
-				} else {
-					err = t.WriteLedger(ctx, pool, ddlLedger(rc, m, attempt, target.StatusRunning, cp))
-				}
+			if first && st.cp.Next > 0 {
+				log.Info("resuming ddl after its last committed segment", "segment", st.cp.Next, "segments", len(segs))
 			}
+			if st.cp.Next < len(segs) && !segs[st.cp.Next].inTx {
+				st.outside = true // run below, on a connection of its own
+				return nil
+			}
+			return p.ddlSegment(ctx, t, tx, rc, m, attempt, segs, &st.cp)
+		})
+		if err == nil && st.outside {
+			st.cp, err = p.execOutsideTx(ctx, t, pool, rc, m, attempt, segs, st.cp.Next, log)
 		}
 		if err != nil {
-			res.duration, res.rows = time.Since(start), cp.Rows
+			res.duration, res.rows = time.Duration(st.cp.MS)*time.Millisecond, st.cp.Rows
 			return res, err
 		}
-	}
-	if len(segs) == 0 { // a body of comments only (down.sql may be); still record the step
-		if err := p.ddlTx(ctx, t, pool, func(tx pgx.Tx) error { return p.finishDDL(ctx, t, tx, rc, m, attempt, cp) }); err != nil {
-			return res, err
+		if st.done && first {
+			log.Info("ddl already committed by an earlier attempt; not running it again")
+		}
+		if st.done || st.cp.Next >= len(segs) {
+			res.duration, res.rows = time.Duration(st.cp.MS)*time.Millisecond, st.cp.Rows
+			res.message = fmt.Sprintf("%s %s: %d statement(s)", pastVerb(rc.row.Direction), m.ID(), countStatements(segs))
+			return res, nil
 		}
 	}
-	res.duration, res.rows = time.Since(start), cp.Rows
-	res.message = fmt.Sprintf("%s %s: %d statement(s)", pastVerb(rc.row.Direction), m.ID(), countStatements(segs))
-	return res, nil
+}
+
+// ddlStep is what one step of runDDL found under the target's lock.
+type ddlStep struct {
+	cp      ddlCheckpoint
+	done    bool // the ddl phase has completed
+	outside bool // the next segment runs outside a transaction
+}
+
+// ddlProgress reads the ddl phase's checkpoint; call it holding the target's lock.
+func (p *Pipeline) ddlProgress(ctx context.Context, t *target.Target, q target.Querier, rc *runContext, m *contract.Migration) (ddlStep, error) {
+	var st ddlStep
+	rows, err := t.Ledger(ctx, q, rc.row.ID, m.Version, contract.PhaseDDL)
+	if err != nil {
+		return st, err
+	}
+	for _, r := range rows {
+		if len(r.Checkpoint) > 0 {
+			if err := json.Unmarshal(r.Checkpoint, &st.cp); err != nil {
+				return st, fmt.Errorf("ddl checkpoint: %w", err)
+			}
+		}
+		st.done = st.done || r.Status == target.StatusCompleted
+	}
+	return st, nil
+}
+
+// ddlSegment runs the transactional segment at cp.Next in tx (or, past the last segment, only
+// records completion) and advances cp in the ledger; the last one also writes the tracking row.
+func (p *Pipeline) ddlSegment(ctx context.Context, t *target.Target, tx pgx.Tx, rc *runContext, m *contract.Migration, attempt int, segs []segment, cp *ddlCheckpoint) error {
+	start := time.Now()
+	if cp.Next < len(segs) {
+		n, err := execStatements(ctx, tx, segs[cp.Next].stmts)
+		cp.Rows += n
+		if err != nil {
+			return err
+		}
+		cp.Next++
+	}
+	cp.MS += time.Since(start).Milliseconds()
+	if cp.Next >= len(segs) {
+		return p.finishDDL(ctx, t, tx, rc, m, attempt, *cp)
+	}
+	return t.WriteLedger(ctx, tx, ddlLedger(rc, m, attempt, target.StatusRunning, *cp))
 }
 
 func (p *Pipeline) ddlTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
@@ -180,23 +193,39 @@ func ddlLedger(rc *runContext, m *contract.Migration, attempt int, status string
 	}
 }
 
-// execOutsideTx runs one statement that cannot run in a transaction block, holding the
-// target's lock as a session lock around it.
-func (p *Pipeline) execOutsideTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, s sqlscript.Statement) (int64, error) {
+// execOutsideTx runs segment i, a statement that cannot run in a transaction block, on a
+// connection of its own holding the target's lock as a session lock, then records the
+// checkpoint (and, for the last segment, the tracking row) before letting the lock go. It
+// re-reads the checkpoint under the lock and does nothing if segment i is done already.
+func (p *Pipeline) execOutsideTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, rc *runContext, m *contract.Migration, attempt int, segs []segment, i int, log *slog.Logger) (ddlCheckpoint, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return 0, err
+		return ddlCheckpoint{}, err
 	}
 	defer conn.Release()
 	if err := t.SessionLock(ctx, conn.Conn()); err != nil {
-		return 0, err
+		return ddlCheckpoint{}, err
 	}
 	defer t.SessionUnlock(context.WithoutCancel(ctx), conn.Conn())
+	st, err := p.ddlProgress(ctx, t, conn, rc, m)
+	if err != nil || st.done || st.cp.Next != i {
+		return st.cp, err // another execution got there first
+	}
+	s := segs[i].stmts[0]
+	log.Info("running statement outside a transaction", "line", s.Line, "reason", s.Reason)
+	start := time.Now()
 	tag, err := conn.Exec(ctx, s.SQL)
 	if err != nil {
-		return 0, fmt.Errorf("statement at line %d (%s): %w", s.Line, s.Summary(), err)
+		return st.cp, fmt.Errorf("statement at line %d (%s): %w", s.Line, s.Summary(), err)
 	}
-	return tag.RowsAffected(), nil
+	cp := st.cp
+	cp.Rows += tag.RowsAffected()
+	cp.Next++
+	cp.MS += time.Since(start).Milliseconds()
+	if cp.Next < len(segs) {
+		return cp, t.WriteLedger(ctx, conn, ddlLedger(rc, m, attempt, target.StatusRunning, cp))
+	}
+	return cp, pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return p.finishDDL(ctx, t, tx, rc, m, attempt, cp) })
 }
 
 func execStatements(ctx context.Context, tx pgx.Tx, stmts []sqlscript.Statement) (int64, error) {

@@ -517,3 +517,22 @@ func TestPhaseTimeoutFailsTheRunAndFreesTheTarget(t *testing.T) {
 	evs = b.run(t, request("up", mig("002", "quick", "SELECT 2;", "")))
 	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
 }
+
+// A migration body with a statement that cannot run in a transaction is checkpointed segment by
+// segment: after a connection loss in its last segment, the retry resumes there and repeats
+// nothing that committed.
+func TestDDLResumesAfterItsLastCommittedSegment(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	up := "CREATE TABLE resumed (id int);\nINSERT INTO resumed VALUES (1);\nCREATE SEQUENCE once;\n" +
+		"CREATE INDEX CONCURRENTLY resumed_id ON resumed (id);\n" +
+		// The first time only, the session is killed (a retryable error) in the last segment.
+		"SELECT CASE WHEN nextval('once') = 1 THEN pg_terminate_backend(pg_backend_pid()) END;\n" +
+		"INSERT INTO resumed VALUES (2);"
+	evs := b.run(t, request("up", mig("001", "resume", up, "")))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
+	require.Len(t, ofKind(evs, contract.KindPhaseRetrying), 1, "events: %v", kinds(evs))
+	require.Equal(t, []string{"1", "2"}, b.queryStrings(t, `SELECT id::text FROM resumed ORDER BY id`))
+	require.Equal(t, []string{"001"}, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations`))
+	require.Equal(t, []string{"3"}, b.queryStrings(t, `SELECT checkpoint->>'next_segment' FROM confiture.hook_ledger WHERE phase = 'ddl'`))
+}

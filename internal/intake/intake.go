@@ -154,6 +154,8 @@ var targetRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 type rejection struct {
 	code string
 	msg  string
+	// wrongSubject: the request names another target than its subject's.
+	wrongSubject bool
 }
 
 // Handle processes one request message: it records it and acknowledges it, or rejects it and
@@ -178,24 +180,34 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 	if req != nil {
 		ref.RequestID = req.ID
 	}
-	if rej != nil && req != nil && req.Target == subjectTarget {
-		// A redelivery of a request already recorded (perhaps by a worker with other hooks
-		// loaded) is a duplicate, never a rejection of the run in progress.
-		if known, err := in.Store.RunExists(ctx, subjectTarget, req.ID); err == nil && known {
-			rej = nil
-		}
-	}
-	if ref.RequestID != "" {
-		ref.Run = contract.RunID(subjectTarget, ref.RequestID)
-	} else {
+	ref.Run = contract.RunID(subjectTarget, ref.RequestID)
+	if ref.RequestID == "" {
 		ref.Run = uuid.NewString()
 	}
-	log = log.With("run", ref.Run, "request_id", ref.RequestID, "target", subjectTarget)
 
 	var err error
-	if rej != nil {
+	if rej != nil && req != nil {
+		var known bool
+		if known, err = in.Store.RunExists(ctx, subjectTarget, req.ID); err == nil && known {
+			if rej.wrongSubject {
+				// The request belongs to another target: its rejection must not land on the
+				// run this id already has here.
+				ref.Run = uuid.NewString()
+			} else {
+				// A copy of a request already recorded (perhaps checked by a worker with other
+				// hooks loaded) is a duplicate, never a rejection of the run in progress.
+				err = in.duplicateOf(ctx, msg, ref, seq, rej,
+					log.With("run", ref.Run, "request_id", ref.RequestID, "target", subjectTarget))
+				rej, req = nil, nil
+			}
+		}
+	}
+	log = log.With("run", ref.Run, "request_id", ref.RequestID, "target", subjectTarget)
+	switch {
+	case err != nil:
+	case rej != nil:
 		err = in.reject(ctx, msg, ref, seq, rej, log)
-	} else {
+	case req != nil:
 		err = in.accept(ctx, msg, req, ref, seq, log)
 		if rej := rejectionOfDBError(err); rej != nil {
 			// The database refused the request's content itself: retrying cannot help.
@@ -212,7 +224,7 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 
 func (in *Intake) decode(data []byte, subjectTarget string) (*contract.Request, *rejection) {
 	if len(data) > in.MaxRequestBytes {
-		return nil, &rejection{contract.CodeInvalidRequest, fmt.Sprintf("request is %d bytes, over the limit of %d", len(data), in.MaxRequestBytes)}
+		return nil, &rejection{code: contract.CodeInvalidRequest, msg: fmt.Sprintf("request is %d bytes, over the limit of %d", len(data), in.MaxRequestBytes)}
 	}
 	req, err := contract.DecodeRequest(data)
 	if err != nil {
@@ -220,13 +232,14 @@ func (in *Intake) decode(data []byte, subjectTarget string) (*contract.Request, 
 	}
 	// PostgreSQL text cannot hold these, so such a request could never be recorded.
 	if !utf8.Valid(data) {
-		return req, &rejection{contract.CodeInvalidRequest, "request is not valid UTF-8"}
+		return req, &rejection{code: contract.CodeInvalidRequest, msg: "request is not valid UTF-8"}
 	}
 	if hasNULEscape(data) {
-		return req, &rejection{contract.CodeInvalidRequest, `request contains a NUL character (\u0000), which PostgreSQL text cannot hold`}
+		return req, &rejection{code: contract.CodeInvalidRequest, msg: `request contains a NUL character (\u0000), which PostgreSQL text cannot hold`}
 	}
 	if req.Target != subjectTarget {
-		return req, &rejection{contract.CodeInvalidRequest, fmt.Sprintf("request for target %q was published on the subject of target %q", req.Target, subjectTarget)}
+		return req, &rejection{code: contract.CodeInvalidRequest, wrongSubject: true,
+			msg: fmt.Sprintf("request for target %q was published on the subject of target %q", req.Target, subjectTarget)}
 	}
 	if err := in.Checker.Check(req); err != nil {
 		return req, rejectionOf(err)
@@ -239,7 +252,7 @@ func (in *Intake) decode(data []byte, subjectTarget string) (*contract.Request, 
 func rejectionOfDBError(err error) *rejection {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22") {
-		return &rejection{contract.CodeInvalidRequest, "the queue database cannot store this request: " + pgErr.Message}
+		return &rejection{code: contract.CodeInvalidRequest, msg: "the queue database cannot store this request: " + pgErr.Message}
 	}
 	return nil
 }
@@ -247,9 +260,9 @@ func rejectionOfDBError(err error) *rejection {
 func rejectionOf(err error) *rejection {
 	var de *contract.DecodeError
 	if errors.As(err, &de) {
-		return &rejection{de.Code, de.Message}
+		return &rejection{code: de.Code, msg: de.Message}
 	}
-	return &rejection{contract.CodeInvalidRequest, err.Error()}
+	return &rejection{code: contract.CodeInvalidRequest, msg: err.Error()}
 }
 
 func (in *Intake) reject(ctx context.Context, msg jetstream.Msg, ref outbox.RunRef, seq uint64, rej *rejection, log *slog.Logger) error {
@@ -264,6 +277,23 @@ func (in *Intake) reject(ctx context.Context, msg jetstream.Msg, ref outbox.RunR
 	log.Warn("request rejected", "code", rej.code, "reason", rej.msg)
 	if err := msg.TermWithReason(rej.code); err != nil {
 		log.Debug("term failed; a redelivery is rejected again with the same event id", "error", err.Error())
+	}
+	return nil
+}
+
+// duplicateOf answers a copy of a recorded request that this worker would reject: the run
+// goes on, and the copy is ignored with a run.duplicate event that says why.
+func (in *Intake) duplicateOf(ctx context.Context, msg jetstream.Msg, ref outbox.RunRef, seq uint64, rej *rejection, log *slog.Logger) error {
+	ev := outbox.New(ref, contract.KindRunDuplicate, fmt.Sprint(seq))
+	ev.Message = fmt.Sprintf("request %s was received before (run %s): this copy is ignored (%s: %s)", ref.RequestID, ref.Run, rej.code, rej.msg)
+	if err := pgx.BeginFunc(ctx, in.Store.Pool, func(tx pgx.Tx) error {
+		return outbox.Insert(ctx, tx, in.Store.Schema(), ev)
+	}); err != nil {
+		return err
+	}
+	log.Info("copy of a recorded request ignored", "code", rej.code, "reason", rej.msg)
+	if err := msg.Term(); err != nil {
+		log.Debug("term failed; a redelivery is answered again with the same event id", "error", err.Error())
 	}
 	return nil
 }

@@ -430,3 +430,23 @@ func TestRedeliveryOfARecordedRequestIsNeverRejected(t *testing.T) {
 	eventually(t, func(c *assert.CollectT) { assert.Equal(c, 3, b.outboxCount(c)) })
 	require.Equal(t, contract.KindRunRejected, b.outbox(t)[2].event.Kind)
 }
+
+// A copy of a recorded request that cannot even be stored (a NUL character) is answered as a
+// duplicate: the terminal run.rejected must never land on the run in progress.
+func TestUnstorableCopyOfARecordedRequestIsADuplicate(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	req := validRequest("deploy-10", "app")
+	b.publish(t, "app", req.ID, mustJSON(t, req))
+	eventually(t, func(c *assert.CollectT) { assert.Equal(c, 1, b.runCount(c)) })
+
+	poisoned := req
+	poisoned.RequestedBy = "nul\x00here"
+	b.publish(t, "app", req.ID+"-poisoned", mustJSON(t, poisoned))
+	eventually(t, func(c *assert.CollectT) { assert.Equal(c, 2, b.outboxCount(c)) })
+	b.requireSettled(t)
+	evs := b.outbox(t)
+	require.Equal(t, contract.KindRunDuplicate, evs[1].event.Kind)
+	require.Contains(t, evs[1].event.Message, "NUL")
+	require.Equal(t, 1, b.runCount(t))
+}

@@ -222,10 +222,13 @@ func (p *Pipeline) execOutsideTx(ctx context.Context, t *target.Target, pool *pg
 	cp.Rows += tag.RowsAffected()
 	cp.Next++
 	cp.MS += time.Since(start).Milliseconds()
+	// The statement has committed: record that even if the job's time has just run out.
+	rctx, cancel := recordCtx(ctx)
+	defer cancel()
 	if cp.Next < len(segs) {
-		return cp, t.WriteLedger(ctx, conn, ddlLedger(rc, m, attempt, target.StatusRunning, cp))
+		return cp, t.WriteLedger(rctx, conn, ddlLedger(rc, m, attempt, target.StatusRunning, cp))
 	}
-	return cp, pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return p.finishDDL(ctx, t, tx, rc, m, attempt, cp) })
+	return cp, pgx.BeginFunc(rctx, conn, func(tx pgx.Tx) error { return p.finishDDL(rctx, t, tx, rc, m, attempt, cp) })
 }
 
 func execStatements(ctx context.Context, tx pgx.Tx, stmts []sqlscript.Statement) (int64, error) {

@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,16 +16,29 @@ import (
 func RegisterBuiltins(r *Registry) error {
 	return errors.Join(
 		r.Register(Definition{
-			Name:        "sql",
-			Description: "run SQL statements in the phase's transaction",
-			Source:      SourceBuiltin,
-			New:         newSQLHook,
+			Name:          "sql",
+			Description:   "run SQL statements in the phase's transaction",
+			Source:        SourceBuiltin,
+			Transactional: true,
+			ParamsSchema: json.RawMessage(`{
+				"type": "object", "additionalProperties": false, "required": ["sql"],
+				"properties": {"sql": {"type": "string", "minLength": 1,
+					"description": "one or more statements, run in order in the phase's transaction"}}}`),
+			Example: map[string]any{"sql": "UPDATE users SET email = lower(email) WHERE email <> lower(email);"},
+			New:     newSQLHook,
 		}),
 		r.Register(Definition{
-			Name:        "assert",
-			Description: "fail unless a query returns true",
-			Source:      SourceBuiltin,
-			New:         newAssertHook,
+			Name:          "assert",
+			Description:   "fail unless a query returns true",
+			Source:        SourceBuiltin,
+			Transactional: true,
+			ParamsSchema: json.RawMessage(`{
+				"type": "object", "additionalProperties": false, "required": ["sql"],
+				"properties": {
+					"sql": {"type": "string", "minLength": 1, "description": "a query returning one row with one boolean column"},
+					"message": {"type": "string", "description": "why the assertion matters, shown when it fails"}}}`),
+			Example: map[string]any{"sql": "SELECT count(*) = 0 FROM users WHERE email IS NULL", "message": "every user has an email"},
+			New:     newAssertHook,
 		}),
 	)
 }

@@ -14,13 +14,16 @@ import (
 
 // PhaseInfo says where a phase runs; it fills the Context of each hook.
 type PhaseInfo struct {
-	Run       string
-	RequestID string
-	Target    string
-	Migration string
-	Version   string
-	Phase     string
-	Attempt   int
+	// TargetDSN and TargetSchema are passed on to Context; TargetDSN is a secret.
+	TargetDSN    string
+	TargetSchema string
+	Run          string
+	RequestID    string
+	Target       string
+	Migration    string
+	Version      string
+	Phase        string
+	Attempt      int
 }
 
 // Outcome is what happened to one hook.
@@ -89,6 +92,7 @@ func (e *Executor) Run(ctx context.Context, info PhaseInfo, tx pgx.Tx, stats *St
 			Run: info.Run, RequestID: info.RequestID, Target: info.Target,
 			Migration: info.Migration, Version: info.Version, Phase: info.Phase,
 			Hook: p.Spec.Name, Attempt: info.Attempt, Tx: tx, Stats: stats,
+			TargetDSN: info.TargetDSN, TargetSchema: info.TargetSchema,
 			Logger: log.With("hook", p.Spec.Name),
 		}
 		log.DebugContext(ctx, "hook_start", "hook", p.Spec.Name, "phase", info.Phase, "migration", info.Migration)

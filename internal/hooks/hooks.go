@@ -49,8 +49,13 @@ type Context struct {
 	Hook    string
 	Attempt int
 	// Tx is the phase's transaction on the target.
-	Tx     pgx.Tx
-	Logger *slog.Logger
+	Tx pgx.Tx
+	// TargetDSN is the target's connection string, for hooks that must connect on their own
+	// (external plugins). It is a secret: never log it or put it in a result.
+	TargetDSN string
+	// TargetSchema is the target's schema, when it has one (the session's search_path).
+	TargetSchema string
+	Logger       *slog.Logger
 	// Stats is shared by all hooks of the run, across phases and migrations: what one hook
 	// returns in Result.Stats, later hooks read here.
 	Stats *Stats

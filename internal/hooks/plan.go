@@ -1,11 +1,17 @@
 package hooks
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 )
@@ -54,7 +60,13 @@ func (r *Registry) Plan(phase string, specs []contract.HookSpec) ([]Planned, err
 		s := decl[i]
 		def, ok := r.Lookup(s.Hook)
 		if !ok {
+			if f, failed := r.failure(s.Hook); failed {
+				return nil, fmt.Errorf("%w %q (declared as %q in %s): it failed to load from %s: %s", ErrUnknownHook, s.Hook, s.Name, phase, f.Source, f.Reason)
+			}
 			return nil, fmt.Errorf("%w %q (declared as %q in %s)", ErrUnknownHook, s.Hook, s.Name, phase)
+		}
+		if err := r.validateParams(def.Name, s.Params); err != nil {
+			return nil, fmt.Errorf("%w: hook %q (%s) in %s: %w", ErrInvalidHooks, s.Name, s.Hook, phase, err)
 		}
 		if !def.allows(phase) {
 			return nil, fmt.Errorf("%w: hook %q (%s) may not run in %s; it runs in %s", ErrInvalidHooks, s.Name, s.Hook, phase, strings.Join(def.Phases, ", "))
@@ -189,3 +201,58 @@ func newHook(def *Definition, params map[string]any) (h Hook, err error) {
 	}()
 	return def.New(params)
 }
+
+// validateParams checks params against the hook's parameter schema, if it has one.
+func (r *Registry) validateParams(name string, params map[string]any) error {
+	r.mu.RLock()
+	e := r.defs[name]
+	r.mu.RUnlock()
+	if e == nil || e.schema == nil {
+		return nil
+	}
+	// The schema library wants JSON values: round-trip the parameters.
+	raw, err := json.Marshal(orEmpty(params))
+	if err != nil {
+		return fmt.Errorf("parameters: %w", err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("parameters: %w", err)
+	}
+	if err := e.schema.Validate(doc); err != nil {
+		var ve *jsonschema.ValidationError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("parameters: %s", describeViolations(ve))
+		}
+		return fmt.Errorf("parameters: %w", err)
+	}
+	return nil
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+// describeViolations lists the leaf violations of a validation error as "path: reason".
+func describeViolations(ve *jsonschema.ValidationError) string {
+	var out []string
+	var walk func(*jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) == 0 {
+			loc := "/" + strings.Join(e.InstanceLocation, "/")
+			out = append(out, fmt.Sprintf("%s: %s", loc, e.ErrorKind.LocalizedString(printer)))
+			return
+		}
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	slices.Sort(out)
+	return strings.Join(slices.Compact(out), "; ")
+}
+
+var printer = message.NewPrinter(language.English)

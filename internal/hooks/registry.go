@@ -1,12 +1,16 @@
 package hooks
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // SourceBuiltin is the Definition.Source of hooks compiled into the worker itself.
@@ -25,10 +29,29 @@ type Definition struct {
 	Version string
 	// Phases the hook may be declared in. Empty means every hook phase.
 	Phases []string
+	// Transactional says the hook's effects commit with the phase's transaction (Context.Tx).
+	// A hook that is not (an external program, for one) commits its own work, so it must be
+	// idempotent: a retry of its phase runs it again with the same idempotency key.
+	Transactional bool
+	// ParamsSchema, when set, is a JSON Schema (draft 2020-12) that a declaration's parameters
+	// must satisfy. It is checked before New, at intake.
+	ParamsSchema json.RawMessage
+	// Example holds parameters for `worker hooks describe` to show in a hooks.yaml snippet.
+	Example map[string]any
 	// New validates a declaration's parameters and builds the hook. It runs at intake, before
 	// any change to a target, so a bad parameter rejects the request. It must not have side
 	// effects.
 	New func(params map[string]any) (Hook, error)
+}
+
+// LoadFailure is a hook that could not be loaded: the worker runs without it, and a request
+// that uses it is rejected with Reason.
+type LoadFailure struct {
+	// Name of the hook, when it could be read.
+	Name string `json:"name,omitempty"`
+	// Source is where it came from (a plugin manifest path, a Go package).
+	Source string `json:"source"`
+	Reason string `json:"reason"`
 }
 
 // allows reports whether the hook may run in phase.
@@ -43,13 +66,19 @@ var hookNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 
 // Registry holds the hook types a worker can run. It is safe for concurrent use.
 type Registry struct {
-	mu   sync.RWMutex
-	defs map[string]*Definition
+	mu       sync.RWMutex
+	defs     map[string]*entry
+	failures []LoadFailure
+}
+
+type entry struct {
+	def    Definition
+	schema *jsonschema.Schema // compiled ParamsSchema, or nil
 }
 
 // NewRegistry returns an empty registry. Use RegisterBuiltins to add the built-in hooks.
 func NewRegistry() *Registry {
-	return &Registry{defs: map[string]*Definition{}}
+	return &Registry{defs: map[string]*entry{}}
 }
 
 // Register adds a hook type. An empty or malformed name, a missing constructor, or a name that
@@ -66,14 +95,60 @@ func (r *Registry) Register(def Definition) error {
 			return fmt.Errorf("hook %q from %s: %q is not a hook phase", def.Name, sourceOf(def), p)
 		}
 	}
+	var schema *jsonschema.Schema
+	if len(def.ParamsSchema) > 0 {
+		var err error
+		if schema, err = compileSchema(def.Name, def.ParamsSchema); err != nil {
+			return fmt.Errorf("hook %q from %s: parameter schema: %w", def.Name, sourceOf(def), err)
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if prev, ok := r.defs[def.Name]; ok {
-		return fmt.Errorf("%w: %q from %s is already registered by %s", ErrDuplicateHook, def.Name, sourceOf(def), sourceOf(*prev))
+		return fmt.Errorf("%w: %q from %s is already registered by %s", ErrDuplicateHook, def.Name, sourceOf(def), sourceOf(prev.def))
 	}
-	d := def
-	r.defs[def.Name] = &d
+	r.defs[def.Name] = &entry{def: def, schema: schema}
 	return nil
+}
+
+// RecordFailure remembers a hook that could not be loaded, so that requests using it are
+// rejected with its reason and `worker hooks list` shows it.
+func (r *Registry) RecordFailure(f LoadFailure) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failures = append(r.failures, f)
+}
+
+// Failures returns the hooks that could not be loaded, in the order they failed.
+func (r *Registry) Failures() []LoadFailure {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Clone(r.failures)
+}
+
+// failure returns the load failure of the hook named name, if one was recorded.
+func (r *Registry) failure(name string) (LoadFailure, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, f := range r.failures {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return LoadFailure{}, false
+}
+
+func compileSchema(name string, raw json.RawMessage) (*jsonschema.Schema, error) {
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	c := jsonschema.NewCompiler()
+	url := "hook:///" + name + "/params.json"
+	if err := c.AddResource(url, doc); err != nil {
+		return nil, err
+	}
+	return c.Compile(url)
 }
 
 // MustRegister is Register that panics on error, for init-time registration of fixed sets.
@@ -87,8 +162,11 @@ func (r *Registry) MustRegister(def Definition) {
 func (r *Registry) Lookup(name string) (*Definition, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	d, ok := r.defs[name]
-	return d, ok
+	e, ok := r.defs[name]
+	if !ok {
+		return nil, false
+	}
+	return &e.def, true
 }
 
 // List returns every definition, sorted by name.
@@ -96,8 +174,8 @@ func (r *Registry) List() []Definition {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	out := make([]Definition, 0, len(r.defs))
-	for _, d := range r.defs {
-		out = append(out, *d)
+	for _, e := range r.defs {
+		out = append(out, e.def)
 	}
 	slices.SortFunc(out, func(a, b Definition) int { return strings.Compare(a.Name, b.Name) })
 	return out

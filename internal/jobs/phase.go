@@ -226,6 +226,7 @@ func (p *Pipeline) runHooks(ctx context.Context, t *target.Target, rc *runContex
 		return fromLedger(ph.Done, time.Since(start)), nil
 	}
 	info := hooks.PhaseInfo{
+		TargetDSN: t.DSN(), TargetSchema: t.Schema(),
 		Run: rc.row.ID, RequestID: rc.row.RequestID, Target: rc.row.Target,
 		Migration: m.ID(), Version: m.Version, Phase: phase, Attempt: attempt,
 	}

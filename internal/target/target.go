@@ -52,6 +52,13 @@ type Target struct {
 // Name returns the target's name.
 func (t *Target) Name() string { return t.cfg.Name }
 
+// DSN returns the target's connection string. It is a secret: only hooks that must connect on
+// their own get it.
+func (t *Target) DSN() string { return t.cfg.DSN }
+
+// Schema returns the target's schema, or "".
+func (t *Target) Schema() string { return t.cfg.Schema }
+
 // TrackingSchema returns the (unquoted) name of the target's tracking schema.
 func (t *Target) TrackingSchema() string { return t.cfg.TrackingSchema }
 

@@ -71,8 +71,16 @@ type Config struct {
 
 	// Logger receives every record. Defaults to a text logger on stderr.
 	Logger *slog.Logger `yaml:"-"`
-	// Registry of hooks. Defaults to the built-in hooks.
+	// PluginPaths are directories scanned at start-up for external plugin manifests
+	// (*.hook.yaml, *.hook.json), after <data_dir>/plugins. Defaults to none.
+	PluginPaths []string `yaml:"plugin_paths"`
+
+	// Registry of hooks. Defaults to the built-in hooks, then Hooks, then the plugins found in
+	// PluginPaths; a hook that fails to load is logged (hook_load_failed) and left out.
 	Registry *hooks.Registry `yaml:"-"`
+	// Hooks are compiled-in hook definitions (see the public package confiture). Defaults to
+	// none.
+	Hooks []hooks.Definition `yaml:"-"`
 	// Fault injects failures at named points of a phase, for tests. Defaults to none.
 	Fault func(point string, args jobs.PhaseArgs, attempt int) error `yaml:"-"`
 }

@@ -59,6 +59,9 @@ func New(cfg Config) (*Worker, error) {
 			return nil, err
 		}
 	}
+	for _, def := range cfg.Hooks {
+		loadHook(cfg.Logger, reg, def)
+	}
 	targets, err := target.NewSet(cfg.Targets)
 	if err != nil {
 		return nil, err
@@ -232,3 +235,16 @@ func writeFileAtomic(path string, data []byte) error {
 }
 
 var errNoTargets = errors.New("no targets configured")
+
+// loadHook registers def, or records and logs why it could not be: the worker runs on without
+// it, and requests that use it are rejected with the reason.
+func loadHook(log *slog.Logger, reg *hooks.Registry, def hooks.Definition) {
+	if err := reg.Register(def); err != nil {
+		failed(log, reg, hooks.LoadFailure{Name: def.Name, Source: def.Source, Reason: err.Error()})
+	}
+}
+
+func failed(log *slog.Logger, reg *hooks.Registry, f hooks.LoadFailure) {
+	reg.RecordFailure(f)
+	log.Warn("hook_load_failed", "hook", f.Name, "source", f.Source, "reason", f.Reason)
+}

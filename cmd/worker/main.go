@@ -1,12 +1,11 @@
 // Command worker is the confiture hook worker daemon. See `worker --help`.
+//
+// A worker with hooks of its own is a copy of this file with blank imports of the hook
+// packages: see package confiture and examples/custom-worker.
 package main
 
-import (
-	"os"
-
-	"github.com/confiture-io/confiture-worker/internal/workercmd"
-)
+import "github.com/confiture-io/confiture-worker"
 
 func main() {
-	os.Exit(workercmd.Main(os.Args[1:], os.Stdout, os.Stderr))
+	confiture.Main()
 }

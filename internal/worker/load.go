@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,8 +38,8 @@ func LoadFile(path string) (Config, error) {
 // CONFITURE_QUEUE_SCHEMA, CONFITURE_RIVER_SCHEMA, CONFITURE_CONCURRENCY,
 // CONFITURE_MAX_ATTEMPTS, CONFITURE_EMBEDDED_NATS_PORT, CONFITURE_MAX_REQUEST_BYTES,
 // CONFITURE_PHASE_TIMEOUT, CONFITURE_SHUTDOWN_TIMEOUT, CONFITURE_RETRY_BACKOFF,
-// CONFITURE_RETRY_BACKOFF_MAX, and one CONFITURE_TARGET_<NAME>=<dsn> per target (the name
-// lower-cased).
+// CONFITURE_RETRY_BACKOFF_MAX, CONFITURE_PLUGIN_PATH (directories separated by ':'), and one
+// CONFITURE_TARGET_<NAME>=<dsn> per target (the name lower-cased).
 func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 	str := map[string]*string{
 		"NATS_URL": &cfg.NATSURL, "DATABASE_URL": &cfg.DatabaseURL, "DATA_DIR": &cfg.DataDir,
@@ -76,6 +77,14 @@ func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 				continue
 			}
 			*p = d
+		}
+	}
+	if v := getenv(EnvPrefix + "PLUGIN_PATH"); v != "" {
+		cfg.PluginPaths = nil
+		for _, dir := range filepath.SplitList(v) {
+			if dir != "" {
+				cfg.PluginPaths = append(cfg.PluginPaths, dir)
+			}
 		}
 	}
 	var names []string

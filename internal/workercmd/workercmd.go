@@ -1,11 +1,11 @@
 // Package workercmd is the worker's command line: flags, CONFITURE_* variables and an optional
 // YAML file become a worker.Config; the daemon runs until SIGTERM or SIGINT (a second signal
-// stops waiting for running phases). `worker hooks list` shows the hooks the worker can run.
+// stops waiting for running phases). `worker hooks list` shows the hooks the worker can run and
+// `worker hooks describe NAME` one of them in detail.
 package workercmd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,11 +43,20 @@ type options struct {
 	readyFile   string
 	natsPort    int
 	shutdown    time.Duration
+	// compiled are the compiled-in hook definitions, added after the built-in ones.
+	compiled []hooks.Definition
 }
 
 // Main runs the worker command with args and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	var o options
+	return MainWithHooks(args, stdout, stderr, nil)
+}
+
+// MainWithHooks is Main for a worker with compiled-in hooks (worker.Config.Hooks): the daemon
+// runs them and `worker hooks list` shows them. A definition that cannot be registered (a name
+// clash, for one) is left out and reported like any other hook that failed to load.
+func MainWithHooks(args []string, stdout, stderr io.Writer, defs []hooks.Definition) int {
+	o := options{compiled: defs}
 	root := &cobra.Command{
 		Use:   "worker",
 		Short: "Run PostgreSQL migrations and their hooks as durable jobs",
@@ -142,6 +150,7 @@ func (o *options) config(logger *slog.Logger) (worker.Config, error) {
 		}
 	}
 	cfg.Logger = logger
+	cfg.Hooks = append(cfg.Hooks, o.compiled...)
 	return cfg, nil
 }
 
@@ -202,67 +211,4 @@ func run(cmd *cobra.Command, o *options, stderr io.Writer) error {
 		stopCancel()
 	}()
 	return w.Stop(stopCtx)
-}
-
-func hooksCommand(o *options, stdout io.Writer) *cobra.Command {
-	hooksCmd := &cobra.Command{Use: "hooks", Short: "Inspect the hooks this worker can run"}
-	var asJSON bool
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List every hook the worker can see and where it came from",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			cfg, err := o.config(slog.New(slog.DiscardHandler))
-			if err != nil {
-				return err
-			}
-			w, err := worker.New(cfg)
-			if err != nil {
-				return usageError{err}
-			}
-			return printHooks(stdout, w.Registry().List(), asJSON)
-		},
-	}
-	list.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
-	hooksCmd.AddCommand(list)
-	return hooksCmd
-}
-
-// hookInfo is one line of `worker hooks list`.
-type hookInfo struct {
-	Name        string   `json:"name"`
-	Source      string   `json:"source"`
-	Version     string   `json:"version,omitempty"`
-	Phases      []string `json:"phases"`
-	Description string   `json:"description"`
-}
-
-func printHooks(w io.Writer, defs []hooks.Definition, asJSON bool) error {
-	infos := make([]hookInfo, 0, len(defs))
-	for _, d := range defs {
-		phases := d.Phases
-		if len(phases) == 0 {
-			phases = hooks.HookPhases
-		}
-		infos = append(infos, hookInfo{Name: d.Name, Source: d.Source, Version: d.Version, Phases: phases, Description: d.Description})
-	}
-	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(infos)
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSOURCE\tVERSION\tPHASES\tDESCRIPTION")
-	for _, h := range infos {
-		phases := strings.Join(h.Phases, ",")
-		if len(h.Phases) == len(hooks.HookPhases) {
-			phases = "all"
-		}
-		version := h.Version
-		if version == "" {
-			version = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, h.Source, version, phases, h.Description)
-	}
-	return tw.Flush()
 }

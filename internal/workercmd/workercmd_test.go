@@ -30,7 +30,7 @@ func TestHooksListTable(t *testing.T) {
 	code, out, errOut := runMain(t, "hooks", "list")
 	require.Equal(t, ExitOK, code, errOut)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	require.Equal(t, []string{"NAME", "SOURCE", "VERSION", "PHASES", "DESCRIPTION"}, strings.Fields(lines[0]))
+	require.Equal(t, []string{"NAME", "SOURCE", "VERSION", "PHASES", "TRANSACTIONAL", "STATUS", "DESCRIPTION"}, strings.Fields(lines[0]))
 	rows := map[string][]string{}
 	for _, l := range lines[1:] {
 		f := strings.Fields(l)
@@ -41,6 +41,8 @@ func TestHooksListTable(t *testing.T) {
 		require.Equal(t, hooks.SourceBuiltin, rows[name][1], out)
 		require.Equal(t, "-", rows[name][2], "no version")
 		require.Equal(t, "all", rows[name][3], "a hook without phases may run in every one")
+		require.Equal(t, "yes", rows[name][4], "transactional")
+		require.Equal(t, "ok", rows[name][5])
 	}
 }
 
@@ -48,23 +50,30 @@ func TestHooksListJSON(t *testing.T) {
 	t.Parallel()
 	code, out, errOut := runMain(t, "hooks", "list", "--json")
 	require.Equal(t, ExitOK, code, errOut)
-	var infos []struct {
-		Name        string   `json:"name"`
-		Source      string   `json:"source"`
-		Phases      []string `json:"phases"`
-		Description string   `json:"description"`
+	var list struct {
+		Hooks []struct {
+			Name          string   `json:"name"`
+			Source        string   `json:"source"`
+			Phases        []string `json:"phases"`
+			Transactional bool     `json:"transactional"`
+			Description   string   `json:"description"`
+		} `json:"hooks"`
+		LoadErrors []hooks.LoadFailure `json:"load_errors"`
 	}
-	require.NoError(t, json.Unmarshal([]byte(out), &infos), out)
+	require.NoError(t, json.Unmarshal([]byte(out), &list), out)
+	require.NotNil(t, list.LoadErrors, "load_errors is a list even when empty: %s", out)
+	require.Empty(t, list.LoadErrors)
 	byName := map[string]int{}
-	for i, h := range infos {
+	for i, h := range list.Hooks {
 		byName[h.Name] = i
 	}
 	for _, name := range []string{"sql", "assert"} {
 		i, ok := byName[name]
 		require.True(t, ok, "%s missing from %s", name, out)
-		require.Equal(t, hooks.SourceBuiltin, infos[i].Source)
-		require.Equal(t, hooks.HookPhases, infos[i].Phases)
-		require.NotEmpty(t, infos[i].Description)
+		require.Equal(t, hooks.SourceBuiltin, list.Hooks[i].Source)
+		require.Equal(t, hooks.HookPhases, list.Hooks[i].Phases)
+		require.True(t, list.Hooks[i].Transactional)
+		require.NotEmpty(t, list.Hooks[i].Description)
 	}
 }
 

@@ -29,9 +29,10 @@ type Definition struct {
 	Version string
 	// Phases the hook may be declared in. Empty means every hook phase.
 	Phases []string
-	// Transactional says the hook's effects commit with the phase's transaction (Context.Tx).
-	// A hook that is not (an external program, for one) commits its own work, so it must be
-	// idempotent: a retry of its phase runs it again with the same idempotency key.
+	// Transactional says the hook's work is all-or-nothing: built-in and Go hooks commit with
+	// the phase's transaction (Context.Tx); an external plugin that says so uses one of its
+	// own. Work that does not commit with the phase must be idempotent: a retry of the phase
+	// runs the hook again with the same idempotency key.
 	Transactional bool
 	// ParamsSchema, when set, is a JSON Schema (draft 2020-12) that a declaration's parameters
 	// must satisfy. It is checked before New, at intake.

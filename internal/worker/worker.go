@@ -23,6 +23,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/intake"
 	"github.com/confiture-io/confiture-worker/internal/jobs"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
+	"github.com/confiture-io/confiture-worker/internal/plugin"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
@@ -61,6 +62,14 @@ func New(cfg Config) (*Worker, error) {
 	}
 	for _, def := range cfg.Hooks {
 		loadHook(cfg.Logger, reg, def)
+	}
+	// External plugins: <data_dir>/plugins first, then the configured directories.
+	defs, failures := plugin.Discover(append([]string{filepath.Join(cfg.DataDir, "plugins")}, cfg.PluginPaths...), cfg.Logger)
+	for _, def := range defs {
+		loadHook(cfg.Logger, reg, def)
+	}
+	for _, f := range failures {
+		failed(cfg.Logger, reg, f)
 	}
 	targets, err := target.NewSet(cfg.Targets)
 	if err != nil {

@@ -137,7 +137,7 @@ func describeHook(w io.Writer, reg *hooks.Registry, name string) error {
 	fmt.Fprintf(tw, "Source:\t%s\n", def.Source)
 	fmt.Fprintf(tw, "Version:\t%s\n", orDash(def.Version))
 	fmt.Fprintf(tw, "Phases:\t%s\n", strings.Join(phasesOf(def), ", "))
-	fmt.Fprintf(tw, "Transactional:\t%s\n", transactionalNote(def.Transactional))
+	fmt.Fprintf(tw, "Transactional:\t%s\n", transactionalNote(*def))
 	if failed {
 		fmt.Fprintf(tw, "Note:\tanother hook named %q, from %s, failed to load: %s\n", name, orDash(failure.Source), oneLine(failure.Reason))
 	}
@@ -206,8 +206,12 @@ func phaseSummary(phases []string) string {
 	return strings.Join(phases, ",")
 }
 
-func transactionalNote(tx bool) string {
-	if tx {
+func transactionalNote(def hooks.Definition) string {
+	plugin := strings.HasSuffix(def.Source, ".hook.yaml") || strings.HasSuffix(def.Source, ".hook.json")
+	switch {
+	case def.Transactional && plugin:
+		return "yes, in a transaction of its own (a plugin never joins the phase's; a retried phase runs it again with the same idempotency key)"
+	case def.Transactional:
 		return "yes (commits with the phase's transaction)"
 	}
 	return "no (commits its own work: it must be idempotent)"

@@ -73,29 +73,11 @@ func compiled() (req, ev *jsonschema.Schema, err error) {
 }
 
 func compileSchemas() (req, ev *jsonschema.Schema, err error) {
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	for file, url := range map[string]string{RequestSchemaFile: RequestSchemaURL, EventSchemaFile: EventSchemaURL} {
-		f, err := schemas.FS.Open(file)
-		if err != nil {
-			return nil, nil, fmt.Errorf("contract: open schema %s: %w", file, err)
-		}
-		doc, err := jsonschema.UnmarshalJSON(f)
-		_ = f.Close()
-		if err != nil {
-			return nil, nil, fmt.Errorf("contract: parse schema %s: %w", file, err)
-		}
-		if err := c.AddResource(url, doc); err != nil {
-			return nil, nil, fmt.Errorf("contract: add schema %s: %w", file, err)
-		}
+	compiled, err := schemas.Compile(map[string]string{RequestSchemaFile: RequestSchemaURL, EventSchemaFile: EventSchemaURL})
+	if err != nil {
+		return nil, nil, fmt.Errorf("contract: %w", err)
 	}
-	if req, err = c.Compile(RequestSchemaURL); err != nil {
-		return nil, nil, fmt.Errorf("contract: compile %s: %w", RequestSchemaFile, err)
-	}
-	if ev, err = c.Compile(EventSchemaURL); err != nil {
-		return nil, nil, fmt.Errorf("contract: compile %s: %w", EventSchemaFile, err)
-	}
-	return req, ev, nil
+	return compiled[RequestSchemaFile], compiled[EventSchemaFile], nil
 }
 
 // DecodeRequest parses, validates and checks a request message. It checks the schema

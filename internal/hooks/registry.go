@@ -1,7 +1,6 @@
 package hooks
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/confiture-io/confiture-worker/schemas"
 )
 
 // SourceBuiltin is the Definition.Source of hooks compiled into the worker itself.
@@ -140,16 +141,7 @@ func (r *Registry) failure(name string) (LoadFailure, bool) {
 }
 
 func compileSchema(name string, raw json.RawMessage) (*jsonschema.Schema, error) {
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		return nil, err
-	}
-	c := jsonschema.NewCompiler()
-	url := "hook:///" + name + "/params.json"
-	if err := c.AddResource(url, doc); err != nil {
-		return nil, err
-	}
-	return c.Compile(url)
+	return schemas.CompileDoc("hook:///"+name+"/params.json", raw)
 }
 
 // MustRegister is Register that panics on error, for init-time registration of fixed sets.

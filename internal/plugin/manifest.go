@@ -17,6 +17,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/schemas"
 )
 
 // Manifest file suffixes, and limits of a manifest.
@@ -317,13 +318,7 @@ func compileParamsSchema(name string, raw json.RawMessage) (*jsonschema.Schema, 
 	if _, ok := doc.(map[string]any); !ok {
 		return nil, errors.New("it must be a JSON Schema object")
 	}
-	c := jsonschema.NewCompiler()
-	c.UseLoader(noLoader{})
-	url := "plugin:///" + name + "/params.json"
-	if err := c.AddResource(url, doc); err != nil {
-		return nil, err
-	}
-	return c.Compile(url)
+	return schemas.CompileDoc("plugin:///"+name+"/params.json", raw)
 }
 
 // jsonValue converts v to the representation the schema library validates (json.Number for

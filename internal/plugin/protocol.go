@@ -88,38 +88,14 @@ var (
 // protocolSchemas returns the compiled request and result schemas, compiling them on first use.
 func protocolSchemas() (req, res *jsonschema.Schema, err error) {
 	compileOnce.Do(func() {
-		c := jsonschema.NewCompiler()
-		c.UseLoader(noLoader{})
-		for file, url := range map[string]string{RequestSchemaFile: RequestSchemaURL, ResultSchemaFile: ResultSchemaURL} {
-			raw, err := schemas.FS.ReadFile(file)
-			if err != nil {
-				errCompile = fmt.Errorf("plugin: read schema %s: %w", file, err)
-				return
-			}
-			doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-			if err != nil {
-				errCompile = fmt.Errorf("plugin: parse schema %s: %w", file, err)
-				return
-			}
-			if err := c.AddResource(url, doc); err != nil {
-				errCompile = fmt.Errorf("plugin: add schema %s: %w", file, err)
-				return
-			}
-		}
-		if reqSchema, errCompile = c.Compile(RequestSchemaURL); errCompile != nil {
+		compiled, err := schemas.Compile(map[string]string{RequestSchemaFile: RequestSchemaURL, ResultSchemaFile: ResultSchemaURL})
+		if err != nil {
+			errCompile = fmt.Errorf("plugin: %w", err)
 			return
 		}
-		resSchema, errCompile = c.Compile(ResultSchemaURL)
+		reqSchema, resSchema = compiled[RequestSchemaFile], compiled[ResultSchemaFile]
 	})
 	return reqSchema, resSchema, errCompile
-}
-
-// noLoader refuses to load any schema resource, so that a plugin's parameter schema cannot make
-// the worker read files or fetch URLs through $ref.
-type noLoader struct{}
-
-func (noLoader) Load(url string) (any, error) {
-	return nil, fmt.Errorf("schema %s is not available: parameter schemas must be self-contained", url)
 }
 
 // validateRequest checks an outgoing request against its schema.

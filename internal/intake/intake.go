@@ -43,6 +43,26 @@ type Checker interface {
 	Check(req *contract.Request) error
 }
 
+// Observer receives intake's measurements (the worker's Prometheus metrics).
+type Observer interface {
+	// RunFinished counts a request that ended at intake: rejected or duplicate.
+	RunFinished(status string)
+	// IntakeLag reports how long an accepted request waited between publish and record.
+	IntakeLag(d time.Duration)
+}
+
+type noObserver struct{}
+
+func (in *Intake) observer() Observer {
+	if in.Observer == nil {
+		return noObserver{}
+	}
+	return in.Observer
+}
+
+func (noObserver) RunFinished(string)      {}
+func (noObserver) IntakeLag(time.Duration) {}
+
 // ConsumerName is the durable consumer the workers share on the request stream.
 const ConsumerName = "confiture-worker"
 
@@ -57,6 +77,8 @@ type Intake struct {
 	MaxRequestBytes int
 	// AckWait is how long a request may take before NATS redelivers it. Defaults to 30s.
 	AckWait time.Duration
+	// Observer receives measurements. Defaults to none.
+	Observer Observer
 
 	cc    jetstream.ConsumeContext
 	lanes []chan jetstream.Msg
@@ -275,6 +297,7 @@ func (in *Intake) reject(ctx context.Context, msg jetstream.Msg, ref outbox.RunR
 		return err
 	}
 	log.Warn("request rejected", "code", rej.code, "reason", rej.msg)
+	in.observer().RunFinished("rejected")
 	if err := msg.TermWithReason(rej.code); err != nil {
 		log.Debug("term failed; a redelivery is rejected again with the same event id", "error", err.Error())
 	}
@@ -292,6 +315,7 @@ func (in *Intake) duplicateOf(ctx context.Context, msg jetstream.Msg, ref outbox
 		return err
 	}
 	log.Info("copy of a recorded request ignored", "code", rej.code, "reason", rej.msg)
+	in.observer().RunFinished("duplicate")
 	if err := msg.Term(); err != nil {
 		log.Debug("term failed; a redelivery is answered again with the same event id", "error", err.Error())
 	}
@@ -333,8 +357,12 @@ func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.R
 	}
 	if existing != nil {
 		log.Info("duplicate request ignored", "existing_status", existing.Status)
+		in.observer().RunFinished("duplicate")
 	} else {
 		log.Info("request accepted", "direction", req.Direction, "migrations", len(req.Migrations))
+		if md, err := msg.Metadata(); err == nil {
+			in.observer().IntakeLag(time.Since(md.Timestamp))
+		}
 	}
 	// The run is recorded. If this ack is lost, the message comes again and the unique key
 	// on (target, request id) recognises it as a duplicate.

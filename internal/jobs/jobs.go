@@ -65,6 +65,10 @@ type Config struct {
 	PhaseTimeout time.Duration
 	// Queue is the River queue phase jobs go to. Defaults to river.QueueDefault.
 	Queue string
+	// Observer receives the pipeline's measurements (the worker's Prometheus metrics).
+	// Defaults to none.
+	Observer Observer
+
 	// Fault, when set, is called at named points of a phase for fault-injection tests; an
 	// error it returns fails the attempt at that point. Points: "after_target_commit" (the
 	// phase's target transaction has committed, its queue transaction has not begun).
@@ -72,8 +76,31 @@ type Config struct {
 	Fault func(point string, args PhaseArgs, attempt int) error
 }
 
+// Observer receives measurements of the pipeline. Label values are bounded: phases, outcomes,
+// hook types and run statuses, never run ids or declared hook names.
+type Observer interface {
+	// PhaseDone reports a phase attempt: outcome is completed, retrying or failed.
+	PhaseDone(phase, outcome string, d time.Duration)
+	// HookDone reports one hook of a phase attempt: outcome is completed or failed.
+	HookDone(hookType, phase, outcome string, d time.Duration)
+	// PhaseRetried counts a phase attempt that will be retried.
+	PhaseRetried(phase string)
+	// RunFinished counts a run that ended: completed, failed or rejected.
+	RunFinished(status string)
+}
+
+type noObserver struct{}
+
+func (noObserver) PhaseDone(string, string, time.Duration)        {}
+func (noObserver) HookDone(string, string, string, time.Duration) {}
+func (noObserver) PhaseRetried(string)                            {}
+func (noObserver) RunFinished(string)                             {}
+
 func (c *Config) withDefaults() *Config {
 	out := *c
+	if out.Observer == nil {
+		out.Observer = noObserver{}
+	}
 	if out.Logger == nil {
 		out.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -197,6 +224,7 @@ func (p *Pipeline) moveStep(ctx context.Context, client *river.Client[pgx.Tx], t
 func (p *Pipeline) followUp(ctx context.Context, client *river.Client[pgx.Tx], tx pgx.Tx, rc *runContext, to Step, status string) error {
 	if status != "" {
 		p.runs.drop(rc.row.ID)
+		p.cfg.Observer.RunFinished(status)
 		return p.admitNext(ctx, client, tx, rc.row.Target)
 	}
 	_, err := client.InsertTx(ctx, tx, PhaseArgs{RunID: rc.row.ID, Version: to.Version, Phase: to.Phase},

@@ -32,7 +32,10 @@ func (w *phaseWorker) Timeout(*river.Job[PhaseArgs]) time.Duration { return w.p.
 // hookOutcome is one hook's result, from the executor or, on a retry after a commit, from the
 // ledger.
 type hookOutcome struct {
-	name     string
+	name string
+	// kind is the hook type (sql, assert, a plugin's name); empty when read back from the
+	// ledger, which records only the declared name.
+	kind     string
 	duration time.Duration
 	rows     int64
 	message  string
@@ -235,7 +238,7 @@ func (p *Pipeline) runHooks(ctx context.Context, t *target.Target, rc *runContex
 	outs, runErr := exec.Run(ctx, info, tx, stats, planned, opts)
 	rows := make([]target.LedgerRow, 0, len(outs))
 	for _, o := range outs {
-		ho := hookOutcome{name: o.Name, duration: o.Duration, rows: o.Result.RowsAffected, message: o.Result.Message, err: o.Err}
+		ho := hookOutcome{name: o.Name, kind: o.Hook, duration: o.Duration, rows: o.Result.RowsAffected, message: o.Result.Message, err: o.Err}
 		res.hooks = append(res.hooks, ho)
 		res.rows += ho.rows
 		lr := target.LedgerRow{
@@ -298,6 +301,7 @@ func fromLedger(rows []target.LedgerRow, d time.Duration) *phaseResult {
 func (p *Pipeline) completePhase(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, res *phaseResult, log *slog.Logger, prepared pgx.Tx) error {
 	ctx, cancel := recordCtx(ctx) // the phase committed: record it even if the job's time is up
 	defer cancel()
+	p.observe(job.Args.Phase, "completed", res)
 	a := job.Args
 	client := river.ClientFromContext[pgx.Tx](ctx)
 	cur := Step{Version: a.Version, Phase: a.Phase}
@@ -393,6 +397,12 @@ func (p *Pipeline) failPhase(ctx context.Context, job *river.Job[PhaseArgs], rc 
 		}
 	}
 	evs := p.hookEvents(rc, m, a.Phase, job.Attempt, failed)
+	if final {
+		p.observe(a.Phase, "failed", failed)
+	} else {
+		p.observe(a.Phase, "retrying", failed)
+		p.cfg.Observer.PhaseRetried(a.Phase)
+	}
 	if !final {
 		wait := p.backoff(job.Attempt)
 		ev := p.phaseEvent(rc, m, contract.KindPhaseRetrying, a.Phase, job.Attempt, fmt.Sprint(job.Attempt))
@@ -485,4 +495,19 @@ func pastVerb(direction string) string {
 		return "reverted"
 	}
 	return "applied"
+}
+
+// observe reports a phase's outcome and its hooks' to the Observer.
+func (p *Pipeline) observe(phase, outcome string, res *phaseResult) {
+	p.cfg.Observer.PhaseDone(phase, outcome, res.duration)
+	for _, h := range res.hooks {
+		if h.kind == "" {
+			continue
+		}
+		hookOutcome := "completed"
+		if h.err != nil {
+			hookOutcome = "failed"
+		}
+		p.cfg.Observer.HookDone(h.kind, phase, hookOutcome, h.duration)
+	}
 }

@@ -50,6 +50,11 @@ fuzz: ## Fuzz the request decoder, SQL splitter and hooks parser for 30s each
 	$(GO) test -run='^$$' -fuzz=FuzzSplit -fuzztime=30s ./internal/sqlscript/
 	$(GO) test -run='^$$' -fuzz=FuzzParseHooks -fuzztime=30s ./internal/migrations/
 
+.PHONY: tidy
+tidy: ## go mod tidy for this module and examples/custom-worker (which follows this one's dependencies)
+	$(GO) mod tidy
+	cd examples/custom-worker && $(GO) mod tidy
+
 .PHONY: clean
 clean: ## Remove build output and the example's local state
 	rm -rf $(BIN) .run

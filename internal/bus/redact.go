@@ -11,3 +11,6 @@ var userInfoRe = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s,]*@`)
 func redactURL(s string) string {
 	return userInfoRe.ReplaceAllString(s, "${1}xxxxx@")
 }
+
+// RedactURL hides the user information of every URL in s, for logs and error texts.
+func RedactURL(s string) string { return redactURL(s) }

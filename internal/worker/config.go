@@ -9,6 +9,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/jobs"
+	"github.com/confiture-io/confiture-worker/internal/observe"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
@@ -65,6 +66,10 @@ type Config struct {
 	// FetchPollInterval is River's fallback poll when no notification arrives; it bounds how
 	// long a job can wait when its notification was throttled. Defaults to 100ms.
 	FetchPollInterval time.Duration `yaml:"fetch_poll_interval"`
+	// HTTPAddr is where /metrics, /healthz, /readyz and River UI (/riverui/) are served.
+	// Defaults to 127.0.0.1:9090, or a free port when that one is taken; "off" disables the
+	// server. River UI has no authentication of its own: keep it on loopback or behind a proxy.
+	HTTPAddr string `yaml:"http_addr"`
 	// ReadyFile, when set, receives the NATS URL once the worker takes requests, and is removed
 	// when it stops. Defaults to none.
 	ReadyFile string `yaml:"ready_file"`
@@ -81,6 +86,8 @@ type Config struct {
 	// Hooks are compiled-in hook definitions (see the public package confiture). Defaults to
 	// none.
 	Hooks []hooks.Definition `yaml:"-"`
+	// Metrics collects the worker's Prometheus metrics. Defaults to a new set.
+	Metrics *observe.Metrics `yaml:"-"`
 	// Fault injects failures at named points of a phase, for tests. Defaults to none.
 	Fault func(point string, args jobs.PhaseArgs, attempt int) error `yaml:"-"`
 }
@@ -134,6 +141,9 @@ func (cfg Config) WithDefaults() Config {
 	}
 	if cfg.FetchPollInterval == 0 {
 		cfg.FetchPollInterval = 100 * time.Millisecond
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = observe.NewMetrics()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

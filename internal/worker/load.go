@@ -38,12 +38,12 @@ func LoadFile(path string) (Config, error) {
 // CONFITURE_QUEUE_SCHEMA, CONFITURE_RIVER_SCHEMA, CONFITURE_CONCURRENCY,
 // CONFITURE_MAX_ATTEMPTS, CONFITURE_EMBEDDED_NATS_PORT, CONFITURE_MAX_REQUEST_BYTES,
 // CONFITURE_PHASE_TIMEOUT, CONFITURE_SHUTDOWN_TIMEOUT, CONFITURE_RETRY_BACKOFF,
-// CONFITURE_RETRY_BACKOFF_MAX, CONFITURE_PLUGIN_PATH (directories separated by ':'), and one
+// CONFITURE_RETRY_BACKOFF_MAX, CONFITURE_HTTP_ADDR, CONFITURE_PLUGIN_PATH (directories separated by ':'), and one
 // CONFITURE_TARGET_<NAME>=<dsn> per target (the name lower-cased).
 func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 	str := map[string]*string{
 		"NATS_URL": &cfg.NATSURL, "DATABASE_URL": &cfg.DatabaseURL, "DATA_DIR": &cfg.DataDir,
-		"QUEUE_SCHEMA": &cfg.QueueSchema, "RIVER_SCHEMA": &cfg.RiverSchema,
+		"QUEUE_SCHEMA": &cfg.QueueSchema, "RIVER_SCHEMA": &cfg.RiverSchema, "HTTP_ADDR": &cfg.HTTPAddr,
 	}
 	for k, p := range str {
 		if v := getenv(EnvPrefix + k); v != "" {

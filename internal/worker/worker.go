@@ -22,6 +22,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/intake"
 	"github.com/confiture-io/confiture-worker/internal/jobs"
+	"github.com/confiture-io/confiture-worker/internal/observe"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/plugin"
 	"github.com/confiture-io/confiture-worker/internal/queue"
@@ -42,6 +43,8 @@ type Worker struct {
 	intake   *intake.Intake
 	relay    *outbox.Relay
 
+	http        *observe.Server
+	stopUI      func()
 	relayCancel context.CancelFunc
 	relayDone   chan struct{}
 	stopOnce    sync.Once
@@ -124,6 +127,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		Store: store, Targets: w.targets, Registry: w.registry, Logger: w.log,
 		MaxAttempts: w.cfg.MaxAttempts, RetryBackoff: w.cfg.RetryBackoff,
 		RetryBackoffMax: w.cfg.RetryBackoffMax, PhaseTimeout: w.cfg.PhaseTimeout, Fault: w.cfg.Fault,
+		Observer: w.cfg.Metrics,
 	}, workers)
 	if err != nil {
 		return err
@@ -173,11 +177,15 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	w.intake = &intake.Intake{
 		JS: w.bus.JS, Store: store, Admitter: w.pipeline, Checker: w.pipeline,
 		Logger: w.log.With("component", "intake"), MaxRequestBytes: w.cfg.MaxRequestBytes,
+		Observer: w.cfg.Metrics,
 	}
 	if err := w.intake.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
-	w.log.Info("worker started", "nats", w.bus.RedactedURL(), "embedded_nats", w.bus.Embedded(),
+	if err := w.startHTTP(ctx, store); err != nil {
+		return err
+	}
+	w.log.Info("worker started", "nats", w.bus.RedactedURL(), "embedded_nats", w.bus.Embedded(), "http", w.HTTPAddr(),
 		"targets", w.targets.Names(), "hooks", len(w.registry.List()), "concurrency", w.cfg.Concurrency)
 	if w.cfg.ReadyFile != "" {
 		if err := writeFileAtomic(w.cfg.ReadyFile, []byte(w.bus.RedactedURL()+"\n")); err != nil {
@@ -214,7 +222,73 @@ func (w *Worker) Stop(ctx context.Context) error {
 	return err
 }
 
+// HTTPAddr is the address of the metrics, health and River UI server, or "" when it is off.
+func (w *Worker) HTTPAddr() string {
+	if w.http == nil {
+		return ""
+	}
+	return w.http.Addr()
+}
+
+// startHTTP serves /metrics, /healthz, /readyz and River UI, unless HTTPAddr is "off".
+func (w *Worker) startHTTP(ctx context.Context, store *queue.Store) error {
+	if w.cfg.HTTPAddr == "off" {
+		return nil
+	}
+	w.cfg.Metrics.SetOutboxLag(w.relay.Lag)
+	health := observe.NewHealth(observe.HealthOptions{Redact: w.redact})
+	health.Add("postgres", func(ctx context.Context) error { return w.pool.Ping(ctx) })
+	health.Add("nats", func(ctx context.Context) error { return w.bus.NC.FlushWithContext(ctx) })
+	health.Add("river", func(context.Context) error {
+		select {
+		case <-w.river.Stopped():
+			return errors.New("river client stopped")
+		default:
+			return nil
+		}
+	})
+	health.Add("migrations", func(ctx context.Context) error {
+		current, err := store.Current(ctx)
+		if err == nil && !current {
+			err = errors.New("the queue database's tables are not at this worker's version")
+		}
+		return err
+	})
+	ui, stopUI, err := observe.NewRiverUI(ctx, w.river, w.log.With("component", "riverui"))
+	if err != nil {
+		return fmt.Errorf("river ui: %w", err)
+	}
+	w.stopUI = stopUI
+	w.http, err = observe.NewServer(observe.ServerOptions{
+		Addr: w.cfg.HTTPAddr, Metrics: w.cfg.Metrics, Health: health, RiverUI: ui,
+		Logger: w.log.With("component", "http"),
+	})
+	if err != nil {
+		return err
+	}
+	return w.http.Start(ctx)
+}
+
+// redact removes every configured connection string's secrets from s.
+func (w *Worker) redact(s string) string {
+	s = target.Redact(s, w.cfg.DatabaseURL)
+	for _, t := range w.cfg.Targets {
+		s = target.Redact(s, t.DSN)
+	}
+	return bus.RedactURL(s)
+}
+
 func (w *Worker) closeAll() {
+	if w.http != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = w.http.Shutdown(shutdownCtx)
+		cancel()
+		w.http = nil
+	}
+	if w.stopUI != nil {
+		w.stopUI()
+		w.stopUI = nil
+	}
 	if w.relayCancel != nil {
 		w.relayCancel()
 		<-w.relayDone
@@ -257,3 +331,8 @@ func failed(log *slog.Logger, reg *hooks.Registry, f hooks.LoadFailure) {
 	reg.RecordFailure(f)
 	log.Warn("hook_load_failed", "hook", f.Name, "source", f.Source, "reason", f.Reason)
 }
+
+var (
+	_ jobs.Observer   = (*observe.Metrics)(nil)
+	_ intake.Observer = (*observe.Metrics)(nil)
+)

@@ -41,6 +41,7 @@ type options struct {
 	logFormat   string
 	logLevel    string
 	readyFile   string
+	httpAddr    string
 	natsPort    int
 	shutdown    time.Duration
 	// compiled are the compiled-in hook definitions, added after the built-in ones.
@@ -87,6 +88,7 @@ CONFITURE_* environment variables, then flags.`,
 	f.StringVar(&o.logLevel, "log-level", "info", "console log level: debug, info, warn or error")
 	f.StringVar(&o.readyFile, "ready-file", "", "write the NATS URL to this file once taking requests")
 	f.IntVar(&o.natsPort, "embedded-nats-port", 0, "client port of the embedded NATS server (default 4222, or a free port if taken; -1 always free)")
+	f.StringVar(&o.httpAddr, "http-addr", "", "address of /metrics, /healthz, /readyz and /riverui/ (CONFITURE_HTTP_ADDR; default 127.0.0.1:9090, or a free port if taken; \"off\" disables)")
 	f.DurationVar(&o.shutdown, "shutdown-timeout", 0, "how long running phases may finish after SIGTERM (default 30s)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(hooksCommand(&o, stdout))
@@ -130,6 +132,7 @@ func (o *options) config(logger *slog.Logger) (worker.Config, error) {
 	set(&cfg.DatabaseURL, o.databaseURL)
 	set(&cfg.DataDir, o.dataDir)
 	set(&cfg.ReadyFile, o.readyFile)
+	set(&cfg.HTTPAddr, o.httpAddr)
 	if o.concurrency != 0 {
 		cfg.Concurrency = o.concurrency
 	}

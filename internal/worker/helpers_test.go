@@ -60,6 +60,7 @@ func setup(t *testing.T, opts ...func(*Config)) *bundle {
 		ShutdownTimeout:  5 * time.Second,
 		FetchCooldown:    time.Millisecond,
 		Concurrency:      4,
+		HTTPAddr:         "127.0.0.1:0",
 		Registry:         reg,
 		Logger:           testLogger(t),
 	}

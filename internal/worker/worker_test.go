@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -535,4 +537,40 @@ func TestDDLResumesAfterItsLastCommittedSegment(t *testing.T) {
 	require.Equal(t, []string{"1", "2"}, b.queryStrings(t, `SELECT id::text FROM resumed ORDER BY id`))
 	require.Equal(t, []string{"001"}, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations`))
 	require.Equal(t, []string{"3"}, b.queryStrings(t, `SELECT checkpoint->>'next_segment' FROM confiture.hook_ledger WHERE phase = 'ddl'`))
+}
+
+// TestMetricsHealthAndRiverUIAreServed runs one run and reads what an operator would.
+func TestMetricsHealthAndRiverUIAreServed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	evs := b.run(t, request("up", mig("001", "observed", "SELECT 1;", "", sqlHook("after_ddl", "noop", "SELECT 1"))))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind)
+	base := "http://" + b.w.HTTPAddr()
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(body)
+	}
+	code, body := get("/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `confiture_runs_total{status="completed"} 1`)
+	require.Contains(t, body, `confiture_phase_duration_seconds_count{outcome="completed",phase="ddl"} 1`)
+	require.Contains(t, body, `confiture_hook_duration_seconds_count{hook="sql",outcome="completed",phase="after_ddl"} 1`)
+	require.Contains(t, body, "confiture_outbox_lag_seconds")
+	require.Contains(t, body, "confiture_intake_lag_seconds_count 1")
+
+	code, body = get("/readyz")
+	require.Equal(t, http.StatusOK, code, body)
+	for _, check := range []string{"postgres", "nats", "river", "migrations"} {
+		require.Contains(t, body, `"`+check+`":"ok"`)
+	}
+	code, _ = get("/healthz")
+	require.Equal(t, http.StatusOK, code)
+	code, body = get("/riverui/api/jobs?state=completed&limit=20")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "confiture_phase")
 }

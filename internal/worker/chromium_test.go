@@ -1,0 +1,68 @@
+package worker
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+)
+
+// chromium finds the browser: $CHROMIUM, or Debian's package.
+func chromium(t *testing.T) string {
+	for _, p := range []string{os.Getenv("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if p != "" {
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+		}
+	}
+	t.Skip("no Chromium (apt-get install chromium; .ci/run installs it)")
+	return ""
+}
+
+// runChromium runs headless Chromium on url with the flags this machine's closed network needs.
+func runChromium(t *testing.T, browser, url string, extra ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := append([]string{
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-dev-shm-usage", "--user-data-dir=" + t.TempDir(), "--window-size=1400,900",
+		"--virtual-time-budget=15000",
+	}, extra...)
+	out, err := exec.CommandContext(ctx, browser, append(args, url)...).Output()
+	require.NoError(t, err, "chromium %v", extra)
+	return string(out)
+}
+
+// TestRiverUIShowsPhaseJobsInChromium opens River UI in a real headless browser after a run,
+// finds the run's phase jobs among the completed jobs, and saves a screenshot.
+func TestRiverUIShowsPhaseJobsInChromium(t *testing.T) {
+	t.Parallel()
+	browser := chromium(t)
+	b := setup(t)
+	evs := b.run(t, request("up", mig("001", "seen_in_ui", "SELECT 1;", "", sqlHook("after_ddl", "noop", "SELECT 1"))))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind)
+
+	url := "http://" + b.w.HTTPAddr() + "/riverui/jobs?state=completed"
+	dom := runChromium(t, browser, url, "--dump-dom")
+	require.Contains(t, dom, "confiture_phase", "the completed phase jobs are listed")
+
+	dir := t.TempDir()
+	if keep := os.Getenv("CONFITURE_SCREENSHOT_DIR"); keep != "" {
+		dir = keep // to look at it after the test
+	}
+	shot := filepath.Join(dir, "riverui-completed-jobs.png")
+	runChromium(t, browser, url, "--screenshot="+shot)
+	info, err := os.Stat(shot)
+	require.NoError(t, err)
+	require.Greater(t, info.Size(), int64(10_000), "a real page, not a blank one")
+	t.Logf("screenshot: %s", shot)
+}

@@ -1,18 +1,30 @@
 package worker
 
 import (
+	"context"
+
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/jobs"
+	"github.com/confiture-io/confiture-worker/internal/logging"
 	"github.com/confiture-io/confiture-worker/internal/observe"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
+
+// LogSink is what the worker needs of the log sinks (implemented by *logging.Logging).
+type LogSink interface {
+	SetPublisher(logging.Publisher)
+	Flush(ctx context.Context) error
+	Collectors() []prometheus.Collector
+}
 
 // DefaultDatabaseURL is the local PostgreSQL used when neither the configuration nor
 // DATABASE_URL names one.
@@ -73,6 +85,14 @@ type Config struct {
 	// ReadyFile, when set, receives the NATS URL once the worker takes requests, and is removed
 	// when it stops. Defaults to none.
 	ReadyFile string `yaml:"ready_file"`
+
+	// Log configures the log sinks (console, file, NATS), each with its own level. The worker
+	// command builds Logger and LogSink from it; see docs/OPERATIONS.md.
+	Log logging.Config `yaml:"log"`
+	// LogSink, when set, gets the NATS connection once the worker has one (for the NATS log
+	// sink), is flushed before the connection closes, and has its metrics served. Defaults to
+	// none.
+	LogSink LogSink `yaml:"-"`
 
 	// Logger receives every record. Defaults to a text logger on stderr.
 	Logger *slog.Logger `yaml:"-"`

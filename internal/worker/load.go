@@ -13,6 +13,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/confiture-io/confiture-worker/internal/logging"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
@@ -86,6 +87,9 @@ func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 				cfg.PluginPaths = append(cfg.PluginPaths, dir)
 			}
 		}
+	}
+	if err := logging.ApplyEnv(&cfg.Log, getenv); err != nil {
+		errs = append(errs, err)
 	}
 	var names []string
 	dsns := map[string]string{}

@@ -157,6 +157,9 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if w.cfg.LogSink != nil {
+		w.cfg.LogSink.SetPublisher(w.bus.NC) // the NATS log sink publishes on our connection
+	}
 	if err := w.bus.EnsureStreams(ctx, bus.StreamOptions{
 		RequestDuplicates: w.cfg.RequestDuplicateWindow, MaxRequestBytes: int32(w.cfg.MaxRequestBytes),
 	}); err != nil {
@@ -185,6 +188,14 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if err := w.startHTTP(ctx, store); err != nil {
 		return err
 	}
+	targets := make([]string, 0, len(w.cfg.Targets))
+	for _, t := range w.cfg.Targets {
+		targets = append(targets, t.Name+"="+target.RedactDSN(t.DSN))
+	}
+	w.log.Info("configuration", "database_url", target.RedactDSN(w.cfg.DatabaseURL), "targets", targets,
+		"queue_schema", w.cfg.QueueSchema, "river_schema", w.cfg.RiverSchema, "data_dir", w.cfg.DataDir,
+		"max_attempts", w.cfg.MaxAttempts, "phase_timeout", w.cfg.PhaseTimeout.String(),
+		"plugin_paths", w.cfg.PluginPaths)
 	w.log.Info("worker started", "nats", w.bus.RedactedURL(), "embedded_nats", w.bus.Embedded(), "http", w.HTTPAddr(),
 		"targets", w.targets.Names(), "hooks", len(w.registry.List()), "concurrency", w.cfg.Concurrency)
 	if w.cfg.ReadyFile != "" {
@@ -236,6 +247,11 @@ func (w *Worker) startHTTP(ctx context.Context, store *queue.Store) error {
 		return nil
 	}
 	w.cfg.Metrics.SetOutboxLag(w.relay.Lag)
+	if w.cfg.LogSink != nil {
+		if err := w.cfg.Metrics.Register(w.cfg.LogSink.Collectors()...); err != nil {
+			return fmt.Errorf("log sink metrics: %w", err)
+		}
+	}
 	health := observe.NewHealth(observe.HealthOptions{Redact: w.redact})
 	health.Add("postgres", func(ctx context.Context) error { return w.pool.Ping(ctx) })
 	health.Add("nats", func(ctx context.Context) error { return w.bus.NC.FlushWithContext(ctx) })
@@ -295,6 +311,13 @@ func (w *Worker) closeAll() {
 		w.relayCancel = nil
 	}
 	if w.bus != nil {
+		if w.cfg.LogSink != nil {
+			// Push the last records out before the connection goes.
+			flushCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = w.cfg.LogSink.Flush(flushCtx)
+			cancel()
+			w.cfg.LogSink.SetPublisher(nil)
+		}
 		w.bus.Close()
 	}
 	w.targets.Close()

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/logging"
 	"github.com/confiture-io/confiture-worker/internal/worker"
 )
 
@@ -157,37 +158,41 @@ func (o *options) config(logger *slog.Logger) (worker.Config, error) {
 	return cfg, nil
 }
 
-func (o *options) logger(stderr io.Writer) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return nil, usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)}
+// logging builds the log sinks from the configuration's log section, with --log-format and
+// --log-level (when given) applied to the console sink.
+func (o *options) logging(c logging.Config, stderr io.Writer, formatSet, levelSet bool) (*logging.Logging, error) {
+	if formatSet {
+		c.Console.Format = o.logFormat
 	}
-	hopts := &slog.HandlerOptions{Level: level}
-	format := o.logFormat
-	if format == "auto" {
-		format = "json"
-		if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			format = "text"
-		}
+	if levelSet {
+		c.Console.Level = o.logLevel
 	}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(stderr, hopts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(stderr, hopts)), nil
+	terminal := false
+	if f, ok := stderr.(*os.File); ok {
+		terminal = term.IsTerminal(int(f.Fd()))
 	}
-	return nil, usageError{fmt.Errorf("--log-format %q: want auto, text or json", o.logFormat)}
+	lg, err := logging.New(c, stderr, terminal)
+	if err != nil {
+		msg := err.Error()
+		msg = strings.ReplaceAll(msg, "log.console.format", "--log-format (log.console.format)")
+		msg = strings.ReplaceAll(msg, "log.console.level", "--log-level (log.console.level)")
+		return nil, usageError{errors.New(msg)}
+	}
+	return lg, nil
 }
 
 func run(cmd *cobra.Command, o *options, stderr io.Writer) error {
-	logger, err := o.logger(stderr)
+	cfg, err := o.config(nil)
 	if err != nil {
 		return err
 	}
-	cfg, err := o.config(logger)
+	lg, err := o.logging(cfg.Log, stderr, cmd.Flags().Changed("log-format"), cmd.Flags().Changed("log-level"))
 	if err != nil {
 		return err
 	}
+	defer lg.Close() //nolint:errcheck // the file sink's close error has nowhere left to go
+	logger := lg.Logger
+	cfg.Logger, cfg.LogSink = logger, lg
 	w, err := worker.New(cfg)
 	if err != nil {
 		return usageError{err}

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/logging"
 )
 
 // These tests never start the daemon: every argument list either names a subcommand or fails
@@ -108,18 +109,26 @@ func TestBadFlagValueIsAUsageError(t *testing.T) {
 func TestLoggerOptions(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	_, err := (&options{logFormat: "bogus", logLevel: "info"}).logger(&buf)
+	build := func(format, level string) (*slog.Logger, error) {
+		lg, err := (&options{logFormat: format, logLevel: level}).logging(logging.Config{}, &buf, true, true)
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { _ = lg.Close() })
+		return lg.Logger, nil
+	}
+	_, err := build("bogus", "info")
 	var ue usageError
 	require.True(t, errors.As(err, &ue), "%v", err)
 	require.ErrorContains(t, err, "--log-format")
 	require.ErrorContains(t, err, "bogus")
 
-	_, err = (&options{logFormat: "json", logLevel: "loud"}).logger(&buf)
+	_, err = build("json", "loud")
 	require.True(t, errors.As(err, &ue), "%v", err)
 	require.ErrorContains(t, err, "--log-level")
 
 	// auto is JSON when stderr is not a terminal.
-	l, err := (&options{logFormat: "auto", logLevel: "warn"}).logger(&buf)
+	l, err := build("auto", "warn")
 	require.NoError(t, err)
 	l.Info("hidden")
 	l.Warn("shown", "k", "v")
@@ -129,11 +138,22 @@ func TestLoggerOptions(t *testing.T) {
 	require.Equal(t, "v", rec["k"])
 
 	buf.Reset()
-	l, err = (&options{logFormat: "text", logLevel: "debug"}).logger(&buf)
+	l, err = build("text", "debug")
 	require.NoError(t, err)
 	l.Debug("hello", "k", "v")
 	require.Contains(t, buf.String(), "msg=hello k=v")
 	require.True(t, l.Enabled(t.Context(), slog.LevelDebug))
+
+	// Without the flags, the configuration's console settings apply.
+	buf.Reset()
+	lg, err := (&options{logFormat: "auto", logLevel: "info"}).logging(
+		logging.Config{Console: logging.ConsoleConfig{Format: "text", Level: "error"}}, &buf, false, false)
+	require.NoError(t, err)
+	defer lg.Close()
+	lg.Logger.Warn("not shown")
+	lg.Logger.Error("shown")
+	require.NotContains(t, buf.String(), "not shown")
+	require.Contains(t, buf.String(), "msg=shown")
 }
 
 func TestTargetFlagWithoutNameIsAUsageError(t *testing.T) {

@@ -1,0 +1,100 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/logging"
+	"github.com/confiture-io/confiture-worker/internal/target"
+	"github.com/confiture-io/confiture-worker/internal/testdb"
+)
+
+// syncBuffer is a bytes.Buffer safe for the console sink's writes and the test's reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestSecretsNeverReachASink runs a failing migration against a target whose DSN holds a
+// password, and a request for a target that cannot be reached, then greps the console, the
+// file and the NATS log sink for the password.
+func TestSecretsNeverReachASink(t *testing.T) {
+	t.Parallel()
+	const password = "s3cr3t-Pa55word"
+	dsn := testdb.New(t)
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	u.User = url.UserPassword(u.User.Username(), password) // trust auth accepts it
+	withPassword := u.String()
+	unreachable := "postgres://app:" + password + "@127.0.0.1:1/nowhere?connect_timeout=1"
+
+	console := &syncBuffer{}
+	logFile := filepath.Join(t.TempDir(), "worker.log")
+	lg, err := logging.New(logging.Config{
+		Console: logging.ConsoleConfig{Format: "json", Level: "debug"},
+		File:    logging.FileConfig{Path: logFile, Level: "debug"},
+		NATS:    logging.NATSConfig{Enabled: true, Level: "debug"},
+	}, console, false)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = lg.Close() })
+
+	b := setup(t, func(c *Config) {
+		c.DatabaseURL = withPassword
+		c.Targets = []target.Config{{Name: "default", DSN: withPassword}, {Name: "down", DSN: unreachable}}
+		c.Logger, c.LogSink = lg.Logger, lg
+		c.MaxAttempts = 1
+	})
+	var natsLogs syncBuffer
+	sub, err := b.client.NC.Subscribe("confiture.logs.>", func(m *nats.Msg) { _, _ = natsLogs.Write(append(m.Data, '\n')) })
+	require.NoError(t, err)
+	defer sub.Unsubscribe() //nolint:errcheck
+
+	evs := b.run(t, request("up", mig("001", "fails", "CREATE TABLEE nope (id int);", "")))
+	require.Equal(t, contract.KindRunFailed, last(evs).Kind)
+	req := request("up", mig("001", "never", "SELECT 1;", ""))
+	req.Target = "down"
+	evs = b.run(t, req)
+	require.Contains(t, []string{contract.KindRunFailed, contract.KindRunRejected}, last(evs).Kind)
+	for _, e := range evs {
+		if e.Error != nil {
+			require.NotContains(t, e.Error.Message, password, "events carry no secret")
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, lg.Flush(ctx))
+	require.Eventually(t, func() bool { return strings.Contains(natsLogs.String(), "run rejected") || strings.Contains(natsLogs.String(), "phase failed") },
+		10*time.Second, 20*time.Millisecond, "the NATS sink publishes")
+	file, err := os.ReadFile(logFile)
+	require.NoError(t, err)
+	for name, out := range map[string]string{"console": console.String(), "file": string(file), "nats": natsLogs.String()} {
+		require.NotEmpty(t, out, name)
+		require.NotContains(t, out, password, "the %s sink shows the password", name)
+	}
+	require.Contains(t, console.String(), "127.0.0.1:1", "the unreachable target's failure was logged (without its password)")
+	require.Contains(t, console.String(), `"msg":"configuration"`, "the configuration dump was logged (without passwords)")
+}

@@ -87,7 +87,9 @@ func TestSecretsNeverReachASink(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	require.NoError(t, lg.Flush(ctx))
-	require.Eventually(t, func() bool { return strings.Contains(natsLogs.String(), "run rejected") || strings.Contains(natsLogs.String(), "phase failed") },
+	require.Eventually(t, func() bool {
+		return strings.Contains(natsLogs.String(), "run rejected") || strings.Contains(natsLogs.String(), "phase failed")
+	},
 		10*time.Second, 20*time.Millisecond, "the NATS sink publishes")
 	file, err := os.ReadFile(logFile)
 	require.NoError(t, err)

@@ -12,6 +12,19 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
+// Log record names of the SPEC's logging contract. Observers filter on them: never rename one.
+const (
+	MsgExecutingHooks = "executing_hooks" // {phase, hook_count, migration}
+	MsgHookStart      = "hook_start"      // debug {hook, phase, migration}
+	MsgHookCompleted  = "hook_completed"  // {hook, phase, duration_ms, rows_affected, migration}
+	MsgHookFailed     = "hook_failed"     // error {hook, phase, duration_ms, error, migration, stack}
+	MsgPhaseCompleted = "phase_completed" // {phase, hooks_executed, migration}
+	// Reserved for the dry-run (internal/dryrun).
+	MsgDryRunStart     = "dry_run_start"     // {migration, version}
+	MsgDryRunCompleted = "dry_run_completed" // {migration, version, execution_time_ms, success}
+	MsgDryRunFailed    = "dry_run_failed"    // {migration, version, error}
+)
+
 // PhaseInfo says where a phase runs; it fills the Context of each hook.
 type PhaseInfo struct {
 	// TargetDSN and TargetSchema are passed on to Context; TargetDSN is a secret.
@@ -84,7 +97,7 @@ func (e *Executor) Run(ctx context.Context, info PhaseInfo, tx pgx.Tx, stats *St
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log.InfoContext(ctx, "executing_hooks", "phase", info.Phase, "hook_count", len(planned), "migration", info.Migration)
+	log.InfoContext(ctx, MsgExecutingHooks, "phase", info.Phase, "hook_count", len(planned), "migration", info.Migration)
 	outcomes := make([]Outcome, 0, len(planned))
 	var first error
 	for _, p := range planned {
@@ -95,7 +108,7 @@ func (e *Executor) Run(ctx context.Context, info PhaseInfo, tx pgx.Tx, stats *St
 			TargetDSN: info.TargetDSN, TargetSchema: info.TargetSchema,
 			Logger: log.With("hook", p.Spec.Name),
 		}
-		log.DebugContext(ctx, "hook_start", "hook", p.Spec.Name, "phase", info.Phase, "migration", info.Migration)
+		log.DebugContext(ctx, MsgHookStart, "hook", p.Spec.Name, "phase", info.Phase, "migration", info.Migration)
 		o := e.runOne(ctx, hc, p, opts.ContinueOnError)
 		if o.Err == nil {
 			if err := stats.Err(); err != nil {
@@ -106,7 +119,7 @@ func (e *Executor) Run(ctx context.Context, info PhaseInfo, tx pgx.Tx, stats *St
 		if o.Err != nil {
 			var he *HookError
 			errors.As(o.Err, &he)
-			log.ErrorContext(ctx, "hook_failed", "hook", p.Spec.Name, "phase", info.Phase,
+			log.ErrorContext(ctx, MsgHookFailed, "hook", p.Spec.Name, "phase", info.Phase,
 				"duration_ms", o.Duration.Milliseconds(), "error", o.Err.Error(),
 				"migration", info.Migration, "stack", he.Stack)
 			if first == nil {
@@ -118,12 +131,12 @@ func (e *Executor) Run(ctx context.Context, info PhaseInfo, tx pgx.Tx, stats *St
 			continue
 		}
 		stats.Merge(o.Result.Stats)
-		log.InfoContext(ctx, "hook_completed", "hook", p.Spec.Name, "phase", info.Phase,
+		log.InfoContext(ctx, MsgHookCompleted, "hook", p.Spec.Name, "phase", info.Phase,
 			"duration_ms", o.Duration.Milliseconds(), "rows_affected", o.Result.RowsAffected,
 			"migration", info.Migration)
 	}
 	if first == nil {
-		log.InfoContext(ctx, "phase_completed", "phase", info.Phase, "hooks_executed", len(outcomes), "migration", info.Migration)
+		log.InfoContext(ctx, MsgPhaseCompleted, "phase", info.Phase, "hooks_executed", len(outcomes), "migration", info.Migration)
 	}
 	return outcomes, first
 }

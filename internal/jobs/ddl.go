@@ -77,6 +77,7 @@ func (p *Pipeline) runDDL(ctx context.Context, t *target.Target, rc *runContext,
 	if err != nil {
 		return res, hooks.Permanent(err)
 	}
+	began := time.Now()
 	for first := true; ; first = false {
 		var st ddlStep
 		err := p.ddlTx(ctx, t, pool, func(tx pgx.Tx) error {
@@ -97,14 +98,15 @@ func (p *Pipeline) runDDL(ctx context.Context, t *target.Target, rc *runContext,
 			st.cp, err = p.execOutsideTx(ctx, t, pool, rc, m, attempt, segs, st.cp.Next, log)
 		}
 		if err != nil {
-			res.duration, res.rows = time.Duration(st.cp.MS)*time.Millisecond, st.cp.Rows
+			res.duration, res.rows = time.Since(began), st.cp.Rows
 			return res, err
 		}
 		if st.done && first {
 			log.Info("ddl already committed by an earlier attempt; not running it again")
 		}
 		if st.done || st.cp.Next >= len(segs) {
-			res.duration, res.rows = time.Duration(st.cp.MS)*time.Millisecond, st.cp.Rows
+			// This attempt's time; the tracking row records the time over all attempts.
+			res.duration, res.rows = time.Since(began), st.cp.Rows
 			res.message = fmt.Sprintf("%s %s: %d statement(s)", pastVerb(rc.row.Direction), m.ID(), countStatements(segs))
 			return res, nil
 		}

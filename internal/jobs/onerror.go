@@ -18,7 +18,7 @@ import (
 // original error. Every on_error hook runs even if another fails (each in a savepoint); their
 // failures are logged and reported as events and never replace the original error. on_error is
 // not retried: it runs once, and the run ends.
-func (p *Pipeline) runOnError(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, log *slog.Logger) error {
+func (p *Pipeline) runOnError(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, log, hookLog *slog.Logger) error {
 	a := job.Args
 	var orig failure
 	if err := json.Unmarshal(rc.row.Error, &orig); err != nil {
@@ -34,7 +34,7 @@ func (p *Pipeline) runOnError(ctx context.Context, job *river.Job[PhaseArgs], rc
 		if terr != nil {
 			err = terr
 		} else {
-			res, err = p.runHooks(ctx, t, rc, m, a.Phase, job.Attempt, planned, log, hooks.RunOptions{ContinueOnError: true})
+			res, err = p.runHooks(ctx, t, rc, m, a.Phase, job.Attempt, planned, log, hookLog, hooks.RunOptions{ContinueOnError: true})
 		}
 	}
 	extra := ""
@@ -56,7 +56,9 @@ func (p *Pipeline) runOnError(ctx context.Context, job *river.Job[PhaseArgs], rc
 	if err != nil {
 		pe.Hook, pe.Error, pe.Message = res.failedHook, eventError(errorCode(err, a.Phase), err), err.Error()
 	}
-	evs = append(evs, pe, p.runFailedEvent(rc, m, rc.row.FailedPhase, orig, extra))
+	final := p.runFailedEvent(rc, m, rc.row.FailedPhase, orig, extra)
+	log.Error("run failed", "reason", final.Message)
+	evs = append(evs, pe, final)
 	return finishJob(ctx, p, job, func(tx pgx.Tx) error {
 		return p.advance(ctx, client, tx, rc, Step{Version: a.Version, Phase: a.Phase}, Step{}, queue.RunFailed, evs...)
 	})

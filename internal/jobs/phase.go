@@ -74,10 +74,13 @@ func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error
 	if err != nil {
 		return river.JobCancel(err)
 	}
-	log := p.cfg.Logger.With("run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target,
-		"migration", m.ID(), "version", m.Version, "phase", a.Phase, "attempt", job.Attempt, "job_id", job.ID)
+	// The executor's records carry migration and phase themselves (the logging contract), so
+	// they get the logger without them.
+	hookLog := p.cfg.Logger.With("run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target,
+		"version", m.Version, "attempt", job.Attempt, "job_id", job.ID)
+	log := hookLog.With("migration", m.ID(), "phase", a.Phase)
 	if a.Phase == contract.PhaseOnError {
-		return p.runOnError(ctx, job, rc, m, log)
+		return p.runOnError(ctx, job, rc, m, log, hookLog)
 	}
 
 	var planned []hooks.Planned
@@ -98,7 +101,7 @@ func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error
 	if a.Phase == contract.PhaseDDL {
 		res, err = p.runDDL(ctx, t, rc, m, job.Attempt, log)
 	} else {
-		res, err = p.runHooks(ctx, t, rc, m, a.Phase, job.Attempt, planned, log, hooks.RunOptions{})
+		res, err = p.runHooks(ctx, t, rc, m, a.Phase, job.Attempt, planned, log, hookLog, hooks.RunOptions{})
 	}
 	if err == nil && p.cfg.Fault != nil {
 		err = p.cfg.Fault("after_target_commit", a, job.Attempt)
@@ -208,7 +211,7 @@ func (p *Pipeline) phaseEvent(rc *runContext, m *contract.Migration, kind, phase
 // runHooks runs the hooks of one phase in one target transaction with their ledger rows. If the
 // ledger shows the phase committed already (the previous attempt committed, then failed to
 // record it in the queue), it returns what the ledger says without running anything.
-func (p *Pipeline) runHooks(ctx context.Context, t *target.Target, rc *runContext, m *contract.Migration, phase string, attempt int, planned []hooks.Planned, log *slog.Logger, opts hooks.RunOptions) (*phaseResult, error) {
+func (p *Pipeline) runHooks(ctx context.Context, t *target.Target, rc *runContext, m *contract.Migration, phase string, attempt int, planned []hooks.Planned, log, hookLog *slog.Logger, opts hooks.RunOptions) (*phaseResult, error) {
 	start := time.Now()
 	res := &phaseResult{}
 	if len(planned) == 0 {
@@ -233,7 +236,7 @@ func (p *Pipeline) runHooks(ctx context.Context, t *target.Target, rc *runContex
 		Run: rc.row.ID, RequestID: rc.row.RequestID, Target: rc.row.Target,
 		Migration: m.ID(), Version: m.Version, Phase: phase, Attempt: attempt,
 	}
-	exec := hooks.Executor{Logger: log}
+	exec := hooks.Executor{Logger: hookLog}
 	stats := hooks.NewLazyStats(func() (map[string]any, error) { return t.RunStats(ctx, tx, rc.row.ID) })
 	outs, runErr := exec.Run(ctx, info, tx, stats, planned, opts)
 	rows := make([]target.LedgerRow, 0, len(outs))
@@ -390,7 +393,7 @@ func (p *Pipeline) failPhase(ctx context.Context, job *river.Job[PhaseArgs], rc 
 	code := errorCode(cause, a.Phase)
 	final := !hooks.Retryable(cause) || job.Attempt >= p.cfg.MaxAttempts
 	// Hooks that succeeded before the failure were rolled back with it: report the failure only.
-	failed := &phaseResult{}
+	failed := &phaseResult{duration: res.duration}
 	for _, h := range res.hooks {
 		if h.err != nil {
 			failed.hooks = append(failed.hooks, h)
@@ -433,7 +436,9 @@ func (p *Pipeline) failPhase(ctx context.Context, job *river.Job[PhaseArgs], rc 
 		if hasHooks(m, contract.PhaseOnError) {
 			return p.advance(ctx, client, tx, rc, cur, Step{Version: m.Version, Phase: contract.PhaseOnError}, "", evs...)
 		}
-		return p.advance(ctx, client, tx, rc, cur, Step{}, queue.RunFailed, append(evs, p.runFailedEvent(rc, m, a.Phase, f, ""))...)
+		final := p.runFailedEvent(rc, m, a.Phase, f, "")
+		log.Error("run failed", "reason", final.Message)
+		return p.advance(ctx, client, tx, rc, cur, Step{}, queue.RunFailed, append(evs, final)...)
 	})
 	if errors.Is(err, errStale) {
 		return nil

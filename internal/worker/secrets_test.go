@@ -100,3 +100,33 @@ func TestSecretsNeverReachASink(t *testing.T) {
 	require.Contains(t, console.String(), "127.0.0.1:1", "the unreachable target's failure was logged (without its password)")
 	require.Contains(t, console.String(), `"msg":"configuration"`, "the configuration dump was logged (without passwords)")
 }
+
+// TestHookRecordsCarryTheRunOnce checks the logging contract on a real run: each hook record
+// carries run, request id, target, migration, phase, hook, attempt and job id, each once.
+func TestHookRecordsCarryTheRunOnce(t *testing.T) {
+	t.Parallel()
+	console := &syncBuffer{}
+	lg, err := logging.New(logging.Config{Console: logging.ConsoleConfig{Format: "json", Level: "debug"}}, console, false)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = lg.Close() })
+	b := setup(t, func(c *Config) { c.Logger, c.LogSink = lg.Logger, lg })
+	evs := b.run(t, request("up", mig("001", "logged", "SELECT 1;", "", sqlHook("after_ddl", "noisy", "SELECT 1"))))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind)
+
+	seen := map[string]bool{}
+	for _, line := range strings.Split(console.String(), "\n") {
+		for _, msg := range []string{"executing_hooks", "hook_start", "hook_completed", "phase_completed"} {
+			if !strings.Contains(line, `"msg":"`+msg+`"`) {
+				continue
+			}
+			seen[msg] = true
+			for _, key := range []string{"run", "request_id", "target", "migration", "phase", "attempt", "job_id"} {
+				require.Equal(t, 1, strings.Count(line, `"`+key+`":`), "%s carries %s once: %s", msg, key, line)
+			}
+			if msg == "hook_start" || msg == "hook_completed" {
+				require.Contains(t, line, `"hook":"noisy"`)
+			}
+		}
+	}
+	require.Len(t, seen, 4, "every record of the contract was logged: %v", seen)
+}

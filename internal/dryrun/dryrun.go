@@ -1,0 +1,484 @@
+// Package dryrun executes migrations for real inside one transaction on a target, measures
+// every statement and hook, reports what it saw, and rolls everything back.
+//
+// Run opens one transaction, sets lock_timeout (Options.LockTimeout) and, when RunInfo.Schema
+// is set, the search_path. For each migration in the order given, and each phase in the
+// direction's order (up: before_validation, before_ddl, ddl, after_ddl, after_validation,
+// cleanup; down: before_ddl, ddl, cleanup), it takes a savepoint per phase and per statement
+// or hook. The ddl phase runs the up (or down) SQL statement by statement, split and
+// classified for the server's server_version_num; hook phases run the planned hooks through
+// hooks.Executor inside the same transaction. At the end the transaction is rolled back,
+// always: nothing a dry-run does is ever committed, and the tracking table and hook ledger are
+// never written.
+//
+// Per statement and hook it measures wall time, rows affected, the relation locks acquired
+// (pg_locks of the session, before and after), table rewrites (pg_class.relfilenode changed),
+// relations and functions created or dropped, and the size and estimated rows of each table
+// locked. A statement that hits lock_timeout (SQLSTATE 55P03) is reported with the session
+// that holds the lock.
+//
+// What is not executed, and reported instead: statements that cannot run in a transaction
+// block (CREATE INDEX CONCURRENTLY, VACUUM, ...), and hooks whose Definition is not
+// Transactional (external plugins, batched backfills). Transaction control statements
+// (BEGIN, COMMIT, ...) are refused and fail the migration. SAVEPOINT, RELEASE and ROLLBACK TO
+// in a migration body run as written, without a savepoint of the dry-run around them (one
+// would be released with theirs).
+//
+// A failing statement or hook fails its migration; later phases and migrations are not run.
+// The on_error phase is never run by a dry-run. Run returns an error only when the dry-run
+// itself could not be carried out (no connection, a catalog query failed); failures of the
+// migrations are in the Report.
+//
+// The package knows nothing of River or NATS: the caller publishes the Report as the
+// dryrun.report event.
+package dryrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/sqlscript"
+)
+
+// Default values of Options.
+const (
+	DefaultLockTimeout = 2 * time.Second
+	DefaultLargeTable  = 100 << 20
+)
+
+// Options tune a dry-run.
+type Options struct {
+	// LockTimeout is set with SET LOCAL lock_timeout, so a statement that would wait for a lock
+	// fails and reports who holds it. Defaults to DefaultLockTimeout (2 s); -1 means no timeout.
+	LockTimeout time.Duration
+	// LargeTable is the size in bytes (pg_total_relation_size) above which ACCESS EXCLUSIVE
+	// on a table is a warning. Defaults to DefaultLargeTable (100 MiB).
+	LargeTable int64
+	// Logger receives dry_run_start, dry_run_completed and dry_run_failed, per migration. It
+	// should carry the run's attributes. Defaults to discarding.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.LockTimeout == 0 {
+		o.LockTimeout = DefaultLockTimeout
+	}
+	if o.LargeTable <= 0 {
+		o.LargeTable = DefaultLargeTable
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// RunInfo says which run the dry-run belongs to; it fills the report and the hooks' context.
+type RunInfo struct {
+	Run       string
+	RequestID string
+	Target    string
+	// Direction is contract.DirectionUp (the default) or contract.DirectionDown. For down, the
+	// caller passes the migrations in the order they are undone (reverse version order).
+	Direction string
+	// Schema, when set, becomes the transaction's search_path and the hooks' TargetSchema.
+	Schema string
+	// TargetDSN is passed on to hooks.Context; it is a secret and never reported.
+	TargetDSN string
+}
+
+// Beginner starts the dry-run's transaction: *pgx.Conn, *pgxpool.Pool and pgx.Tx all are.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// ErrInvalidDirection is returned for a direction other than up or down.
+var ErrInvalidDirection = errors.New("dryrun: invalid direction")
+
+var (
+	upPhases = []string{
+		contract.PhaseBeforeValidation, contract.PhaseBeforeDDL, contract.PhaseDDL,
+		contract.PhaseAfterDDL, contract.PhaseAfterValidation, contract.PhaseCleanup,
+	}
+	downPhases = []string{contract.PhaseBeforeDDL, contract.PhaseDDL, contract.PhaseCleanup}
+)
+
+// phasesFor mirrors jobs.PhasesFor; jobs imports this package, so it cannot be imported here.
+func phasesFor(direction string) []string {
+	if direction == contract.DirectionDown {
+		return downPhases
+	}
+	return upPhases
+}
+
+// Run dry-runs migrations on the database db and returns the report. See the package doc.
+func Run(ctx context.Context, db Beginner, registry *hooks.Registry, info RunInfo, migrations []contract.Migration, opts Options) (*Report, error) {
+	opts = opts.withDefaults()
+	if info.Direction == "" {
+		info.Direction = contract.DirectionUp
+	}
+	if info.Direction != contract.DirectionUp && info.Direction != contract.DirectionDown {
+		return nil, fmt.Errorf("%w: %q", ErrInvalidDirection, info.Direction)
+	}
+	start := time.Now()
+	rep := &Report{
+		Run: info.Run, RequestID: info.RequestID, Target: info.Target, Direction: info.Direction,
+		Migrations: []MigrationReport{}, Warnings: []Warning{},
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dryrun: begin: %w", err)
+	}
+	defer func() {
+		// Roll back even when ctx is done; a broken connection rolls back on its own.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+	}()
+	r := &runner{tx: tx, registry: registry, info: info, opts: opts, rep: rep}
+	if err := r.setup(ctx); err != nil {
+		return nil, err
+	}
+	rep.Success = true
+	for _, m := range migrations {
+		ok, err := r.migration(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			rep.Success = false
+			break
+		}
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := tx.Rollback(rctx); err != nil {
+		return nil, fmt.Errorf("dryrun: rollback: %w", err)
+	}
+	rep.DurationMS = ms(time.Since(start))
+	return rep, nil
+}
+
+type runner struct {
+	tx         pgx.Tx
+	registry   *hooks.Registry
+	info       RunInfo
+	opts       Options
+	rep        *Report
+	versionNum int
+	stats      *hooks.Stats
+}
+
+func (r *runner) setup(ctx context.Context) error {
+	if r.opts.LockTimeout > 0 {
+		if _, err := r.tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", r.opts.LockTimeout.Milliseconds())); err != nil {
+			return fmt.Errorf("dryrun: set lock_timeout: %w", err)
+		}
+	}
+	if r.info.Schema != "" {
+		if _, err := r.tx.Exec(ctx, "SET LOCAL search_path TO "+pgx.Identifier{r.info.Schema}.Sanitize()); err != nil {
+			return fmt.Errorf("dryrun: set search_path: %w", err)
+		}
+	}
+	if err := r.tx.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&r.versionNum); err != nil {
+		return fmt.Errorf("dryrun: server version: %w", err)
+	}
+	r.stats = hooks.NewStats(nil)
+	return nil
+}
+
+func (r *runner) warn(w Warning) { r.rep.Warnings = append(r.rep.Warnings, w) }
+
+// migration dry-runs one migration. ok is false when the migration failed; err is set when the
+// dry-run itself cannot go on.
+func (r *runner) migration(ctx context.Context, m contract.Migration) (ok bool, err error) {
+	id := m.ID()
+	log := r.opts.Logger
+	log.InfoContext(ctx, hooks.MsgDryRunStart, "migration", id, "version", m.Version)
+	start := time.Now()
+	mr := MigrationReport{Version: m.Version, Name: m.Name, Phases: []PhaseReport{}}
+	defer func() {
+		mr.DurationMS = ms(time.Since(start))
+		mr.Success = ok && err == nil
+		if err != nil && mr.Error == "" {
+			mr.Error = err.Error()
+		}
+		r.rep.Migrations = append(r.rep.Migrations, mr)
+		if !mr.Success {
+			log.ErrorContext(ctx, hooks.MsgDryRunFailed, "migration", id, "version", m.Version, "error", mr.Error)
+		}
+		log.InfoContext(ctx, hooks.MsgDryRunCompleted, "migration", id, "version", m.Version,
+			"execution_time_ms", time.Since(start).Milliseconds(), "success", mr.Success)
+	}()
+
+	plans, perr := r.registry.PlanAll(m.Hooks)
+	if perr != nil {
+		mr.Error = perr.Error()
+		return false, nil
+	}
+	for _, phase := range phasesFor(r.info.Direction) {
+		pr := PhaseReport{Phase: phase}
+		pstart := time.Now()
+		sp, err := r.tx.Begin(ctx)
+		if err != nil {
+			return false, fmt.Errorf("dryrun: savepoint: %w", err)
+		}
+		var failure string
+		var pending []pendingHold
+		if phase == contract.PhaseDDL {
+			failure, pending, err = r.ddl(ctx, sp, m, &pr)
+		} else {
+			failure, pending, err = r.hooks(ctx, sp, m, phase, plans[phase], &pr)
+		}
+		if err != nil {
+			return false, err
+		}
+		pr.DurationMS = ms(time.Since(pstart))
+		// A real run commits each phase: its locks are held until then.
+		for _, p := range pending {
+			p.warning.Message += fmt.Sprintf(", held %.0f ms in the dry-run (until the end of the phase)", ms(time.Since(p.since)))
+			r.warn(p.warning)
+		}
+		mr.Phases = append(mr.Phases, pr)
+		if failure != "" {
+			_ = sp.Rollback(ctx)
+			mr.Error = fmt.Sprintf("%s: %s", phase, failure)
+			return false, nil
+		}
+		if err := sp.Commit(ctx); err != nil {
+			mr.Error = fmt.Sprintf("%s: release savepoint: %v", phase, err)
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// pendingHold is a large-table ACCESS EXCLUSIVE warning whose hold time is known at the end
+// of the phase.
+type pendingHold struct {
+	warning Warning
+	since   time.Time
+}
+
+// measured is what measure found around one statement or hook.
+type measured struct {
+	change
+	tables  []TableStat
+	before  *snapshot
+	started time.Time
+}
+
+// measure runs fn inside a savepoint of tx (unless bare) between two snapshots. fnErr is the
+// failure of fn, err a failure of the dry-run itself.
+func (r *runner) measure(ctx context.Context, tx pgx.Tx, sql string, bare bool, fn func(pgx.Tx) error) (m measured, dur time.Duration, fnErr, err error) {
+	before, err := takeSnapshot(ctx, tx)
+	if err != nil {
+		return m, 0, nil, err
+	}
+	m.before = before
+	run := tx
+	if !bare {
+		if run, err = tx.Begin(ctx); err != nil {
+			return m, 0, nil, fmt.Errorf("dryrun: savepoint: %w", err)
+		}
+	}
+	m.started = time.Now()
+	fnErr = fn(run)
+	dur = time.Since(m.started)
+	if fnErr != nil {
+		if !bare {
+			_ = run.Rollback(ctx)
+		}
+		return m, dur, fnErr, nil
+	}
+	after, err := takeSnapshot(ctx, run)
+	if err != nil {
+		return m, dur, nil, err
+	}
+	m.change = diff(before, after, sql)
+	if m.tables, err = tableStats(ctx, run, m.tableIDs); err != nil {
+		return m, dur, nil, err
+	}
+	if !bare {
+		if err := run.Commit(ctx); err != nil {
+			return m, dur, fmt.Errorf("release savepoint: %w", err), nil
+		}
+	}
+	return m, dur, nil, nil
+}
+
+// lockWarnings returns the warnings about the locks and rewrites of one measured step.
+func (r *runner) lockWarnings(base Warning, m measured) []pendingHold {
+	var holds []pendingHold
+	for _, t := range m.tables {
+		if t.Bytes <= r.opts.LargeTable {
+			continue
+		}
+		for oid, modes := range m.lockOIDs {
+			if rel, ok := m.before.relations[oid]; !ok || rel.name != t.Name {
+				continue
+			}
+			for _, mode := range modes {
+				if mode == "AccessExclusiveLock" {
+					w := base
+					w.Severity, w.Code = SeverityWarning, CodeAccessExclusiveLarge
+					w.Message = fmt.Sprintf("ACCESS EXCLUSIVE lock on %s (%s, about %d rows): reads and writes wait",
+						t.Name, humanBytes(t.Bytes), t.EstimatedRows)
+					holds = append(holds, pendingHold{warning: w, since: m.started})
+				}
+			}
+		}
+	}
+	for _, name := range m.rewrites {
+		w := base
+		w.Severity, w.Code = SeverityWarning, CodeTableRewrite
+		w.Message = fmt.Sprintf("table %s is rewritten (its storage replaced) under an exclusive lock", name)
+		r.warn(w)
+	}
+	return holds
+}
+
+func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *PhaseReport) (failure string, holds []pendingHold, err error) {
+	script := m.UpSQL
+	if r.info.Direction == contract.DirectionDown {
+		script = m.DownSQL
+		if strings.TrimSpace(script) == "" {
+			return "migration has no down SQL", nil, nil
+		}
+	}
+	stmts, serr := sqlscript.SplitFor(script, r.versionNum)
+	if serr != nil {
+		return serr.Error(), nil, nil
+	}
+	id := m.ID()
+	r.enumWarnings(id, stmts)
+	for _, s := range stmts {
+		sr := StatementReport{Line: s.Line, SQL: s.Summary()}
+		base := Warning{Migration: id, Phase: contract.PhaseDDL, Line: s.Line}
+		switch s.Class {
+		case sqlscript.NonTransactional:
+			sr.Skipped = s.Reason + "; cannot run inside a transaction block; not executed"
+			w := base
+			w.Severity, w.Code = SeverityWarning, CodeNotTransactional
+			w.Message = fmt.Sprintf("line %d: %s: not executed by the dry-run (%s)", s.Line, s.Summary(), s.Reason)
+			r.warn(w)
+			pr.Statements = append(pr.Statements, sr)
+			continue
+		case sqlscript.TxControl:
+			sr.Error = "transaction control is not allowed in a migration: " + s.Reason
+			w := base
+			w.Severity, w.Code = SeverityError, CodeTxControl
+			w.Message = fmt.Sprintf("line %d: %s: refused (%s)", s.Line, s.Summary(), s.Reason)
+			r.warn(w)
+			pr.Statements = append(pr.Statements, sr)
+			return fmt.Sprintf("line %d: %s", s.Line, sr.Error), holds, nil
+		}
+		var rows int64
+		mm, dur, fnErr, err := r.measure(ctx, tx, s.SQL, isSavepointControl(s.SQL), func(t pgx.Tx) error {
+			tag, err := t.Exec(ctx, s.SQL)
+			rows = tag.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return "", nil, err
+		}
+		sr.DurationMS = ms(dur)
+		if fnErr != nil {
+			sr.Error = fnErr.Error()
+			if isLockTimeout(fnErr) {
+				if msg, berr := findBlocker(ctx, tx, s.SQL, mm.before); berr == nil && msg != "" {
+					sr.Error += ": " + msg
+					w := base
+					w.Severity, w.Code, w.Message = SeverityError, CodeLockTimeout, fmt.Sprintf("line %d: %s", s.Line, msg)
+					r.warn(w)
+				}
+			}
+			pr.Statements = append(pr.Statements, sr)
+			return fmt.Sprintf("line %d: %s", s.Line, sr.Error), holds, nil
+		}
+		sr.Executed, sr.Rows = true, rows
+		sr.Locks, sr.Rewrites, sr.Created, sr.Dropped, sr.Tables = mm.locks, mm.rewrites, mm.created, mm.dropped, mm.tables
+		holds = append(holds, r.lockWarnings(base, mm)...)
+		if err := r.scanWarning(ctx, tx, base, s, mm); err != nil {
+			return "", nil, err
+		}
+		pr.Statements = append(pr.Statements, sr)
+	}
+	return "", holds, nil
+}
+
+func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, phase string, planned []hooks.Planned, pr *PhaseReport) (failure string, holds []pendingHold, err error) {
+	ex := &hooks.Executor{} // its per-phase records would count one hook per call: discarded
+	info := hooks.PhaseInfo{
+		TargetDSN: r.info.TargetDSN, TargetSchema: r.info.Schema, Run: r.info.Run,
+		RequestID: r.info.RequestID, Target: r.info.Target, Migration: m.ID(),
+		Version: m.Version, Phase: phase, Attempt: 1,
+	}
+	for _, p := range planned {
+		hr := HookReport{Name: p.Spec.Name, Hook: p.Spec.Hook}
+		base := Warning{Migration: m.ID(), Phase: phase, Hook: p.Spec.Name}
+		if !p.Def.Transactional {
+			why := "the hook does not run inside the migration transaction, so it cannot be rolled back"
+			if p.Def.Description != "" {
+				why += "; it would: " + p.Def.Description
+			}
+			hr.Skipped = "not executed: " + why
+			w := base
+			w.Severity, w.Code = SeverityInfo, CodeHookNotExecuted
+			w.Message = fmt.Sprintf("hook %s (%s) not executed: %s", p.Spec.Name, p.Spec.Hook, why)
+			r.warn(w)
+			pr.Hooks = append(pr.Hooks, hr)
+			continue
+		}
+		var outcomes []hooks.Outcome
+		mm, dur, fnErr, err := r.measure(ctx, tx, "", false, func(t pgx.Tx) error {
+			var err error
+			outcomes, err = ex.Run(ctx, info, t, r.stats, []hooks.Planned{p}, hooks.RunOptions{})
+			return err
+		})
+		if err != nil {
+			return "", nil, err
+		}
+		hr.DurationMS = ms(dur)
+		if len(outcomes) == 1 {
+			hr.Rows = outcomes[0].Result.RowsAffected
+		}
+		if fnErr != nil {
+			hr.Error = fnErr.Error()
+			if isLockTimeout(fnErr) {
+				if msg, berr := findBlocker(ctx, tx, "", nil); berr == nil && msg != "" {
+					hr.Error += ": " + msg
+				}
+			}
+			pr.Hooks = append(pr.Hooks, hr)
+			return hr.Error, holds, nil
+		}
+		hr.Executed = true
+		hr.Locks, hr.Rewrites, hr.Created, hr.Dropped, hr.Tables = mm.locks, mm.rewrites, mm.created, mm.dropped, mm.tables
+		holds = append(holds, r.lockWarnings(base, mm)...)
+		pr.Hooks = append(pr.Hooks, hr)
+	}
+	return "", holds, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func humanBytes(b int64) string {
+	const unit = 1024
+	if b < unit {
+		return fmt.Sprintf("%d B", b)
+	}
+	div, exp := int64(unit), 0
+	for n := b / unit; n >= unit; n /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
+}

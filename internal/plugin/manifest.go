@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/confiture-io/confiture-worker/internal/hooks"
@@ -185,6 +187,18 @@ func manifestJSON(path string, raw []byte) ([]byte, error) {
 			return nil, errors.New("malformed JSON: more than one value")
 		}
 		return v, nil
+	}
+	// Aliases could expand exponentially (a "billion laughs" manifest would stall start-up);
+	// a manifest has no use for them.
+	if len(raw) > maxManifest {
+		return nil, fmt.Errorf("manifest is %d bytes, over the limit of %d", len(raw), maxManifest)
+	}
+	if f, perr := parser.ParseBytes(raw, 0); perr == nil {
+		for _, doc := range f.Docs {
+			if doc.Body != nil && hasAlias(doc.Body) {
+				return nil, errors.New("YAML aliases (*name) are not allowed in a manifest")
+			}
+		}
 	}
 	data, err := yaml.YAMLToJSON(raw)
 	if err != nil {
@@ -367,4 +381,28 @@ func (p *plugin) newHook(params map[string]any) (hooks.Hook, error) {
 		}
 	}
 	return &hook{plugin: p, params: raw}, nil
+}
+
+// maxManifest bounds a manifest file.
+const maxManifest = 256 << 10
+
+// hasAlias reports whether the YAML tree holds an alias.
+func hasAlias(n ast.Node) bool {
+	found := false
+	ast.Walk(visitFunc(func(n ast.Node) bool {
+		if _, ok := n.(*ast.AliasNode); ok {
+			found = true
+		}
+		return !found
+	}), n)
+	return found
+}
+
+type visitFunc func(ast.Node) bool
+
+func (f visitFunc) Visit(n ast.Node) ast.Visitor {
+	if f(n) {
+		return f
+	}
+	return nil
 }

@@ -287,9 +287,25 @@ func (p *plugin) exec(ctx context.Context, request []byte, env []string, logLine
 	// group id cannot be taken by another group while a member of ours lives; if none does,
 	// this is a harmless ESRCH.
 	kill()
-	wg.Wait()
+	// A descendant that left the group (setsid, a daemon) may still hold the pipes: give the
+	// readers and the writer a short grace, then close the pipes under them, so the hook never
+	// outlives its timeout by more than that.
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(pipeGrace):
+		closeAll(stdinW, stdoutR, stderrR)
+		<-done
+	}
 	return r, nil
 }
+
+// pipeGrace is how long a plugin's pipes may stay open after its process group is gone.
+const pipeGrace = 2 * time.Second
 
 // exitError is a plugin's non-zero exit; it is ErrExit for errors.Is.
 type exitError struct {

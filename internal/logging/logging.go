@@ -3,12 +3,14 @@
 // level, so that a slow or dead sink never slows hook execution or breaks the other sinks.
 //
 // Each sink is a slog handler wrapped by slogmulti.RecoverHandlerError: a sink that fails or
-// panics loses that record, which is counted, and the others still get it. The console and
-// file sinks write synchronously (the last lines before a crash are the ones most needed, and
-// a local write is fast); the NATS sink only copies the record into a bounded buffer that one
-// goroutine publishes from, dropping and counting what does not fit. Lost records are reported
-// as the confiture_log_records_dropped_total metric and, every DropWarnInterval, by a WARN
-// record log_records_dropped on the other sinks.
+// panics loses that record, which is counted, and the others still get it. No sink writes in
+// the caller's goroutine: each only copies the record into a bounded buffer (4096 records for
+// the console and the file, Config.NATS.Buffer for NATS) that one goroutine per sink writes or
+// publishes from, in order, dropping and counting what does not fit; so a stalled standard
+// error pipe, a slow disk or a dead NATS server costs the logger a copy, never a wait. Flush
+// waits until the buffers are written out. Lost records are reported as the
+// confiture_log_records_dropped_total metric and, every DropWarnInterval, by a WARN record
+// log_records_dropped on the other sinks.
 //
 // Every sink redacts secrets: passwords of URLs and of key=value connection strings in any
 // string or error value, and the whole value of attributes whose key names a password, secret
@@ -17,6 +19,7 @@ package logging
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -38,7 +41,8 @@ const (
 // MsgRecordsDropped is the message of the periodic warning about lost records.
 const MsgRecordsDropped = "log_records_dropped"
 
-// defaultCloseWait bounds how long Close waits for a publisher that does not return.
+// defaultCloseWait bounds how long Close waits for a publisher, or a console or file write,
+// that does not return.
 const defaultCloseWait = 5 * time.Second
 
 // Logging is the worker's logger and the sinks behind it.
@@ -46,9 +50,11 @@ type Logging struct {
 	// Logger sends each record to every sink whose level it reaches.
 	Logger *slog.Logger
 
-	sinks []*sink
-	file  *fileWriter
-	nats  *natsSink
+	sinks   []*sink
+	console *asyncWriter // in front of stderr
+	fileOut *asyncWriter // in front of file; nil without a file sink
+	file    *fileWriter
+	nats    *natsSink
 
 	interval     time.Duration
 	reporterStop chan struct{}
@@ -101,22 +107,32 @@ func newLogging(c Config, stderr io.Writer, isTerminal bool, extra ...extraSink)
 	c = c.WithDefaults()
 	l := &Logging{interval: c.DropWarnInterval, closeWait: defaultCloseWait}
 
-	consoleLevel, _ := ParseLevel(c.Console.Level)
-	opts := &slog.HandlerOptions{Level: consoleLevel, ReplaceAttr: redactAttr}
-	if c.Console.Format == FormatText || (c.Console.Format == FormatAuto && isTerminal) {
-		l.add(SinkConsole, slog.NewTextHandler(stderr, opts))
-	} else {
-		l.add(SinkConsole, slog.NewJSONHandler(stderr, opts))
-	}
-
+	// The file is opened first: a bad path must not leave the console's goroutine running.
+	var fw *fileWriter
 	if c.File.Path != "" {
 		w, err := newFileWriter(c.File)
 		if err != nil {
 			return nil, err
 		}
-		l.file = w
+		fw = w
+	}
+
+	consoleSink := &sink{name: SinkConsole}
+	l.console = newAsyncWriter(consoleSink, stderr, asyncBuffer)
+	consoleLevel, _ := ParseLevel(c.Console.Level)
+	opts := &slog.HandlerOptions{Level: consoleLevel, ReplaceAttr: redactAttr}
+	if c.Console.Format == FormatText || (c.Console.Format == FormatAuto && isTerminal) {
+		l.addSink(consoleSink, slog.NewTextHandler(l.console, opts))
+	} else {
+		l.addSink(consoleSink, slog.NewJSONHandler(l.console, opts))
+	}
+
+	if fw != nil {
+		s := &sink{name: SinkFile}
+		l.file = fw
+		l.fileOut = newAsyncWriter(s, fw, asyncBuffer)
 		level, _ := ParseLevel(c.File.Level)
-		l.add(SinkFile, slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: redactAttr}))
+		l.addSink(s, slog.NewJSONHandler(l.fileOut, &slog.HandlerOptions{Level: level, ReplaceAttr: redactAttr}))
 	}
 
 	if c.NATS.Enabled {
@@ -181,19 +197,32 @@ func (l *Logging) SetPublisher(p Publisher) {
 	}
 }
 
-// Flush waits until the NATS sink has handed every record logged so far to the publisher, or
-// until ctx is done. Call it before closing the NATS connection, then SetPublisher(nil).
+// Flush waits until the console and file sinks have written, and the NATS sink has handed to
+// the publisher, every record logged so far, or until ctx is done. Call it before closing the
+// NATS connection, then SetPublisher(nil); tests call it before reading a sink's output.
 func (l *Logging) Flush(ctx context.Context) error {
-	if l.nats == nil {
-		return nil
+	var errs []error
+	for _, q := range l.queues() {
+		if err := q.flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("flush the %s log sink: %w", q.s.name, err))
+		}
 	}
-	if err := l.nats.flush(ctx); err != nil {
-		return fmt.Errorf("flush the NATS log sink: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// Dropped is how many records have been lost by all sinks together: the NATS buffer was full,
+// queues are the buffers of the console, file and NATS sinks, those configured.
+func (l *Logging) queues() []*queue {
+	qs := []*queue{&l.console.queue}
+	if l.fileOut != nil {
+		qs = append(qs, &l.fileOut.queue)
+	}
+	if l.nats != nil {
+		qs = append(qs, &l.nats.queue)
+	}
+	return qs
+}
+
+// Dropped is how many records have been lost by all sinks together: a sink's buffer was full,
 // a publish or a write failed, or a sink panicked.
 func (l *Logging) Dropped() uint64 {
 	var n uint64
@@ -210,7 +239,7 @@ func (l *Logging) Collectors() []prometheus.Collector {
 	for _, s := range l.sinks {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "confiture_log_records_dropped_total",
-			Help:        "Log records a sink lost: NATS buffer full or publish failed, a write failed, or the sink panicked.",
+			Help:        "Log records a sink lost: its buffer full, a publish or a write failed, or the sink panicked.",
 			ConstLabels: prometheus.Labels{"sink": s.name},
 		}, func() float64 { return float64(s.dropped.Load()) }))
 	}
@@ -218,19 +247,27 @@ func (l *Logging) Collectors() []prometheus.Collector {
 }
 
 // Close publishes what the NATS buffer still holds (waiting at most 5 seconds for a publisher
-// that does not return), stops the goroutines, reports drops one last time, and closes the
-// file. It is safe to call more than once. Afterwards the console sink still writes; records
-// for the file and NATS sinks are dropped.
+// that does not return), reports drops one last time, writes what the console and file
+// buffers hold (waiting at most 5 seconds more for writes that do not return; what is left
+// then is dropped), stops the goroutines, and closes the file. It is safe to call more than
+// once. Afterwards the console sink still writes, in the caller's goroutine unless a stuck
+// write still holds the console's; records for the file and NATS sinks are dropped.
 func (l *Logging) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
 		if l.nats != nil {
-			l.nats.close(l.closeWait)
+			closeQueues(l.closeWait, &l.nats.queue)
 		}
 		if l.reporterStop != nil {
 			close(l.reporterStop)
 			<-l.reporterDone
 		}
+		// The NATS queue, last, is closed already.
+		qs := l.queues()
+		if l.nats != nil {
+			qs = qs[:len(qs)-1]
+		}
+		closeQueues(l.closeWait, qs...)
 		if l.file != nil {
 			err = l.file.Close()
 		}
@@ -276,5 +313,6 @@ func (l *Logging) reportDrops() {
 // Interface guards.
 var (
 	_ io.Writer = (*natsSink)(nil)
+	_ io.Writer = (*asyncWriter)(nil)
 	_ io.Writer = (*fileWriter)(nil)
 )

@@ -33,12 +33,13 @@ func TestPerSinkLevels(t *testing.T) {
 	l.Logger.InfoContext(ctx, "hook_completed", "hook", "h")
 	l.Logger.WarnContext(ctx, "slow")
 	l.Logger.ErrorContext(ctx, "hook_failed", "hook", "h")
+	require.NoError(t, l.Flush(ctx))
 
 	require.Equal(t, []string{"hook_start", "hook_completed", "slow", "hook_failed"}, msgs(records(t, console.String())))
 	file, err := os.ReadFile(path)
 	require.NoError(t, err)
 	require.Equal(t, []string{"hook_completed", "slow", "hook_failed"}, msgs(records(t, string(file))), "no debug in the file at info")
-	require.Eventually(t, func() bool { return len(pub.messages()) == 1 }, waitFor, tick)
+	require.Len(t, pub.messages(), 1, "Flush waited for NATS too")
 	require.Equal(t, "confiture.logs.error", pub.messages()[0].subject)
 	require.Zero(t, l.Dropped())
 
@@ -95,10 +96,14 @@ func TestFileSink(t *testing.T) {
 	require.Equal(t, 3, lj.MaxAge)
 	require.False(t, lj.Compress)
 
-	// Enough records for a few rotations of 1 MB.
+	// Enough records for a few rotations of 1 MB, flushed now and then so that the file's
+	// buffer never fills up.
 	pad := strings.Repeat("x", 400)
 	for i := range 8000 {
 		l.Logger.Debug("backfill_progress", "i", i, "pad", pad)
+		if i%1000 == 999 {
+			require.NoError(t, l.Flush(context.Background()))
+		}
 	}
 	// Old files are removed by lumberjack's background goroutine.
 	require.Eventually(t, func() bool {
@@ -175,6 +180,7 @@ func TestFailingSinkDoesNotStopTheOthers(t *testing.T) {
 	for range 3 {
 		logger.Info("hook_completed", "hook", "h")
 	}
+	require.NoError(t, l.Flush(context.Background()))
 	rs := records(t, console.String())
 	require.Len(t, rs, 3, "the console got every record")
 	require.Equal(t, "r1", rs[2]["run"])
@@ -188,6 +194,7 @@ func TestFailingSinkDoesNotStopTheOthers(t *testing.T) {
 	// broken sinks would report each other's reports forever.
 	l.reportDrops()
 	l.reportDrops()
+	require.NoError(t, l.Flush(context.Background()))
 	rs = records(t, console.String())[3:]
 	require.Equal(t, []string{MsgRecordsDropped, MsgRecordsDropped}, msgs(rs))
 	got := map[string]map[string]any{}
@@ -252,7 +259,8 @@ func TestWithAttributesReachEverySink(t *testing.T) {
 	log := l.Logger.With("run", "run-42", "request_id", "req-1", "target", "default", "attempt", 1, "job_id", 7)
 	log.WithGroup("hook_result").Info("hook_completed", "rows_affected", 10)
 
-	require.Eventually(t, func() bool { return len(pub.messages()) == 1 }, waitFor, tick)
+	require.NoError(t, l.Flush(context.Background()))
+	require.Len(t, pub.messages(), 1)
 	file, err := os.ReadFile(path)
 	require.NoError(t, err)
 	outputs := map[string][]byte{"console": []byte(console.String()), "file": file, "nats": pub.messages()[0].data}

@@ -2,11 +2,9 @@ package logging
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"log/slog"
 	"sync/atomic"
-	"time"
 )
 
 // Publisher sends one message. A *nats.Conn satisfies it (core NATS, not JetStream: a log
@@ -22,35 +20,24 @@ var (
 )
 
 // natsSink is the NATS sink's writer and its publishing goroutine. The slog.JSONHandler in
-// front of it writes each record with one Write; Write copies the bytes into a bounded
-// channel without ever blocking, and the goroutine publishes them in order. Until a publisher
-// is set the records wait in the channel, so the records of the start-up reach NATS once the
+// front of it writes each record with one Write; Write copies the bytes into the bounded
+// queue without ever blocking, and the goroutine publishes them in order. Until a publisher
+// is set the records wait in the queue, so the records of the start-up reach NATS once the
 // connection is up, as long as they fit.
 type natsSink struct {
-	s        *sink
-	ch       chan []byte
+	queue
 	subjects [4]string // debug, info, warn, error
 
 	pub     atomic.Pointer[publisherBox]
 	changed chan struct{} // wakes the goroutine when the publisher changes; capacity 1
-
-	queued    atomic.Uint64 // records accepted into ch
-	processed atomic.Uint64 // records published or dropped after leaving ch
-
-	closed atomic.Bool
-	stop   chan struct{}
-	exited chan struct{}
 }
 
 type publisherBox struct{ p Publisher }
 
 func newNATSSink(c NATSConfig, s *sink) *natsSink {
 	n := &natsSink{
-		s:       s,
-		ch:      make(chan []byte, c.Buffer),
+		queue:   newQueue(s, c.Buffer, errBufferFull),
 		changed: make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		exited:  make(chan struct{}),
 	}
 	for i, l := range []string{"debug", "info", "warn", "error"} {
 		n.subjects[i] = c.SubjectPrefix + "." + l
@@ -59,25 +46,10 @@ func newNATSSink(c NATSConfig, s *sink) *natsSink {
 	return n
 }
 
-// Write takes one record from the JSON handler. It never blocks: a record that does not fit
-// is refused with errBufferFull, which the handler returns and the sink's recovery counts.
+// Write takes one record from the JSON handler, without its trailing newline. It never
+// blocks: a record that does not fit is refused with errBufferFull.
 func (n *natsSink) Write(p []byte) (int, error) {
-	if n.closed.Load() {
-		return 0, errClosed
-	}
-	// Test for room before copying, so that a dead server costs no allocation per record.
-	if len(n.ch) == cap(n.ch) {
-		return 0, errBufferFull
-	}
-	// The handler reuses p once Write returns.
-	b := bytes.Clone(bytes.TrimSuffix(p, []byte("\n")))
-	select {
-	case n.ch <- b:
-		n.queued.Add(1)
-		return len(p), nil
-	default:
-		return 0, errBufferFull
-	}
+	return n.enqueue(p, true)
 }
 
 func (n *natsSink) setPublisher(p Publisher) {
@@ -156,49 +128,6 @@ func (n *natsSink) publish(p Publisher, b []byte) {
 	}()
 	if err := p.Publish(n.subjects[levelIndex(b)], b); err != nil {
 		n.s.drop(err)
-	}
-}
-
-// flush waits until every record accepted so far has been published (or dropped).
-func (n *natsSink) flush(ctx context.Context) error {
-	target := n.queued.Load()
-	if n.processed.Load() >= target {
-		return nil
-	}
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-n.exited:
-			return nil
-		case <-t.C:
-			if n.processed.Load() >= target {
-				return nil
-			}
-		}
-	}
-}
-
-// close stops the goroutine after it has published what is left, waiting at most wait for a
-// publisher that does not return; what is still in the channel then is counted as dropped.
-func (n *natsSink) close(wait time.Duration) {
-	n.closed.Store(true)
-	close(n.stop)
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-n.exited:
-	case <-t.C:
-	}
-	for {
-		select {
-		case <-n.ch:
-			n.s.drop(errClosed)
-		default:
-			return
-		}
 	}
 }
 

@@ -112,6 +112,10 @@ func TestHookRecordsCarryTheRunOnce(t *testing.T) {
 	b := setup(t, func(c *Config) { c.Logger, c.LogSink = lg.Logger, lg })
 	evs := b.run(t, request("up", mig("001", "logged", "SELECT 1;", "", sqlHook("after_ddl", "noisy", "SELECT 1"))))
 	require.Equal(t, contract.KindRunCompleted, last(evs).Kind)
+	// The console sink writes from its own goroutine: wait until it has written everything.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, lg.Flush(ctx))
 
 	seen := map[string]bool{}
 	for _, line := range strings.Split(console.String(), "\n") {

@@ -109,13 +109,13 @@ func TestBadFlagValueIsAUsageError(t *testing.T) {
 func TestLoggerOptions(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	build := func(format, level string) (*slog.Logger, error) {
+	build := func(format, level string) (*logging.Logging, error) {
 		lg, err := (&options{logFormat: format, logLevel: level}).logging(logging.Config{}, &buf, true, true)
 		if err != nil {
 			return nil, err
 		}
 		t.Cleanup(func() { _ = lg.Close() })
-		return lg.Logger, nil
+		return lg, nil
 	}
 	_, err := build("bogus", "info")
 	var ue usageError
@@ -128,30 +128,33 @@ func TestLoggerOptions(t *testing.T) {
 	require.ErrorContains(t, err, "--log-level")
 
 	// auto is JSON when stderr is not a terminal.
-	l, err := build("auto", "warn")
+	lg, err := build("auto", "warn")
 	require.NoError(t, err)
-	l.Info("hidden")
-	l.Warn("shown", "k", "v")
+	lg.Logger.Info("hidden")
+	lg.Logger.Warn("shown", "k", "v")
+	require.NoError(t, lg.Flush(t.Context())) // the console sink writes from its own goroutine
 	var rec map[string]any
 	require.NoError(t, json.Unmarshal(buf.Bytes(), &rec), buf.String())
 	require.Equal(t, "shown", rec["msg"])
 	require.Equal(t, "v", rec["k"])
 
 	buf.Reset()
-	l, err = build("text", "debug")
+	lg, err = build("text", "debug")
 	require.NoError(t, err)
-	l.Debug("hello", "k", "v")
+	lg.Logger.Debug("hello", "k", "v")
+	require.NoError(t, lg.Flush(t.Context()))
 	require.Contains(t, buf.String(), "msg=hello k=v")
-	require.True(t, l.Enabled(t.Context(), slog.LevelDebug))
+	require.True(t, lg.Logger.Enabled(t.Context(), slog.LevelDebug))
 
 	// Without the flags, the configuration's console settings apply.
 	buf.Reset()
-	lg, err := (&options{logFormat: "auto", logLevel: "info"}).logging(
+	lg, err = (&options{logFormat: "auto", logLevel: "info"}).logging(
 		logging.Config{Console: logging.ConsoleConfig{Format: "text", Level: "error"}}, &buf, false, false)
 	require.NoError(t, err)
 	defer lg.Close()
 	lg.Logger.Warn("not shown")
 	lg.Logger.Error("shown")
+	require.NoError(t, lg.Flush(t.Context()))
 	require.NotContains(t, buf.String(), "not shown")
 	require.Contains(t, buf.String(), "msg=shown")
 }

@@ -93,6 +93,8 @@ func schemaTypeOf(typ reflect.Type) (jsonType, ref string) {
 		return "string", ""
 	case reflect.Int, reflect.Int32, reflect.Int64:
 		return "integer", ""
+	case reflect.Float32, reflect.Float64:
+		return "number", ""
 	case reflect.Bool:
 		return "boolean", ""
 	case reflect.Map:
@@ -298,48 +300,62 @@ func TestGoTypesMatchSchemas(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			props, ok := tc.sch["properties"].(map[string]any)
-			require.True(t, ok, "schema of %s has no properties", tc.name)
-
-			var goNames, goRequired []string
-			for _, f := range jsonFields(t, tc.typ) {
-				goNames = append(goNames, f.name)
-				if !f.omitempty {
-					goRequired = append(goRequired, f.name)
-				}
-			}
-			var schemaNames []string
-			for name := range props {
-				schemaNames = append(schemaNames, name)
-			}
-			sort.Strings(goNames)
-			sort.Strings(schemaNames)
-			require.Equal(t, goNames, schemaNames, "json names of %s vs properties of its schema", tc.name)
-
-			required := stringList(t, tc.sch["required"])
-			sort.Strings(required)
-			sort.Strings(goRequired)
-			require.Equal(t, goRequired, required, "fields of %s without omitempty vs required of its schema", tc.name)
-
-			for _, f := range jsonFields(t, tc.typ) {
-				prop := props[f.name].(map[string]any)
-				wantType, wantRef := schemaTypeOf(f.typ)
-				gotType, gotRef := propType(t, tc.doc, prop)
-				require.Equal(t, wantType, gotType, "JSON type of %s.%s", tc.name, f.name)
-				require.Equal(t, wantRef, gotRef, "$ref of %s.%s", tc.name, f.name)
-				if f.typ.Kind() == reflect.Slice && f.typ != rawMessageType && f.typ.Elem().Kind() == reflect.Struct {
-					items, ok := prop["items"].(map[string]any)
-					require.True(t, ok, "%s.%s has no items", tc.name, f.name)
-					require.Equal(t, "#/$defs/"+f.typ.Elem().Name(), items["$ref"], "items of %s.%s", tc.name, f.name)
-				}
-			}
+			requireTypeMatchesSchema(t, tc.name, tc.typ, tc.doc, tc.sch)
 		})
+	}
+}
+
+// requireTypeMatchesSchema checks a Go struct against the object schema it mirrors, both ways:
+// the same JSON names as properties, fields without omitempty exactly the required ones, the
+// same JSON types, and nested structs as $refs to $defs of the same name.
+func requireTypeMatchesSchema(t *testing.T, name string, typ reflect.Type, doc, sch map[string]any) {
+	t.Helper()
+	props, ok := sch["properties"].(map[string]any)
+	require.True(t, ok, "schema of %s has no properties", name)
+
+	var goNames, goRequired []string
+	for _, f := range jsonFields(t, typ) {
+		goNames = append(goNames, f.name)
+		if !f.omitempty {
+			goRequired = append(goRequired, f.name)
+		}
+	}
+	var schemaNames []string
+	for n := range props {
+		schemaNames = append(schemaNames, n)
+	}
+	sort.Strings(goNames)
+	sort.Strings(schemaNames)
+	require.Equal(t, goNames, schemaNames, "json names of %s vs properties of its schema", name)
+
+	required := stringList(t, sch["required"])
+	sort.Strings(required)
+	sort.Strings(goRequired)
+	require.Equal(t, goRequired, required, "fields of %s without omitempty vs required of its schema", name)
+
+	for _, f := range jsonFields(t, typ) {
+		prop := props[f.name].(map[string]any)
+		wantType, wantRef := schemaTypeOf(f.typ)
+		gotType, gotRef := propType(t, doc, prop)
+		require.Equal(t, wantType, gotType, "JSON type of %s.%s", name, f.name)
+		require.Equal(t, wantRef, gotRef, "$ref of %s.%s", name, f.name)
+		if f.typ.Kind() == reflect.Slice && f.typ != rawMessageType {
+			items, ok := prop["items"].(map[string]any)
+			require.True(t, ok, "%s.%s has no items", name, f.name)
+			if f.typ.Elem().Kind() == reflect.Struct {
+				require.Equal(t, "#/$defs/"+f.typ.Elem().Name(), items["$ref"], "items of %s.%s", name, f.name)
+			} else {
+				itemType, _ := propType(t, doc, items)
+				elemType, _ := schemaTypeOf(f.typ.Elem())
+				require.Equal(t, elemType, itemType, "items of %s.%s", name, f.name)
+			}
+		}
 	}
 }
 
 func TestSchemasDocumentEveryField(t *testing.T) {
 	t.Parallel()
-	for file, id := range map[string]string{RequestSchemaFile: RequestSchemaURL, EventSchemaFile: EventSchemaURL} {
+	for file, id := range map[string]string{RequestSchemaFile: RequestSchemaURL, EventSchemaFile: EventSchemaURL, DryRunReportSchemaFile: DryRunReportSchemaURL} {
 		doc := loadSchema(t, file)
 		require.Equal(t, "https://json-schema.org/draft/2020-12/schema", doc["$schema"], file)
 		require.Equal(t, id, doc["$id"], file)
@@ -379,7 +395,13 @@ func TestSchemasDocumentEveryField(t *testing.T) {
 // goConstants returns the string constants of contract.go whose name starts with prefix.
 func goConstants(t testing.TB, prefix string) []string {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), "contract.go", nil, 0)
+	return goConstantsIn(t, "contract.go", prefix)
+}
+
+// goConstantsIn returns the string constants of file whose name starts with prefix.
+func goConstantsIn(t testing.TB, file, prefix string) []string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
 	require.NoError(t, err)
 	var out []string
 	ast.Inspect(f, func(n ast.Node) bool {

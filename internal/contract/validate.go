@@ -26,10 +26,12 @@ import (
 
 // Schema files in schemas.FS and their $id.
 const (
-	RequestSchemaFile = "request.v1.json"
-	EventSchemaFile   = "event.v1.json"
-	RequestSchemaURL  = "https://confiture.dev/schemas/request.v1.json"
-	EventSchemaURL    = "https://confiture.dev/schemas/event.v1.json"
+	RequestSchemaFile      = "request.v1.json"
+	EventSchemaFile        = "event.v1.json"
+	DryRunReportSchemaFile = "dryrun-report.v1.json"
+	RequestSchemaURL       = "https://confiture.dev/schemas/request.v1.json"
+	EventSchemaURL         = "https://confiture.dev/schemas/event.v1.json"
+	DryRunReportSchemaURL  = "https://confiture.dev/schemas/dryrun-report.v1.json"
 )
 
 // DecodeError says why a message was rejected. Code is CodeUnsupportedSchema when the message's
@@ -58,33 +60,34 @@ func Checksum(upSQL string) string {
 var printer = message.NewPrinter(language.English)
 
 var (
-	compileOnce   sync.Once
-	requestSchema *jsonschema.Schema
-	eventSchema   *jsonschema.Schema
-	errCompile    error
+	compileOnce sync.Once
+	compiledSet map[string]*jsonschema.Schema
+	errCompile  error
 )
 
-// compiled returns the compiled request and event schemas, compiling them on first use.
-func compiled() (req, ev *jsonschema.Schema, err error) {
+// compiled returns the compiled schema of file, compiling every contract schema on first use.
+func compiled(file string) (*jsonschema.Schema, error) {
 	compileOnce.Do(func() {
-		requestSchema, eventSchema, errCompile = compileSchemas()
+		compiledSet, errCompile = schemas.Compile(map[string]string{
+			RequestSchemaFile:      RequestSchemaURL,
+			EventSchemaFile:        EventSchemaURL,
+			DryRunReportSchemaFile: DryRunReportSchemaURL,
+		})
+		if errCompile != nil {
+			errCompile = fmt.Errorf("contract: %w", errCompile)
+		}
 	})
-	return requestSchema, eventSchema, errCompile
-}
-
-func compileSchemas() (req, ev *jsonschema.Schema, err error) {
-	compiled, err := schemas.Compile(map[string]string{RequestSchemaFile: RequestSchemaURL, EventSchemaFile: EventSchemaURL})
-	if err != nil {
-		return nil, nil, fmt.Errorf("contract: %w", err)
+	if errCompile != nil {
+		return nil, errCompile
 	}
-	return compiled[RequestSchemaFile], compiled[EventSchemaFile], nil
+	return compiledSet[file], nil
 }
 
 // DecodeRequest parses, validates and checks a request message. It checks the schema
 // identifier first, then validates against schemas/request.v1.json, decodes, and finally runs
 // CheckRequest. Every rejection is a *DecodeError; it never panics, whatever data holds.
 func DecodeRequest(data []byte) (*Request, error) {
-	reqSchema, _, err := compiled()
+	reqSchema, err := compiled(RequestSchemaFile)
 	if err != nil {
 		return nil, err
 	}
@@ -104,11 +107,34 @@ func DecodeRequest(data []byte) (*Request, error) {
 // ValidateEvent checks an event message against schemas/event.v1.json, schema identifier
 // first. Every rejection is a *DecodeError.
 func ValidateEvent(data []byte) error {
-	_, evSchema, err := compiled()
+	evSchema, err := compiled(EventSchemaFile)
 	if err != nil {
 		return err
 	}
 	return validate(data, evSchema, "event", EventSchemaV1)
+}
+
+// ValidateDryRunReport checks a dry-run report, the data of a dryrun.report event, against
+// schemas/dryrun-report.v1.json. A report carries no schema identifier of its own (the event
+// that carries it does). Every rejection is a *DecodeError with code CodeInvalidRequest.
+func ValidateDryRunReport(data []byte) error {
+	sch, err := compiled(DryRunReportSchemaFile)
+	if err != nil {
+		return err
+	}
+	return validate(data, sch, "dry-run report", "")
+}
+
+// DecodeDryRunReport validates a dry-run report (see ValidateDryRunReport) and decodes it.
+func DecodeDryRunReport(data []byte) (*DryRunReport, error) {
+	if err := ValidateDryRunReport(data); err != nil {
+		return nil, err
+	}
+	var r DryRunReport
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, invalid("malformed dry-run report: %s", clip(err.Error(), 200))
+	}
+	return &r, nil
 }
 
 // DecodeEvent validates an event message (see ValidateEvent) and decodes it.
@@ -123,7 +149,8 @@ func DecodeEvent(data []byte) (*Event, error) {
 	return &e, nil
 }
 
-// validate parses data, checks its "schema" field against want, then validates it against sch.
+// validate parses data, checks its "schema" field against want (unless want is ""), then
+// validates it against sch.
 func validate(data []byte, sch *jsonschema.Schema, what, want string) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return invalid("malformed JSON: empty message")
@@ -139,6 +166,9 @@ func validate(data []byte, sch *jsonschema.Schema, what, want string) error {
 	if !ok {
 		return invalid("%s must be a JSON object, got %s", what, jsonType(doc))
 	}
+	if want == "" {
+		return validateDoc(doc, sch, what)
+	}
 	id, present := obj["schema"]
 	if !present {
 		return &DecodeError{Code: CodeUnsupportedSchema, Message: fmt.Sprintf("missing %q field (want %q)", "schema", want)}
@@ -150,6 +180,11 @@ func validate(data []byte, sch *jsonschema.Schema, what, want string) error {
 	if s != want {
 		return &DecodeError{Code: CodeUnsupportedSchema, Message: fmt.Sprintf("schema %s is not supported (want %q)", quote(s, 64), want)}
 	}
+	return validateDoc(doc, sch, what)
+}
+
+// validateDoc validates a parsed document against sch.
+func validateDoc(doc any, sch *jsonschema.Schema, what string) error {
 	if err := sch.Validate(doc); err != nil {
 		var ve *jsonschema.ValidationError
 		if errors.As(err, &ve) {

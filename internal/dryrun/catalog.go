@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
 )
 
 // The catalog queries of the dry-run, in one place. "User" objects are those outside
@@ -123,7 +125,7 @@ func relkindName(k string) string {
 
 // change is what happened between two snapshots.
 type change struct {
-	locks    []Lock
+	locks    []contract.DryRunLock
 	lockOIDs map[uint32][]string // modes acquired per relation
 	rewrites []string
 	rewrote  map[uint32]bool
@@ -153,7 +155,7 @@ func diff(before, after *snapshot, sql string) change {
 			continue
 		}
 		n, kind := name(k.oid)
-		c.locks = append(c.locks, Lock{Relation: n, Mode: k.mode})
+		c.locks = append(c.locks, contract.DryRunLock{Relation: n, Mode: k.mode})
 		c.lockOIDs[k.oid] = append(c.lockOIDs[k.oid], k.mode)
 		if (kind == "r" || kind == "p" || kind == "m") && !tables[k.oid] {
 			if _, exists := after.relations[k.oid]; exists {
@@ -214,13 +216,13 @@ func diff(before, after *snapshot, sql string) change {
 	return c
 }
 
-func tableStats(ctx context.Context, tx pgx.Tx, oids []uint32) ([]TableStat, error) {
+func tableStats(ctx context.Context, tx pgx.Tx, oids []uint32) ([]contract.DryRunTableStat, error) {
 	if len(oids) == 0 {
 		return nil, nil
 	}
 	rows, _ := tx.Query(ctx, tableStatsSQL, oids)
-	var out []TableStat
-	var t TableStat
+	var out []contract.DryRunTableStat
+	var t contract.DryRunTableStat
 	_, err := pgx.ForEachRow(rows, []any{&t.Name, &t.Bytes, &t.EstimatedRows}, func() error {
 		if t.EstimatedRows < 0 { // never vacuumed or analyzed (PostgreSQL 14+)
 			t.EstimatedRows = 0

@@ -27,10 +27,11 @@
 // A failing statement or hook fails its migration; later phases and migrations are not run.
 // The on_error phase is never run by a dry-run. Run returns an error only when the dry-run
 // itself could not be carried out (no connection, a catalog query failed); failures of the
-// migrations are in the Report.
+// migrations are in the report.
 //
-// The package knows nothing of River or NATS: the caller publishes the Report as the
-// dryrun.report event.
+// The report is a contract.DryRunReport (schemas/dryrun-report.v1.json). The package knows
+// nothing of River or NATS: the caller publishes the report as the data of the dryrun.report
+// event.
 package dryrun
 
 import (
@@ -119,7 +120,7 @@ func phasesFor(direction string) []string {
 }
 
 // Run dry-runs migrations on the database db and returns the report. See the package doc.
-func Run(ctx context.Context, db Beginner, registry *hooks.Registry, info RunInfo, migrations []contract.Migration, opts Options) (*Report, error) {
+func Run(ctx context.Context, db Beginner, registry *hooks.Registry, info RunInfo, migrations []contract.Migration, opts Options) (*contract.DryRunReport, error) {
 	opts = opts.withDefaults()
 	if info.Direction == "" {
 		info.Direction = contract.DirectionUp
@@ -128,9 +129,9 @@ func Run(ctx context.Context, db Beginner, registry *hooks.Registry, info RunInf
 		return nil, fmt.Errorf("%w: %q", ErrInvalidDirection, info.Direction)
 	}
 	start := time.Now()
-	rep := &Report{
+	rep := &contract.DryRunReport{
 		Run: info.Run, RequestID: info.RequestID, Target: info.Target, Direction: info.Direction,
-		Migrations: []MigrationReport{}, Warnings: []Warning{},
+		Migrations: []contract.DryRunMigrationReport{}, Warnings: []contract.DryRunWarning{},
 	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
@@ -171,7 +172,7 @@ type runner struct {
 	registry   *hooks.Registry
 	info       RunInfo
 	opts       Options
-	rep        *Report
+	rep        *contract.DryRunReport
 	versionNum int
 	stats      *hooks.Stats
 }
@@ -194,7 +195,7 @@ func (r *runner) setup(ctx context.Context) error {
 	return nil
 }
 
-func (r *runner) warn(w Warning) { r.rep.Warnings = append(r.rep.Warnings, w) }
+func (r *runner) warn(w contract.DryRunWarning) { r.rep.Warnings = append(r.rep.Warnings, w) }
 
 // migration dry-runs one migration. ok is false when the migration failed; err is set when the
 // dry-run itself cannot go on.
@@ -203,7 +204,7 @@ func (r *runner) migration(ctx context.Context, m contract.Migration) (ok bool, 
 	log := r.opts.Logger
 	log.InfoContext(ctx, hooks.MsgDryRunStart, "migration", id, "version", m.Version)
 	start := time.Now()
-	mr := MigrationReport{Version: m.Version, Name: m.Name, Phases: []PhaseReport{}}
+	mr := contract.DryRunMigrationReport{Version: m.Version, Name: m.Name, Phases: []contract.DryRunPhaseReport{}}
 	defer func() {
 		mr.DurationMS = ms(time.Since(start))
 		mr.Success = ok && err == nil
@@ -224,7 +225,7 @@ func (r *runner) migration(ctx context.Context, m contract.Migration) (ok bool, 
 		return false, nil
 	}
 	for _, phase := range phasesFor(r.info.Direction) {
-		pr := PhaseReport{Phase: phase}
+		pr := contract.DryRunPhaseReport{Phase: phase}
 		pstart := time.Now()
 		sp, err := r.tx.Begin(ctx)
 		if err != nil {
@@ -263,14 +264,14 @@ func (r *runner) migration(ctx context.Context, m contract.Migration) (ok bool, 
 // pendingHold is a large-table ACCESS EXCLUSIVE warning whose hold time is known at the end
 // of the phase.
 type pendingHold struct {
-	warning Warning
+	warning contract.DryRunWarning
 	since   time.Time
 }
 
 // measured is what measure found around one statement or hook.
 type measured struct {
 	change
-	tables  []TableStat
+	tables  []contract.DryRunTableStat
 	before  *snapshot
 	started time.Time
 }
@@ -315,7 +316,7 @@ func (r *runner) measure(ctx context.Context, tx pgx.Tx, sql string, bare bool, 
 }
 
 // lockWarnings returns the warnings about the locks and rewrites of one measured step.
-func (r *runner) lockWarnings(base Warning, m measured) []pendingHold {
+func (r *runner) lockWarnings(base contract.DryRunWarning, m measured) []pendingHold {
 	var holds []pendingHold
 	for _, t := range m.tables {
 		if t.Bytes <= r.opts.LargeTable {
@@ -328,7 +329,7 @@ func (r *runner) lockWarnings(base Warning, m measured) []pendingHold {
 			for _, mode := range modes {
 				if mode == "AccessExclusiveLock" {
 					w := base
-					w.Severity, w.Code = SeverityWarning, CodeAccessExclusiveLarge
+					w.Severity, w.Code = contract.DryRunSeverityWarning, contract.DryRunCodeAccessExclusiveLarge
 					w.Message = fmt.Sprintf("ACCESS EXCLUSIVE lock on %s (%s, about %d rows): reads and writes wait",
 						t.Name, humanBytes(t.Bytes), t.EstimatedRows)
 					holds = append(holds, pendingHold{warning: w, since: m.started})
@@ -338,14 +339,14 @@ func (r *runner) lockWarnings(base Warning, m measured) []pendingHold {
 	}
 	for _, name := range m.rewrites {
 		w := base
-		w.Severity, w.Code = SeverityWarning, CodeTableRewrite
+		w.Severity, w.Code = contract.DryRunSeverityWarning, contract.DryRunCodeTableRewrite
 		w.Message = fmt.Sprintf("table %s is rewritten (its storage replaced) under an exclusive lock", name)
 		r.warn(w)
 	}
 	return holds
 }
 
-func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *PhaseReport) (failure string, holds []pendingHold, err error) {
+func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *contract.DryRunPhaseReport) (failure string, holds []pendingHold, err error) {
 	script := m.UpSQL
 	if r.info.Direction == contract.DirectionDown {
 		script = m.DownSQL
@@ -360,13 +361,13 @@ func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *P
 	id := m.ID()
 	r.enumWarnings(id, stmts)
 	for _, s := range stmts {
-		sr := StatementReport{Line: s.Line, SQL: s.Summary()}
-		base := Warning{Migration: id, Phase: contract.PhaseDDL, Line: s.Line}
+		sr := contract.DryRunStatementReport{Line: s.Line, SQL: s.Summary()}
+		base := contract.DryRunWarning{Migration: id, Phase: contract.PhaseDDL, Line: s.Line}
 		switch s.Class {
 		case sqlscript.NonTransactional:
 			sr.Skipped = s.Reason + "; cannot run inside a transaction block; not executed"
 			w := base
-			w.Severity, w.Code = SeverityWarning, CodeNotTransactional
+			w.Severity, w.Code = contract.DryRunSeverityWarning, contract.DryRunCodeNotTransactional
 			w.Message = fmt.Sprintf("line %d: %s: not executed by the dry-run (%s)", s.Line, s.Summary(), s.Reason)
 			r.warn(w)
 			pr.Statements = append(pr.Statements, sr)
@@ -374,7 +375,7 @@ func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *P
 		case sqlscript.TxControl:
 			sr.Error = "transaction control is not allowed in a migration: " + s.Reason
 			w := base
-			w.Severity, w.Code = SeverityError, CodeTxControl
+			w.Severity, w.Code = contract.DryRunSeverityError, contract.DryRunCodeTxControl
 			w.Message = fmt.Sprintf("line %d: %s: refused (%s)", s.Line, s.Summary(), s.Reason)
 			r.warn(w)
 			pr.Statements = append(pr.Statements, sr)
@@ -396,7 +397,7 @@ func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *P
 				if msg, berr := findBlocker(ctx, tx, s.SQL, mm.before); berr == nil && msg != "" {
 					sr.Error += ": " + msg
 					w := base
-					w.Severity, w.Code, w.Message = SeverityError, CodeLockTimeout, fmt.Sprintf("line %d: %s", s.Line, msg)
+					w.Severity, w.Code, w.Message = contract.DryRunSeverityError, contract.DryRunCodeLockTimeout, fmt.Sprintf("line %d: %s", s.Line, msg)
 					r.warn(w)
 				}
 			}
@@ -414,7 +415,7 @@ func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *P
 	return "", holds, nil
 }
 
-func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, phase string, planned []hooks.Planned, pr *PhaseReport) (failure string, holds []pendingHold, err error) {
+func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, phase string, planned []hooks.Planned, pr *contract.DryRunPhaseReport) (failure string, holds []pendingHold, err error) {
 	ex := &hooks.Executor{} // its per-phase records would count one hook per call: discarded
 	info := hooks.PhaseInfo{
 		TargetDSN: r.info.TargetDSN, TargetSchema: r.info.Schema, Run: r.info.Run,
@@ -422,8 +423,8 @@ func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, pha
 		Version: m.Version, Phase: phase, Attempt: 1,
 	}
 	for _, p := range planned {
-		hr := HookReport{Name: p.Spec.Name, Hook: p.Spec.Hook}
-		base := Warning{Migration: m.ID(), Phase: phase, Hook: p.Spec.Name}
+		hr := contract.DryRunHookReport{Name: p.Spec.Name, Hook: p.Spec.Hook}
+		base := contract.DryRunWarning{Migration: m.ID(), Phase: phase, Hook: p.Spec.Name}
 		if !p.Def.Transactional {
 			why := "the hook does not run inside the migration transaction, so it cannot be rolled back"
 			if p.Def.Description != "" {
@@ -431,7 +432,7 @@ func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, pha
 			}
 			hr.Skipped = "not executed: " + why
 			w := base
-			w.Severity, w.Code = SeverityInfo, CodeHookNotExecuted
+			w.Severity, w.Code = contract.DryRunSeverityInfo, contract.DryRunCodeHookNotExecuted
 			w.Message = fmt.Sprintf("hook %s (%s) not executed: %s", p.Spec.Name, p.Spec.Hook, why)
 			r.warn(w)
 			pr.Hooks = append(pr.Hooks, hr)

@@ -46,10 +46,15 @@ func mig(version, up string, hs ...contract.HookSpec) contract.Migration {
 	return contract.Migration{Version: version, Name: "m" + version, UpSQL: up, Checksum: contract.Checksum(up), Hooks: hs}
 }
 
-func (b *bundle) run(t *testing.T, opts dryrun.Options, ms ...contract.Migration) *dryrun.Report {
+func (b *bundle) run(t *testing.T, opts dryrun.Options, ms ...contract.Migration) *contract.DryRunReport {
 	t.Helper()
-	rep, err := dryrun.Run(context.Background(), b.conn, b.registry, dryrun.RunInfo{Run: "r1", Target: "default"}, ms, opts)
+	info := dryrun.RunInfo{Run: contract.RunID("default", "deploy-1"), RequestID: "deploy-1", Target: "default"}
+	rep, err := dryrun.Run(context.Background(), b.conn, b.registry, info, ms, opts)
 	require.NoError(t, err)
+	// Every report the engine produces is valid data for a dryrun.report event.
+	data, err := json.Marshal(rep)
+	require.NoError(t, err)
+	require.NoError(t, contract.ValidateDryRunReport(data), "%s", data)
 	return rep
 }
 
@@ -81,7 +86,7 @@ func fingerprint(t *testing.T, conn *pgx.Conn, tables ...string) string {
 	return sb.String()
 }
 
-func findStmt(t *testing.T, rep *dryrun.Report, prefix string) dryrun.StatementReport {
+func findStmt(t *testing.T, rep *contract.DryRunReport, prefix string) contract.DryRunStatementReport {
 	t.Helper()
 	for _, m := range rep.Migrations {
 		for _, p := range m.Phases {
@@ -93,10 +98,10 @@ func findStmt(t *testing.T, rep *dryrun.Report, prefix string) dryrun.StatementR
 		}
 	}
 	t.Fatalf("no statement %q in report", prefix)
-	return dryrun.StatementReport{}
+	return contract.DryRunStatementReport{}
 }
 
-func hasWarning(rep *dryrun.Report, code string) *dryrun.Warning {
+func hasWarning(rep *contract.DryRunReport, code string) *contract.DryRunWarning {
 	for i := range rep.Warnings {
 		if rep.Warnings[i].Code == code {
 			return &rep.Warnings[i]
@@ -147,7 +152,7 @@ func TestNothingLeftBehind(t *testing.T) {
 	require.Contains(t, findStmt(t, rep, "CREATE FUNCTION").Created, "f_total(integer) (function)")
 	require.Equal(t, int64(10), findStmt(t, rep, "DELETE FROM orders").Rows)
 
-	var hookRep *dryrun.HookReport
+	var hookRep *contract.DryRunHookReport
 	for _, p := range rep.Migrations[1].Phases {
 		for i := range p.Hooks {
 			if p.Hooks[i].Name == "backfill" {
@@ -157,7 +162,7 @@ func TestNothingLeftBehind(t *testing.T) {
 	}
 	require.NotNil(t, hookRep)
 	require.True(t, hookRep.Executed)
-	require.Contains(t, hookRep.Locks, dryrun.Lock{Relation: "users", Mode: "RowExclusiveLock"})
+	require.Contains(t, hookRep.Locks, contract.DryRunLock{Relation: "users", Mode: "RowExclusiveLock"})
 	require.Equal(t, []string{"before_validation", "before_ddl", "ddl", "after_ddl", "after_validation", "cleanup"},
 		phaseNames(rep.Migrations[0]))
 
@@ -167,7 +172,7 @@ func TestNothingLeftBehind(t *testing.T) {
 	require.Contains(t, string(data), `"statements"`)
 }
 
-func phaseNames(m dryrun.MigrationReport) []string {
+func phaseNames(m contract.DryRunMigrationReport) []string {
 	var out []string
 	for _, p := range m.Phases {
 		out = append(out, p.Phase)
@@ -206,19 +211,19 @@ func TestLocksAndRewrites(t *testing.T) {
 	require.True(t, rep.Success, "%+v", rep)
 
 	add := findStmt(t, rep, "ALTER TABLE users ADD COLUMN x")
-	require.Contains(t, add.Locks, dryrun.Lock{Relation: "users", Mode: "AccessExclusiveLock"})
+	require.Contains(t, add.Locks, contract.DryRunLock{Relation: "users", Mode: "AccessExclusiveLock"})
 	require.Empty(t, add.Rewrites)
 	require.Len(t, add.Tables, 1)
 	require.Equal(t, "users", add.Tables[0].Name)
 	require.Positive(t, add.Tables[0].Bytes)
 
 	idx := findStmt(t, rep, "CREATE INDEX users_n")
-	require.Contains(t, idx.Locks, dryrun.Lock{Relation: "users", Mode: "ShareLock"})
+	require.Contains(t, idx.Locks, contract.DryRunLock{Relation: "users", Mode: "ShareLock"})
 	require.Contains(t, idx.Created, "users_n (index)")
 
 	typ := findStmt(t, rep, "ALTER TABLE users ALTER COLUMN n TYPE bigint")
 	require.Equal(t, []string{"users"}, typ.Rewrites)
-	w := hasWarning(rep, dryrun.CodeTableRewrite)
+	w := hasWarning(rep, contract.DryRunCodeTableRewrite)
 	require.NotNil(t, w)
 	require.Equal(t, 3, w.Line)
 }
@@ -227,12 +232,12 @@ func TestLargeTableWarning(t *testing.T) {
 	t.Parallel()
 	b := setup(t, baseSchema)
 	rep := b.run(t, dryrun.Options{LargeTable: 1}, mig("0001", `ALTER TABLE users ADD COLUMN x int`))
-	w := hasWarning(rep, dryrun.CodeAccessExclusiveLarge)
+	w := hasWarning(rep, contract.DryRunCodeAccessExclusiveLarge)
 	require.NotNil(t, w)
 	require.Contains(t, w.Message, "users")
 	require.Contains(t, w.Message, "held")
 	rep = b.run(t, dryrun.Options{}, mig("0001", `ALTER TABLE users ADD COLUMN x int`))
-	require.Nil(t, hasWarning(rep, dryrun.CodeAccessExclusiveLarge))
+	require.Nil(t, hasWarning(rep, contract.DryRunCodeAccessExclusiveLarge))
 }
 
 func TestNonTransactionalAndTxControl(t *testing.T) {
@@ -244,14 +249,14 @@ func TestNonTransactionalAndTxControl(t *testing.T) {
 	st := findStmt(t, rep, "CREATE INDEX CONCURRENTLY")
 	require.False(t, st.Executed)
 	require.Contains(t, st.Skipped, "cannot run inside a transaction block; not executed")
-	w := hasWarning(rep, dryrun.CodeNotTransactional)
+	w := hasWarning(rep, contract.DryRunCodeNotTransactional)
 	require.NotNil(t, w)
 	require.Equal(t, 1, w.Line)
 	require.True(t, findStmt(t, rep, "ALTER TABLE users ADD COLUMN x").Executed)
 
 	rep = b.run(t, dryrun.Options{}, mig("0002", "CREATE TABLE z (id int);\nCOMMIT;"))
 	require.False(t, rep.Success)
-	require.NotNil(t, hasWarning(rep, dryrun.CodeTxControl))
+	require.NotNil(t, hasWarning(rep, contract.DryRunCodeTxControl))
 	require.Contains(t, rep.Migrations[0].Error, "line 2")
 	require.Equal(t, before, fingerprint(t, b.conn, "users"))
 }
@@ -266,7 +271,7 @@ func TestFullScanWarning(t *testing.T) {
 	require.True(t, rep.Success, "%+v", rep)
 	var lines []int
 	for _, w := range rep.Warnings {
-		if w.Code == dryrun.CodeFullScanUnderLock {
+		if w.Code == contract.DryRunCodeFullScanUnderLock {
 			lines = append(lines, w.Line)
 		}
 	}
@@ -277,7 +282,7 @@ func TestEnumValueUsedBeforeCommit(t *testing.T) {
 	t.Parallel()
 	b := setup(t, `CREATE TYPE mood AS ENUM ('sad'); CREATE TABLE p (m mood);`)
 	rep := b.run(t, dryrun.Options{}, mig("0001", "ALTER TYPE mood ADD VALUE 'happy';\nINSERT INTO p VALUES ('happy');"))
-	w := hasWarning(rep, dryrun.CodeEnumValueUsed)
+	w := hasWarning(rep, contract.DryRunCodeEnumValueUsed)
 	require.NotNil(t, w)
 	require.Equal(t, 2, w.Line)
 	require.False(t, rep.Success, "PostgreSQL refuses the use too")
@@ -303,7 +308,7 @@ func TestLockTimeoutNamesBlocker(t *testing.T) {
 	require.False(t, rep.Success)
 	st := findStmt(t, rep, "ALTER TABLE users")
 	require.Contains(t, st.Error, fmt.Sprintf("would wait for a lock held by pid %d running LOCK TABLE users IN ACCESS EXCLUSIVE MODE", pid))
-	require.NotNil(t, hasWarning(rep, dryrun.CodeLockTimeout))
+	require.NotNil(t, hasWarning(rep, contract.DryRunCodeLockTimeout))
 }
 
 func TestHooks(t *testing.T) {
@@ -328,7 +333,7 @@ func TestHooks(t *testing.T) {
 	require.False(t, ext.Executed)
 	require.Contains(t, ext.Skipped, "not executed")
 	require.Contains(t, ext.Skipped, "runs an external program")
-	require.NotNil(t, hasWarning(rep, dryrun.CodeHookNotExecuted))
+	require.NotNil(t, hasWarning(rep, contract.DryRunCodeHookNotExecuted))
 	last := rep.Migrations[0].Phases[len(rep.Migrations[0].Phases)-1]
 	require.Equal(t, contract.PhaseAfterValidation, last.Phase)
 	require.Contains(t, last.Hooks[0].Error, "t is empty")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/sqlscript"
 )
 
@@ -33,7 +34,7 @@ var strongLocks = map[string]bool{
 
 // scanWarning flags a statement that scans a non-empty table to validate a constraint while
 // holding a strong lock on it. It is a heuristic on the statement's text.
-func (r *runner) scanWarning(ctx context.Context, tx pgx.Tx, base Warning, s sqlscript.Statement, m measured) error {
+func (r *runner) scanWarning(ctx context.Context, tx pgx.Tx, base contract.DryRunWarning, s sqlscript.Statement, m measured) error {
 	if !alterTableRE.MatchString(s.SQL) {
 		return nil
 	}
@@ -66,7 +67,7 @@ func (r *runner) scanWarning(ctx context.Context, tx pgx.Tx, base Warning, s sql
 			continue
 		}
 		w := base
-		w.Severity, w.Code = SeverityWarning, CodeFullScanUnderLock
+		w.Severity, w.Code = contract.DryRunSeverityWarning, contract.DryRunCodeFullScanUnderLock
 		w.Message = fmt.Sprintf("line %d: %s holds a strong lock on %s while scanning it: %s", s.Line, s.Summary(), rel.name, what)
 		r.warn(w)
 	}
@@ -87,8 +88,8 @@ func (r *runner) enumWarnings(migration string, stmts []sqlscript.Statement) {
 			if !strings.Contains(later.SQL, literal) {
 				continue
 			}
-			r.warn(Warning{
-				Severity: SeverityError, Code: CodeEnumValueUsed, Migration: migration, Phase: "ddl", Line: later.Line,
+			r.warn(contract.DryRunWarning{
+				Severity: contract.DryRunSeverityError, Code: contract.DryRunCodeEnumValueUsed, Migration: migration, Phase: "ddl", Line: later.Line,
 				Message: fmt.Sprintf("line %d uses %s, added to %s at line %d in the same transaction: the new value cannot be used before it commits; move the ALTER TYPE ... ADD VALUE to an earlier migration",
 					later.Line, literal, sub[1], s.Line),
 			})

@@ -18,9 +18,6 @@ func (p *Pipeline) Check(req *contract.Request) error {
 	if _, err := p.cfg.Targets.Get(req.Target); err != nil {
 		return &contract.DecodeError{Code: contract.CodeUnknownTarget, Message: err.Error()}
 	}
-	if req.DryRun {
-		return &contract.DecodeError{Code: contract.CodeInvalidRequest, Message: "dry-run requests are not supported by this worker version yet"}
-	}
 	var problems []string
 	code := ""
 	for i := range req.Migrations {

@@ -169,15 +169,15 @@ func TestCheckReportsEveryProblem(t *testing.T) {
 	require.Contains(t, de.Message, `"nope"`)
 }
 
-func TestCheckRejectsDryRun(t *testing.T) {
+func TestCheckAcceptsDryRunAndStillChecksIt(t *testing.T) {
 	t.Parallel()
 	p := newCheckPipeline(t)
 	req := validRequest()
 	req.DryRun = true
+	require.NoError(t, p.Check(req))
+	req.Migrations[0].Hooks = append(req.Migrations[0].Hooks, contract.HookSpec{Phase: "after_ddl", Name: "x", Hook: "no_such_hook"})
 	de := checkErr(t, p, req)
-	require.Equal(t, contract.CodeInvalidRequest, de.Code)
-	require.Contains(t, de.Message, "dry-run")
-	require.Contains(t, de.Message, "not supported")
+	require.Equal(t, contract.CodeUnknownHook, de.Code)
 }
 
 func TestNewRequiresStoreTargetsRegistry(t *testing.T) {

@@ -142,6 +142,9 @@ func New(cfg *Config, workers *river.Workers) (*Pipeline, error) {
 	if err := river.AddWorkerSafely(workers, &phaseWorker{p: p}); err != nil {
 		return nil, err
 	}
+	if err := river.AddWorkerSafely(workers, &dryRunWorker{p: p}); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -227,8 +230,11 @@ func (p *Pipeline) followUp(ctx context.Context, client *river.Client[pgx.Tx], t
 		p.cfg.Observer.RunFinished(status)
 		return p.admitNext(ctx, client, tx, rc.row.Target)
 	}
-	_, err := client.InsertTx(ctx, tx, PhaseArgs{RunID: rc.row.ID, Version: to.Version, Phase: to.Phase},
-		&river.InsertOpts{Queue: p.cfg.Queue, MaxAttempts: p.cfg.MaxAttempts + 1})
+	var args river.JobArgs = PhaseArgs{RunID: rc.row.ID, Version: to.Version, Phase: to.Phase}
+	if to == dryRunStep {
+		args = DryRunArgs{RunID: rc.row.ID}
+	}
+	_, err := client.InsertTx(ctx, tx, args, &river.InsertOpts{Queue: p.cfg.Queue, MaxAttempts: p.cfg.MaxAttempts + 1})
 	return err
 }
 

@@ -98,6 +98,11 @@ func (w *runStartWorker) Work(ctx context.Context, job *river.Job[RunStartArgs])
 		if len(plan.Forced) > 0 {
 			started.Message += fmt.Sprintf("; accepted changed checksums of %s (force)", strings.Join(plan.Forced, ", "))
 		}
+		if rc.req.DryRun {
+			started.Message = "dry-run: " + started.Message
+			log.Info("dry-run started", "plan", plan.Versions, "direction", plan.Direction)
+			return p.advancePlanned(ctx, client, tx, rc, unplanned, dryRunStep, "", plan.Versions, started)
+		}
 		first := FirstStep(plan.Direction, plan.Versions)
 		m, err := rc.migration(first.Version)
 		if err != nil {
@@ -210,7 +215,7 @@ func (p *Pipeline) plan(ctx context.Context, t *target.Target, rc *runContext) (
 			return nil, &planError{code: code, msg: fmt.Sprintf("migration %s: %v", m.ID(), err)}
 		}
 	}
-	if len(forced) > 0 && len(plan.Versions) > 0 {
+	if len(forced) > 0 && len(plan.Versions) > 0 && !req.DryRun { // a dry-run changes nothing
 		tx, err := pool.Begin(ctx)
 		if err != nil {
 			return nil, err

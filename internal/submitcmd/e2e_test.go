@@ -153,11 +153,65 @@ func TestE2ERejectedExit3(t *testing.T) {
 	r := submit(t, dir, "--nats-url", url, "--wait", "--timeout", "30s", "--target", "nope")
 	require.Equal(t, ExitRejected, r.code, r)
 	require.Contains(t, r.stdout, "run rejected (unknown_target): unknown target \"nope\"", r)
+}
 
-	// --dry-run is passed through; this worker version rejects dry-runs.
-	r = submit(t, dir, "--nats-url", url, "--wait", "--timeout", "30s", "--dry-run")
-	require.Equal(t, ExitRejected, r.code, r)
-	require.Contains(t, r.stdout, "run rejected (invalid_request): dry-run", r)
+func TestE2EDryRun(t *testing.T) {
+	t.Parallel()
+	url := startWorker(t)
+	dir := usersDir(t)
+
+	// A clean dry-run: the report as tables, exit 0, and nothing applied (the real run after
+	// it creates the table again without complaint).
+	r := submit(t, dir, "--nats-url", url, "--wait", "--timeout", "30s", "--dry-run", "--id", "dry-1")
+	require.Equal(t, ExitOK, r.code, r)
+	for _, s := range []string{
+		"dry-run report (up): succeeded in ",
+		"✓ 001_create_users  ok  ",
+		"    LINE ", "users:AccessExclusive",
+		"created:  users (table), users_pkey (index)",
+		"    seed_users ",
+		"no warnings\n",
+		"run completed in ",
+	} {
+		require.Contains(t, r.stdout, s, r)
+	}
+
+	// A warning (a statement that cannot run in a transaction block): exit 0 under the default
+	// --fail-on error, 5 under --fail-on warning, the same with --json.
+	warned := writeDir(t, map[string]string{
+		"001_create_users.up.sql": "create table users (id int primary key);\n",
+		"002_index.up.sql":        "create index concurrently users_id on users (id);\n",
+	})
+	r = submit(t, warned, "--nats-url", url, "--wait", "--timeout", "30s", "--dry-run", "--id", "dry-2")
+	require.Equal(t, ExitOK, r.code, r)
+	require.Contains(t, r.stdout, "not_transactional [002_index ddl line 1]", r)
+	r = submit(t, warned, "--nats-url", url, "--wait", "--timeout", "30s", "--dry-run", "--id", "dry-3", "--fail-on", "warning")
+	require.Equal(t, ExitDryRunWarnings, r.code, r)
+	require.Contains(t, r.stderr, "the dry-run succeeded but found 1 warning at or above --fail-on=warning (exit 5)", r)
+	r = submit(t, warned, "--nats-url", url, "--wait", "--timeout", "30s", "--dry-run", "--id", "dry-4", "--fail-on", "warning", "--json")
+	require.Equal(t, ExitDryRunWarnings, r.code, r)
+	var report *contract.Event
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		ev, err := contract.DecodeEvent([]byte(line))
+		require.NoError(t, err, line)
+		if ev.Kind == contract.KindDryRunReport {
+			report = ev
+		}
+	}
+	require.NotNil(t, report, r)
+	require.NoError(t, contract.ValidateDryRunReport(report.Data), "the worker's report matches its schema")
+
+	// A failing statement: exit 1, whatever --fail-on says.
+	broken := writeDir(t, map[string]string{"001_broken.up.sql": "alter table nope add column x int;\n"})
+	r = submit(t, broken, "--nats-url", url, "--wait", "--timeout", "30s", "--dry-run", "--fail-on", "none")
+	require.Equal(t, ExitFailed, r.code, r)
+	require.Contains(t, r.stdout, "dry-run report (up): failed in ", r)
+	require.Contains(t, r.stdout, "✗ 001_broken  failed  ", r)
+	require.Contains(t, r.stderr, "the dry-run failed: 001_broken: ", r)
+
+	// Nothing of the dry-runs was applied.
+	r = submit(t, dir, "--nats-url", url, "--wait", "--timeout", "30s")
+	require.Equal(t, ExitOK, r.code, r)
 }
 
 func TestE2ESameIDFollowsTheExistingRun(t *testing.T) {

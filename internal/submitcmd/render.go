@@ -23,13 +23,18 @@ type RenderOptions struct {
 
 // Renderer writes a run's events as they arrive: a live display for a person, indented by
 // migration, phase and hook, or JSON lines. It drops repeated events (same id), which an
-// observer of the event stream may see. It is not safe for concurrent use.
+// observer of the event stream may see. A dryrun.report event is shown as tables (per
+// migration, phase, statement and hook, then the warnings by severity), and in either mode it
+// keeps the report, from which Verdict decides the exit code. It is not safe for concurrent
+// use.
 type Renderer struct {
 	w    io.Writer
 	opts RenderOptions
 	seen map[string]bool
 	last *contract.Event
 	err  error
+	// report is the dry-run report of the last dryrun.report event, for Verdict.
+	report *contract.DryRunReport
 
 	// The phase attempt being displayed. Its phase.started line waits for its first hook (or
 	// for anything else worth showing), so that phases without hooks stay out of the display.
@@ -81,6 +86,11 @@ func (r *Renderer) Render(ev *contract.Event) {
 		r.seen[ev.ID] = true
 	}
 	r.last = ev
+	if ev.Kind == contract.KindDryRunReport {
+		if rep, ok := decodeReport(ev.Data); ok {
+			r.report = rep
+		}
+	}
 	if r.opts.JSON {
 		b, err := json.Marshal(ev)
 		if err != nil {
@@ -177,16 +187,7 @@ func (r *Renderer) human(ev *contract.Event) {
 		r.line("    " + r.paint(ansiDim, "...") + " " + clean(fallback(ev.Hook, "backfill")) + ": " +
 			rows(ev.RowsAffected) + " so far" + suffix(", ", ev.Message))
 	case contract.KindDryRunReport:
-		head := "dry-run report"
-		if ev.Migration != "" {
-			head += " for " + migrationName(ev)
-		}
-		if ev.DurationMS > 0 || ev.RowsAffected > 0 {
-			head += ": " + rows(ev.RowsAffected) + " in " + duration(ev.DurationMS)
-		}
-		r.line(r.paint(ansiBold, head) + suffix("  ", ev.Message))
-		r.errorLine(ev.Error)
-		r.data("  ", ev.Data)
+		r.dryRunReport(ev)
 	default: // a kind this version does not know: show it plainly
 		r.line(clean(ev.Kind) + suffix(": ", ev.Message))
 		r.errorLine(ev.Error)
@@ -286,7 +287,7 @@ func (r *Renderer) data(indent string, raw json.RawMessage) {
 	if err := json.Indent(&b, raw, indent, "  "); err != nil {
 		return
 	}
-	r.line(indent + clean(b.String()))
+	r.block("", indent+clean(b.String())) // json.Indent indented the later lines already
 }
 
 // errorText renders an error object as "<code> (SQLSTATE <state>): <message>", leaving the

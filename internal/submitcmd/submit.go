@@ -35,8 +35,10 @@ import (
 const (
 	// ExitOK: the run completed (with --wait), or the request was published (without).
 	ExitOK = 0
-	// ExitFailed: the run failed (run.failed), or NATS could not be reached or the request
-	// could not be published, or following the run's events broke down.
+	// ExitFailed: the run failed (run.failed); for a dry-run, a statement or hook failed (the
+	// report's success is false). Also: NATS could not be reached, the request could not be
+	// published, following the run's events broke down, or a dry-run ended without a report
+	// to check --fail-on against.
 	ExitFailed = 1
 	// ExitUsage: bad flags or arguments, or a local validation error (unreadable or invalid
 	// migrations directory, a request the contract would reject, a request over 1 MiB).
@@ -46,6 +48,9 @@ const (
 	ExitRejected = 3
 	// ExitTimeout: --timeout passed before the run's final event.
 	ExitTimeout = 4
+	// ExitDryRunWarnings: the dry-run succeeded but its report has a warning at or above
+	// --fail-on (default: error).
+	ExitDryRunWarnings = 5
 	// ExitInterrupted: interrupted (SIGINT or SIGTERM) while waiting; the run goes on.
 	ExitInterrupted = 130
 )
@@ -77,18 +82,30 @@ Without --wait, submit prints the run id and how to follow it, and exits once th
 stored. With --wait it follows the run's events (confiture.events.<target>.<run>.>) with a live
 display, or with --json one event per line, exactly as published, until the run ends.
 
+With --dry-run the worker runs every pending migration for real (transactional hooks and DDL)
+inside one transaction, measures each statement and hook (time, rows, locks, table rewrites),
+then rolls everything back. With --wait the report is shown as tables: per migration, phase,
+statement and hook, then the warnings grouped by severity (error, warning, info); with --json
+it is the data of the dryrun.report event. --fail-on chooses which warnings fail the command:
+"error" (the default), "warning" (warnings and errors), or "none". See docs/DRY_RUN.md.
+
 Exit codes:
-  0    the run completed (with --wait), or the request was published (without --wait)
-  1    the run failed (run.failed); or NATS could not be reached or the request not published
+  0    the run completed (with --wait), or the request was published (without --wait); for a
+       dry-run: it succeeded with no warning at or above --fail-on
+  1    the run failed (run.failed); for a dry-run: a statement or hook failed, or no report
+       arrived to check --fail-on against; or NATS could not be reached or the request not
+       published
   2    usage error or local validation error (bad flags, unreadable or invalid directory, a
        request the contract rejects or one over 1 MiB); nothing was published
   3    the worker rejected the request (run.rejected)
   4    timed out waiting for the run to end (--timeout); the run may still be going on
+  5    dry-run succeeded but found warnings at or above --fail-on
   130  interrupted while waiting; the run goes on in the worker`
 
 const examples = `  submit ./migrations --wait
   submit ./migrations --id deploy-42 --target orders --wait --json
-  submit ./migrations --direction down --to 20240101000000 --wait`
+  submit ./migrations --direction down --to 20240101000000 --wait
+  submit ./migrations --dry-run --wait --fail-on warning`
 
 // exitError ends the command with an exit code; its message (if any) is already printed.
 type exitError struct{ code int }
@@ -151,6 +168,7 @@ type options struct {
 	wait        bool
 	json        bool
 	timeout     time.Duration
+	failOn      string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) int {
@@ -191,6 +209,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	f.BoolVar(&o.wait, "wait", false, "follow the run's events until it ends; the exit code then tells how it ended")
 	f.BoolVar(&o.json, "json", false, "with --wait: print each event as one JSON line on stdout instead of the live display")
 	f.DurationVar(&o.timeout, "timeout", DefaultTimeout, "with --wait: how long to wait for the run to end")
+	f.StringVar(&o.failOn, "fail-on", DefaultFailOn, "with --dry-run --wait: exit 5 when the report has a warning of this severity or graver: warning, error or none")
 
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
@@ -248,6 +267,12 @@ func (s *submitter) run(ctx context.Context) error {
 	}
 	if o.json && !o.wait {
 		return s.usage("--json applies to the events that --wait follows: add --wait, or drop --json")
+	}
+	if !validFailOn(o.failOn) {
+		return s.usage("--fail-on must be warning, error or none, got %q", o.failOn)
+	}
+	if s.cmd.Flags().Changed("fail-on") && (!o.dryRun || !o.wait) {
+		return s.usage("--fail-on applies to the report of a dry-run that submit follows: add --dry-run --wait, or drop --fail-on")
 	}
 	if o.id == "" {
 		o.id = generateID(s.env.now())
@@ -398,14 +423,18 @@ func (s *submitter) wait(ctx context.Context, c *client.Client, req *contract.Re
 		s.errorf("following run %s: %s", run, s.redact(err.Error()))
 		return exit(ExitFailed)
 	}
-	switch final.Kind {
-	case contract.KindRunCompleted:
-		return nil
-	case contract.KindRunRejected:
-		return exit(ExitRejected)
-	default:
-		return exit(ExitFailed)
+	code, reason := r.Verdict(final, o.dryRun, o.failOn)
+	if reason != "" {
+		if code == ExitOK {
+			s.info("%s", reason)
+		} else {
+			s.errorf("%s (exit %d)", reason, code)
+		}
 	}
+	if code == ExitOK {
+		return nil
+	}
+	return exit(code)
 }
 
 // describe names an event for a message: its kind and what it is about.

@@ -96,7 +96,7 @@ func TestHelpListsExitCodes(t *testing.T) {
 	t.Parallel()
 	r := submit(t, "--help")
 	require.Equal(t, ExitOK, r.code, r)
-	for _, s := range []string{"submit DIR", "Exit codes:", "3    the worker rejected", "4    timed out", "--dry-run", "--requested-by", "CONFITURE_NATS_URL"} {
+	for _, s := range []string{"submit DIR", "Exit codes:", "3    the worker rejected", "4    timed out", "5    dry-run succeeded but found warnings at or above --fail-on", "--fail-on", "--dry-run", "--requested-by", "CONFITURE_NATS_URL"} {
 		require.Contains(t, r.stdout, s)
 	}
 }

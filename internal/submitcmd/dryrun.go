@@ -1,0 +1,420 @@
+package submitcmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+)
+
+// Values of --fail-on: the lowest warning severity of a dry-run report that makes submit exit
+// with ExitDryRunWarnings.
+const (
+	FailOnWarning = "warning"
+	FailOnError   = "error"
+	FailOnNone    = "none"
+	// DefaultFailOn is the default of --fail-on.
+	DefaultFailOn = FailOnError
+)
+
+// failOnValues lists the values --fail-on accepts.
+var failOnValues = []string{FailOnWarning, FailOnError, FailOnNone}
+
+func validFailOn(v string) bool {
+	for _, f := range failOnValues {
+		if v == f {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeReport reads the data of a dryrun.report event. It is lenient, so that a report of a
+// newer worker (with fields this version does not know) still counts; ok is false when the data
+// is not a report at all.
+func decodeReport(raw json.RawMessage) (*contract.DryRunReport, bool) {
+	if len(raw) == 0 {
+		return nil, false
+	}
+	var rep contract.DryRunReport
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return nil, false
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return nil, false
+	}
+	if _, has := probe["success"]; !has {
+		return nil, false
+	}
+	return &rep, true
+}
+
+// atOrAbove reports whether a warning of severity sev reaches the --fail-on threshold. A
+// severity this version does not know counts as an error: a gate fails closed.
+func atOrAbove(sev, failOn string) bool {
+	if failOn == FailOnNone {
+		return false
+	}
+	rank := contract.DryRunSeverityRank(sev)
+	if rank < 0 {
+		rank = contract.DryRunSeverityRank(contract.DryRunSeverityError)
+	}
+	return rank >= contract.DryRunSeverityRank(failOn)
+}
+
+// Verdict decides submit's exit code once a followed run has ended with the event final, from
+// that event and, when one was seen, the run's dry-run report. reason says why for a person;
+// it is empty when the final event says it all.
+//
+//   - run.rejected: ExitRejected.
+//   - a report with success false, or run.failed: ExitFailed.
+//   - a successful report with a warning at or above failOn: ExitDryRunWarnings.
+//   - otherwise ExitOK; but when a dry-run was asked for (dryRun) and failOn is not "none",
+//     a run that ends without a report is ExitFailed: --fail-on could not be checked.
+func (r *Renderer) Verdict(final *contract.Event, dryRun bool, failOn string) (code int, reason string) {
+	if final == nil {
+		return ExitFailed, "the run's final event was not received"
+	}
+	rep := r.report
+	switch {
+	case final.Kind == contract.KindRunRejected:
+		return ExitRejected, ""
+	case rep != nil && !rep.Success:
+		return ExitFailed, "the dry-run failed: " + firstFailure(rep) + "; everything was rolled back"
+	case final.Kind != contract.KindRunCompleted:
+		return ExitFailed, ""
+	case rep == nil && dryRun && failOn != FailOnNone:
+		return ExitFailed, "the run ended without a dryrun.report event, so --fail-on=" + failOn + " could not be checked"
+	case rep == nil:
+		return ExitOK, ""
+	}
+	var n int
+	for _, w := range rep.Warnings {
+		if atOrAbove(w.Severity, failOn) {
+			n++
+		}
+	}
+	if n > 0 {
+		return ExitDryRunWarnings, fmt.Sprintf("the dry-run succeeded but found %s at or above --fail-on=%s", count(n, "warning"), failOn)
+	}
+	return ExitOK, ""
+}
+
+// Report returns the dry-run report of the last dryrun.report event rendered, or nil.
+func (r *Renderer) Report() *contract.DryRunReport { return r.report }
+
+// firstFailure is the error of the first migration that failed.
+func firstFailure(rep *contract.DryRunReport) string {
+	for i := range rep.Migrations {
+		m := &rep.Migrations[i]
+		if !m.Success {
+			return clean(m.ID() + ": " + fallback(m.Error, "failed"))
+		}
+	}
+	return "a statement or hook failed"
+}
+
+// dryRunReport renders a dryrun.report event: the report as tables, or, when the data is not a
+// report this version can read, the data as indented JSON.
+func (r *Renderer) dryRunReport(ev *contract.Event) {
+	rep, ok := decodeReport(ev.Data)
+	if !ok {
+		head := "dry-run report"
+		if ev.Migration != "" {
+			head += " for " + migrationName(ev)
+		}
+		if ev.DurationMS > 0 || ev.RowsAffected > 0 {
+			head += ": " + rows(ev.RowsAffected) + " in " + duration(ev.DurationMS)
+		}
+		r.line(r.paint(ansiBold, head) + suffix("  ", ev.Message))
+		r.errorLine(ev.Error)
+		r.data("  ", ev.Data)
+		return
+	}
+
+	status, color := "succeeded", ansiGreen
+	if !rep.Success {
+		status, color = "failed", ansiRed
+	}
+	head := fmt.Sprintf("dry-run report (%s): %s in %s, %s, %s; everything was rolled back",
+		clean(fallback(rep.Direction, contract.DirectionUp)), r.paint(color, status), msDuration(rep.DurationMS),
+		count(len(rep.Migrations), "migration"), count(len(rep.Warnings), "warning"))
+	r.line(head)
+	for i := range rep.Migrations {
+		r.dryRunMigration(&rep.Migrations[i])
+	}
+	r.dryRunWarnings(rep.Warnings)
+}
+
+func (r *Renderer) dryRunMigration(m *contract.DryRunMigrationReport) {
+	mark, status := r.paint(ansiGreen, "✓"), "ok"
+	if !m.Success {
+		mark, status = r.paint(ansiRed, "✗"), r.paint(ansiRed, "failed")
+	}
+	r.line(mark + " " + r.paint(ansiBold, clean(m.ID())) + "  " + status + "  " + msDuration(m.DurationMS))
+	if m.Error != "" && !stepFailed(m) { // a failed step shows the error itself
+		r.block("         ", "  "+r.paint(ansiRed, "error:")+" "+clean(m.Error))
+	}
+	for i := range m.Phases {
+		p := &m.Phases[i]
+		if p.Phase != contract.PhaseDDL && len(p.Hooks) == 0 && len(p.Statements) == 0 {
+			continue // a hook phase without hooks: nothing to show
+		}
+		r.line("  " + pad(clean(p.Phase), phaseWidth) + "  " + msDuration(p.DurationMS))
+		if len(p.Statements) > 0 {
+			r.statements(p.Statements)
+		}
+		if len(p.Hooks) > 0 {
+			r.hooks(p.Hooks)
+		}
+	}
+}
+
+// stepFailed reports whether a statement or hook of m carries an error.
+func stepFailed(m *contract.DryRunMigrationReport) bool {
+	for _, p := range m.Phases {
+		for _, s := range p.Statements {
+			if s.Error != "" {
+				return true
+			}
+		}
+		for _, h := range p.Hooks {
+			if h.Error != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// A row of a statement or hook table: its cells, then detail lines shown under it.
+type tableRow struct {
+	cells   []string
+	details []string
+}
+
+// Indent of the tables under a phase, and of a row's detail lines.
+const (
+	tableIndent  = "    "
+	detailIndent = tableIndent + "    "
+)
+
+func (r *Renderer) statements(stmts []contract.DryRunStatementReport) {
+	header := []string{"LINE", "TIME", "ROWS", "LOCKS", "STATEMENT"}
+	var rowsOut []tableRow
+	for _, s := range stmts {
+		tm, n := msDuration(s.DurationMS), strconv.FormatInt(s.Rows, 10)
+		if !s.Executed {
+			n = "-"
+			if s.DurationMS == 0 {
+				tm = "-"
+			}
+		}
+		rowsOut = append(rowsOut, tableRow{
+			cells:   []string{strconv.Itoa(s.Line), tm, n, locks(s.Locks), clean(s.SQL)},
+			details: details(s.Rewrites, s.Created, s.Dropped, s.Tables, s.Skipped, s.Error),
+		})
+	}
+	r.table(header, []bool{true, true, true, false, false}, rowsOut)
+}
+
+func (r *Renderer) hooks(hs []contract.DryRunHookReport) {
+	header := []string{"HOOK", "TIME", "ROWS", "LOCKS", "TYPE"}
+	var rowsOut []tableRow
+	for _, h := range hs {
+		tm, n := msDuration(h.DurationMS), strconv.FormatInt(h.Rows, 10)
+		if !h.Executed {
+			n = "-"
+			if h.DurationMS == 0 {
+				tm = "-"
+			}
+		}
+		rowsOut = append(rowsOut, tableRow{
+			cells:   []string{clean(h.Name), tm, n, locks(h.Locks), clean(h.Hook)},
+			details: details(h.Rewrites, h.Created, h.Dropped, h.Tables, h.Skipped, h.Error),
+		})
+	}
+	r.table(header, []bool{false, true, true, false, false}, rowsOut)
+}
+
+// table writes a header and rows with aligned columns (right-aligned where right says so), the
+// last column unpadded, and each row's details indented under it.
+func (r *Renderer) table(header []string, right []bool, rowsOut []tableRow) {
+	widths := make([]int, len(header))
+	for i, h := range header {
+		widths[i] = len([]rune(h))
+	}
+	for _, row := range rowsOut {
+		for i, c := range row.cells {
+			if n := len([]rune(c)); n > widths[i] {
+				widths[i] = n
+			}
+		}
+	}
+	format := func(cells []string) string {
+		var b strings.Builder
+		b.WriteString(tableIndent)
+		for i, c := range cells {
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			switch {
+			case i == len(cells)-1:
+				b.WriteString(c)
+			case right[i]:
+				fmt.Fprintf(&b, "%*s", widths[i], c)
+			default:
+				fmt.Fprintf(&b, "%-*s", widths[i], c)
+			}
+		}
+		return b.String()
+	}
+	r.line(r.paint(ansiDim, format(header)))
+	for _, row := range rowsOut {
+		r.line(format(row.cells))
+		for _, d := range row.details {
+			r.block(detailIndent+"  ", detailIndent+d)
+		}
+	}
+}
+
+// details are the lines under a statement or hook: what it rewrote, created and dropped, the
+// tables it touched, why it was skipped, and its error.
+func details(rewrites, created, dropped []string, tables []contract.DryRunTableStat, skipped, errText string) []string {
+	var out []string
+	if len(rewrites) > 0 {
+		out = append(out, "rewrites: "+cleanJoin(rewrites))
+	}
+	if len(created) > 0 {
+		out = append(out, "created:  "+cleanJoin(created))
+	}
+	if len(dropped) > 0 {
+		out = append(out, "dropped:  "+cleanJoin(dropped))
+	}
+	if len(tables) > 0 {
+		parts := make([]string, len(tables))
+		for i, t := range tables {
+			parts[i] = fmt.Sprintf("%s (%s, ~%s)", clean(t.Name), sizeText(t.Bytes), rows(t.EstimatedRows))
+		}
+		out = append(out, "tables:   "+strings.Join(parts, ", "))
+	}
+	if skipped != "" {
+		out = append(out, "skipped:  "+clean(skipped))
+	}
+	if errText != "" {
+		out = append(out, "error:    "+clean(errText))
+	}
+	return out
+}
+
+// locks renders locks shortly: "relation:Mode" with pg_locks' "Lock" suffix dropped.
+func locks(ls []contract.DryRunLock) string {
+	if len(ls) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(ls))
+	for i, l := range ls {
+		parts[i] = clean(l.Relation) + ":" + clean(strings.TrimSuffix(l.Mode, "Lock"))
+	}
+	return strings.Join(parts, " ")
+}
+
+// severityOrder lists the warning groups, gravest first.
+var severityOrder = []string{contract.DryRunSeverityError, contract.DryRunSeverityWarning, contract.DryRunSeverityInfo}
+
+func (r *Renderer) dryRunWarnings(ws []contract.DryRunWarning) {
+	if len(ws) == 0 {
+		r.line("no warnings")
+		return
+	}
+	groups := map[string][]contract.DryRunWarning{}
+	order := append([]string(nil), severityOrder...)
+	for _, w := range ws {
+		if _, known := groups[w.Severity]; !known && contract.DryRunSeverityRank(w.Severity) < 0 {
+			order = append(order, w.Severity) // unknown severities last, in order of appearance
+		}
+		groups[w.Severity] = append(groups[w.Severity], w)
+	}
+	r.line(r.paint(ansiBold, "warnings"))
+	for _, sev := range order {
+		g := groups[sev]
+		if len(g) == 0 {
+			continue
+		}
+		color := ""
+		switch sev {
+		case contract.DryRunSeverityError:
+			color = ansiRed
+		case contract.DryRunSeverityWarning:
+			color = ansiYellow
+		}
+		r.line("  " + r.paint(color, clean(fallback(sev, "unknown"))) + fmt.Sprintf(" (%d)", len(g)))
+		for _, w := range g {
+			var where []string
+			if w.Migration != "" {
+				where = append(where, clean(w.Migration))
+			}
+			if w.Phase != "" {
+				where = append(where, clean(w.Phase))
+			}
+			if w.Line > 0 {
+				where = append(where, fmt.Sprintf("line %d", w.Line))
+			}
+			if w.Hook != "" {
+				where = append(where, "hook "+clean(w.Hook))
+			}
+			at := ""
+			if len(where) > 0 {
+				at = " [" + strings.Join(where, " ") + "]"
+			}
+			r.block("        ", "    "+clean(fallback(w.Code, "warning"))+at+": "+clean(w.Message))
+		}
+	}
+}
+
+func cleanJoin(ss []string) string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = clean(s)
+	}
+	return strings.Join(out, ", ")
+}
+
+// count is "1 warning", "3 warnings".
+func count(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// msDuration renders fractional milliseconds: 0.42ms, 7.5ms, 812ms, 1.2s.
+func msDuration(ms float64) string {
+	switch {
+	case ms < 0:
+		return "-"
+	case ms < 1:
+		return fmt.Sprintf("%.2fms", ms)
+	case ms < 10:
+		return fmt.Sprintf("%.1fms", ms)
+	default:
+		return duration(int64(ms + 0.5))
+	}
+}
+
+// sizeText renders bytes: 8.0 KiB, 500.0 MiB.
+func sizeText(b int64) string {
+	const unit = 1024
+	if b < unit {
+		return fmt.Sprintf("%d B", b)
+	}
+	div, exp := int64(unit), 0
+	for n := b / unit; n >= unit && exp < 5; n /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
+}

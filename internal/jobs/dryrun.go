@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -68,7 +69,7 @@ func (w *dryRunWorker) Work(ctx context.Context, job *river.Job[DryRunArgs]) err
 			report, err = dryrun.Run(ctx, pool, p.cfg.Registry, dryrun.RunInfo{
 				Run: rc.row.ID, RequestID: rc.row.RequestID, Target: rc.row.Target, Direction: rc.row.Direction,
 				Schema: t.Schema(), TargetDSN: t.DSN(),
-			}, migs, dryrun.Options{Logger: log})
+			}, migs, w.options(log))
 		}
 	}
 	if err != nil && job.Attempt < p.cfg.MaxAttempts {
@@ -129,4 +130,10 @@ func firstError(r *dryrun.Report) string {
 		}
 	}
 	return "the dry-run failed"
+}
+
+func (w *dryRunWorker) options(log *slog.Logger) dryrun.Options {
+	o := w.p.cfg.DryRun
+	o.Logger = log
+	return o
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/dryrun"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/queue"
@@ -63,6 +64,9 @@ type Config struct {
 	RetryBackoffMax time.Duration
 	// PhaseTimeout bounds one attempt of one phase. Defaults to 30m.
 	PhaseTimeout time.Duration
+	// DryRun holds the dry-run's options (lock timeout, large-table threshold). Defaults to
+	// dryrun's defaults.
+	DryRun dryrun.Options
 	// Queue is the River queue phase jobs go to. Defaults to river.QueueDefault.
 	Queue string
 	// Observer receives the pipeline's measurements (the worker's Prometheus metrics).

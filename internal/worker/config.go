@@ -78,6 +78,12 @@ type Config struct {
 	// FetchPollInterval is River's fallback poll when no notification arrives; it bounds how
 	// long a job can wait when its notification was throttled. Defaults to 100ms.
 	FetchPollInterval time.Duration `yaml:"fetch_poll_interval"`
+	// DryRunLockTimeout is the lock_timeout of a dry-run's transaction: a statement that waits
+	// longer is reported with the session that holds the lock. Defaults to 2s.
+	DryRunLockTimeout time.Duration `yaml:"dry_run_lock_timeout"`
+	// DryRunLargeTable is the size in bytes above which a dry-run warns about an ACCESS
+	// EXCLUSIVE lock. Defaults to 100 MiB.
+	DryRunLargeTable int64 `yaml:"dry_run_large_table"`
 	// HTTPAddr is where /metrics, /healthz, /readyz and River UI (/riverui/) are served.
 	// Defaults to 127.0.0.1:9090, or a free port when that one is taken; "off" disables the
 	// server. River UI has no authentication of its own: keep it on loopback or behind a proxy.

@@ -19,6 +19,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/confiture-io/confiture-worker/internal/bus"
+	"github.com/confiture-io/confiture-worker/internal/dryrun"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/intake"
 	"github.com/confiture-io/confiture-worker/internal/jobs"
@@ -128,6 +129,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		MaxAttempts: w.cfg.MaxAttempts, RetryBackoff: w.cfg.RetryBackoff,
 		RetryBackoffMax: w.cfg.RetryBackoffMax, PhaseTimeout: w.cfg.PhaseTimeout, Fault: w.cfg.Fault,
 		Observer: w.cfg.Metrics,
+		DryRun:   dryrun.Options{LockTimeout: w.cfg.DryRunLockTimeout, LargeTable: w.cfg.DryRunLargeTable},
 	}, workers)
 	if err != nil {
 		return err

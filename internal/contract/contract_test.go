@@ -353,45 +353,6 @@ func requireTypeMatchesSchema(t *testing.T, name string, typ reflect.Type, doc, 
 	}
 }
 
-func TestSchemasDocumentEveryField(t *testing.T) {
-	t.Parallel()
-	for file, id := range map[string]string{RequestSchemaFile: RequestSchemaURL, EventSchemaFile: EventSchemaURL, DryRunReportSchemaFile: DryRunReportSchemaURL} {
-		doc := loadSchema(t, file)
-		require.Equal(t, "https://json-schema.org/draft/2020-12/schema", doc["$schema"], file)
-		require.Equal(t, id, doc["$id"], file)
-		require.NotEmpty(t, doc["title"], file)
-		require.NotEmpty(t, doc["description"], file)
-		for name, d := range doc["$defs"].(map[string]any) {
-			require.NotEmpty(t, d.(map[string]any)["description"], "%s $defs/%s", file, name)
-		}
-		var walk func(path string, node any)
-		walk = func(path string, node any) {
-			switch n := node.(type) {
-			case map[string]any:
-				if props, ok := n["properties"].(map[string]any); ok {
-					require.Equal(t, false, n["additionalProperties"], "%s%s: additionalProperties must be false", file, path)
-					for name, p := range props {
-						desc, _ := p.(map[string]any)["description"].(string)
-						require.NotEmpty(t, desc, "%s%s/properties/%s has no description", file, path, name)
-					}
-				}
-				if n["type"] == "object" && n["properties"] == nil && path != "" {
-					// free-form objects (params, data) are the only ones without properties
-					require.Contains(t, []string{"/properties/params", "/properties/data"}, path[strings.LastIndex(path, "/properties/"):], "%s%s", file, path)
-				}
-				for k, v := range n {
-					walk(path+"/"+k, v)
-				}
-			case []any:
-				for i, v := range n {
-					walk(path+"/"+strconv.Itoa(i), v)
-				}
-			}
-		}
-		walk("", doc)
-	}
-}
-
 // goConstants returns the string constants of contract.go whose name starts with prefix.
 func goConstants(t testing.TB, prefix string) []string {
 	t.Helper()

@@ -154,6 +154,15 @@ func diff(before, after *snapshot, sql string) change {
 		if before.locks[k] {
 			continue
 		}
+		_, existed := before.relations[k.oid]
+		_, exists := after.relations[k.oid]
+		if !existed && !exists {
+			// A relation in no user schema before or after the step: one PostgreSQL made and
+			// dropped inside it (the new heap of a table rewrite, the temporary tables of
+			// REFRESH MATERIALIZED VIEW CONCURRENTLY) or the TOAST table of a table it
+			// dropped. Its lock is an implementation detail; the user's table has its own.
+			continue
+		}
 		n, kind := name(k.oid)
 		c.locks = append(c.locks, contract.DryRunLock{Relation: n, Mode: k.mode})
 		c.lockOIDs[k.oid] = append(c.lockOIDs[k.oid], k.mode)

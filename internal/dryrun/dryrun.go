@@ -365,10 +365,23 @@ func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *c
 		base := contract.DryRunWarning{Migration: id, Phase: contract.PhaseDDL, Line: s.Line}
 		switch s.Class {
 		case sqlscript.NonTransactional:
-			sr.Skipped = s.Reason + "; cannot run inside a transaction block; not executed"
+			why := s.Reason
+			if !strings.Contains(why, "inside a transaction block") {
+				why += "; cannot run inside a transaction block"
+			}
+			sr.Skipped = why + "; not executed"
 			w := base
 			w.Severity, w.Code = contract.DryRunSeverityWarning, contract.DryRunCodeNotTransactional
 			w.Message = fmt.Sprintf("line %d: %s: not executed by the dry-run (%s)", s.Line, s.Summary(), s.Reason)
+			// Its locks cannot be measured: say what the documentation says it takes.
+			lock, err := nonTxLock(ctx, tx, s.SQL)
+			if err != nil {
+				return "", nil, err
+			}
+			if lock != "" {
+				sr.Skipped += "; per the PostgreSQL documentation it would take " + lock
+				w.Message += "; it would take " + lock
+			}
 			r.warn(w)
 			pr.Statements = append(pr.Statements, sr)
 			continue

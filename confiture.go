@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/confiture-io/confiture-worker/internal/builtin"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/workercmd"
 )
@@ -179,7 +180,7 @@ func (r *registry) register(def Definition, source string) error {
 	// The hooks package's own checks (name, phases, schema), against the built-in hooks so that
 	// a clash with one of them is reported here, at init, rather than at start-up.
 	check := hooks.NewRegistry()
-	if err := hooks.RegisterBuiltins(check); err != nil {
+	if err := builtin.Register(check); err != nil {
 		return fmt.Errorf("confiture: %w", err)
 	}
 	if err := check.Register(toInternal(def, source)); err != nil {

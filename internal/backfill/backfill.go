@@ -31,6 +31,8 @@ type Checkpoint struct {
 	Batches int64 `json:"batches"`
 	// BatchSize is the size the next batch starts from.
 	BatchSize int `json:"batch_size"`
+	// ElapsedMS is the time spent so far, over every slice, pauses included.
+	ElapsedMS int64 `json:"elapsed_ms"`
 	// Done is set by the last batch.
 	Done bool `json:"done,omitempty"`
 }
@@ -316,6 +318,8 @@ func (h *Hook) runBatches(ctx context.Context, bc *hooks.BatchContext) (hooks.Ba
 		sliceRow int64
 		retries  int
 		lastHold time.Duration
+		// mark is where the time counted in the checkpoint's ElapsedMS ends.
+		mark = time.Now()
 	)
 	sz := &sizer{lo: h.p.MinBatchSize, hi: h.p.MaxBatchSize, target: ms(h.p.TargetBatchMS)}
 	for first := true; ; first = false {
@@ -378,7 +382,9 @@ func (h *Hook) runBatches(ctx context.Context, bc *hooks.BatchContext) (hooks.Ba
 			if err != nil {
 				return 0, false, 0, err
 			}
-			next := Checkpoint{After: upTo, Rows: cp.Rows + n, Batches: cp.Batches + 1, Done: upTo == nil}
+			added := time.Since(mark).Milliseconds()
+			next := Checkpoint{After: upTo, Rows: cp.Rows + n, Batches: cp.Batches + 1, Done: upTo == nil,
+				ElapsedMS: cp.ElapsedMS + added}
 			if upTo == nil {
 				next.After = cp.After
 			}
@@ -395,6 +401,7 @@ func (h *Hook) runBatches(ctx context.Context, bc *hooks.BatchContext) (hooks.Ba
 			}
 			hold = time.Since(start)
 			cp = next
+			mark = mark.Add(time.Duration(added) * time.Millisecond)
 			return n, next.Done, hold, nil
 		}()
 		if err != nil {
@@ -422,7 +429,7 @@ func (h *Hook) runBatches(ctx context.Context, bc *hooks.BatchContext) (hooks.Ba
 		sz.after(hold)
 		sliceRow += rows
 		if bc.Progress != nil {
-			bc.Progress(progress(cp, total, sz.size, sliceRow, time.Since(sliceAt), lastHold))
+			bc.Progress(progress(cp, total, sz.size, sliceRow, rows, time.Since(sliceAt), lastHold))
 		}
 		if done {
 			return h.finished(cp), st, nil
@@ -436,7 +443,7 @@ func (h *Hook) runBatches(ctx context.Context, bc *hooks.BatchContext) (hooks.Ba
 }
 
 func (h *Hook) finished(cp Checkpoint) hooks.BatchOutcome {
-	return hooks.BatchOutcome{Done: true, Rows: cp.Rows, Result: hooks.Result{
+	return hooks.BatchOutcome{Done: true, Rows: cp.Rows, Elapsed: time.Duration(cp.ElapsedMS) * time.Millisecond, Result: hooks.Result{
 		RowsAffected: cp.Rows,
 		Message:      fmt.Sprintf("backfilled %d row(s) of %s in %d batch(es)", cp.Rows, h.p.Table, cp.Batches),
 	}}
@@ -452,8 +459,8 @@ func (h *Hook) wait(sliceAt time.Time, rows int64) time.Duration {
 	return wait
 }
 
-func progress(cp Checkpoint, total int64, size int, sliceRows int64, elapsed, last time.Duration) hooks.BatchProgress {
-	p := hooks.BatchProgress{Rows: cp.Rows, EstimatedTotal: max(total, cp.Rows), BatchSize: size, LastBatch: last}
+func progress(cp Checkpoint, total int64, size int, sliceRows, lastRows int64, elapsed, last time.Duration) hooks.BatchProgress {
+	p := hooks.BatchProgress{Rows: cp.Rows, EstimatedTotal: max(total, cp.Rows), BatchSize: size, LastBatch: last, LastBatchRows: lastRows}
 	if cp.Done {
 		p.EstimatedTotal = cp.Rows
 	}

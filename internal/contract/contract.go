@@ -204,3 +204,20 @@ var runNamespace = uuid.MustParse("6f1c2b0e-5d1a-4c57-9a53-3f0c1e7d2a41")
 func RunID(target, requestID string) string {
 	return uuid.NewSHA1(runNamespace, []byte(target+"\x00"+requestID)).String()
 }
+
+// BackfillProgress is the data of a backfill.progress event. The event's rows_affected holds
+// Rows too.
+type BackfillProgress struct {
+	// Rows done so far.
+	Rows int64 `json:"rows"`
+	// EstimatedTotal is the planner's estimate of all the rows to do; 0 when unknown.
+	EstimatedTotal int64 `json:"estimated_total"`
+	// BatchSize is the size of the next batch, as adapted toward the target batch duration.
+	BatchSize int `json:"batch_size"`
+	// RowsPerSecond is the rate since the worker took the backfill up.
+	RowsPerSecond float64 `json:"rows_per_second"`
+	// ETAMS is the estimated time left, in milliseconds; 0 when unknown.
+	ETAMS int64 `json:"eta_ms"`
+	// LastBatchMS is how long the last batch held its transaction.
+	LastBatchMS float64 `json:"last_batch_ms"`
+}

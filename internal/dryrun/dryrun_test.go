@@ -16,6 +16,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/dryrun"
+	"github.com/confiture-io/confiture-worker/internal/builtin"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
@@ -38,7 +39,7 @@ func setup(t *testing.T, schema string) *bundle {
 		require.NoError(t, err)
 	}
 	reg := hooks.NewRegistry()
-	require.NoError(t, hooks.RegisterBuiltins(reg))
+	require.NoError(t, builtin.Register(reg))
 	return &bundle{dsn: dsn, conn: conn, registry: reg}
 }
 

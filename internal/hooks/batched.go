@@ -65,8 +65,9 @@ type BatchProgress struct {
 	RowsPerSecond float64
 	// ETA is the estimated time left; 0 when unknown.
 	ETA time.Duration
-	// LastBatch is how long the last batch held its transaction.
-	LastBatch time.Duration
+	// LastBatch is how long the last batch held its transaction, LastBatchRows what it did.
+	LastBatch     time.Duration
+	LastBatchRows int64
 }
 
 // BatchOutcome is what RunBatches returns.
@@ -77,4 +78,6 @@ type BatchOutcome struct {
 	Result Result
 	// Rows done so far, over every slice.
 	Rows int64
+	// Elapsed is the time spent on the hook so far, over every slice.
+	Elapsed time.Duration
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -69,6 +70,10 @@ type Config struct {
 	DryRun dryrun.Options
 	// Queue is the River queue phase jobs go to. Defaults to river.QueueDefault.
 	Queue string
+	// BackfillSlice is how long one job of a batched hook (a backfill) works before it gives
+	// its worker slot back and goes on in the next job slice. Defaults to a minute, and at most
+	// half of PhaseTimeout.
+	BackfillSlice time.Duration
 	// Observer receives the pipeline's measurements (the worker's Prometheus metrics).
 	// Defaults to none.
 	Observer Observer
@@ -91,6 +96,8 @@ type Observer interface {
 	PhaseRetried(phase string)
 	// RunFinished counts a run that ended: completed, failed or rejected.
 	RunFinished(status string)
+	// BackfillRows counts rows written by a batch of a batched hook.
+	BackfillRows(n int64)
 }
 
 type noObserver struct{}
@@ -99,6 +106,7 @@ func (noObserver) PhaseDone(string, string, time.Duration)        {}
 func (noObserver) HookDone(string, string, string, time.Duration) {}
 func (noObserver) PhaseRetried(string)                            {}
 func (noObserver) RunFinished(string)                             {}
+func (noObserver) BackfillRows(int64)                             {}
 
 func (c *Config) withDefaults() *Config {
 	out := *c
@@ -120,6 +128,12 @@ func (c *Config) withDefaults() *Config {
 	if out.PhaseTimeout == 0 {
 		out.PhaseTimeout = 30 * time.Minute
 	}
+	if out.BackfillSlice <= 0 {
+		out.BackfillSlice = time.Minute
+	}
+	if out.PhaseTimeout > 0 {
+		out.BackfillSlice = min(out.BackfillSlice, out.PhaseTimeout/2)
+	}
 	if out.Queue == "" {
 		out.Queue = river.QueueDefault
 	}
@@ -131,6 +145,8 @@ type Pipeline struct {
 	cfg    *Config
 	client *river.Client[pgx.Tx]
 	runs   *runCache
+	// progressSent holds when each running batched hook last reported progress.
+	progressSent sync.Map
 }
 
 // New returns a Pipeline and registers its workers in workers. Call SetClient with the River

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
@@ -120,10 +121,38 @@ func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error
 		// committed phase is found in the ledger then).
 		return fmt.Errorf("record phase start: %w", serr)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errSliceEnded):
+		// The batched hook's checkpoint is committed; the next slice goes on from it.
+		return river.JobSnooze(0)
+	case errors.Is(err, errPaused):
+		return p.pausePhase(ctx, job, rc, m, res, log)
+	case err != nil:
 		return p.failPhase(ctx, job, rc, m, res, err, log)
 	}
 	return p.completePhase(ctx, job, rc, m, res, log, prepared)
+}
+
+// pausePhase ends a phase job that an operator cancelled while its batched hook ran: the hook
+// stopped after its current batch, with its checkpoint. The run stays at this phase; retrying
+// the job (River UI) resumes the hook from the checkpoint.
+func (p *Pipeline) pausePhase(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, res *phaseResult, log *slog.Logger) error {
+	ctx, cancel := recordCtx(ctx)
+	defer cancel()
+	a := job.Args
+	h := hookOutcome{}
+	if n := len(res.hooks); n > 0 {
+		h = res.hooks[n-1]
+	}
+	ev := p.phaseEvent(rc, m, contract.KindHookFailed, a.Phase, job.Attempt, h.name, "paused", fmt.Sprint(h.rows))
+	ev.Hook, ev.RowsAffected, ev.DurationMS = h.name, h.rows, h.duration.Milliseconds()
+	ev.Message = fmt.Sprintf("paused by an operator after %d row(s); the checkpoint is kept: retry job %d (River UI) to resume", h.rows, job.ID)
+	ev.Error = &contract.EventError{Code: contract.CodeCancelled, Message: "the job was cancelled by an operator", Retryable: true}
+	log.Warn("phase paused: its job was cancelled by an operator", "hook", h.name, "rows_affected", h.rows)
+	if err := p.inTx(ctx, func(tx pgx.Tx) error { return outbox.Insert(ctx, tx, p.cfg.Store.Schema(), ev) }); err != nil {
+		log.Warn("could not record the pause", "error", err.Error())
+	}
+	return river.JobCancel(errPaused)
 }
 
 // successorHold bounds how long a prepared successor transaction waits for its phase.
@@ -212,24 +241,35 @@ func (p *Pipeline) phaseEvent(rc *runContext, m *contract.Migration, kind, phase
 // ledger shows the phase committed already (the previous attempt committed, then failed to
 // record it in the queue), it returns what the ledger says without running anything.
 func (p *Pipeline) runHooks(ctx context.Context, t *target.Target, rc *runContext, m *contract.Migration, phase string, attempt int, planned []hooks.Planned, log, hookLog *slog.Logger, opts hooks.RunOptions) (*phaseResult, error) {
-	start := time.Now()
-	res := &phaseResult{}
 	if len(planned) == 0 {
-		return res, nil
+		return &phaseResult{}, nil
 	}
 	pool, err := t.Pool(ctx)
 	if err != nil {
-		return res, err
+		return &phaseResult{}, err
 	}
-	ph, err := t.BeginPhase(ctx, pool, rc.row.ID, m.Version, phase, attempt == 1)
+	if hasBatched(planned) && !opts.ContinueOnError {
+		return p.runSegments(ctx, t, pool, rc, m, phase, attempt, planned, log, hookLog)
+	}
+	return p.runInTx(ctx, t, pool, rc, m, phase, attempt, attempt == 1, planned, log, hookLog, opts)
+}
+
+// runInTx runs planned, the whole phase or a segment of it (see runSegments), in one target
+// transaction with their ledger rows. If the ledger shows them committed already, it returns
+// what the ledger says without running anything. first says no earlier attempt can have
+// recorded anything: the ledger is not read.
+func (p *Pipeline) runInTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, rc *runContext, m *contract.Migration, phase string, attempt int, first bool, planned []hooks.Planned, log, hookLog *slog.Logger, opts hooks.RunOptions) (*phaseResult, error) {
+	start := time.Now()
+	res := &phaseResult{}
+	ph, err := t.BeginPhase(ctx, pool, rc.row.ID, m.Version, phase, first)
 	if err != nil {
 		return res, err
 	}
 	tx := ph.Tx
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	if committed(ph.Done) {
-		log.Info("phase already committed by an earlier attempt; not running it again")
-		return fromLedger(ph.Done, time.Since(start)), nil
+	if done := committedOf(ph.Done, planned); done != nil {
+		log.Info("hooks already committed by an earlier attempt; not running them again")
+		return fromLedger(done, time.Since(start)), nil
 	}
 	info := hooks.PhaseInfo{
 		TargetDSN: t.DSN(), TargetSchema: t.Schema(),
@@ -277,14 +317,20 @@ func (p *Pipeline) runHooks(ctx context.Context, t *target.Target, rc *runContex
 	return res, runErr
 }
 
-// committed reports whether ledger rows show that a phase's transaction committed.
-func committed(rows []target.LedgerRow) bool {
+// committedOf returns the completed ledger rows of planned when they show that planned's
+// transaction committed (it commits all of their rows or none), and nil otherwise.
+func committedOf(rows []target.LedgerRow, planned []hooks.Planned) []target.LedgerRow {
+	names := make(map[string]bool, len(planned))
+	for _, p := range planned {
+		names[p.Spec.Name] = true
+	}
+	var done []target.LedgerRow
 	for _, r := range rows {
-		if r.Status == target.StatusCompleted {
-			return true
+		if r.Status == target.StatusCompleted && names[r.Hook] {
+			done = append(done, r)
 		}
 	}
-	return false
+	return done
 }
 
 func fromLedger(rows []target.LedgerRow, d time.Duration) *phaseResult {

@@ -62,6 +62,10 @@ type Config struct {
 	// PhaseTimeout bounds one attempt of one phase. Defaults to 30m. There is no "none": River
 	// rescues the job of a crashed worker only once its timeout has passed.
 	PhaseTimeout time.Duration `yaml:"phase_timeout"`
+	// BackfillSlice is how long one River job of a batched backfill works before it gives its
+	// slot back and the backfill goes on, from its checkpoint, in the next job slice. Defaults
+	// to 1m, and at most half of PhaseTimeout.
+	BackfillSlice time.Duration `yaml:"backfill_slice"`
 	// ShutdownTimeout is how long running phases get to finish on SIGTERM before they are
 	// cancelled and left for a retry. Defaults to 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -186,6 +190,8 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("max_attempts must be at least 1, got %d", cfg.MaxAttempts)
 	case cfg.RetryBackoff < 0 || cfg.RetryBackoffMax < cfg.RetryBackoff:
 		return fmt.Errorf("retry_backoff (%s) must be positive and at most retry_backoff_max (%s)", cfg.RetryBackoff, cfg.RetryBackoffMax)
+	case cfg.BackfillSlice < 0:
+		return fmt.Errorf("backfill_slice may not be negative, got %s", cfg.BackfillSlice)
 	case cfg.PhaseTimeout <= 0:
 		return fmt.Errorf("phase_timeout must be positive (a crashed worker's phases are rescued after it), got %s", cfg.PhaseTimeout)
 	case cfg.ShutdownTimeout < 0:

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/confiture-io/confiture-worker/internal/builtin"
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
@@ -50,7 +51,7 @@ func setup(t *testing.T, opts ...func(*Config)) *bundle {
 	dsn := testdb.New(t)
 	b := &bundle{dsn: dsn, attempts: map[string]*atomic.Int64{}}
 	reg := hooks.NewRegistry()
-	require.NoError(t, hooks.RegisterBuiltins(reg))
+	require.NoError(t, builtin.Register(reg))
 	registerTestHooks(t, reg, b)
 	cfg := Config{
 		DatabaseURL:      dsn,

@@ -67,7 +67,7 @@ func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 		}
 	}
 	durs := map[string]*time.Duration{
-		"PHASE_TIMEOUT": &cfg.PhaseTimeout, "SHUTDOWN_TIMEOUT": &cfg.ShutdownTimeout,
+		"PHASE_TIMEOUT": &cfg.PhaseTimeout, "BACKFILL_SLICE": &cfg.BackfillSlice, "SHUTDOWN_TIMEOUT": &cfg.ShutdownTimeout,
 		"RETRY_BACKOFF": &cfg.RetryBackoff, "RETRY_BACKOFF_MAX": &cfg.RetryBackoffMax,
 		"DRY_RUN_LOCK_TIMEOUT": &cfg.DryRunLockTimeout,
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/confiture-io/confiture-worker/internal/builtin"
 	"github.com/confiture-io/confiture-worker/internal/bus"
 	"github.com/confiture-io/confiture-worker/internal/dryrun"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
@@ -60,7 +61,7 @@ func New(cfg Config) (*Worker, error) {
 	reg := cfg.Registry
 	if reg == nil {
 		reg = hooks.NewRegistry()
-		if err := hooks.RegisterBuiltins(reg); err != nil {
+		if err := builtin.Register(reg); err != nil {
 			return nil, err
 		}
 	}
@@ -128,8 +129,9 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		Store: store, Targets: w.targets, Registry: w.registry, Logger: w.log,
 		MaxAttempts: w.cfg.MaxAttempts, RetryBackoff: w.cfg.RetryBackoff,
 		RetryBackoffMax: w.cfg.RetryBackoffMax, PhaseTimeout: w.cfg.PhaseTimeout, Fault: w.cfg.Fault,
-		Observer: w.cfg.Metrics,
-		DryRun:   dryrun.Options{LockTimeout: w.cfg.DryRunLockTimeout, LargeTable: w.cfg.DryRunLargeTable},
+		BackfillSlice: w.cfg.BackfillSlice,
+		Observer:      w.cfg.Metrics,
+		DryRun:        dryrun.Options{LockTimeout: w.cfg.DryRunLockTimeout, LargeTable: w.cfg.DryRunLargeTable},
 	}, workers)
 	if err != nil {
 		return err

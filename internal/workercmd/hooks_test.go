@@ -76,10 +76,10 @@ func TestHooksListShowsCompiledHooksAndLoadFailures(t *testing.T) {
 	for _, h := range list.Hooks {
 		names = append(names, h.Name)
 	}
-	require.Equal(t, []string{"assert", "row_count_at_least", "sql"}, names, "sorted by name")
-	require.Equal(t, "1.0.0", list.Hooks[1].Version)
-	require.Equal(t, []string{"after_ddl", "after_validation"}, list.Hooks[1].Phases)
-	require.True(t, list.Hooks[1].Transactional)
+	require.Equal(t, []string{"assert", "backfill", "row_count_at_least", "sql"}, names, "sorted by name")
+	require.Equal(t, "1.0.0", list.Hooks[2].Version)
+	require.Equal(t, []string{"after_ddl", "after_validation"}, list.Hooks[2].Phases)
+	require.True(t, list.Hooks[2].Transactional)
 	require.Len(t, list.LoadErrors, 2, out)
 	require.Equal(t, "sql", list.LoadErrors[0].Name)
 	require.Equal(t, "example.com/dup", list.LoadErrors[0].Source)
@@ -136,7 +136,7 @@ func TestHooksDescribeUnknownAndFailed(t *testing.T) {
 	code, out, errOut := runMain(t, "hooks", "describe", "nope")
 	require.Equal(t, ExitUsage, code, errOut)
 	require.Empty(t, out)
-	require.Equal(t, "worker: unknown hook \"nope\"; known hooks: assert, sql\n", errOut)
+	require.Equal(t, "worker: unknown hook \"nope\"; known hooks: assert, backfill, sql\n", errOut)
 
 	code, out, errOut = runWithHooks(t, compiledHooks, "hooks", "describe", "broken")
 	require.Equal(t, ExitFailed, code, errOut)

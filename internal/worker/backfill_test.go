@@ -1,0 +1,124 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/queue"
+)
+
+// bigTable is a migration that creates a table of n rows with a counter column.
+func bigTable(version string, n int, hs ...contract.HookSpec) contract.Migration {
+	up := `CREATE TABLE big (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0, payload text);
+		INSERT INTO big (id, payload) SELECT g * 2, md5(g::text) FROM generate_series(1, ` + strconv.Itoa(n) + `) g;
+		ANALYZE big;`
+	return mig(version, "big", up, "DROP TABLE big", hs...)
+}
+
+func backfillHook(name string, params map[string]any) contract.HookSpec {
+	p := map[string]any{"table": "big", "set": "counter = counter + 1"}
+	for k, v := range params {
+		p[k] = v
+	}
+	return hook(contract.PhaseAfterDDL, name, "backfill", p)
+}
+
+func TestBackfillRunsInSlicesBetweenTransactionalHooks(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.BackfillSlice = 200 * time.Millisecond })
+	const n = 60000
+	evs := b.run(t, request("up", bigTable("001", n,
+		sqlHook(contract.PhaseAfterDDL, "before", `CREATE TABLE marks (what text); INSERT INTO marks VALUES ('before')`),
+		backfillHook("fill", map[string]any{"rows_per_second": 40000, "batch_size": 500, "max_batch_size": 2000}),
+		hook(contract.PhaseAfterDDL, "after", "sql", map[string]any{"sql": `INSERT INTO marks SELECT 'after:' || count(*) FILTER (WHERE counter = 1) FROM big`}, "fill"),
+	)))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
+	require.Equal(t, n, b.count(t, `SELECT count(*) FROM big WHERE counter = 1`))
+	require.Zero(t, b.count(t, `SELECT count(*) FROM big WHERE counter <> 1`))
+	// The hook after the backfill saw all of it; the one before committed before it.
+	require.Equal(t, []string{"before", "after:60000"}, b.queryStrings(t, `SELECT what FROM marks ORDER BY what DESC`))
+
+	progress := ofKind(evs, contract.KindBackfillProgress)
+	require.NotEmpty(t, progress, "a 1.5 s backfill reports its progress")
+	var data contract.BackfillProgress
+	require.NoError(t, json.Unmarshal(progress[0].Data, &data))
+	require.Positive(t, data.Rows)
+	require.InDelta(t, n, data.EstimatedTotal, n/10)
+	require.Positive(t, data.BatchSize)
+	require.Equal(t, "fill", progress[0].Hook)
+	for i := 1; i < len(progress); i++ {
+		require.GreaterOrEqual(t, progress[i].Time.Sub(progress[i-1].Time), 900*time.Millisecond, "at most one a second")
+	}
+
+	var done *contract.Event
+	for _, ev := range ofKind(evs, contract.KindHookCompleted) {
+		if ev.Hook == "fill" {
+			done = ev
+		}
+	}
+	require.NotNil(t, done)
+	require.Equal(t, int64(n), done.RowsAffected)
+	require.Equal(t, []string{"completed 60000"}, b.queryStrings(t,
+		`SELECT status || ' ' || rows_affected FROM confiture.hook_ledger WHERE hook = 'fill'`))
+	// The backfill ran as several slices of one job.
+	require.Positive(t, b.count(t, `SELECT coalesce((metadata->>'snoozes')::int, 0) FROM `+queue.DefaultRiverSchema+`.river_job
+		WHERE kind = 'confiture_phase' AND args->>'phase' = 'after_ddl'`))
+}
+
+func TestBackfillPausedByCancellingItsJobResumesOnRetry(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.BackfillSlice = time.Minute })
+	const n = 40000
+	req := request("up", bigTable("001", n, backfillHook("fill", map[string]any{"rows_per_second": 10000, "batch_size": 500, "max_batch_size": 500})))
+	pub, err := b.client.Publish(context.Background(), req)
+	require.NoError(t, err)
+
+	rc, err := river.NewClient(riverpgxv5.New(b.db), &river.Config{Schema: queue.DefaultRiverSchema})
+	require.NoError(t, err)
+	ctx := context.Background()
+	var jobID int64
+	require.Eventually(t, func() bool {
+		err := b.db.QueryRow(ctx, `SELECT id FROM `+queue.DefaultRiverSchema+`.river_job
+			WHERE kind = 'confiture_phase' AND args->>'phase' = 'after_ddl' AND state = 'running'`).Scan(&jobID)
+		return err == nil && b.count(t, `SELECT count(*) FROM big WHERE counter = 1`) > 2000
+	}, 30*time.Second, 20*time.Millisecond)
+	_, err = rc.JobCancel(ctx, jobID)
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool {
+		var state string
+		err := b.db.QueryRow(ctx, `SELECT state FROM `+queue.DefaultRiverSchema+`.river_job WHERE id = $1`, jobID).Scan(&state)
+		return err == nil && state == "cancelled"
+	}, 30*time.Second, 20*time.Millisecond)
+	// Paused: some rows done, exactly once, the checkpoint matching them, the run still running.
+	paused := b.count(t, `SELECT count(*) FROM big WHERE counter = 1`)
+	require.Less(t, paused, n)
+	require.Zero(t, b.count(t, `SELECT count(*) FROM big WHERE counter > 1`))
+	require.Equal(t, []string{"running " + strconv.Itoa(paused)}, b.queryStrings(t,
+		`SELECT status || ' ' || rows_affected FROM confiture.hook_ledger WHERE hook = 'fill'`))
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, paused, b.count(t, `SELECT count(*) FROM big WHERE counter = 1`), "nothing runs while paused")
+
+	_, err = rc.JobRetry(ctx, jobID)
+	require.NoError(t, err)
+	evs := b.wait(t, req.Target, pub.Run)
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
+	require.Equal(t, n, b.count(t, `SELECT count(*) FROM big WHERE counter = 1`))
+	require.Zero(t, b.count(t, `SELECT count(*) FROM big WHERE counter <> 1`))
+	var pausedEv *contract.Event
+	for _, ev := range ofKind(evs, contract.KindHookFailed) {
+		if ev.Error != nil && ev.Error.Code == contract.CodeCancelled {
+			pausedEv = ev
+		}
+	}
+	require.NotNil(t, pausedEv, "%v", kinds(evs))
+	require.Contains(t, pausedEv.Message, "paused by an operator")
+}

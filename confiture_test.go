@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/builtin"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
@@ -199,7 +200,7 @@ func TestPermanent(t *testing.T) {
 func internalRegistry(t *testing.T, r *registry) *hooks.Registry {
 	t.Helper()
 	reg := hooks.NewRegistry()
-	require.NoError(t, hooks.RegisterBuiltins(reg))
+	require.NoError(t, builtin.Register(reg))
 	for _, d := range r.definitions() {
 		require.NoError(t, reg.Register(d))
 	}

@@ -66,6 +66,9 @@ type Config struct {
 	// slot back and the backfill goes on, from its checkpoint, in the next job slice. Defaults
 	// to 1m, and at most half of PhaseTimeout.
 	BackfillSlice time.Duration `yaml:"backfill_slice"`
+	// RescueAfter is how long a phase job may run before River takes it for the job of a dead
+	// worker and retries it. Defaults to PhaseTimeout + 5m; it may not be below PhaseTimeout.
+	RescueAfter time.Duration `yaml:"rescue_after"`
 	// ShutdownTimeout is how long running phases get to finish on SIGTERM before they are
 	// cancelled and left for a retry. Defaults to 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -157,6 +160,9 @@ func (cfg Config) WithDefaults() Config {
 	if cfg.PhaseTimeout == 0 {
 		cfg.PhaseTimeout = 30 * time.Minute
 	}
+	if cfg.RescueAfter == 0 && cfg.PhaseTimeout > 0 {
+		cfg.RescueAfter = cfg.PhaseTimeout + 5*time.Minute
+	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
@@ -190,6 +196,8 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("max_attempts must be at least 1, got %d", cfg.MaxAttempts)
 	case cfg.RetryBackoff < 0 || cfg.RetryBackoffMax < cfg.RetryBackoff:
 		return fmt.Errorf("retry_backoff (%s) must be positive and at most retry_backoff_max (%s)", cfg.RetryBackoff, cfg.RetryBackoffMax)
+	case cfg.RescueAfter < cfg.PhaseTimeout:
+		return fmt.Errorf("rescue_after (%s) may not be below phase_timeout (%s): River would retry phases that are still running", cfg.RescueAfter, cfg.PhaseTimeout)
 	case cfg.BackfillSlice < 0:
 		return fmt.Errorf("backfill_slice may not be negative, got %s", cfg.BackfillSlice)
 	case cfg.PhaseTimeout <= 0:

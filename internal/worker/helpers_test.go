@@ -24,6 +24,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childWorkerMain())
+	}
 	goleak.VerifyTestMain(m,
 		// pgx pools and the NATS server leave short-lived goroutines that end on their own
 		// after Close; these are the ones still winding down when the check runs.

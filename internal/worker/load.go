@@ -38,7 +38,7 @@ func LoadFile(path string) (Config, error) {
 // targets): CONFITURE_NATS_URL, CONFITURE_DATABASE_URL, CONFITURE_DATA_DIR,
 // CONFITURE_QUEUE_SCHEMA, CONFITURE_RIVER_SCHEMA, CONFITURE_CONCURRENCY,
 // CONFITURE_MAX_ATTEMPTS, CONFITURE_EMBEDDED_NATS_PORT, CONFITURE_MAX_REQUEST_BYTES,
-// CONFITURE_PHASE_TIMEOUT, CONFITURE_SHUTDOWN_TIMEOUT, CONFITURE_RETRY_BACKOFF,
+// CONFITURE_PHASE_TIMEOUT, CONFITURE_BACKFILL_SLICE, CONFITURE_RESCUE_AFTER, CONFITURE_SHUTDOWN_TIMEOUT, CONFITURE_RETRY_BACKOFF,
 // CONFITURE_RETRY_BACKOFF_MAX, CONFITURE_DRY_RUN_LOCK_TIMEOUT, CONFITURE_HTTP_ADDR, CONFITURE_PLUGIN_PATH (directories separated by ':'), and one
 // CONFITURE_TARGET_<NAME>=<dsn> per target (the name lower-cased).
 func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
@@ -67,7 +67,7 @@ func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 		}
 	}
 	durs := map[string]*time.Duration{
-		"PHASE_TIMEOUT": &cfg.PhaseTimeout, "BACKFILL_SLICE": &cfg.BackfillSlice, "SHUTDOWN_TIMEOUT": &cfg.ShutdownTimeout,
+		"PHASE_TIMEOUT": &cfg.PhaseTimeout, "BACKFILL_SLICE": &cfg.BackfillSlice, "RESCUE_AFTER": &cfg.RescueAfter, "SHUTDOWN_TIMEOUT": &cfg.ShutdownTimeout,
 		"RETRY_BACKOFF": &cfg.RetryBackoff, "RETRY_BACKOFF_MAX": &cfg.RetryBackoffMax,
 		"DRY_RUN_LOCK_TIMEOUT": &cfg.DryRunLockTimeout,
 	}

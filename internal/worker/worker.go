@@ -136,17 +136,16 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	// A phase still running this long after its timeout belongs to a worker that died.
-	rescue := w.cfg.PhaseTimeout + 5*time.Minute
 	w.river, err = river.NewClient(riverpgxv5.New(w.pool), &river.Config{
-		Schema:               w.cfg.RiverSchema,
-		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: w.cfg.Concurrency}},
-		Workers:              workers,
-		Logger:               w.log.With("component", "river"),
-		FetchCooldown:        w.cfg.FetchCooldown,
-		FetchPollInterval:    w.cfg.FetchPollInterval,
-		JobTimeout:           w.cfg.PhaseTimeout,
-		RescueStuckJobsAfter: rescue,
+		Schema:            w.cfg.RiverSchema,
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: w.cfg.Concurrency}},
+		Workers:           workers,
+		Logger:            w.log.With("component", "river"),
+		FetchCooldown:     w.cfg.FetchCooldown,
+		FetchPollInterval: w.cfg.FetchPollInterval,
+		JobTimeout:        w.cfg.PhaseTimeout,
+		// A phase still running this long belongs to a worker that died.
+		RescueStuckJobsAfter: w.cfg.RescueAfter,
 		MaxAttempts:          w.cfg.MaxAttempts + 1,
 	})
 	if err != nil {

@@ -1,0 +1,161 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/stretchr/testify/require"
+
+	"github.com/confiture-io/confiture-worker/internal/builtin"
+	"github.com/confiture-io/confiture-worker/internal/hooks"
+)
+
+// childEnv makes the test binary run a worker instead of the tests (see TestMain): the worker
+// takes its configuration from CONFITURE_* variables and runs until SIGTERM, or until a test
+// kills it.
+const childEnv = "CONFITURE_TEST_CHILD_WORKER"
+
+// childWorkerMain is the main function of a child worker process.
+func childWorkerMain() int {
+	var cfg Config
+	if err := ApplyEnv(&cfg, os.Getenv, os.Environ()); err != nil {
+		fmt.Fprintln(os.Stderr, "child worker:", err)
+		return 2
+	}
+	reg := hooks.NewRegistry()
+	if err := builtin.Register(reg); err != nil {
+		fmt.Fprintln(os.Stderr, "child worker:", err)
+		return 2
+	}
+	cfg.Registry = reg
+	cfg.ReadyFile = os.Getenv("CHILD_READY_FILE")
+	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w, err := New(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child worker:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := w.Start(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "child worker:", err)
+		return 1
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+5*time.Second)
+	defer cancel()
+	if err := w.Stop(sctx); err != nil {
+		fmt.Fprintln(os.Stderr, "child worker: stop:", err)
+		return 1
+	}
+	return 0
+}
+
+// child is a worker process started by a test.
+type child struct {
+	cmd    *exec.Cmd
+	log    *bytes.Buffer
+	done   chan struct{}
+	waitMu sync.Mutex
+}
+
+// startChild starts a worker process with env (CONFITURE_* settings) and waits until it is
+// ready. Its log goes to the test log when the test fails.
+func startChild(t *testing.T, env map[string]string) *child {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1", "CHILD_READY_FILE="+ready)
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	c := &child{cmd: cmd, log: &bytes.Buffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &lockedWriter{w: c.log, mu: &c.waitMu}, &lockedWriter{w: c.log, mu: &c.waitMu}
+	require.NoError(t, cmd.Start())
+	go func() {
+		_ = cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		c.kill(t)
+		if t.Failed() {
+			c.waitMu.Lock()
+			t.Logf("child worker %d log:\n%s", cmd.Process.Pid, tail(c.log.String(), 20000))
+			c.waitMu.Unlock()
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			return c
+		}
+		select {
+		case <-c.done:
+			c.waitMu.Lock()
+			defer c.waitMu.Unlock()
+			t.Fatalf("child worker exited before it was ready:\n%s", c.log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		require.True(t, time.Now().Before(deadline), "child worker not ready after 60s")
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (c *child) kill(t *testing.T) {
+	t.Helper()
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("child worker still running 10s after SIGKILL")
+	}
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "...\n" + s[len(s)-n:]
+}
+
+// startNATS starts an in-process NATS server with JetStream that outlives the child workers of
+// a test.
+func startNATS(t *testing.T) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		MaxPayload: 8 << 20,
+	})
+	require.NoError(t, err)
+	go s.Start()
+	require.True(t, s.ReadyForConnections(15*time.Second))
+	t.Cleanup(s.Shutdown)
+	return s.ClientURL()
+}

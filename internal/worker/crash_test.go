@@ -1,0 +1,98 @@
+package worker
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/confiture-io/confiture-worker/internal/client"
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/testdb"
+)
+
+// TestBackfillSurvivesSIGKILL kills the worker process mid-backfill, at different points, and
+// restarts it: River rescues the phase job, the backfill resumes after its last committed batch,
+// and every row is updated exactly once.
+func TestBackfillSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and restarts worker processes")
+	}
+	t.Parallel()
+	dsn := testdb.New(t)
+	natsURL := startNATS(t)
+	env := map[string]string{
+		"CONFITURE_DATABASE_URL": dsn, "CONFITURE_NATS_URL": natsURL, "CONFITURE_DATA_DIR": t.TempDir(),
+		"CONFITURE_HTTP_ADDR": "off", "CONFITURE_PHASE_TIMEOUT": "2s", "CONFITURE_RESCUE_AFTER": "2s",
+		"CONFITURE_BACKFILL_SLICE": "1s", "CONFITURE_RETRY_BACKOFF": "10ms", "CONFITURE_RETRY_BACKOFF_MAX": "100ms",
+		"CONFITURE_MAX_ATTEMPTS": "10", "CONFITURE_SHUTDOWN_TIMEOUT": "3s",
+	}
+	ctx := context.Background()
+	db, err := pgxpool.New(ctx, dsn)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	count := func(sql string) int {
+		var n int
+		require.NoError(t, db.QueryRow(ctx, sql).Scan(&n))
+		return n
+	}
+
+	w := startChild(t, env)
+	c, err := client.Connect(natsURL)
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	const n = 150000
+	req := request("up", bigTable("001", n, backfillHook("fill", map[string]any{
+		"rows_per_second": 30000, "batch_size": 1000, "min_batch_size": 1000, "max_batch_size": 1000,
+	})))
+	pub, err := c.Publish(ctx, req)
+	require.NoError(t, err)
+
+	// Kill it at three points of the backfill, each a little further on.
+	done := func() int {
+		var v int
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM big WHERE counter = 1`).Scan(&v); err != nil {
+			return -1 // the table does not exist yet
+		}
+		return v
+	}
+	for i, after := range []int{7000, 23000, 61000} {
+		require.Eventually(t, func() bool { return done() > after }, 90*time.Second, 10*time.Millisecond,
+			"kill %d: the backfill did not pass %d rows", i+1, after)
+		w.kill(t)
+		// What is done is done once, and the checkpoint counts exactly that.
+		require.Zero(t, count(`SELECT count(*) FROM big WHERE counter > 1`), "kill %d", i+1)
+		require.Equal(t, []string{"running " + strconv.Itoa(done())}, queryStrings(t, db,
+			`SELECT status || ' ' || rows_affected FROM confiture.hook_ledger WHERE hook = 'fill'`), "kill %d", i+1)
+		w = startChild(t, env)
+	}
+
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	var evs []*contract.Event
+	final, err := c.Wait(wctx, req.Target, pub.Run, func(ev *contract.Event) { evs = append(evs, ev) })
+	require.NoError(t, err, "%v", kinds(evs))
+	require.Equal(t, contract.KindRunCompleted, final.Kind, "%v", kinds(evs))
+	require.Equal(t, n, count(`SELECT count(*) FROM big WHERE counter = 1`))
+	require.Zero(t, count(`SELECT count(*) FROM big WHERE counter <> 1`))
+	require.Equal(t, []string{"completed " + strconv.Itoa(n)}, queryStrings(t, db,
+		`SELECT status || ' ' || rows_affected FROM confiture.hook_ledger WHERE hook = 'fill'`))
+	require.Equal(t, 1, count(`SELECT count(*) FROM confiture.schema_migrations WHERE version = '001'`))
+}
+
+func queryStrings(t *testing.T, db *pgxpool.Pool, sql string) []string {
+	t.Helper()
+	rows, err := db.Query(context.Background(), sql)
+	require.NoError(t, err)
+	var out []string
+	for rows.Next() {
+		var s string
+		require.NoError(t, rows.Scan(&s))
+		out = append(out, s)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}

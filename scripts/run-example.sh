@@ -62,7 +62,8 @@ psql "$EXAMPLE_URL" -P pager=off -c \
 psql "$EXAMPLE_URL" -P pager=off -c \
   "SELECT (SELECT count(*) FROM customers) AS customers,
           (SELECT count(*) FROM customers WHERE email_domain IS NOT NULL) AS with_domain,
-          (SELECT count(*) FROM orders) AS orders" 2>/dev/null || true
+          (SELECT count(*) FROM orders) AS orders,
+          (SELECT count(*) FROM page_views WHERE viewed_on IS NOT NULL) AS page_views_filled" 2>/dev/null || true
 stop_worker
 trap - EXIT
 exit "$status"

@@ -75,11 +75,23 @@ type snapshot struct {
 }
 
 func takeSnapshot(ctx context.Context, tx pgx.Tx) (*snapshot, error) {
-	s := &snapshot{locks: map[lockKey]bool{}, relations: map[uint32]relation{}, procs: map[string]bool{}}
+	return readSnapshot(ctx, tx, nil)
+}
+
+// readSnapshot reads the session's locks and, unless catalog is given, the relations and
+// functions of the catalog too, in one round trip. With catalog, the snapshot shares its
+// relations and functions (which must not be modified).
+func readSnapshot(ctx context.Context, tx pgx.Tx, catalog *snapshot) (*snapshot, error) {
+	s := &snapshot{locks: map[lockKey]bool{}}
 	b := &pgx.Batch{}
 	b.Queue(locksSQL)
-	b.Queue(classesSQL)
-	b.Queue(procsSQL)
+	if catalog == nil {
+		s.relations, s.procs = map[uint32]relation{}, map[string]bool{}
+		b.Queue(classesSQL)
+		b.Queue(procsSQL)
+	} else {
+		s.relations, s.procs = catalog.relations, catalog.procs
+	}
 	br := tx.SendBatch(ctx, b)
 	defer br.Close()
 
@@ -90,6 +102,9 @@ func takeSnapshot(ctx context.Context, tx pgx.Tx) (*snapshot, error) {
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("dryrun: read locks: %w", err)
+	}
+	if catalog != nil {
+		return s, br.Close()
 	}
 	rows, _ = br.Query()
 	var oid uint32

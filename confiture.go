@@ -112,6 +112,9 @@ type Definition struct {
 	// arrives, before any change to a target, and again before each phase: it must have no
 	// side effects. An error rejects the request.
 	New func(params map[string]any) (Hook, error)
+
+	// backfill holds the parameters of a definition made by Backfill.Definition.
+	backfill map[string]any
 }
 
 // registry holds the hooks registered in this process. The package-level instance feeds Main;
@@ -183,6 +186,11 @@ func (r *registry) register(def Definition, source string) error {
 	if err := builtin.Register(check); err != nil {
 		return fmt.Errorf("confiture: %w", err)
 	}
+	if def.backfill != nil {
+		if _, err := newBackfill(def.backfill, nil); err != nil {
+			return fmt.Errorf("confiture: hook %q from %s: backfill: %w", def.Name, source, err)
+		}
+	}
 	if err := check.Register(toInternal(def, source)); err != nil {
 		return fmt.Errorf("confiture: %w", err)
 	}
@@ -231,6 +239,9 @@ func toInternal(def Definition, source string) hooks.Definition {
 		Name: def.Name, Description: def.Description, Source: source, Version: def.Version,
 		Phases: def.Phases, Transactional: true, ParamsSchema: def.ParamsSchema, Example: def.Example,
 	}
+	if def.backfill != nil {
+		return toInternalBackfill(d, def.backfill)
+	}
 	if def.New != nil {
 		d.New = func(params map[string]any) (hooks.Hook, error) {
 			h, err := def.New(params)
@@ -266,6 +277,7 @@ func cloneDefinition(d Definition) Definition {
 	d.Phases = slices.Clone(d.Phases)
 	d.ParamsSchema = bytes.Clone(d.ParamsSchema)
 	d.Example = maps.Clone(d.Example)
+	d.backfill = maps.Clone(d.backfill)
 	return d
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -51,6 +52,24 @@ func ExampleMustRegister() {
 		}
 	}
 	// Output: example_not_empty 1.0.0 [after_ddl after_validation]
+}
+
+// A backfill defined in Go: its table and statement are reviewed with the code, and a hooks
+// file declares it by name (`hook: fill_email_lower`), tuning it if it wants
+// (`params: {rows_per_second: 20000}`).
+func ExampleBackfill_Definition() {
+	confiture.MustRegister(confiture.Backfill{
+		Table:       "users",
+		Set:         "email_lower = lower(email)",
+		Where:       "email_lower IS NULL",
+		TargetBatch: 100 * time.Millisecond,
+	}.Definition("fill_email_lower", "fill users.email_lower"))
+	for _, d := range confiture.Hooks() {
+		if d.Name == "fill_email_lower" {
+			fmt.Println(d.Name, d.Phases)
+		}
+	}
+	// Output: fill_email_lower [before_ddl after_ddl cleanup]
 }
 
 // Two packages registering one name: the error names both, by import path.

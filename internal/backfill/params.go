@@ -138,6 +138,9 @@ func (p Params) withDefaults() Params {
 			*v = d
 		}
 	}
+	if p.MinBatchSize <= 0 && p.MaxBatchSize > 0 {
+		p.MinBatchSize = min(DefaultMinBatchSize, p.MaxBatchSize) // a small max lowers the default min
+	}
 	def(&p.MinBatchSize, DefaultMinBatchSize)
 	def(&p.MaxBatchSize, DefaultMaxBatchSize)
 	def(&p.BatchSize, max(DefaultBatchSize, p.MinBatchSize))
@@ -201,3 +204,28 @@ func (p Params) tableRef() string {
 }
 
 func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+
+// tuning are the parameters that tune how a backfill runs, as opposed to what it does.
+var tuning = []string{"batch_size", "min_batch_size", "max_batch_size", "target_batch_ms", "rows_per_second",
+	"pause_ms", "lock_timeout_ms", "batch_timeout_ms", "retry_pause_ms", "max_retries", "sample_ms"}
+
+// TuningSchema is the JSON Schema of a backfill's tuning parameters alone (batch sizes, target
+// duration, rate, timeouts): what a declaration may set on a backfill defined in Go, whose
+// table and statement are fixed in code.
+func TuningSchema() json.RawMessage {
+	var full struct {
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	if err := json.Unmarshal([]byte(paramsSchema), &full); err != nil {
+		panic(err) // the schema is a constant
+	}
+	props := map[string]json.RawMessage{}
+	for _, k := range tuning {
+		props[k] = full.Properties[k]
+	}
+	out, err := json.Marshal(map[string]any{"type": "object", "additionalProperties": false, "properties": props})
+	if err != nil {
+		panic(err)
+	}
+	return out
+}

@@ -19,14 +19,18 @@ type RenderOptions struct {
 	JSON bool
 	// Color adds ANSI colours to the live display (for terminals only).
 	Color bool
+	// Terminal draws backfill progress as a progress bar redrawn in place on the last line
+	// (for terminals only) instead of one line per backfill.progress event.
+	Terminal bool
 }
 
 // Renderer writes a run's events as they arrive: a live display for a person, indented by
 // migration, phase and hook, or JSON lines. It drops repeated events (same id), which an
 // observer of the event stream may see. A dryrun.report event is shown as tables (per
 // migration, phase, statement and hook, then the warnings by severity), and in either mode it
-// keeps the report, from which Verdict decides the exit code. It is not safe for concurrent
-// use.
+// keeps the report, from which Verdict decides the exit code. On a terminal
+// (RenderOptions.Terminal) a backfill's progress is a live progress bar on the last line;
+// call Close once the events stop. It is not safe for concurrent use.
 type Renderer struct {
 	w    io.Writer
 	opts RenderOptions
@@ -42,6 +46,9 @@ type Renderer struct {
 	phaseStart   *contract.Event
 	phaseShown   bool
 	phaseHasHook bool
+
+	// bar is the backfill progress bar being drawn (RenderOptions.Terminal), or nil.
+	bar *liveBar
 }
 
 // NewRenderer returns a Renderer writing to w.
@@ -104,6 +111,9 @@ func (r *Renderer) Render(ev *contract.Event) {
 }
 
 func (r *Renderer) human(ev *contract.Event) {
+	if r.endsBar(ev) {
+		r.endBar()
+	}
 	switch ev.Kind {
 	case contract.KindRunAccepted:
 		r.line(r.paint(ansiBold, "run "+clean(ev.Run)+" accepted") + suffix(": ", ev.Message))
@@ -183,9 +193,7 @@ func (r *Renderer) human(ev *contract.Event) {
 		r.block("      ", head+": "+errorText(ev.Error, ev.Message))
 
 	case contract.KindBackfillProgress:
-		r.showPhaseStart(ev)
-		r.line("    " + r.paint(ansiDim, "...") + " " + clean(fallback(ev.Hook, "backfill")) + ": " +
-			rows(ev.RowsAffected) + " so far" + suffix(", ", ev.Message))
+		r.progress(ev)
 	case contract.KindDryRunReport:
 		r.dryRunReport(ev)
 	default: // a kind this version does not know: show it plainly
@@ -333,6 +341,7 @@ func (r *Renderer) write(s string) {
 	if r.err != nil {
 		return
 	}
+	r.hideBar() // the line takes the bar's place; the next progress event draws it under
 	if _, err := io.WriteString(r.w, s); err != nil {
 		r.fail(err)
 	}

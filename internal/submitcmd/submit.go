@@ -25,6 +25,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
@@ -80,7 +81,8 @@ a second run; submit then follows the run the first request started.
 
 Without --wait, submit prints the run id and how to follow it, and exits once the request is
 stored. With --wait it follows the run's events (confiture.events.<target>.<run>.>) with a live
-display, or with --json one event per line, exactly as published, until the run ends.
+display, or with --json one event per line, exactly as published, until the run ends. On a
+terminal a running backfill is a progress bar (rows, rows/s, ETA); elsewhere one line a second.
 
 With --dry-run the worker runs every pending migration for real (transactional hooks and DDL)
 inside one transaction, measures each statement and hook (time, rows, locks, table rewrites),
@@ -121,6 +123,7 @@ type env struct {
 	username func() string
 	now      func() time.Time
 	color    bool // stdout is a terminal that takes colours
+	terminal bool // stdout is a terminal that can redraw its last line (a progress bar)
 }
 
 func osEnv(stdout io.Writer) env {
@@ -133,19 +136,22 @@ func osEnv(stdout io.Writer) env {
 			}
 			return ""
 		},
-		now:   time.Now,
-		color: colorTerminal(stdout),
+		now:      time.Now,
+		color:    colorTerminal(stdout),
+		terminal: isTerminal(stdout),
 	}
+}
+
+// isTerminal reports whether w is a terminal that understands cursor movement (not
+// TERM=dumb).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && os.Getenv("TERM") != "dumb" && term.IsTerminal(int(f.Fd()))
 }
 
 // colorTerminal reports whether w is a terminal that should get colours.
 func colorTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
-		return false
-	}
-	info, err := f.Stat()
-	return err == nil && info.Mode()&os.ModeCharDevice != 0
+	return os.Getenv("NO_COLOR") == "" && isTerminal(w)
 }
 
 // Main runs submit with args (without the program name) and returns its exit code.
@@ -398,10 +404,11 @@ func (s *submitter) publish(ctx context.Context, req *contract.Request, data []b
 
 func (s *submitter) wait(ctx context.Context, c *client.Client, req *contract.Request, run string) error {
 	o := &s.o
-	r := NewRenderer(s.stdout, RenderOptions{JSON: o.json, Color: s.env.color && !o.json})
+	r := NewRenderer(s.stdout, RenderOptions{JSON: o.json, Color: s.env.color && !o.json, Terminal: s.env.terminal && !o.json})
 	wctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	final, err := c.Wait(wctx, req.Target, run, r.Render)
+	r.Close() // a progress bar still drawn goes before anything else is printed
 	switch {
 	case err == nil && final != nil:
 	case ctx.Err() != nil:

@@ -185,9 +185,11 @@ func apply(ctx context.Context, conn *pgx.Conn, reg *hooks.Registry, ms []contra
 
 // BenchmarkDryRunVsApply measures the wall time of a dry-run of benchMigrations against a real
 // apply of the same migrations on an identical fresh database: each round makes two databases
-// with benchSchema, applies on one and dry-runs on the other, alternating which goes first.
-// It prints a table and reports the ratio dry-run / apply (total over the rounds); the target
-// is at most benchTarget.
+// with benchSchema, applies on one and dry-runs on the other, alternating which goes first,
+// with a CHECKPOINT before each.
+// It prints a table and reports the ratio dry-run / apply: the median of the rounds' ratios
+// (each round's two measurements run back to back, so a burst of load on the machine moves one
+// round, not the result), and the ratio of the totals. The target is at most benchTarget.
 //
 //	go test -run '^$' -bench DryRunVsApply -benchtime 1x ./internal/dryrun/
 func BenchmarkDryRunVsApply(b *testing.B) {
@@ -230,11 +232,22 @@ func BenchmarkDryRunVsApply(b *testing.B) {
 				}
 				steps = stepsTime(rep)
 			}
+			// Each measurement starts with no dirty buffers left by the other: one that had to
+			// write out the other's would pay for it.
+			between := func() {
+				b.StopTimer()
+				if _, err := dryConn.Exec(ctx, "CHECKPOINT"); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
 			if r%2 == 0 {
 				runApply()
+				between()
 				runDry()
 			} else {
 				runDry()
+				between()
 				runApply()
 			}
 
@@ -281,11 +294,15 @@ func BenchmarkDryRunVsApply(b *testing.B) {
 	}
 	n := float64(len(applyT))
 	fmt.Printf("%-6s %-8s %10.1f %11.1f %7.3f %17.1f %15.1f\n", "total", "", msf(sumA), msf(sumD), total, msf(sumS), msf(sumD-sumS))
-	fmt.Printf("ratio dry-run / apply: %.3f over all rounds, median of rounds %.3f; target <= %.1f: %s\n", total, median,
-		benchTarget, map[bool]string{true: "met", false: "MISSED"}[total <= benchTarget])
+	fmt.Printf("ratio dry-run / apply: median of rounds %.3f (over all rounds %.3f); target <= %.1f: %s\n", median, total,
+		benchTarget, map[bool]string{true: "met", false: "MISSED"}[median <= benchTarget])
 	fmt.Printf("(dry-run steps: the statements and hooks as the report times them; machinery: the rest of the dry-run's\n")
 	fmt.Printf("time: savepoints, catalog and lock snapshots, table sizes, warnings, rollback)\n\n")
-	b.ReportMetric(total, "ratio")
+	if median > benchTarget {
+		b.Errorf("dry-run / apply = %.3f (median of %d rounds), above the target %.1f", median, len(ratios), benchTarget)
+	}
+	b.ReportMetric(median, "ratio")
+	b.ReportMetric(total, "total-ratio")
 	b.ReportMetric(msf(sumA)/n, "apply-ms")
 	b.ReportMetric(msf(sumD)/n, "dryrun-ms")
 }

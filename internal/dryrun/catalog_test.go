@@ -57,3 +57,29 @@ func TestStepsAreMeasuredApart(t *testing.T) {
 	require.NotNil(t, hook)
 	require.Equal(t, []string{"f() (function)"}, hook.Dropped)
 }
+
+// What DRY_RUN.md says a rollback does not undo, because PostgreSQL never does: sequence values
+// and the statistics CREATE INDEX and ANALYZE write in place. Everything else is back.
+func TestRollbackKeepsSequencesAndStatistics(t *testing.T) {
+	t.Parallel()
+	b := setup(t, `CREATE TABLE t (id serial PRIMARY KEY, v int); CREATE TABLE s AS SELECT g AS v FROM generate_series(1, 5000) g;`)
+	ctx := t.Context()
+	var tuples float64
+	var hasIndex bool
+	stats := `SELECT reltuples, relhasindex FROM pg_class WHERE oid = 's'::regclass`
+	require.NoError(t, b.conn.QueryRow(ctx, stats).Scan(&tuples, &hasIndex))
+	require.Equal(t, float64(-1), tuples, "never vacuumed or analyzed")
+	require.False(t, hasIndex)
+	before := fingerprint(t, b.conn, "t", "s")
+	rep := b.run(t, dryrun.Options{}, mig("0001", `INSERT INTO t (v) SELECT g FROM generate_series(1, 10) g;
+		CREATE INDEX s_v ON s (v);`))
+	require.True(t, rep.Success, "%+v", rep)
+	require.Equal(t, before, fingerprint(t, b.conn, "t", "s"))
+
+	var last int64
+	require.NoError(t, b.conn.QueryRow(ctx, `SELECT last_value FROM t_id_seq`).Scan(&last))
+	require.Equal(t, int64(10), last, "the sequence moved on")
+	require.NoError(t, b.conn.QueryRow(ctx, stats).Scan(&tuples, &hasIndex))
+	require.Equal(t, float64(5000), tuples, "CREATE INDEX counted the rows, in place")
+	require.True(t, hasIndex, "relhasindex was set in place, though the index is gone")
+}

@@ -77,7 +77,12 @@ type DryRunHookReport struct {
 	Rows       int64   `json:"rows"`
 	Executed   bool    `json:"executed"`
 	// Skipped says why the hook was not executed and what it would have done.
-	Skipped  string            `json:"skipped,omitempty"`
+	Skipped string `json:"skipped,omitempty"`
+	// Sampled is set for a batched hook (a backfill), which the dry-run runs only for its first
+	// batches; Message then holds the measured rate and the extrapolated duration.
+	Sampled bool `json:"sampled,omitempty"`
+	// Message is the hook's own summary of what it did.
+	Message  string            `json:"message,omitempty"`
 	Error    string            `json:"error,omitempty"`
 	Locks    []DryRunLock      `json:"locks,omitempty"`
 	Rewrites []string          `json:"rewrites,omitempty"`
@@ -155,11 +160,14 @@ const (
 	DryRunCodeHookNotExecuted = "hook_not_executed"
 	// DryRunCodeLockTimeout: a statement would have waited for a lock held by another session.
 	DryRunCodeLockTimeout = "lock_timeout"
+	// DryRunCodeBackfillEstimate: a batched backfill was sampled; the message holds its
+	// measured rate and extrapolated duration.
+	DryRunCodeBackfillEstimate = "backfill_estimate"
 )
 
 // DryRunWarningCodes lists every warning code this version reports.
 var DryRunWarningCodes = []string{
 	DryRunCodeAccessExclusiveLarge, DryRunCodeTableRewrite, DryRunCodeFullScanUnderLock,
 	DryRunCodeNotTransactional, DryRunCodeTxControl, DryRunCodeEnumValueUsed,
-	DryRunCodeHookNotExecuted, DryRunCodeLockTimeout,
+	DryRunCodeHookNotExecuted, DryRunCodeLockTimeout, DryRunCodeBackfillEstimate,
 }

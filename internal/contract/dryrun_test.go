@@ -50,7 +50,9 @@ func fullDryRunReport() *DryRunReport {
 					{
 						Phase: PhaseAfterDDL, DurationMS: 0.1,
 						Hooks: []DryRunHookReport{
-							{Name: "backfill.email", Hook: "backfill", Skipped: "not executed: the hook does not run inside the migration transaction"},
+							{Name: "backfill.email", Hook: "backfill", DurationMS: 1000.5, Rows: 52000, Executed: true, Sampled: true,
+								Message: "sampled 9 batch(es): 52000 row(s) in 1000 ms, 52000 rows/s (longest batch 190 ms); about 4000000 row(s) to do in users: about 1m17s"},
+							{Name: "notify", Hook: "notify-slack", Skipped: "not executed: the hook does not run inside the migration transaction"},
 							{Name: "check_emails", Hook: "assert", DurationMS: 0.05, Error: "assertion failed: every user has an email"},
 						},
 					},
@@ -70,7 +72,8 @@ func fullDryRunReport() *DryRunReport {
 		},
 		Warnings: []DryRunWarning{
 			{Severity: DryRunSeverityWarning, Code: DryRunCodeTableRewrite, Message: "table users is rewritten", Migration: "20240601120000_add_email", Phase: PhaseDDL, Line: 1},
-			{Severity: DryRunSeverityInfo, Code: DryRunCodeHookNotExecuted, Message: "hook backfill.email (backfill) not executed", Migration: "20240601120000_add_email", Phase: PhaseAfterDDL, Hook: "backfill.email"},
+			{Severity: DryRunSeverityInfo, Code: DryRunCodeBackfillEstimate, Message: "hook backfill.email (backfill) sampled 9 batch(es): 52000 row(s) in 1000 ms", Migration: "20240601120000_add_email", Phase: PhaseAfterDDL, Hook: "backfill.email"},
+			{Severity: DryRunSeverityInfo, Code: DryRunCodeHookNotExecuted, Message: "hook notify (notify-slack) not executed", Migration: "20240601120000_add_email", Phase: PhaseAfterDDL, Hook: "notify"},
 			{Severity: DryRunSeverityError, Code: DryRunCodeLockTimeout, Message: "line 2: would wait for pid 4242", Migration: "20240602090000_orders_fk", Phase: PhaseDDL, Line: 2},
 		},
 	}

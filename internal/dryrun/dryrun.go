@@ -19,7 +19,9 @@
 //
 // What is not executed, and reported instead: statements that cannot run in a transaction
 // block (CREATE INDEX CONCURRENTLY, VACUUM, ...), and hooks whose Definition is not
-// Transactional (external plugins, batched backfills). Transaction control statements
+// Transactional (external plugins). A batched hook (hooks.Batched: a backfill) is sampled: its
+// Run executes its first batches in the dry-run's transaction and reports their rate and the
+// duration extrapolated to the whole table (warning backfill_estimate). Transaction control statements
 // (BEGIN, COMMIT, ...) are refused and fail the migration. SAVEPOINT, RELEASE and ROLLBACK TO
 // in a migration body run as written, without a savepoint of the dry-run around them (one
 // would be released with theirs).
@@ -446,7 +448,8 @@ func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, pha
 	for _, p := range planned {
 		hr := contract.DryRunHookReport{Name: p.Spec.Name, Hook: p.Spec.Hook}
 		base := contract.DryRunWarning{Migration: m.ID(), Phase: phase, Hook: p.Spec.Name}
-		if !p.Def.Transactional {
+		_, batched := p.Hook.(hooks.Batched)
+		if !p.Def.Transactional && !batched {
 			why := "the hook does not run inside the migration transaction, so it cannot be rolled back"
 			if p.Def.Description != "" {
 				why += "; it would: " + p.Def.Description
@@ -482,7 +485,16 @@ func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, pha
 			pr.Hooks = append(pr.Hooks, hr)
 			return hr.Error, holds, nil
 		}
-		hr.Executed = true
+		hr.Executed, hr.Sampled = true, batched
+		if len(outcomes) == 1 {
+			hr.Message = outcomes[0].Result.Message
+		}
+		if batched {
+			w := base
+			w.Severity, w.Code = contract.DryRunSeverityInfo, contract.DryRunCodeBackfillEstimate
+			w.Message = fmt.Sprintf("hook %s (%s) %s", p.Spec.Name, p.Spec.Hook, hr.Message)
+			r.warn(w)
+		}
 		hr.Locks, hr.Rewrites, hr.Created, hr.Dropped, hr.Tables = mm.locks, mm.rewrites, mm.created, mm.dropped, mm.tables
 		holds = append(holds, r.lockWarnings(base, mm)...)
 		pr.Hooks = append(pr.Hooks, hr)

@@ -375,3 +375,37 @@ func TestLogRecords(t *testing.T) {
 	require.Contains(t, recs[3]["error"], "division by zero")
 	require.Equal(t, false, recs[4]["success"])
 }
+
+func TestBackfillIsSampledAndExtrapolated(t *testing.T) {
+	t.Parallel()
+	b := setup(t, baseSchema+`
+		CREATE TABLE events (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+		INSERT INTO events (id) SELECT g FROM generate_series(1, 200000) g;
+		ANALYZE events;`)
+	before := fingerprint(t, b.conn, "events")
+	rep := b.run(t, dryrun.Options{}, mig("0001", `ALTER TABLE events ADD COLUMN day date`,
+		contract.HookSpec{Phase: contract.PhaseAfterDDL, Name: "fill", Hook: "backfill",
+			Params: map[string]any{"table": "events", "set": "n = n + 1", "batch_size": 1000, "max_batch_size": 1000, "sample_ms": 100}}))
+	require.True(t, rep.Success, "%+v", rep)
+	var hr *contract.DryRunHookReport
+	for _, p := range rep.Migrations[0].Phases {
+		for i := range p.Hooks {
+			if p.Hooks[i].Name == "fill" {
+				hr = &p.Hooks[i]
+			}
+		}
+	}
+	require.NotNil(t, hr)
+	require.True(t, hr.Executed)
+	require.True(t, hr.Sampled)
+	require.Positive(t, hr.Rows)
+	require.Less(t, hr.Rows, int64(200000), "only the first batches run")
+	require.Contains(t, hr.Message, "rows/s")
+	require.Contains(t, hr.Message, "about 200000 row(s) to do in events")
+	require.Contains(t, hr.Locks, contract.DryRunLock{Relation: "events", Mode: "RowExclusiveLock"})
+	w := hasWarning(rep, contract.DryRunCodeBackfillEstimate)
+	require.NotNil(t, w)
+	require.Equal(t, contract.DryRunSeverityInfo, w.Severity)
+	require.Nil(t, hasWarning(rep, contract.DryRunCodeHookNotExecuted))
+	require.Equal(t, before, fingerprint(t, b.conn, "events"), "the sampled batches are rolled back")
+}

@@ -232,10 +232,15 @@ func (r *Renderer) hooks(hs []contract.DryRunHookReport) {
 				tm = "-"
 			}
 		}
-		rowsOut = append(rowsOut, tableRow{
+		row := tableRow{
 			cells:   []string{clean(h.Name), tm, n, locks(h.Locks), clean(h.Hook)},
 			details: details(h.Rewrites, h.Created, h.Dropped, h.Tables, h.Skipped, h.Error),
-		})
+		}
+		if h.Sampled && h.Message != "" {
+			// The sample's rate and extrapolated duration come first: they are what it is for.
+			row.details = append([]string{"estimate: " + clean(h.Message)}, row.details...)
+		}
+		rowsOut = append(rowsOut, row)
 	}
 	r.table(header, []bool{false, true, true, false, false}, rowsOut)
 }

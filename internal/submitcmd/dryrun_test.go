@@ -39,15 +39,19 @@ func successfulReport() *contract.DryRunReport {
 					},
 					{Line: 5, SQL: "VACUUM users", Skipped: "VACUUM; cannot run inside a transaction block; not executed"},
 				}},
-				{Phase: contract.PhaseAfterDDL, DurationMS: 9.6, Hooks: []contract.DryRunHookReport{
+				{Phase: contract.PhaseAfterDDL, DurationMS: 1010.1, Hooks: []contract.DryRunHookReport{
 					{Name: "seed", Hook: "sql", DurationMS: 9.4, Rows: 2, Executed: true, Locks: []contract.DryRunLock{{Relation: "users", Mode: "RowExclusiveLock"}}},
-					{Name: "fill_email", Hook: "backfill", Skipped: "not executed: the hook does not run inside the migration transaction"},
+					{Name: "fill_email", Hook: "backfill", DurationMS: 1000.4, Rows: 41000, Executed: true, Sampled: true,
+						Locks:   []contract.DryRunLock{{Relation: "users", Mode: "RowExclusiveLock"}},
+						Message: "sampled 8 batch(es): 41000 row(s) in 1000 ms, 41000 rows/s (longest batch 196 ms); about 2000000 row(s) to do in users: about 48.8s"},
+					{Name: "notify", Hook: "notify-slack", Skipped: "not executed: the hook does not run inside the migration transaction, so it cannot be rolled back"},
 				}},
 			},
 		}},
 		Warnings: []contract.DryRunWarning{
 			{Severity: contract.DryRunSeverityWarning, Code: contract.DryRunCodeTableRewrite, Migration: "001_add_email", Phase: contract.PhaseDDL, Line: 1, Message: "table users is rewritten (its storage replaced) under an exclusive lock"},
-			{Severity: contract.DryRunSeverityInfo, Code: contract.DryRunCodeHookNotExecuted, Migration: "001_add_email", Phase: contract.PhaseAfterDDL, Hook: "fill_email", Message: "hook fill_email (backfill) not executed"},
+			{Severity: contract.DryRunSeverityInfo, Code: contract.DryRunCodeBackfillEstimate, Migration: "001_add_email", Phase: contract.PhaseAfterDDL, Hook: "fill_email", Message: "hook fill_email (backfill) sampled 8 batch(es): 41000 row(s) in 1000 ms, 41000 rows/s (longest batch 196 ms); about 2000000 row(s) to do in users: about 48.8s"},
+			{Severity: contract.DryRunSeverityInfo, Code: contract.DryRunCodeHookNotExecuted, Migration: "001_add_email", Phase: contract.PhaseAfterDDL, Hook: "notify", Message: "hook notify (notify-slack) not executed"},
 			{Severity: contract.DryRunSeverityWarning, Code: contract.DryRunCodeNotTransactional, Migration: "001_add_email", Phase: contract.PhaseDDL, Line: 5, Message: "line 5: VACUUM users: not executed by the dry-run (VACUUM)"},
 		},
 	}
@@ -103,7 +107,7 @@ func TestRenderDryRunReportWithWarnings(t *testing.T) {
 	evs := dryRunEvents(successfulReport())
 	got := render(RenderOptions{}, evs)
 	want := `run 5f0c2b0e-5d1a-4c57-9a53-3f0c1e7d2a41 accepted: dry-run of 1 migration(s) accepted
-dry-run report (up): succeeded in 1.2s, 1 migration, 3 warnings; everything was rolled back
+dry-run report (up): succeeded in 1.2s, 1 migration, 4 warnings; everything was rolled back
 ✓ 001_add_email  ok  1.2s
   before_validation  0.80ms
     HOOK           TIME  ROWS  LOCKS              TYPE
@@ -117,17 +121,20 @@ dry-run report (up): succeeded in 1.2s, 1 migration, 3 warnings; everything was 
         created:  users_email_idx (index)
        5     -     -  -                                            VACUUM users
         skipped:  VACUUM; cannot run inside a transaction block; not executed
-  after_ddl          9.6ms
-    HOOK         TIME  ROWS  LOCKS               TYPE
-    seed        9.4ms     2  users:RowExclusive  sql
-    fill_email      -     -  -                   backfill
-        skipped:  not executed: the hook does not run inside the migration transaction
+  after_ddl          1.0s
+    HOOK         TIME   ROWS  LOCKS               TYPE
+    seed        9.4ms      2  users:RowExclusive  sql
+    fill_email   1.0s  41000  users:RowExclusive  backfill
+        estimate: sampled 8 batch(es): 41000 row(s) in 1000 ms, 41000 rows/s (longest batch 196 ms); about 2000000 row(s) to do in users: about 48.8s
+    notify          -      -  -                   notify-slack
+        skipped:  not executed: the hook does not run inside the migration transaction, so it cannot be rolled back
 warnings
   warning (2)
     table_rewrite [001_add_email ddl line 1]: table users is rewritten (its storage replaced) under an exclusive lock
     not_transactional [001_add_email ddl line 5]: line 5: VACUUM users: not executed by the dry-run (VACUUM)
-  info (1)
-    hook_not_executed [001_add_email after_ddl hook fill_email]: hook fill_email (backfill) not executed
+  info (2)
+    backfill_estimate [001_add_email after_ddl hook fill_email]: hook fill_email (backfill) sampled 8 batch(es): 41000 row(s) in 1000 ms, 41000 rows/s (longest batch 196 ms); about 2000000 row(s) to do in users: about 48.8s
+    hook_not_executed [001_add_email after_ddl hook notify]: hook notify (notify-slack) not executed
 run completed in 1.3s: dry-run: 1 migration(s) would apply
 `
 	require.Equal(t, want, got)

@@ -244,6 +244,14 @@ func (h *Hook) estimate(ctx context.Context, q querier, t *table, after []string
 
 // batch runs one batch in tx: it finds the batch's upper key and updates the range. It returns
 // the rows updated, the new last key (nil when the batch reached the end of the table).
+//
+// Two round trips: the bound query, planned with enable_sort off, then the UPDATE, planned with
+// enable_seqscan off; each setting is put back as it was right after its statement, so the
+// rest of the transaction (a dry-run's, in Run) plans as before. Without them the planner
+// leaves the key index when its statistics underestimate the rows left after the checkpoint or
+// overestimate those in the range (stale statistics, a heap not in key order): it sorts every
+// row after the checkpoint to find the bound, or scans the whole table for the UPDATE. See the
+// package doc.
 func (h *Hook) batch(ctx context.Context, tx pgx.Tx, t *table, after []string, size int) (rows int64, upTo []string, err error) {
 	args := make([]any, 0, 2*len(t.keys)+1)
 	for _, a := range after {
@@ -254,36 +262,67 @@ func (h *Hook) batch(ctx context.Context, tx pgx.Tx, t *table, after []string, s
 	for i := range row {
 		dst[i] = &row[i]
 	}
-	err = tx.QueryRow(ctx, t.boundSQL(len(after) > 0), append(args, size-1)...).Scan(dst...)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		// Fewer than size rows are left: this batch takes them all.
-	case err != nil:
+	var sortWas, seqscanWas string
+	found := false
+	b := &pgx.Batch{}
+	b.Queue(`SELECT current_setting('enable_sort'), current_setting('enable_seqscan')`).
+		QueryRow(func(r pgx.Row) error { return r.Scan(&sortWas, &seqscanWas) })
+	b.Queue(`SELECT set_config('enable_sort', 'off', true)`)
+	b.Queue(t.boundSQL(len(after) > 0), append(args, size-1)...).QueryRow(func(r pgx.Row) error {
+		err := r.Scan(dst...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			// Fewer than size rows are left: this batch takes them all.
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return 0, nil, err
-	default:
+	}
+	if found {
 		for _, v := range row {
 			upTo = append(upTo, *v)
 			args = append(args, *v)
 		}
 	}
-	tag, err := tx.Exec(ctx, h.updateSQL(t, len(after) > 0, upTo != nil), args...)
-	if err != nil {
+	b = &pgx.Batch{}
+	b.Queue(`SELECT set_config('enable_sort', $1, true), set_config('enable_seqscan', 'off', true)`, sortWas)
+	b.Queue(h.updateSQL(t, len(after) > 0, upTo != nil), args...).Exec(func(ct pgconn.CommandTag) error {
+		rows = ct.RowsAffected()
+		return nil
+	})
+	b.Queue(`SELECT set_config('enable_seqscan', $1, true)`, seqscanWas)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return 0, nil, err
 	}
-	return tag.RowsAffected(), upTo, nil
+	return rows, upTo, nil
 }
+
+// aim is the share of the target duration the sizer steers batches to: batch durations
+// vary by a third or more from one batch to the next at the same size (WAL flushes, writeback,
+// other sessions), and the target is what a batch should not exceed, not its average.
+const aim = 0.8
 
 // sizer adapts the batch size toward the target duration.
 type sizer struct {
 	size, lo, hi int
 	target       time.Duration
+	// cost is the time per key of the range, smoothed: a slower batch raises it at once, a
+	// faster one lowers it halfway. So one fast batch does not double the next into a long one.
+	cost float64
 }
 
+// after takes the duration of a batch of s.size keys and sets the next size: aim*target over
+// the cost per key, within half and twice the last size and within the bounds.
 func (s *sizer) after(d time.Duration) {
-	if d <= 0 {
-		d = time.Millisecond
+	c := float64(max(d, time.Millisecond)) / float64(max(s.size, 1))
+	if s.cost == 0 || c > s.cost {
+		s.cost = c
+	} else {
+		s.cost = (s.cost + c) / 2
 	}
-	next := float64(s.size) * float64(s.target) / float64(d)
+	next := aim * float64(s.target) / s.cost
 	next = math.Min(math.Max(next, float64(s.size)/2), float64(s.size)*2)
 	s.size = min(max(int(next), s.lo), s.hi)
 }

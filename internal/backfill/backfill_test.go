@@ -377,3 +377,22 @@ func TestSampleRunsInsideTheTransaction(t *testing.T) {
 	require.NoError(t, tx.Rollback(ctx))
 	e.exactlyOnce(t, "items", "false", 0)
 }
+
+func TestPlannerSettingsComeBackAfterEachBatch(t *testing.T) {
+	t.Parallel()
+	e := setup(t, numbers)
+	ctx := context.Background()
+	tx, err := e.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck
+	// The dry-run's transaction goes on after the hook: it must plan as it did before, although
+	// the hook plans its own statements with enable_sort and enable_seqscan off.
+	h := newHook(t, map[string]any{"table": "items", "set": "counter = counter + 1", "batch_size": 1000, "max_batch_size": 1000})
+	res, err := h.Run(ctx, &hooks.Context{Tx: tx, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	require.Positive(t, res.RowsAffected)
+	var sort, seqscan string
+	require.NoError(t, tx.QueryRow(ctx, `SELECT current_setting('enable_sort'), current_setting('enable_seqscan')`).Scan(&sort, &seqscan))
+	require.Equal(t, "on", sort)
+	require.Equal(t, "on", seqscan)
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 )
@@ -366,6 +367,7 @@ func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.R
 	}
 	// The run is recorded. If this ack is lost, the message comes again and the unique key
 	// on (target, request id) recognises it as a duplicate.
+	fault.At(fault.IntakeAfterCommit)
 	if err := msg.Ack(); err != nil {
 		log.Debug("ack failed; a redelivery will be recognised as a duplicate", "error", err.Error())
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/target"
@@ -219,6 +220,7 @@ type progressReporter struct {
 }
 
 func (r *progressReporter) report(bp hooks.BatchProgress) {
+	fault.At(fault.BackfillAfterBatch)
 	r.p.cfg.Observer.BackfillRows(bp.LastBatchRows)
 	now := time.Now()
 	if sent, ok := r.p.progressSent.Load(r.key); ok && now.Sub(sent.(time.Time)) < progressInterval {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/sqlscript"
 	"github.com/confiture-io/confiture-worker/internal/target"
@@ -162,7 +163,11 @@ func (p *Pipeline) ddlTx(ctx context.Context, t *target.Target, pool *pgxpool.Po
 		if err := t.Lock(ctx, tx); err != nil {
 			return err
 		}
-		return fn(tx)
+		if err := fn(tx); err != nil {
+			return err
+		}
+		fault.At(fault.PhaseBeforeCommit)
+		return nil
 	})
 }
 

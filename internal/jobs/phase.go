@@ -13,6 +13,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/queue"
@@ -104,8 +105,11 @@ func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error
 	} else {
 		res, err = p.runHooks(ctx, t, rc, m, a.Phase, job.Attempt, planned, log, hookLog, hooks.RunOptions{})
 	}
-	if err == nil && p.cfg.Fault != nil {
-		err = p.cfg.Fault("after_target_commit", a, job.Attempt)
+	if err == nil {
+		fault.At(fault.PhaseAfterCommit)
+		if p.cfg.Fault != nil {
+			err = p.cfg.Fault("after_target_commit", a, job.Attempt)
+		}
 	}
 	close(phaseDone)
 	prepared := <-succ
@@ -311,6 +315,7 @@ func (p *Pipeline) runInTx(ctx context.Context, t *target.Target, pool *pgxpool.
 	if err := t.WriteLedger(ctx, tx, rows...); err != nil {
 		return res, err
 	}
+	fault.At(fault.PhaseBeforeCommit)
 	if err := tx.Commit(ctx); err != nil {
 		return res, fmt.Errorf("target %q: commit: %w", t.Name(), err)
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/confiture-io/confiture-worker/internal/fault"
 )
 
 // Message is one outbox row on its way to the bus.
@@ -163,6 +165,7 @@ func (r *Relay) relayBatch(ctx context.Context) (int, bool, error) {
 	if err := r.Publisher.PublishBatch(ctx, msgs); err != nil {
 		return 0, false, fmt.Errorf("outbox relay: publish: %w", err)
 	}
+	fault.At(fault.OutboxAfterPublish)
 	if err := tx.Commit(ctx); err != nil {
 		// The bus has the events; they will be published again and dropped as duplicates.
 		return 0, false, fmt.Errorf("outbox relay: %w", err)

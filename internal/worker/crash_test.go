@@ -83,9 +83,9 @@ func TestBackfillSurvivesSIGKILL(t *testing.T) {
 	require.Equal(t, 1, count(`SELECT count(*) FROM confiture.schema_migrations WHERE version = '001'`))
 }
 
-func queryStrings(t *testing.T, db *pgxpool.Pool, sql string) []string {
+func queryStrings(t *testing.T, db *pgxpool.Pool, sql string, args ...any) []string {
 	t.Helper()
-	rows, err := db.Query(context.Background(), sql)
+	rows, err := db.Query(context.Background(), sql, args...)
 	require.NoError(t, err)
 	var out []string
 	for rows.Next() {

@@ -63,6 +63,8 @@ type Request struct {
 	Force       bool        `json:"force,omitempty"`
 	RequestedBy string      `json:"requested_by,omitempty"`
 	Migrations  []Migration `json:"migrations"`
+	// Signature, when present, signs the request (see SignRequest). A target may require it.
+	Signature *Signature `json:"signature,omitempty"`
 }
 
 // Migration is one versioned change as read from disk: its SQL, its hooks and its checksum.
@@ -170,7 +172,15 @@ const (
 	CodeTimeout           = "timeout"
 	CodeCancelled         = "cancelled"
 	CodeDuplicateRequest  = "duplicate_request"
-	CodeInternal          = "internal"
+	// CodeSignatureRequired: the target accepts only signed requests and this one is not.
+	CodeSignatureRequired = "signature_required"
+	// CodeInvalidSignature: the signature names a key the target does not allow, or does not
+	// match the request.
+	CodeInvalidSignature = "invalid_signature"
+	// CodeSignatureExpired: the signature is too old (signature_max_age), past its expires_at,
+	// or dated in the future.
+	CodeSignatureExpired = "signature_expired"
+	CodeInternal         = "internal"
 )
 
 // NATS subjects and JetStream stream names.

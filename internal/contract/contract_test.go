@@ -215,6 +215,11 @@ func validRequest() *Request {
 		DryRun:      true,
 		Force:       true,
 		RequestedBy: "alice@example.com",
+		// Not a valid signature: decoding does not verify one (the worker's policy does).
+		Signature: &Signature{
+			KeyID: "ci@example.com", Alg: SignatureAlgEd25519, SignedAt: "2024-06-01T12:00:00Z",
+			ExpiresAt: "2024-06-01T12:10:00Z", Sig: strings.Repeat("A", 86) + "==",
+		},
 		Migrations: []Migration{
 			{
 				Version:  "001",
@@ -294,6 +299,7 @@ func TestGoTypesMatchSchemas(t *testing.T) {
 		{"Request", reflect.TypeFor[Request](), req, req},
 		{"Migration", reflect.TypeFor[Migration](), req, def(t, req, "Migration")},
 		{"HookSpec", reflect.TypeFor[HookSpec](), req, def(t, req, "HookSpec")},
+		{"Signature", reflect.TypeFor[Signature](), req, def(t, req, "Signature")},
 		{"Event", reflect.TypeFor[Event](), ev, ev},
 		{"EventError", reflect.TypeFor[EventError](), ev, def(t, ev, "EventError")},
 	}
@@ -718,10 +724,20 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"schema":"confiture.request/v1","id":"a","target":"t","direction":"up","migrations":[{"version":"1","name":"x","up_sql":"x","checksum":"2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881","hooks":[{"phase":"cleanup","name":"a","hook":"noop","depends_on":["a"],"priority":1e300}]}]}`))
 	f.Add([]byte(`{"schema":"confiture.request/v1","schema":"x"}`))
 	f.Add([]byte("{\"schema\":\"confiture.request/v1\",\"id\":\"\xff\"}"))
+	// More seeds, real requests among them, are in testdata/fuzz/FuzzDecodeRequest.
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := DecodeRequest(data)
+		r, body, err := DecodeRequestBody(data)
 		if err == nil {
 			require.NotNil(t, r)
+			// What a request decodes to is bounded by its size: re-encoded, it is at most 6
+			// times longer (encoding/json writes '<' as \u003c), and so is its body.
+			again, err := json.Marshal(r)
+			require.NoError(t, err)
+			require.LessOrEqual(t, len(again), 6*len(data)+512)
+			require.LessOrEqual(t, len(body), 6*len(data))
+			require.NoError(t, CheckRequest(r))
+			_, err = SigningInput(data)
+			require.NoError(t, err, "a valid request always has a canonical form")
 			return
 		}
 		require.Nil(t, r)

@@ -87,21 +87,37 @@ func compiled(file string) (*jsonschema.Schema, error) {
 // identifier first, then validates against schemas/request.v1.json, decodes, and finally runs
 // CheckRequest. Every rejection is a *DecodeError; it never panics, whatever data holds.
 func DecodeRequest(data []byte) (*Request, error) {
+	r, _, err := DecodeRequestBody(data)
+	return r, err
+}
+
+// DecodeRequestBody is DecodeRequest that also returns the request's body, RequestBody(data):
+// its canonical form without the signature, which identifies what it asks for. Beyond the
+// schema it refuses JSON nested deeper than MaxJSONDepth and objects with a duplicate member
+// name (which JSON parsers disagree about).
+func DecodeRequestBody(data []byte) (*Request, []byte, error) {
 	reqSchema, err := compiled(RequestSchemaFile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if d := jsonDepth(data); d > MaxJSONDepth {
+		return nil, nil, invalid("request nests %d levels deep, over the limit of %d levels of JSON nesting", d, MaxJSONDepth)
 	}
 	if err := validate(data, reqSchema, "request", RequestSchemaV1); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var r Request
 	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, invalid("malformed request: %s", clip(err.Error(), 200))
+		return nil, nil, invalid("malformed request: %s", clip(err.Error(), 200))
+	}
+	body, err := RequestBody(data)
+	if err != nil {
+		return nil, nil, invalid("malformed request: %s", clip(err.Error(), 200))
 	}
 	if err := CheckRequest(&r); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &r, nil
+	return &r, body, nil
 }
 
 // ValidateEvent checks an event message against schemas/event.v1.json, schema identifier
@@ -217,7 +233,7 @@ func formatViolations(ve *jsonschema.ValidationError) string {
 			return
 		}
 		if len(e.Causes) == 0 {
-			line := clip(pointer(e.InstanceLocation)+": "+reason(e.ErrorKind), maxViolationLine)
+			line := clip(pointer(e.InstanceLocation)+": "+reason(e.ErrorKind)+limitName(e.InstanceLocation, e.ErrorKind), maxViolationLine)
 			if !seen[line] {
 				seen[line] = true
 				vs = append(vs, violation{loc: e.InstanceLocation, line: line})
@@ -259,6 +275,31 @@ func formatViolations(ve *jsonschema.ValidationError) string {
 		fmt.Fprintf(&b, "; and %d more", rest)
 	}
 	return b.String()
+}
+
+// limitName names the request limit a size violation at loc hits, as " (the limit of ...)",
+// or returns "".
+func limitName(loc []string, k jsonschema.ErrorKind) string {
+	name := ""
+	switch k.(type) {
+	case *kind.MaxItems:
+		switch {
+		case len(loc) == 1 && loc[0] == "migrations":
+			name = "migrations per request"
+		case len(loc) == 3 && loc[0] == "migrations" && loc[2] == "hooks":
+			name = "hooks per migration"
+		case len(loc) == 5 && loc[0] == "migrations" && loc[2] == "hooks" && loc[4] == "depends_on":
+			name = "depends_on entries per hook"
+		}
+	case *kind.MaxLength:
+		if len(loc) == 3 && loc[0] == "migrations" && (loc[2] == "up_sql" || loc[2] == "down_sql") {
+			name = "SQL size per migration"
+		}
+	}
+	if name == "" {
+		return ""
+	}
+	return " (the limit of " + name + ")"
 }
 
 // compareLocations orders instance locations token by token, numbers numerically, a parent
@@ -395,18 +436,52 @@ func clip(s string, max int) string {
 
 var versionRE = regexp.MustCompile(`^[0-9]{1,32}$`)
 
+// Limits of a request. The schema (schemas/request.v1.json) sets the first four; the worker
+// adds the others. Every rejection for a limit names it.
+const (
+	// MaxMigrations is the most migrations one request carries.
+	MaxMigrations = 1000
+	// MaxHooksPerMigration is the most hooks one migration declares.
+	MaxHooksPerMigration = 200
+	// MaxSQLChars is the longest up_sql or down_sql, in characters.
+	MaxSQLChars = 1 << 20
+	// MaxDependsOn is the most depends_on entries of one hook.
+	MaxDependsOn = 200
+	// MaxHooksPerRequest is the most hooks all the migrations of one request declare together.
+	MaxHooksPerRequest = 10000
+	// MaxParamsDepth is how deep a hook's params may nest, the params object being level 1.
+	MaxParamsDepth = 32
+)
+
 // CheckRequest runs the checks on a request that its JSON Schema cannot express: unique
 // versions, checksums that match up_sql, unique hook names within a migration and phase,
-// depends_on naming another hook of the same migration and phase, no dependency cycle, and a
-// well-formed "to". It returns a *DecodeError with code CodeInvalidRequest naming the migration
-// and hook at fault, or nil. It does not repeat the schema's checks: use DecodeRequest on the
-// marshalled request for a full validation.
+// depends_on naming another hook of the same migration and phase, no dependency cycle, a
+// well-formed "to", at most MaxHooksPerRequest hooks and params at most MaxParamsDepth deep.
+// It returns a *DecodeError with code CodeInvalidRequest naming the migration and hook at
+// fault, or nil. It does not repeat the schema's checks: use DecodeRequest on the marshalled
+// request for a full validation.
 func CheckRequest(r *Request) error {
 	if r == nil {
 		return invalid("request is missing")
 	}
 	if r.To != "" && !versionRE.MatchString(r.To) {
 		return invalid("to %s is not a version (1 to 32 digits)", quote(r.To, 40))
+	}
+	total := 0
+	for i := range r.Migrations {
+		total += len(r.Migrations[i].Hooks)
+	}
+	if total > MaxHooksPerRequest {
+		return invalid("the migrations declare %d hooks together, over the limit of %d hooks per request: submit fewer migrations at a time", total, MaxHooksPerRequest)
+	}
+	for i := range r.Migrations {
+		m := &r.Migrations[i]
+		for _, h := range m.Hooks {
+			if d := depthOf(h.Params, 0); d > MaxParamsDepth {
+				return invalid("params of hook %s of migration %s (phase %s) nest more than %d levels deep (the limit of params depth)",
+					quote(h.Name, 64), plain(m.ID(), 170), quote(h.Phase, 32), MaxParamsDepth)
+			}
+		}
 	}
 	versions := make(map[string]string, len(r.Migrations))
 	for i := range r.Migrations {
@@ -471,6 +546,41 @@ func checkHooks(migration string, hooks []HookSpec) error {
 		}
 	}
 	return nil
+}
+
+// depthOf returns the nesting depth of v below depth (an object or array counts one level),
+// stopping as soon as it passes MaxParamsDepth: it never recurses further than that.
+func depthOf(v any, depth int) int {
+	if depth > MaxParamsDepth {
+		return depth
+	}
+	deepest := depth
+	switch t := v.(type) {
+	case map[string]any:
+		if t == nil {
+			return depth
+		}
+		deepest = depth + 1
+		for _, e := range t {
+			if d := depthOf(e, depth+1); d > deepest {
+				deepest = d
+			}
+			if deepest > MaxParamsDepth {
+				break
+			}
+		}
+	case []any:
+		deepest = depth + 1
+		for _, e := range t {
+			if d := depthOf(e, depth+1); d > deepest {
+				deepest = d
+			}
+			if deepest > MaxParamsDepth {
+				break
+			}
+		}
+	}
+	return deepest
 }
 
 // findCycle returns a dependency cycle among names as a path that starts and ends with the same

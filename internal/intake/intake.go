@@ -44,6 +44,13 @@ type Checker interface {
 	Check(req *contract.Request) error
 }
 
+// Verifier checks the signature of a decoded request against its target's policy (see
+// package signing) without opening any connection. receivedAt is when the request reached
+// NATS. The error it returns should be a *contract.DecodeError carrying an error code.
+type Verifier interface {
+	Verify(req *contract.Request, data []byte, receivedAt time.Time) error
+}
+
 // Observer receives intake's measurements (the worker's Prometheus metrics).
 type Observer interface {
 	// RunFinished counts a request that ended at intake: rejected or duplicate.
@@ -73,6 +80,9 @@ type Intake struct {
 	Store    *queue.Store
 	Admitter Admitter
 	Checker  Checker
+	// Verifier checks request signatures before Checker sees the request. Defaults to none:
+	// signatures are not checked.
+	Verifier Verifier
 	Logger   *slog.Logger
 	// MaxRequestBytes bounds a request. Defaults to 1 MiB.
 	MaxRequestBytes int
@@ -189,8 +199,10 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 		subjectTarget = "_invalid"
 	}
 	var seq uint64
+	receivedAt := time.Now()
 	if md, err := msg.Metadata(); err == nil {
 		seq = md.Sequence.Stream
+		receivedAt = md.Timestamp
 	}
 	ref := outbox.RunRef{Target: subjectTarget, RequestID: msg.Headers().Get(jetstream.MsgIDHeader)}
 	log := in.Logger.With("subject", msg.Subject(), "stream_seq", seq)
@@ -199,7 +211,7 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 	// (or shutdown) forever; the message is then redelivered.
 	ctx, cancel := context.WithTimeout(ctx, max(in.AckWait-time.Second, 5*time.Second))
 	defer cancel()
-	req, rej := in.decode(msg.Data(), subjectTarget)
+	req, body, rej := in.decode(msg.Data(), subjectTarget, receivedAt)
 	if req != nil {
 		ref.RequestID = req.ID
 	}
@@ -231,7 +243,7 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 	case rej != nil:
 		err = in.reject(ctx, msg, ref, seq, rej, log)
 	case req != nil:
-		err = in.accept(ctx, msg, req, ref, seq, log)
+		err = in.accept(ctx, msg, req, body, ref, seq, log)
 		if rej := rejectionOfDBError(err); rej != nil {
 			// The database refused the request's content itself: retrying cannot help.
 			err = in.reject(ctx, msg, ref, seq, rej, log)
@@ -245,29 +257,38 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
-func (in *Intake) decode(data []byte, subjectTarget string) (*contract.Request, *rejection) {
+// decode decodes and checks a request, in this order: size, contract (schema and limits),
+// what PostgreSQL can store, subject, signature (Verifier), then what this worker can run
+// (Checker). Nothing here opens a connection to a target. body is the request's canonical
+// body (contract.RequestBody), which identifies its content.
+func (in *Intake) decode(data []byte, subjectTarget string, receivedAt time.Time) (*contract.Request, []byte, *rejection) {
 	if len(data) > in.MaxRequestBytes {
-		return nil, &rejection{code: contract.CodeInvalidRequest, msg: fmt.Sprintf("request is %d bytes, over the limit of %d", len(data), in.MaxRequestBytes)}
+		return nil, nil, &rejection{code: contract.CodeInvalidRequest, msg: fmt.Sprintf("request is %d bytes, over the limit of %d bytes (max_request_bytes)", len(data), in.MaxRequestBytes)}
 	}
-	req, err := contract.DecodeRequest(data)
+	req, body, err := contract.DecodeRequestBody(data)
 	if err != nil {
-		return nil, rejectionOf(err)
+		return nil, nil, rejectionOf(err)
 	}
 	// PostgreSQL text cannot hold these, so such a request could never be recorded.
 	if !utf8.Valid(data) {
-		return req, &rejection{code: contract.CodeInvalidRequest, msg: "request is not valid UTF-8"}
+		return req, nil, &rejection{code: contract.CodeInvalidRequest, msg: "request is not valid UTF-8"}
 	}
 	if hasNULEscape(data) {
-		return req, &rejection{code: contract.CodeInvalidRequest, msg: `request contains a NUL character (\u0000), which PostgreSQL text cannot hold`}
+		return req, nil, &rejection{code: contract.CodeInvalidRequest, msg: `request contains a NUL character (\u0000), which PostgreSQL text cannot hold`}
 	}
 	if req.Target != subjectTarget {
-		return req, &rejection{code: contract.CodeInvalidRequest, wrongSubject: true,
+		return req, nil, &rejection{code: contract.CodeInvalidRequest, wrongSubject: true,
 			msg: fmt.Sprintf("request for target %q was published on the subject of target %q", req.Target, subjectTarget)}
 	}
-	if err := in.Checker.Check(req); err != nil {
-		return req, rejectionOf(err)
+	if in.Verifier != nil {
+		if err := in.Verifier.Verify(req, data, receivedAt); err != nil {
+			return req, nil, rejectionOf(err)
+		}
 	}
-	return req, nil
+	if err := in.Checker.Check(req); err != nil {
+		return req, nil, rejectionOf(err)
+	}
+	return req, body, nil
 }
 
 // rejectionOfDBError turns an error that PostgreSQL raised about the data itself (SQLSTATE
@@ -323,8 +344,11 @@ func (in *Intake) duplicateOf(ctx context.Context, msg jetstream.Msg, ref outbox
 	return nil
 }
 
-func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.Request, ref outbox.RunRef, seq uint64, log *slog.Logger) error {
-	sum := sha256.Sum256(msg.Data())
+// accept records an accepted request. The run keeps the hash of its body, not of the
+// message: a copy under the same id that asks for the same thing (re-encoded, or signed again)
+// is a duplicate; one that asks for something else is refused.
+func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.Request, body []byte, ref outbox.RunRef, seq uint64, log *slog.Logger) error {
+	sum := sha256.Sum256(body)
 	run := &queue.Run{
 		ID: ref.Run, RequestID: req.ID, Target: req.Target, Direction: req.Direction,
 		DryRun: req.DryRun, Request: msg.Data(), RequestSHA256: hex.EncodeToString(sum[:]),
@@ -341,7 +365,7 @@ func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.R
 			if ex.RequestSHA256 == run.RequestSHA256 {
 				ev.Message = fmt.Sprintf("request %s was received before (run %s, %s): nothing more to do", req.ID, ex.ID, ex.Status)
 			} else {
-				ev.Message = fmt.Sprintf("request id %s was already used for a different request (run %s, %s): this one is ignored; publish it with a new id", req.ID, ex.ID, ex.Status)
+				ev.Message = fmt.Sprintf("request id %s reused with a different body: run %s (%s) has the first one, this one is ignored; publish it with a new id", req.ID, ex.ID, ex.Status)
 				ev.Error = &contract.EventError{Code: contract.CodeDuplicateRequest, Message: ev.Message}
 			}
 			return outbox.Insert(ctx, tx, in.Store.Schema(), ev)

@@ -28,6 +28,10 @@ const (
 	maxPriority          = 1_000_000
 	maxYAMLDepth         = 64
 	maxYAMLNodes         = 100_000
+	// maxYAMLText bounds the text of the decoded strings (keys included), counting what
+	// aliases expand to: a 500 KiB string aliased a thousand times is a few nodes but half a
+	// gigabyte of request. A file without aliases never reaches it.
+	maxYAMLText = maxHooksFileBytes
 )
 
 var (
@@ -52,7 +56,8 @@ type hooksParser struct {
 	// open holds the anchored nodes being decoded, to catch an alias inside its own anchor.
 	open     map[ast.Node]bool
 	nodes    int  // nodes decoded so far, alias expansions included
-	overflow bool // nodes passed maxYAMLNodes (reported once)
+	overflow bool // nodes passed maxYAMLNodes, or text maxYAMLText (reported once)
+	text     int  // bytes of strings decoded so far, alias expansions included
 	// expanding is the outermost alias being decoded: where an overflow is reported, as the
 	// node that overflows is somewhere in an anchor.
 	expanding ast.Node
@@ -85,6 +90,12 @@ func parseHooks(file string, data []byte) ([]contract.HookSpec, []Problem) {
 		p.problems = append(p.problems, Problem{File: file, Line: lineAt(data, i), Message: "is not valid UTF-8"})
 		return nil, p.problems
 	}
+	// The YAML parser takes time and memory quadratic in the nesting of flow collections: a
+	// 20 KB file of '[' costs it 2 seconds and 600 MB. Refuse such a file before parsing it.
+	if i := flowNesting(data); i >= 0 {
+		p.problems = append(p.problems, Problem{File: file, Line: lineAt(data, i), Message: fmt.Sprintf("nested more than %d levels deep ('[' and '{' without their closing bracket)", maxFlowNesting)})
+		return nil, p.problems
+	}
 	// YAML allows a byte order mark, which the parser does not; it is not part of any line.
 	f, line, err := parseYAML(bytes.TrimPrefix(data, []byte("\ufeff")))
 	if err != nil {
@@ -113,6 +124,28 @@ func parseHooks(file string, data []byte) ([]contract.HookSpec, []Problem) {
 		hooks = append(hooks, e.spec)
 	}
 	return hooks, p.problems
+}
+
+// maxFlowNesting bounds the raw nesting of '[' and '{' in a hooks file, counted without
+// parsing (brackets in strings and comments count too, so it is far above maxYAMLDepth).
+const maxFlowNesting = 1000
+
+// flowNesting returns the offset of the first '[' or '{' nested deeper than maxFlowNesting,
+// or -1.
+func flowNesting(data []byte) int {
+	depth := 0
+	for i, c := range data {
+		switch c {
+		case '[', '{':
+			depth++
+			if depth > maxFlowNesting {
+				return i
+			}
+		case ']', '}':
+			depth = max(depth-1, 0)
+		}
+	}
+	return -1
 }
 
 // parseYAML parses data, turning a parser error (or panic) into an error and its line.
@@ -499,6 +532,22 @@ func (p *hooksParser) step(n ast.Node) bool {
 	return false
 }
 
+// spend counts size bytes of decoded text; it returns false once the file has too much.
+func (p *hooksParser) spend(n ast.Node, size int) bool {
+	p.text += size
+	if p.text <= maxYAMLText {
+		return true
+	}
+	if !p.overflow {
+		p.overflow = true
+		if p.expanding != nil {
+			n = p.expanding
+		}
+		p.add(n, "too much text (more than %d bytes of strings, counting what aliases expand to)", maxYAMLText)
+	}
+	return false
+}
+
 // alias returns the node an alias stands for, or nil after reporting why there is none.
 func (p *hooksParser) alias(a *ast.AliasNode) ast.Node {
 	if a.Value == nil || a.Value.GetToken() == nil || a.GetToken() == nil || a.GetToken().Position == nil {
@@ -670,12 +719,12 @@ func (p *hooksParser) value(n ast.Node, depth int) (any, bool) {
 	case *ast.BoolNode:
 		return v.Value, true
 	case *ast.StringNode:
-		return v.Value, true
+		return v.Value, p.spend(n, len(v.Value))
 	case *ast.LiteralNode:
 		if v.Value == nil {
 			return "", true
 		}
-		return v.Value.Value, true
+		return v.Value.Value, p.spend(n, len(v.Value.Value))
 	case *ast.IntegerNode:
 		switch i := v.Value.(type) {
 		case int64:

@@ -130,29 +130,40 @@ func load(path string) (*plugin, error) {
 	if err != nil {
 		return nil, fail("", "%v", err)
 	}
-	data, err := manifestJSON(path, raw)
+	m, name, err := parseManifest(path, raw)
 	if err != nil {
-		return nil, fail("", "%v", err)
+		return nil, fail(name, "%v", err)
 	}
-	if string(bytes.TrimSpace(data)) == "null" {
-		return nil, fail("", "manifest is empty")
-	}
-	var loose map[string]any
-	if err := json.Unmarshal(data, &loose); err != nil || loose == nil {
-		return nil, fail("", "a manifest must be a mapping of keys to values")
-	}
-	name, _ := loose["name"].(string)
-	var m Manifest
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		return nil, fail(name, "%s", decodeReason(err))
-	}
-	p, err := check(path, &m)
+	p, err := check(path, m)
 	if err != nil {
 		return nil, fail(name, "%v", err)
 	}
 	return p, nil
+}
+
+// parseManifest decodes the content raw of the manifest file path (YAML, or JSON for a
+// JSONSuffix path) strictly, without checking it further. name is the manifest's name, when
+// it got far enough to tell, even on error.
+func parseManifest(path string, raw []byte) (m *Manifest, name string, err error) {
+	data, err := manifestJSON(path, raw)
+	if err != nil {
+		return nil, "", err
+	}
+	if string(bytes.TrimSpace(data)) == "null" {
+		return nil, "", errors.New("manifest is empty")
+	}
+	var loose map[string]any
+	if err := json.Unmarshal(data, &loose); err != nil || loose == nil {
+		return nil, "", errors.New("a manifest must be a mapping of keys to values")
+	}
+	name, _ = loose["name"].(string)
+	m = &Manifest{}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(m); err != nil {
+		return nil, name, errors.New(decodeReason(err))
+	}
+	return m, name, nil
 }
 
 func readManifest(path string) ([]byte, error) {
@@ -193,6 +204,22 @@ func manifestJSON(path string, raw []byte) ([]byte, error) {
 	if len(raw) > maxManifest {
 		return nil, fmt.Errorf("manifest is %d bytes, over the limit of %d", len(raw), maxManifest)
 	}
+	// The YAML parser takes time and memory quadratic in the nesting of flow collections (a
+	// 20 KB manifest of '[' would cost it 600 MB): refuse such nesting before parsing.
+	if flowNesting(raw) > maxFlowNesting {
+		return nil, fmt.Errorf("manifest nests more than %d levels deep ('[' and '{' without their closing bracket)", maxFlowNesting)
+	}
+	return yamlToJSON(raw)
+}
+
+// yamlToJSON converts a YAML manifest, refusing aliases; a panic of the YAML library is an
+// error like any other.
+func yamlToJSON(raw []byte) (data []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			data, err = nil, fmt.Errorf("malformed YAML: the YAML parser failed: %v", r)
+		}
+	}()
 	if f, perr := parser.ParseBytes(raw, 0); perr == nil {
 		for _, doc := range f.Docs {
 			if doc.Body != nil && hasAlias(doc.Body) {
@@ -200,7 +227,7 @@ func manifestJSON(path string, raw []byte) ([]byte, error) {
 			}
 		}
 	}
-	data, err := yaml.YAMLToJSON(raw)
+	data, err = yaml.YAMLToJSON(raw)
 	if err != nil {
 		// The library's message quotes the source after its first line; the position is enough.
 		first, _, _ := strings.Cut(err.Error(), "\n")
@@ -385,6 +412,25 @@ func (p *plugin) newHook(params map[string]any) (hooks.Hook, error) {
 
 // maxManifest bounds a manifest file.
 const maxManifest = 256 << 10
+
+// maxFlowNesting bounds the raw nesting of '[' and '{' in a YAML manifest, counted without
+// parsing (brackets in strings and comments count too).
+const maxFlowNesting = 1000
+
+// flowNesting returns the deepest raw nesting of '[' and '{' in data.
+func flowNesting(data []byte) int {
+	depth, deepest := 0, 0
+	for _, c := range data {
+		switch c {
+		case '[', '{':
+			depth++
+			deepest = max(deepest, depth)
+		case ']', '}':
+			depth = max(depth-1, 0)
+		}
+	}
+	return deepest
+}
 
 // hasAlias reports whether the YAML tree holds an alias.
 func hasAlias(n ast.Node) bool {

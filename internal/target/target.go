@@ -31,6 +31,21 @@ type Config struct {
 	TrackingSchema string `yaml:"tracking_schema" json:"tracking_schema,omitempty"`
 	// MaxConns bounds the target's pool. Defaults to 4.
 	MaxConns int32 `yaml:"max_conns" json:"max_conns,omitempty"`
+	// RequireSigned makes the target accept only requests signed by one of Signers (see
+	// docs/SECURITY.md). Defaults to false: unsigned requests are accepted, and a signature
+	// present is verified when Signers is set.
+	RequireSigned bool `yaml:"require_signed" json:"require_signed,omitempty"`
+	// Signers is the target's allow-list of request-signing keys.
+	Signers []Signer `yaml:"signers" json:"signers,omitempty"`
+}
+
+// Signer is a key allowed to sign requests for a target.
+type Signer struct {
+	// ID is the key id a signed request names (signature.key_id).
+	ID string `yaml:"id" json:"id"`
+	// PublicKey is the Ed25519 public key as its SubjectPublicKeyInfo: the base64 line of
+	// `openssl pkey -pubout` (or `submit keygen`), or the whole PEM block.
+	PublicKey string `yaml:"public_key" json:"public_key"`
 }
 
 // ErrUnknownTarget is returned by Set.Get for a name that is not configured.

@@ -1,0 +1,63 @@
+package migrations
+
+import (
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// textBomb is a few nodes, but half a gigabyte of text once its aliases are expanded: a
+// 500 KB string, referred to a thousand times.
+var textBomb = "after_ddl:\n  - hook: sql\n    params:\n      s: &s \"" + strings.Repeat("x", 500_000) + "\"\n" +
+	"      l1: &l1 [*s, *s, *s, *s, *s, *s, *s, *s, *s, *s]\n" +
+	"      l2: &l2 [*l1, *l1, *l1, *l1, *l1, *l1, *l1, *l1, *l1, *l1]\n" +
+	"      l3: &l3 [*l2, *l2, *l2, *l2, *l2, *l2, *l2, *l2, *l2, *l2]\n"
+
+// mergeBomb doubles a mapping at each level through merge keys and aliases.
+var mergeBomb = func() string {
+	var b strings.Builder
+	b.WriteString("after_ddl:\n  - hook: sql\n    params:\n      m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8}\n")
+	for i := 1; i <= 20; i++ {
+		prev := "*m" + strconv.Itoa(i-1)
+		b.WriteString("      m" + strconv.Itoa(i) + ": &m" + strconv.Itoa(i) + " {x: " + prev + ", y: " + prev + ", <<: [" + prev + "]}\n")
+	}
+	return b.String()
+}()
+
+// YAML alias bombs ("billion laughs"), expanding to billions of nodes or gigabytes of text,
+// and absurd nesting are refused at once, with little memory: what aliases expand to counts
+// against the file's node and text budgets.
+func TestHooksFileBombsAreRefusedQuickly(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, msg string
+	}{
+		{"billion laughs", aliasBomb, "too many YAML nodes (more than 100000, counting what aliases expand to)"},
+		{"text bomb", textBomb, "too much text (more than 1048576 bytes of strings, counting what aliases expand to)"},
+		{"merge bomb", mergeBomb, "too many YAML nodes"},
+		{"deep nesting", "after_ddl:\n  - hook: sql\n    params: {a: " + strings.Repeat("[", 900) + strings.Repeat("]", 900) + "}\n", "nested more than 64 levels deep"},
+		{"absurd nesting", "after_ddl:\n  - hook: sql\n    params: {a: " + strings.Repeat("[", 1<<20-64) + "\n", "nested more than 1000 levels deep ('[' and '{' without their closing bracket)"},
+	} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		hooks, problems := parseHooks("001_a.hooks.yaml", []byte(tc.yaml))
+		elapsed := time.Since(start)
+		runtime.ReadMemStats(&after)
+		require.NotEmpty(t, problems, tc.name)
+		var msgs []string
+		for _, p := range problems {
+			msgs = append(msgs, p.Message)
+		}
+		require.Contains(t, strings.Join(msgs, "\n"), tc.msg, tc.name)
+		_ = hooks
+		allocated := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%s: %d bytes of YAML refused in %s, %d bytes allocated", tc.name, len(tc.yaml), elapsed, allocated)
+		require.Less(t, elapsed, 5*time.Second, tc.name)
+		require.Less(t, allocated, uint64(256<<20), tc.name)
+	}
+}

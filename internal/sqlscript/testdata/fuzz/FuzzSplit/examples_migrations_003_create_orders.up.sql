@@ -1,0 +1,2 @@
+go test fuzz v1
+string("CREATE TABLE orders (\n    id          bigserial PRIMARY KEY,\n    customer_id bigint NOT NULL REFERENCES customers (id),\n    total_cents bigint NOT NULL CHECK (total_cents >= 0),\n    placed_at   timestamptz NOT NULL DEFAULT now()\n);\n\n-- Cannot run inside a transaction block: the worker runs it on its own, in order.\nCREATE INDEX CONCURRENTLY IF NOT EXISTS orders_customer_id_idx ON orders (customer_id);\n")

@@ -1,0 +1,2 @@
+go test fuzz v1
+string("DROP TABLE page_views;\n")

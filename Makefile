@@ -26,7 +26,7 @@ worker: build ## Run the worker in the foreground (embedded NATS unless CONFITUR
 
 .PHONY: test
 test: ## Run the whole test suite with the race detector (needs PostgreSQL; NATS is embedded)
-	$(GO) test -race -count=1 -timeout 9m $(PKGS)
+	$(GO) test -race -count=1 -parallel 8 -timeout 9m $(PKGS)
 
 .PHONY: test/race
 test/race: test ## Same as test (the suite always runs with -race)
@@ -44,11 +44,27 @@ lint: ## gofmt and go vet
 bench: ## End-to-end benchmark beside the bare River chain baseline (prints p50/p99 and runs/s)
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 20m ./internal/bench/
 
+# Fuzz targets, as <package>:<target>; each has a seed corpus in <package>/testdata/fuzz/<target>.
+FUZZ_TARGETS := \
+	./internal/contract/:FuzzDecodeRequest \
+	./internal/contract/:FuzzCanonicalJSON \
+	./internal/signing/:FuzzVerifyRequest \
+	./internal/sqlscript/:FuzzSplit \
+	./internal/migrations/:FuzzParseHooks \
+	./internal/plugin/:FuzzParseManifest
+FUZZTIME ?= 30s
+
 .PHONY: fuzz
-fuzz: ## Fuzz the request decoder, SQL splitter and hooks parser for 30s each
-	$(GO) test -run='^$$' -fuzz=FuzzDecodeRequest -fuzztime=30s ./internal/contract/
-	$(GO) test -run='^$$' -fuzz=FuzzSplit -fuzztime=30s ./internal/sqlscript/
-	$(GO) test -run='^$$' -fuzz=FuzzParseHooks -fuzztime=30s ./internal/migrations/
+fuzz: ## Fuzz request decoding, signatures, the SQL splitter, hooks and manifest parsers, FUZZTIME each (30s)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+.PHONY: fuzz-ci
+fuzz-ci: ## Every fuzz target for 10s, as CI runs them after the tests
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
 .PHONY: tidy
 tidy: ## go mod tidy for this module and examples/custom-worker (which follows this one's dependencies)

@@ -2,8 +2,11 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -160,14 +163,14 @@ func TestNATSOutage(t *testing.T) {
 // database here) while a phase runs: River retries, and the run completes exactly once.
 func TestPostgresConnectionsKilledMidPhase(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setup(t, func(c *Config) { c.MaxAttempts = 10 })
 	ctx := context.Background()
 	req := request("up",
 		mig("001", "effects", `CREATE TABLE effects (what text NOT NULL); INSERT INTO effects VALUES ('001.ddl');`, "",
-			sqlHook(contract.PhaseAfterDDL, "slow", `SELECT pg_sleep(0.5); INSERT INTO effects VALUES ('001.after_ddl')`),
-			sqlHook(contract.PhaseCleanup, "slow_cleanup", `SELECT pg_sleep(0.5); INSERT INTO effects VALUES ('001.cleanup')`)),
+			sqlHook(contract.PhaseAfterDDL, "slow", `SELECT pg_sleep(0.5), '001.after_ddl'; INSERT INTO effects VALUES ('001.after_ddl')`),
+			sqlHook(contract.PhaseCleanup, "slow_cleanup", `SELECT pg_sleep(0.5), '001.cleanup'; INSERT INTO effects VALUES ('001.cleanup')`)),
 		mig("002", "more", `INSERT INTO effects VALUES ('002.ddl')`, "",
-			sqlHook(contract.PhaseAfterDDL, "slow", `SELECT pg_sleep(0.5); INSERT INTO effects VALUES ('002.after_ddl')`)))
+			sqlHook(contract.PhaseAfterDDL, "slow", `SELECT pg_sleep(0.5), '002.after_ddl'; INSERT INTO effects VALUES ('002.after_ddl')`)))
 	pub, err := b.client.Publish(ctx, req)
 	require.NoError(t, err)
 
@@ -176,19 +179,26 @@ func TestPostgresConnectionsKilledMidPhase(t *testing.T) {
 	killer, err := pgx.Connect(ctx, b.dsn)
 	require.NoError(t, err)
 	defer killer.Close(ctx)
-	for kills := 0; kills < 3; {
-		var n int
-		err := killer.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%pg_sleep%' AND state = 'active'`).Scan(&n)
-		require.NoError(t, err)
-		if n > 0 {
-			// And the queue connections with them.
-			_, err := killer.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-				WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`)
-			require.NoError(t, err)
-			kills++
+	// Each of the three slow hooks is killed once (its query names it).
+	killed := map[string]bool{}
+	deadline := time.Now().Add(time.Minute)
+	for len(killed) < 3 {
+		require.True(t, time.Now().Before(deadline), "killed only %v", killed)
+		var pid int
+		var query string
+		err := killer.QueryRow(ctx, `SELECT pid, query FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%pg_sleep%'
+			AND state = 'active' AND NOT query = ANY($1) LIMIT 1`, append([]string{}, slices.Collect(maps.Keys(killed))...)).Scan(&pid, &query)
+		if errors.Is(err, pgx.ErrNoRows) {
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
-		time.Sleep(20 * time.Millisecond)
+		require.NoError(t, err)
+		killed[query] = true
+		// That backend, and the other connections of the worker (the queue's) with it.
+		_, err = killer.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`)
+		require.NoError(t, err)
 	}
 	evs := b.wait(t, req.Target, pub.Run)
 	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
@@ -197,9 +207,9 @@ func TestPostgresConnectionsKilledMidPhase(t *testing.T) {
 	defer check.Close()
 	require.Equal(t, []string{"001.after_ddl 1", "001.cleanup 1", "001.ddl 1", "002.after_ddl 1", "002.ddl 1"},
 		queryStrings(t, check, `SELECT what || ' ' || count(*) FROM effects GROUP BY what ORDER BY what`))
-	// River retried the killed phases: their successful attempts are later ones. (Their
-	// phase.retrying events may be missing: the queue connections died with them.)
-	require.Equal(t, []string{"true"}, queryStrings(t, check, `SELECT (count(*) > 0)::text FROM confiture.hook_ledger
+	// River retried each killed phase: its successful attempt is a later one. (Its
+	// phase.retrying event may be missing: the queue connections died with it.)
+	require.Equal(t, []string{"3"}, queryStrings(t, check, `SELECT count(*)::text FROM confiture.hook_ledger
 		WHERE status = 'completed' AND attempt > 1 AND hook IN ('slow', 'slow_cleanup')`))
 }
 

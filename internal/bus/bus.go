@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/natsauth"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 )
 
@@ -36,7 +37,10 @@ type Options struct {
 	// EmbeddedPort -1 always picks a free port.
 	EmbeddedHost string
 	EmbeddedPort int
-	Logger       *slog.Logger
+	// Auth secures the connection to the server at URL: credentials and TLS. The embedded
+	// server takes no credentials (it listens on loopback only); Auth is ignored for it.
+	Auth   natsauth.Options
+	Logger *slog.Logger
 }
 
 // Bus is a NATS connection with JetStream, and the embedded server if one was started.
@@ -57,12 +61,21 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Bus{url: opts.URL, log: opts.Logger}
+	var auth []nats.Option
 	if opts.URL == "" {
+		if !opts.Auth.IsZero() {
+			b.log.Warn("NATS credentials and TLS options apply to a NATS server given by URL; the embedded server takes none, ignoring them")
+		}
 		if err := b.startEmbedded(opts); err != nil {
 			return nil, err
 		}
+	} else {
+		var err error
+		if auth, err = opts.Auth.NATSOptions(); err != nil {
+			return nil, err
+		}
 	}
-	nc, err := nats.Connect(b.url,
+	nc, err := nats.Connect(b.url, append(auth,
 		nats.Name(opts.Name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500*time.Millisecond),
@@ -75,9 +88,17 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			b.log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted())
 		}),
-	)
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			// Permission violations (a subject this user may not use) and the like: the
+			// operation that hit one waits for its timeout, so say why here.
+			b.log.Error("NATS error", "error", redactURL(err.Error()))
+		}),
+	)...)
 	if err != nil {
 		b.shutdownServer()
+		if d, ok := opts.Auth.Diagnose(err); ok {
+			return nil, fmt.Errorf("%s at %s: %s", d.Problem, redactURL(b.url), redactURL(d.Detail))
+		}
 		// The error may quote the URL: redact its text too, and do not wrap it.
 		return nil, fmt.Errorf("connect to NATS at %s: %s", redactURL(b.url), redactURL(err.Error()))
 	}

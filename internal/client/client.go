@@ -8,6 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,11 +22,27 @@ import (
 type Client struct {
 	NC *nats.Conn
 	JS jetstream.JetStream
+
+	denials *denials
 }
 
-// Connect connects to the NATS server at url.
+// Connect connects to the NATS server at url. opts may carry credentials and TLS (see package
+// natsauth) and an error handler of the caller's, which still gets every asynchronous error.
 func Connect(url string, opts ...nats.Option) (*Client, error) {
-	nc, err := nats.Connect(url, append([]nats.Option{nats.Name("confiture-submit")}, opts...)...)
+	d := &denials{waiters: map[int]waiter{}}
+	all := append([]nats.Option{nats.Name("confiture-submit")}, opts...)
+	// Last, so that it wraps whatever error handler opts set.
+	all = append(all, func(o *nats.Options) error {
+		prev := o.AsyncErrorCB
+		o.AsyncErrorCB = func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			d.report(err)
+			if prev != nil {
+				prev(nc, sub, err)
+			}
+		}
+		return nil
+	})
+	nc, err := nats.Connect(url, all...)
 	if err != nil {
 		return nil, err
 	}
@@ -32,8 +51,97 @@ func Connect(url string, opts ...nats.Option) (*Client, error) {
 		nc.Close()
 		return nil, err
 	}
-	return &Client{NC: nc, JS: js}, nil
+	return &Client{NC: nc, JS: js, denials: d}, nil
 }
+
+// PermissionError says that the NATS server did not allow this connection's user to publish
+// to, or subscribe to, a subject. It wraps nats.ErrPermissionViolation.
+type PermissionError struct {
+	// Op is "publish" or "subscribe".
+	Op string
+	// Subject is the subject refused.
+	Subject string
+	// Server is the server's own message.
+	Server string
+}
+
+func (e *PermissionError) Error() string {
+	return fmt.Sprintf("permission denied: the NATS server does not allow this user to %s %s (%s)", e.Op, e.Subject, e.Server)
+}
+
+// Unwrap makes errors.Is(err, nats.ErrPermissionViolation) hold.
+func (e *PermissionError) Unwrap() error { return nats.ErrPermissionViolation }
+
+// The server's words: Permissions Violation for Publish to "x" / for Subscription to "x".
+var violationRe = regexp.MustCompile(`Permissions Violation for (Publish|Subscription) to "([^"]+)"`)
+
+// denials hands the server's asynchronous permission violations to the operations waiting for
+// a reply that the violation means will never come: without them, a publish on a subject this
+// user may not use would wait for its timeout.
+type denials struct {
+	mu      sync.Mutex
+	next    int
+	waiters map[int]waiter
+}
+
+type waiter struct {
+	concerns func(*PermissionError) bool
+	cancel   context.CancelCauseFunc
+}
+
+func (d *denials) report(err error) {
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return
+	}
+	pe := &PermissionError{Op: "publish", Server: strings.TrimPrefix(err.Error(), nats.ErrPermissionViolation.Error()+": ")}
+	if m := violationRe.FindStringSubmatch(err.Error()); m != nil {
+		pe.Subject = m[2]
+		if m[1] == "Subscription" {
+			pe.Op = "subscribe to"
+		} else {
+			pe.Op = "publish on"
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, w := range d.waiters {
+		if w.concerns(pe) {
+			w.cancel(pe)
+		}
+	}
+}
+
+// watch returns ctx, cancelled with a *PermissionError as its cause when the server reports
+// a violation that concerns says matters to the operation; done stops watching.
+func (c *Client) watch(ctx context.Context, concerns func(*PermissionError) bool) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	if c.denials == nil { // a Client not made by Connect
+		return ctx, func() { cancel(nil) }
+	}
+	c.denials.mu.Lock()
+	id := c.denials.next
+	c.denials.next++
+	c.denials.waiters[id] = waiter{concerns: concerns, cancel: cancel}
+	c.denials.mu.Unlock()
+	return ctx, func() {
+		c.denials.mu.Lock()
+		delete(c.denials.waiters, id)
+		c.denials.mu.Unlock()
+		cancel(nil)
+	}
+}
+
+// denied returns the permission error that cancelled ctx, if one did.
+func denied(ctx context.Context) *PermissionError {
+	var pe *PermissionError
+	if errors.As(context.Cause(ctx), &pe) {
+		return pe
+	}
+	return nil
+}
+
+// A subscription refused (the inbox that replies arrive on) breaks every request.
+func isSubscribe(pe *PermissionError) bool { return pe.Op == "subscribe to" || pe.Subject == "" }
 
 // Close closes the connection.
 func (c *Client) Close() { c.NC.Close() }
@@ -62,8 +170,14 @@ func (c *Client) PublishRaw(ctx context.Context, target, msgID string, data []by
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
-	ack, err := c.JS.Publish(ctx, contract.RequestSubject(target), data, opts...)
+	subject := contract.RequestSubject(target)
+	ctx, done := c.watch(ctx, func(pe *PermissionError) bool { return isSubscribe(pe) || pe.Subject == subject })
+	defer done()
+	ack, err := c.JS.Publish(ctx, subject, data, opts...)
 	if err != nil {
+		if pe := denied(ctx); pe != nil {
+			return Published{}, pe
+		}
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 			return Published{}, fmt.Errorf("no worker stream answers on %s: is a worker running against this NATS server? (%w)", contract.RequestSubject(target), err)
 		}
@@ -79,12 +193,20 @@ var ErrStopFollowing = errors.New("stop following")
 // ErrStopFollowing) or ctx ends. Events that do not validate against confiture.event/v1 are
 // reported as errors, not guessed at.
 func (c *Client) Follow(ctx context.Context, target, run string, fn func(*contract.Event) error) error {
+	// Following takes JetStream API requests ($JS.API.CONSUMER.CREATE..., ...MSG.NEXT...).
+	ctx, done := c.watch(ctx, func(pe *PermissionError) bool {
+		return isSubscribe(pe) || strings.HasPrefix(pe.Subject, "$JS.")
+	})
+	defer done()
 	// An ordered consumer with a single filter subject works on every JetStream server version.
 	cons, err := c.JS.OrderedConsumer(ctx, contract.EventStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{contract.RunEventsFilter(target, run)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
+		if pe := denied(ctx); pe != nil {
+			return fmt.Errorf("follow events: %w", pe)
+		}
 		return fmt.Errorf("follow events: %w", err)
 	}
 	it, err := cons.Messages()
@@ -99,6 +221,9 @@ func (c *Client) Follow(ctx context.Context, target, run string, fn func(*contra
 	for {
 		msg, err := it.Next()
 		if err != nil {
+			if pe := denied(ctx); pe != nil {
+				return fmt.Errorf("follow events: %w", pe)
+			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

@@ -30,6 +30,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/migrations"
+	"github.com/confiture-io/confiture-worker/internal/natsauth"
 )
 
 // Exit codes of submit.
@@ -37,9 +38,10 @@ const (
 	// ExitOK: the run completed (with --wait), or the request was published (without).
 	ExitOK = 0
 	// ExitFailed: the run failed (run.failed); for a dry-run, a statement or hook failed (the
-	// report's success is false). Also: NATS could not be reached, the request could not be
-	// published, following the run's events broke down, or a dry-run ended without a report
-	// to check --fail-on against.
+	// report's success is false). Also: NATS could not be reached or refused the connection
+	// (authorization or TLS: "NATS authorization failed at ..."), the request could not be
+	// published (a NATS user without the permission: "permission denied"), following the
+	// run's events broke down, or a dry-run ended without a report to check --fail-on against.
 	ExitFailed = 1
 	// ExitUsage: bad flags or arguments, or a local validation error (unreadable or invalid
 	// migrations directory, a request the contract would reject, a request over 1 MiB).
@@ -95,8 +97,9 @@ Exit codes:
   0    the run completed (with --wait), or the request was published (without --wait); for a
        dry-run: it succeeded with no warning at or above --fail-on
   1    the run failed (run.failed); for a dry-run: a statement or hook failed, or no report
-       arrived to check --fail-on against; or NATS could not be reached or the request not
-       published
+       arrived to check --fail-on against; or NATS could not be reached, refused the
+       credentials or TLS ("NATS authorization failed"), or the request was not published
+       (for one, "permission denied" on its subject)
   2    usage error or local validation error (bad flags, unreadable or invalid directory, a
        request the contract rejects or one over 1 MiB); nothing was published
   3    the worker rejected the request (run.rejected)
@@ -171,6 +174,7 @@ type options struct {
 	dryRun      bool
 	requestedBy string
 	natsURL     string
+	nats        natsauth.Options // the --nats-* security flags
 	wait        bool
 	json        bool
 	timeout     time.Duration
@@ -212,6 +216,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	f.BoolVar(&o.dryRun, "dry-run", false, "ask for a dry-run: run everything in a transaction, report, roll back")
 	f.StringVar(&o.requestedBy, "requested-by", "", "who asks, recorded as applied_by (default $USER@$HOSTNAME)")
 	f.StringVar(&o.natsURL, "nats-url", "", "NATS server URL (default $"+NATSURLEnv+", else "+DefaultNATSURL+")")
+	addNATSFlags(cmd, &o.nats)
 	f.BoolVar(&o.wait, "wait", false, "follow the run's events until it ends; the exit code then tells how it ended")
 	f.BoolVar(&o.json, "json", false, "with --wait: print each event as one JSON line on stdout instead of the live display")
 	f.DurationVar(&o.timeout, "timeout", DefaultTimeout, "with --wait: how long to wait for the run to end")
@@ -241,7 +246,8 @@ type submitter struct {
 	stderr io.Writer
 	env    env
 	cmd    *cobra.Command
-	url    string // NATS URL in use
+	url    string           // NATS URL in use
+	auth   natsauth.Options // NATS credentials and TLS in use
 }
 
 func (s *submitter) errorf(format string, args ...any) {
@@ -292,6 +298,9 @@ func (s *submitter) run(ctx context.Context) error {
 	}
 	if s.url == "" {
 		s.url = DefaultNATSURL
+	}
+	if err := s.natsAuth(); err != nil {
+		return err
 	}
 
 	req, data, err := s.build()
@@ -366,8 +375,15 @@ func (s *submitter) build() (*contract.Request, []byte, error) {
 func (s *submitter) publish(ctx context.Context, req *contract.Request, data []byte) error {
 	o := &s.o
 	shown := RedactURL(s.url)
-	c, err := client.Connect(s.url)
+	natsOpts, err := s.auth.NATSOptions() // validated in run
 	if err != nil {
+		return s.usage("%v", err)
+	}
+	c, err := client.Connect(s.url, natsOpts...)
+	if err != nil {
+		if d, ok := s.auth.Diagnose(err); ok {
+			return s.refused(d, shown)
+		}
 		s.errorf("cannot connect to NATS at %s: %s", shown, s.redact(err.Error()))
 		fmt.Fprintf(s.stderr, "hint: start a worker (it embeds a NATS server) or point --nats-url or $%s at a NATS server; nothing was published\n", NATSURLEnv)
 		return exit(ExitFailed)
@@ -383,6 +399,9 @@ func (s *submitter) publish(ctx context.Context, req *contract.Request, data []b
 			return exit(ExitInterrupted)
 		}
 		s.errorf("could not publish request %s on %s at %s: %s", req.ID, contract.RequestSubject(req.Target), shown, s.redact(err.Error()))
+		if pe := (*client.PermissionError)(nil); errors.As(err, &pe) {
+			s.permissionHint(pe, req.Target)
+		}
 		return exit(ExitFailed)
 	}
 
@@ -465,11 +484,14 @@ func (s *submitter) followCommand() string {
 	if s.cmd.Flags().Changed("nats-url") {
 		parts = append(parts, "--nats-url", shellQuote(RedactURL(s.url)))
 	}
+	parts = append(parts, natsFlagsShown(s.cmd)...)
 	return strings.Join(append(parts, "--wait"), " ")
 }
 
-// redact removes the NATS URL's credentials from an error message.
+// redact removes the NATS URL's credentials, and the password or token given, from an error
+// message.
 func (s *submitter) redact(msg string) string {
+	msg = s.redactAuth(msg)
 	u, err := url.Parse(s.url)
 	if err != nil || u.User == nil {
 		return msg

@@ -14,6 +14,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/jobs"
 	"github.com/confiture-io/confiture-worker/internal/logging"
+	"github.com/confiture-io/confiture-worker/internal/natsauth"
 	"github.com/confiture-io/confiture-worker/internal/observe"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 	"github.com/confiture-io/confiture-worker/internal/target"
@@ -38,6 +39,10 @@ type Config struct {
 	// EmbeddedNATSPort is the client port of the embedded server. Defaults to 4222, or a free
 	// port when 4222 is taken; -1 always picks a free port.
 	EmbeddedNATSPort int `yaml:"embedded_nats_port"`
+	// NATS secures the connection to the server at NATSURL: credentials (a creds file, an NKey
+	// seed, a user and password, or a token) and TLS. The embedded server needs none. See
+	// docs/SECURITY.md. Defaults to none.
+	NATS natsauth.Options `yaml:"nats"`
 	// DatabaseURL is the queue database (River, runs, outbox). Defaults to $DATABASE_URL, else
 	// DefaultDatabaseURL.
 	DatabaseURL string `yaml:"database_url"`
@@ -214,6 +219,11 @@ func (cfg Config) Validate() error {
 		return errors.New("queue_schema and river_schema must differ")
 	case len(cfg.Targets) == 0:
 		return errNoTargets
+	}
+	if cfg.NATSURL != "" { // the embedded server takes no credentials
+		if err := cfg.NATS.Validate(); err != nil {
+			return err // names the option: "NATS password file ...: no such file"
+		}
 	}
 	return nil
 }

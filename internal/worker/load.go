@@ -14,6 +14,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/confiture-io/confiture-worker/internal/logging"
+	"github.com/confiture-io/confiture-worker/internal/natsauth"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
@@ -39,7 +40,9 @@ func LoadFile(path string) (Config, error) {
 // CONFITURE_QUEUE_SCHEMA, CONFITURE_RIVER_SCHEMA, CONFITURE_CONCURRENCY,
 // CONFITURE_MAX_ATTEMPTS, CONFITURE_EMBEDDED_NATS_PORT, CONFITURE_MAX_REQUEST_BYTES,
 // CONFITURE_PHASE_TIMEOUT, CONFITURE_BACKFILL_SLICE, CONFITURE_RESCUE_AFTER, CONFITURE_SHUTDOWN_TIMEOUT, CONFITURE_RETRY_BACKOFF,
-// CONFITURE_RETRY_BACKOFF_MAX, CONFITURE_DRY_RUN_LOCK_TIMEOUT, CONFITURE_HTTP_ADDR, CONFITURE_PLUGIN_PATH (directories separated by ':'), and one
+// CONFITURE_RETRY_BACKOFF_MAX, CONFITURE_DRY_RUN_LOCK_TIMEOUT, CONFITURE_HTTP_ADDR, CONFITURE_PLUGIN_PATH (directories separated by ':'),
+// the NATS security options CONFITURE_NATS_CREDS, ..._NKEY, ..._USER, ..._PASSWORD,
+// ..._PASSWORD_FILE, ..._TOKEN, ..._TOKEN_FILE, ..._CA, ..._CERT, ..._KEY, ..._TLS, and one
 // CONFITURE_TARGET_<NAME>=<dsn> per target (the name lower-cased).
 func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 	str := map[string]*string{
@@ -91,6 +94,12 @@ func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 	}
 	if err := logging.ApplyEnv(&cfg.Log, getenv); err != nil {
 		errs = append(errs, err)
+	}
+	// Over the file's nats section; an authentication method replaces the file's method.
+	if natsEnv, err := natsauth.FromEnv(getenv, EnvPrefix); err != nil {
+		errs = append(errs, err)
+	} else {
+		cfg.NATS = cfg.NATS.Merge(natsEnv)
 	}
 	var names []string
 	dsns := map[string]string{}

@@ -155,7 +155,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 
 	w.bus, err = bus.Connect(ctx, bus.Options{
 		URL: w.cfg.NATSURL, StoreDir: filepath.Join(w.cfg.DataDir, "nats"),
-		EmbeddedPort: w.cfg.EmbeddedNATSPort, Logger: w.log.With("component", "nats"),
+		EmbeddedPort: w.cfg.EmbeddedNATSPort, Auth: w.cfg.NATS, Logger: w.log.With("component", "nats"),
 	})
 	if err != nil {
 		return err
@@ -198,7 +198,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	w.log.Info("configuration", "database_url", target.RedactDSN(w.cfg.DatabaseURL), "targets", targets,
 		"queue_schema", w.cfg.QueueSchema, "river_schema", w.cfg.RiverSchema, "data_dir", w.cfg.DataDir,
 		"max_attempts", w.cfg.MaxAttempts, "phase_timeout", w.cfg.PhaseTimeout.String(),
-		"plugin_paths", w.cfg.PluginPaths)
+		"plugin_paths", w.cfg.PluginPaths, "nats", w.cfg.NATS) // NATS: files and user; a password or token as xxxxx
 	w.log.Info("worker started", "nats", w.bus.RedactedURL(), "embedded_nats", w.bus.Embedded(), "http", w.HTTPAddr(),
 		"targets", w.targets.Names(), "hooks", len(w.registry.List()), "concurrency", w.cfg.Concurrency)
 	if w.cfg.ReadyFile != "" {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/logging"
+	"github.com/confiture-io/confiture-worker/internal/natsauth"
 	"github.com/confiture-io/confiture-worker/internal/worker"
 )
 
@@ -45,6 +46,9 @@ type options struct {
 	httpAddr    string
 	natsPort    int
 	shutdown    time.Duration
+	// nats holds the NATS security flags (no password or token: those come from the
+	// environment or a file, never the command line).
+	nats natsauth.Options
 	// compiled are the compiled-in hook definitions, added after the built-in ones.
 	compiled []hooks.Definition
 }
@@ -69,6 +73,11 @@ event (confiture.events.<target>.<run>.<kind>).
 With no NATS URL it starts an embedded NATS server with JetStream; with no database URL it uses
 $DATABASE_URL or postgres://postgres@127.0.0.1:5432/postgres, which is also the "default" target.
 
+A NATS server given by URL may require credentials and TLS: --nats-creds, --nats-nkey,
+--nats-user (password from CONFITURE_NATS_PASSWORD or --nats-password-file), a token
+(CONFITURE_NATS_TOKEN or --nats-token-file), --nats-ca, --nats-cert and --nats-key. The worker
+does not start when the server refuses them. See docs/SECURITY.md.
+
 Configuration, lowest precedence first: the YAML file (--config or CONFITURE_CONFIG),
 CONFITURE_* environment variables, then flags.`,
 		SilenceUsage:  true,
@@ -91,6 +100,15 @@ CONFITURE_* environment variables, then flags.`,
 	f.IntVar(&o.natsPort, "embedded-nats-port", 0, "client port of the embedded NATS server (default 4222, or a free port if taken; -1 always free)")
 	f.StringVar(&o.httpAddr, "http-addr", "", "address of /metrics, /healthz, /readyz and /riverui/ (CONFITURE_HTTP_ADDR; default 127.0.0.1:9090, or a free port if taken; \"off\" disables)")
 	f.DurationVar(&o.shutdown, "shutdown-timeout", 0, "how long running phases may finish after SIGTERM (default 30s)")
+	f.StringVar(&o.nats.Creds, "nats-creds", "", "NATS credentials file (user JWT and seed) (CONFITURE_NATS_CREDS)")
+	f.StringVar(&o.nats.NKey, "nats-nkey", "", "NATS NKey user seed file (CONFITURE_NATS_NKEY)")
+	f.StringVar(&o.nats.User, "nats-user", "", "NATS user; its password from CONFITURE_NATS_PASSWORD or --nats-password-file (CONFITURE_NATS_USER)")
+	f.StringVar(&o.nats.PasswordFile, "nats-password-file", "", "file holding the NATS user's password (CONFITURE_NATS_PASSWORD_FILE)")
+	f.StringVar(&o.nats.TokenFile, "nats-token-file", "", "file holding a NATS token; or CONFITURE_NATS_TOKEN (CONFITURE_NATS_TOKEN_FILE)")
+	f.StringVar(&o.nats.CA, "nats-ca", "", "PEM file of the CA that signed the NATS server's certificate; turns TLS on (CONFITURE_NATS_CA)")
+	f.StringVar(&o.nats.Cert, "nats-cert", "", "PEM client certificate for NATS TLS, with --nats-key (CONFITURE_NATS_CERT)")
+	f.StringVar(&o.nats.Key, "nats-key", "", "PEM private key of --nats-cert (CONFITURE_NATS_KEY)")
+	f.BoolVar(&o.nats.TLS, "nats-tls", false, "require TLS to NATS, verified against the system's CAs unless --nats-ca (CONFITURE_NATS_TLS)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(hooksCommand(&o, stdout))
 	root.SetArgs(args)
@@ -143,6 +161,7 @@ func (o *options) config(logger *slog.Logger) (worker.Config, error) {
 	if o.shutdown != 0 {
 		cfg.ShutdownTimeout = o.shutdown
 	}
+	cfg.NATS = cfg.NATS.Merge(o.nats)
 	for _, t := range o.targets {
 		name, dsn, ok := strings.Cut(t, "=")
 		if !ok || !targetNameRe.MatchString(name) {

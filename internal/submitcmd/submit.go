@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -93,6 +92,8 @@ statement and hook, then the warnings grouped by severity (error, warning, info)
 it is the data of the dryrun.report event. --fail-on chooses which warnings fail the command:
 "error" (the default), "warning" (warnings and errors), or "none". See docs/DRY_RUN.md.
 
+` + signingHelp + `
+
 Exit codes:
   0    the run completed (with --wait), or the request was published (without --wait); for a
        dry-run: it succeeded with no warning at or above --fail-on
@@ -110,7 +111,9 @@ Exit codes:
 const examples = `  submit ./migrations --wait
   submit ./migrations --id deploy-42 --target orders --wait --json
   submit ./migrations --direction down --to 20240101000000 --wait
-  submit ./migrations --dry-run --wait --fail-on warning`
+  submit ./migrations --dry-run --wait --fail-on warning
+  submit ./migrations --target app --sign-key deploy.pem --key-id ci --wait
+  submit keygen --out deploy.pem --key-id ci --target app`
 
 // exitError ends the command with an exit code; its message (if any) is already printed.
 type exitError struct{ code int }
@@ -175,6 +178,7 @@ type options struct {
 	requestedBy string
 	natsURL     string
 	nats        natsauth.Options // the --nats-* security flags
+	sign        signOptions      // --sign-key, --key-id, --sign-expires
 	wait        bool
 	json        bool
 	timeout     time.Duration
@@ -221,6 +225,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	f.BoolVar(&o.json, "json", false, "with --wait: print each event as one JSON line on stdout instead of the live display")
 	f.DurationVar(&o.timeout, "timeout", DefaultTimeout, "with --wait: how long to wait for the run to end")
 	f.StringVar(&o.failOn, "fail-on", DefaultFailOn, "with --dry-run --wait: exit 5 when the report has a warning of this severity or graver: warning, error or none")
+	addSigningFlags(cmd, &o.sign)
+	cmd.AddCommand(keygenCommand(stdout, stderr))
 
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
@@ -302,6 +308,9 @@ func (s *submitter) run(ctx context.Context) error {
 	if err := s.natsAuth(); err != nil {
 		return err
 	}
+	if err := s.signingSetup(); err != nil {
+		return err
+	}
 
 	req, data, err := s.build()
 	if err != nil {
@@ -349,7 +358,7 @@ func (s *submitter) build() (*contract.Request, []byte, error) {
 		RequestedBy: o.requestedBy,
 		Migrations:  ms,
 	}
-	data, err := json.Marshal(req)
+	data, err := s.encode(req) // signed with --sign-key
 	if err != nil {
 		s.errorf("encode the request: %v", err)
 		return nil, nil, exit(ExitUsage)
@@ -485,6 +494,7 @@ func (s *submitter) followCommand() string {
 		parts = append(parts, "--nats-url", shellQuote(RedactURL(s.url)))
 	}
 	parts = append(parts, natsFlagsShown(s.cmd)...)
+	parts = append(parts, signFlagsShown(s.cmd, &s.o.sign)...)
 	return strings.Join(append(parts, "--wait"), " ")
 }
 

@@ -79,6 +79,12 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// MaxRequestBytes bounds one request. Defaults to 1 MiB.
 	MaxRequestBytes int `yaml:"max_request_bytes"`
+	// SignatureMaxAge is how old a request's signature may be when the request reaches NATS,
+	// for targets with signers (targets[].signers, require_signed). Defaults to 15m.
+	SignatureMaxAge time.Duration `yaml:"signature_max_age"`
+	// envSigners holds the CONFITURE_SIGNERS_<NAME> variables until the targets are all known
+	// (flags add targets after the environment); WithDefaults applies them.
+	envSigners map[string][]target.Signer
 	// RequestDuplicateWindow is how long JetStream remembers request ids. Defaults to 1h.
 	RequestDuplicateWindow time.Duration `yaml:"request_duplicate_window"`
 	// FetchCooldown is River's minimum time between job fetches; it bounds the latency between
@@ -174,6 +180,10 @@ func (cfg Config) WithDefaults() Config {
 	if cfg.MaxRequestBytes == 0 {
 		cfg.MaxRequestBytes = 1 << 20
 	}
+	if cfg.SignatureMaxAge == 0 {
+		cfg.SignatureMaxAge = 15 * time.Minute
+	}
+	cfg.applyEnvSigners()
 	if cfg.RequestDuplicateWindow == 0 {
 		cfg.RequestDuplicateWindow = time.Hour
 	}
@@ -211,6 +221,10 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("shutdown_timeout must not be negative, got %s", cfg.ShutdownTimeout)
 	case cfg.MaxRequestBytes < 1024:
 		return fmt.Errorf("max_request_bytes must be at least 1024, got %d", cfg.MaxRequestBytes)
+	case cfg.SignatureMaxAge < 0:
+		return fmt.Errorf("signature_max_age must be positive, got %s", cfg.SignatureMaxAge)
+	case len(cfg.envSigners) > 0:
+		return cfg.envSignersError()
 	case cfg.FetchCooldown < time.Millisecond:
 		return fmt.Errorf("fetch_cooldown must be at least 1ms, got %s", cfg.FetchCooldown)
 	case cfg.QueueSchema == "public" || cfg.RiverSchema == "public":

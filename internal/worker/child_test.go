@@ -14,11 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/internal/builtin"
+	"github.com/confiture-io/confiture-worker/internal/client"
+	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
 // childEnv makes the test binary run a worker instead of the tests (see TestMain): the worker
@@ -147,15 +150,27 @@ func tail(s string, n int) string {
 
 // startNATS starts an in-process NATS server with JetStream that outlives the child workers of
 // a test.
-func startNATS(t *testing.T) string {
+func startNATS(t *testing.T) string { return startRestartableNATS(t).url() }
+
+// procSetup is where a child-process test starts: a database of its own, an in-process NATS
+// server, a pool on the database, and the environment of its worker processes (faultEnv).
+func procSetup(t *testing.T) (*pgxpool.Pool, map[string]string, *natsServer) {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-		MaxPayload: 8 << 20,
-	})
+	dsn := testdb.New(t)
+	ns := startRestartableNATS(t)
+	db, err := pgxpool.New(context.Background(), dsn)
 	require.NoError(t, err)
-	go s.Start()
-	require.True(t, s.ReadyForConnections(15*time.Second))
-	t.Cleanup(s.Shutdown)
-	return s.ClientURL()
+	t.Cleanup(db.Close)
+	return db, faultEnv(t, dsn, ns.url()), ns
+}
+
+// waitRun follows a run to its final event and returns every event of it.
+func waitRun(t *testing.T, c *client.Client, target, run string) []*contract.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var evs []*contract.Event
+	_, err := c.Wait(ctx, target, run, func(ev *contract.Event) { evs = append(evs, ev) })
+	require.NoError(t, err, "run %s: %v", run, kinds(evs))
+	return evs
 }

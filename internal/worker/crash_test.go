@@ -11,7 +11,6 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
-	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
 // TestBackfillSurvivesSIGKILL kills the worker process mid-backfill, at different points, and
@@ -22,18 +21,10 @@ func TestBackfillSurvivesSIGKILL(t *testing.T) {
 		t.Skip("kills and restarts worker processes")
 	}
 	t.Parallel()
-	dsn := testdb.New(t)
-	natsURL := startNATS(t)
-	env := map[string]string{
-		"CONFITURE_DATABASE_URL": dsn, "CONFITURE_NATS_URL": natsURL, "CONFITURE_DATA_DIR": t.TempDir(),
-		"CONFITURE_HTTP_ADDR": "off", "CONFITURE_PHASE_TIMEOUT": "2s", "CONFITURE_RESCUE_AFTER": "2s",
-		"CONFITURE_BACKFILL_SLICE": "1s", "CONFITURE_RETRY_BACKOFF": "10ms", "CONFITURE_RETRY_BACKOFF_MAX": "100ms",
-		"CONFITURE_MAX_ATTEMPTS": "10", "CONFITURE_SHUTDOWN_TIMEOUT": "3s",
-	}
+	db, env, ns := procSetup(t)
+	env["CONFITURE_BACKFILL_SLICE"] = "1s"
+	natsURL := ns.url()
 	ctx := context.Background()
-	db, err := pgxpool.New(ctx, dsn)
-	require.NoError(t, err)
-	t.Cleanup(db.Close)
 	count := func(sql string) int {
 		var n int
 		require.NoError(t, db.QueryRow(ctx, sql).Scan(&n))
@@ -70,12 +61,8 @@ func TestBackfillSurvivesSIGKILL(t *testing.T) {
 		w = startChild(t, env)
 	}
 
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	var evs []*contract.Event
-	final, err := c.Wait(wctx, req.Target, pub.Run, func(ev *contract.Event) { evs = append(evs, ev) })
-	require.NoError(t, err, "%v", kinds(evs))
-	require.Equal(t, contract.KindRunCompleted, final.Kind, "%v", kinds(evs))
+	evs := waitRun(t, c, req.Target, pub.Run)
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
 	require.Equal(t, n, count(`SELECT count(*) FROM big WHERE counter = 1`))
 	require.Zero(t, count(`SELECT count(*) FROM big WHERE counter <> 1`))
 	require.Equal(t, []string{"completed " + strconv.Itoa(n)}, queryStrings(t, db,

@@ -14,7 +14,6 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/fault"
-	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
 // faultEnv is a worker process's environment for the fault suite: short timeouts so that River
@@ -147,13 +146,8 @@ func TestFaultsSIGKILL(t *testing.T) {
 	} {
 		t.Run(sc.point+"@"+sc.nth, func(t *testing.T) {
 			t.Parallel()
-			dsn := testdb.New(t)
-			natsURL := startNATS(t)
-			ctx := context.Background()
-			db, err := pgxpool.New(ctx, dsn)
-			require.NoError(t, err)
-			t.Cleanup(db.Close)
-			env := faultEnv(t, dsn, natsURL)
+			db, env, ns := procSetup(t)
+			natsURL, ctx := ns.url(), context.Background()
 
 			first := startChild(t, with(env, fault.Env, sc.point+"=kill@"+sc.nth))
 			c, err := client.Connect(natsURL)
@@ -170,12 +164,7 @@ func TestFaultsSIGKILL(t *testing.T) {
 			require.Contains(t, first.output(), "fault: SIGKILL at "+sc.point)
 
 			startChild(t, env)
-			wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			defer cancel()
-			var evs []*contract.Event
-			_, err = c.Wait(wctx, req.Target, pub.Run, func(ev *contract.Event) { evs = append(evs, ev) })
-			require.NoError(t, err, "%v", kinds(evs))
-			checkExactlyOnce(t, db, natsURL, pub.Run, evs)
+			checkExactlyOnce(t, db, natsURL, pub.Run, waitRun(t, c, req.Target, pub.Run))
 		})
 	}
 }

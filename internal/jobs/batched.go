@@ -129,10 +129,15 @@ func (p *Pipeline) runBatched(ctx context.Context, t *target.Target, pool *pgxpo
 	switch {
 	case err != nil && ctx.Err() != nil && errors.Is(context.Cause(ctx), river.ErrJobCancelledRemotely):
 		return ho, errPaused
+	case err != nil && ctx.Err() != nil:
+		// Shutdown or the job's timeout: the hook stopped after a committed batch, which is
+		// where the next slice takes over; not a failed attempt.
+		return ho, errSliceEnded
 	case err != nil:
 		var he *hooks.HookError
 		if !errors.As(err, &he) {
-			err = &hooks.HookError{Hook: name, Phase: phase, Err: err}
+			he = &hooks.HookError{Hook: name, Phase: phase, Err: err}
+			err = he
 		}
 		ho.err = err
 		log.ErrorContext(ctx, hooks.MsgHookFailed, "hook", name, "phase", phase, "duration_ms", ho.duration.Milliseconds(),

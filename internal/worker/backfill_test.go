@@ -122,3 +122,17 @@ func TestBackfillPausedByCancellingItsJobResumesOnRetry(t *testing.T) {
 	require.NotNil(t, pausedEv, "%v", kinds(evs))
 	require.Contains(t, pausedEv.Message, "paused by an operator")
 }
+
+func TestBackfillOfATableWithoutAKeyFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	evs := b.run(t, request("up", mig("001", "heap", `CREATE TABLE heap (n int)`, "",
+		hook(contract.PhaseAfterDDL, "fill", "backfill", map[string]any{"table": "heap", "set": "n = 1"}))))
+	final := last(evs)
+	require.Equal(t, contract.KindRunFailed, final.Kind, "%v", kinds(evs))
+	require.Equal(t, "fill", final.Hook)
+	require.Equal(t, contract.CodeHookFailed, final.Error.Code)
+	require.Contains(t, final.Error.Message, `table "heap" has no primary key`)
+	require.False(t, final.Error.Retryable)
+	require.Empty(t, ofKind(evs, contract.KindPhaseRetrying), "retrying cannot give the table a key")
+}

@@ -60,7 +60,7 @@ func (w *dryRunWorker) Work(ctx context.Context, job *river.Job[DryRunArgs]) err
 		migs = append(migs, *m)
 	}
 	t, err := p.cfg.Targets.Get(rc.row.Target)
-	var report *dryrun.Report
+	var report *contract.DryRunReport
 	if err == nil {
 		pool, perr := t.Pool(ctx)
 		if perr != nil {
@@ -113,7 +113,7 @@ func (w *dryRunWorker) Work(ctx context.Context, job *river.Job[DryRunArgs]) err
 }
 
 // summarize says in one line what a dry-run found.
-func summarize(r *dryrun.Report) string {
+func summarize(r *contract.DryRunReport) string {
 	warnings := len(r.Warnings)
 	if !r.Success {
 		return fmt.Sprintf("failed: %s (%d warning(s)); everything was rolled back", firstError(r), warnings)
@@ -123,7 +123,7 @@ func summarize(r *dryrun.Report) string {
 }
 
 // firstError is the error of the first migration that failed.
-func firstError(r *dryrun.Report) string {
+func firstError(r *contract.DryRunReport) string {
 	for _, m := range r.Migrations {
 		if !m.Success && m.Error != "" {
 			return fmt.Sprintf("%s_%s: %s", m.Version, m.Name, m.Error)

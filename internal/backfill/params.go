@@ -138,8 +138,14 @@ func (p Params) withDefaults() Params {
 			*v = d
 		}
 	}
-	if p.MinBatchSize <= 0 && p.MaxBatchSize > 0 {
-		p.MinBatchSize = min(DefaultMinBatchSize, p.MaxBatchSize) // a small max lowers the default min
+	if p.MinBatchSize <= 0 {
+		// A small max or first size given lowers the default min rather than being overridden.
+		p.MinBatchSize = DefaultMinBatchSize
+		for _, n := range []int{p.MaxBatchSize, p.BatchSize} {
+			if n > 0 {
+				p.MinBatchSize = min(p.MinBatchSize, n)
+			}
+		}
 	}
 	def(&p.MinBatchSize, DefaultMinBatchSize)
 	def(&p.MaxBatchSize, DefaultMaxBatchSize)

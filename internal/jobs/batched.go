@@ -108,7 +108,9 @@ func (p *Pipeline) runBatched(ctx context.Context, t *target.Target, pool *pgxpo
 		}
 	}
 	log := hookLog.With("migration", m.ID(), "phase", phase, "hook", name)
-	log.DebugContext(ctx, hooks.MsgHookStart, "hook", name, "phase", phase, "migration", m.ID())
+	// The contract's records name hook, phase and migration themselves (as the executor's do);
+	// the hook's own records get them from its logger.
+	hookLog.DebugContext(ctx, hooks.MsgHookStart, "hook", name, "phase", phase, "migration", m.ID())
 	store := &ledgerCheckpoints{t: t, row: target.LedgerRow{Run: rc.row.ID, Version: m.Version, Phase: phase, Hook: name, Attempt: attempt}}
 	prog := &progressReporter{p: p, rc: rc, m: m, phase: phase, hook: name, attempt: attempt, log: log,
 		key: rc.row.ID + "/" + m.Version + "/" + phase + "/" + name}
@@ -140,7 +142,7 @@ func (p *Pipeline) runBatched(ctx context.Context, t *target.Target, pool *pgxpo
 			err = he
 		}
 		ho.err = err
-		log.ErrorContext(ctx, hooks.MsgHookFailed, "hook", name, "phase", phase, "duration_ms", ho.duration.Milliseconds(),
+		hookLog.ErrorContext(ctx, hooks.MsgHookFailed, "hook", name, "phase", phase, "duration_ms", ho.duration.Milliseconds(),
 			"error", err.Error(), "migration", m.ID(), "stack", he.Stack)
 		return ho, err
 	case !out.Done:
@@ -156,7 +158,7 @@ func (p *Pipeline) runBatched(ctx context.Context, t *target.Target, pool *pgxpo
 	if err := t.WriteLedger(rctx, pool, done); err != nil {
 		return ho, err
 	}
-	log.InfoContext(ctx, hooks.MsgHookCompleted, "hook", name, "phase", phase, "duration_ms", ho.duration.Milliseconds(),
+	hookLog.InfoContext(ctx, hooks.MsgHookCompleted, "hook", name, "phase", phase, "duration_ms", ho.duration.Milliseconds(),
 		"rows_affected", ho.rows, "migration", m.ID())
 	return ho, nil
 }

@@ -125,7 +125,7 @@ func TestCustomWorkerEndToEnd(t *testing.T) {
 	defer c.Close()
 	migs, err := migrations.Load(filepath.Join(customWorkerDir, "migrations"))
 	require.NoError(t, err)
-	require.Len(t, migs, 1)
+	require.Len(t, migs, 2)
 	require.True(t, slices.ContainsFunc(migs[0].Hooks, func(h contract.HookSpec) bool { return h.Hook == "row_count_at_least" }),
 		"the example migration uses the compiled-in hook")
 
@@ -139,10 +139,17 @@ func TestCustomWorkerEndToEnd(t *testing.T) {
 	require.Equal(t, contract.PhaseAfterValidation, hookDone.Phase)
 	require.Equal(t, int64(100), hookDone.RowsAffected)
 	require.Contains(t, hookDone.Message, "holds 100 rows")
+	// And the backfill defined in Go, in batches of 25 as its declaration tunes it.
+	i = slices.IndexFunc(events, func(ev *contract.Event) bool {
+		return ev.Kind == contract.KindHookCompleted && ev.Hook == "fill_price_cents"
+	})
+	require.GreaterOrEqual(t, i, 0, "no hook.completed event for fill_price_cents")
+	require.Equal(t, int64(100), events[i].RowsAffected)
+	require.Contains(t, events[i].Message, "backfilled 100 row(s) of products in 5 batch(es)")
 
 	// 2. A new migration whose check asks for more rows than there are.
 	more := migs[0]
-	more.Version, more.Name = "002", "require_more_products"
+	more.Version, more.Name = "003", "require_more_products"
 	more.UpSQL = "COMMENT ON TABLE products IS 'checked by row_count_at_least';\n"
 	more.DownSQL = "COMMENT ON TABLE products IS NULL;\n"
 	more.Checksum = contract.Checksum(more.UpSQL)
@@ -154,9 +161,9 @@ func TestCustomWorkerEndToEnd(t *testing.T) {
 		}
 		more.Hooks = append(more.Hooks, h)
 	}
-	events, final = submitAndWait(ctx, t, c, []contract.Migration{migs[0], more})
+	events, final = submitAndWait(ctx, t, c, []contract.Migration{migs[0], migs[1], more})
 	require.Equal(t, contract.KindRunFailed, final.Kind, "%+v", final)
-	require.Equal(t, "002", final.Version)
+	require.Equal(t, "003", final.Version)
 	require.Equal(t, "row_count_at_least", final.Hook)
 	require.Contains(t, final.Message, `hook "row_count_at_least" in after_validation`)
 	require.Contains(t, final.Message, "holds 100 rows, fewer than the 1000000 required")

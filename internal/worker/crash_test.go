@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/internal/client"
@@ -68,18 +67,4 @@ func TestBackfillSurvivesSIGKILL(t *testing.T) {
 	require.Equal(t, []string{"completed " + strconv.Itoa(n)}, queryStrings(t, db,
 		`SELECT status || ' ' || rows_affected FROM confiture.hook_ledger WHERE hook = 'fill'`))
 	require.Equal(t, 1, count(`SELECT count(*) FROM confiture.schema_migrations WHERE version = '001'`))
-}
-
-func queryStrings(t *testing.T, db *pgxpool.Pool, sql string, args ...any) []string {
-	t.Helper()
-	rows, err := db.Query(context.Background(), sql, args...)
-	require.NoError(t, err)
-	var out []string
-	for rows.Next() {
-		var s string
-		require.NoError(t, rows.Scan(&s))
-		out = append(out, s)
-	}
-	require.NoError(t, rows.Err())
-	return out
 }

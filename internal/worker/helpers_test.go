@@ -256,7 +256,13 @@ func ofKind(evs []*contract.Event, kind string) []*contract.Event {
 
 func (b *bundle) queryStrings(t *testing.T, sql string, args ...any) []string {
 	t.Helper()
-	rows, err := b.db.Query(context.Background(), sql, args...)
+	return queryStrings(t, b.db, sql, args...)
+}
+
+// queryStrings returns the one text column of sql's rows.
+func queryStrings(t *testing.T, db *pgxpool.Pool, sql string, args ...any) []string {
+	t.Helper()
+	rows, err := db.Query(context.Background(), sql, args...)
 	require.NoError(t, err)
 	var out []string
 	for rows.Next() {

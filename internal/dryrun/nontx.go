@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/confiture-io/confiture-worker/internal/sqlscript"
 )
 
 // A statement that cannot run in a transaction block is not executed by a dry-run, so its
@@ -118,10 +120,10 @@ func resolve(ctx context.Context, tx pgx.Tx, n string, index bool) (string, erro
 
 // parseNonTx recognises the statements of nonTxLocks from their leading tokens.
 func parseNonTx(sql string) (target, bool) {
-	tk := tokenize(sql)
+	tk := sqlscript.Tokens(sql)
 	word := func(i int) string {
-		if i < len(tk) && tk[i].word {
-			return strings.ToLower(tk[i].text)
+		if i < len(tk) && tk[i].Word {
+			return strings.ToLower(tk[i].Text)
 		}
 		return ""
 	}
@@ -161,7 +163,7 @@ func parseNonTx(sql string) (target, bool) {
 				break
 			}
 			t.names = append(t.names, n)
-			if next >= len(tk) || tk[next].text != "," {
+			if next >= len(tk) || tk[next].Text != "," {
 				break
 			}
 			i = next + 1
@@ -169,7 +171,7 @@ func parseNonTx(sql string) (target, bool) {
 		return t, len(t.names) > 0
 	case "reindex":
 		i, concurrently := 1, false
-		if i < len(tk) && tk[i].text == "(" {
+		if i < len(tk) && tk[i].Text == "(" {
 			opts, end := parenthesized(tk, i)
 			concurrently = opts["concurrently"]
 			i = end
@@ -198,7 +200,7 @@ func parseNonTx(sql string) (target, bool) {
 		}
 	case "vacuum":
 		i, full := 1, false
-		if i < len(tk) && tk[i].text == "(" {
+		if i < len(tk) && tk[i].Text == "(" {
 			opts, end := parenthesized(tk, i)
 			full = opts["full"]
 			i = end
@@ -221,10 +223,10 @@ func parseNonTx(sql string) (target, bool) {
 				break
 			}
 			t.names = append(t.names, n)
-			if next < len(tk) && tk[next].text == "(" { // the columns of VACUUM ANALYZE
+			if next < len(tk) && tk[next].Text == "(" { // the columns of VACUUM ANALYZE
 				_, next = parenthesized(tk, next)
 			}
-			if next >= len(tk) || tk[next].text != "," {
+			if next >= len(tk) || tk[next].Text != "," {
 				break
 			}
 			i = next + 1
@@ -257,82 +259,14 @@ func parseNonTx(sql string) (target, bool) {
 	return target{}, false
 }
 
-type token struct {
-	text string
-	word bool // an identifier or keyword, quoted or not
-}
-
-// tokenize splits sql into words, quoted identifiers and single punctuation characters,
-// skipping whitespace, comments and string literals.
-func tokenize(sql string) []token {
-	var out []token
-	for i := 0; i < len(sql); {
-		c := sql[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
-			i++
-		case strings.HasPrefix(sql[i:], "--"):
-			for i < len(sql) && sql[i] != '\n' {
-				i++
-			}
-		case strings.HasPrefix(sql[i:], "/*"):
-			depth := 0
-			for i < len(sql) {
-				if strings.HasPrefix(sql[i:], "/*") {
-					depth++
-					i += 2
-				} else if strings.HasPrefix(sql[i:], "*/") {
-					depth--
-					i += 2
-					if depth == 0 {
-						break
-					}
-				} else {
-					i++
-				}
-			}
-		case c == '\'' || c == '"':
-			j := i + 1
-			for j < len(sql) {
-				if sql[j] == c {
-					if j+1 < len(sql) && sql[j+1] == c {
-						j += 2
-						continue
-					}
-					break
-				}
-				j++
-			}
-			if j < len(sql) {
-				j++
-			}
-			if c == '"' {
-				out = append(out, token{text: sql[i:j], word: true})
-			}
-			i = j
-		case identChar(c) && (c < '0' || c > '9'), c >= 'A' && c <= 'Z':
-			j := i
-			for j < len(sql) && (identChar(sql[j]) || sql[j] >= 'A' && sql[j] <= 'Z') {
-				j++
-			}
-			out = append(out, token{text: sql[i:j], word: true})
-			i = j
-		default:
-			out = append(out, token{text: sql[i : i+1]})
-			i++
-		}
-	}
-	return out
-}
-
 // qualifiedName returns the dotted name at tk[i] as written, and the index after it; "" when
 // there is none.
-func qualifiedName(tk []token, i int) (string, int) {
+func qualifiedName(tk []sqlscript.Token, i int) (string, int) {
 	var parts []string
-	for i < len(tk) && tk[i].word {
-		parts = append(parts, tk[i].text)
+	for i < len(tk) && tk[i].Word {
+		parts = append(parts, tk[i].Text)
 		i++
-		if i+1 < len(tk) && tk[i].text == "." && tk[i+1].word {
+		if i+1 < len(tk) && tk[i].Text == "." && tk[i+1].Word {
 			i++
 			continue
 		}
@@ -343,11 +277,11 @@ func qualifiedName(tk []token, i int) (string, int) {
 
 // parenthesized reads the option list opening at tk[i] ("(FULL, ANALYZE false)") and returns
 // the options set to true, and the index after the closing parenthesis.
-func parenthesized(tk []token, i int) (map[string]bool, int) {
+func parenthesized(tk []sqlscript.Token, i int) (map[string]bool, int) {
 	opts := map[string]bool{}
 	depth := 0
 	for ; i < len(tk); i++ {
-		switch tk[i].text {
+		switch tk[i].Text {
 		case "(":
 			depth++
 			continue
@@ -358,15 +292,15 @@ func parenthesized(tk []token, i int) (map[string]bool, int) {
 			}
 			continue
 		}
-		if depth == 1 && tk[i].word && (i == 0 || tk[i-1].text == "(" || tk[i-1].text == ",") {
+		if depth == 1 && tk[i].Word && (i == 0 || tk[i-1].Text == "(" || tk[i-1].Text == ",") {
 			on := true
 			if i+1 < len(tk) {
-				switch v := strings.ToLower(strings.Trim(tk[i+1].text, "'")); v {
+				switch v := strings.ToLower(strings.Trim(tk[i+1].Text, "'")); v {
 				case "false", "off", "0":
 					on = false
 				}
 			}
-			opts[strings.ToLower(tk[i].text)] = on
+			opts[strings.ToLower(tk[i].Text)] = on
 		}
 	}
 	return opts, i

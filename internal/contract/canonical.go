@@ -29,14 +29,7 @@ const MaxJSONDepth = 64
 // member name, a number out of the double range, nesting deeper than MaxJSONDepth, or more
 // than one JSON value.
 func CanonicalJSON(data []byte) ([]byte, error) {
-	v, err := parseCanonical(data)
-	if err != nil {
-		return nil, err
-	}
-	var b bytes.Buffer
-	b.Grow(len(data))
-	writeCanonical(&b, v)
-	return b.Bytes(), nil
+	return canonical(data, nil)
 }
 
 // SigningInput returns the bytes the signature of a request covers: the canonical form
@@ -44,39 +37,37 @@ func CanonicalJSON(data []byte) ([]byte, error) {
 // "signature" object removed. Everything else, the rest of the signature object included
 // (key_id, alg, signed_at, expires_at), is covered.
 func SigningInput(data []byte) ([]byte, error) {
-	v, err := parseCanonical(data)
-	if err != nil {
-		return nil, err
-	}
-	obj, ok := v.(*jsonObject)
-	if !ok {
-		return nil, errors.New("a request must be a JSON object")
-	}
-	if sig, ok := obj.get("signature").(*jsonObject); ok {
-		sig.remove("sig")
-	}
-	var b bytes.Buffer
-	b.Grow(len(data))
-	writeCanonical(&b, obj)
-	return b.Bytes(), nil
+	return canonical(data, func(obj *jsonObject) {
+		if sig, ok := obj.get("signature").(*jsonObject); ok {
+			sig.remove("sig")
+		}
+	})
 }
 
 // RequestBody returns the canonical form (CanonicalJSON) of the request message data without
 // its "signature" member: what the request asks for, whoever signed it and however it was
 // encoded. Two messages with the same body are the same request.
 func RequestBody(data []byte) ([]byte, error) {
+	return canonical(data, func(obj *jsonObject) { obj.remove("signature") })
+}
+
+// canonical parses data, lets edit change the request object (data must then be an object),
+// and writes the canonical form.
+func canonical(data []byte, edit func(*jsonObject)) ([]byte, error) {
 	v, err := parseCanonical(data)
 	if err != nil {
 		return nil, err
 	}
-	obj, ok := v.(*jsonObject)
-	if !ok {
-		return nil, errors.New("a request must be a JSON object")
+	if edit != nil {
+		obj, ok := v.(*jsonObject)
+		if !ok {
+			return nil, errors.New("a request must be a JSON object")
+		}
+		edit(obj)
 	}
-	obj.remove("signature")
 	var b bytes.Buffer
 	b.Grow(len(data))
-	writeCanonical(&b, obj)
+	writeCanonical(&b, v)
 	return b.Bytes(), nil
 }
 

@@ -143,26 +143,24 @@ func ValidateDryRunReport(data []byte) error {
 
 // DecodeDryRunReport validates a dry-run report (see ValidateDryRunReport) and decodes it.
 func DecodeDryRunReport(data []byte) (*DryRunReport, error) {
-	if err := ValidateDryRunReport(data); err != nil {
-		return nil, err
-	}
-	var r DryRunReport
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, invalid("malformed dry-run report: %s", clip(err.Error(), 200))
-	}
-	return &r, nil
+	return decodeValid[DryRunReport](data, ValidateDryRunReport, "dry-run report")
 }
 
 // DecodeEvent validates an event message (see ValidateEvent) and decodes it.
 func DecodeEvent(data []byte) (*Event, error) {
-	if err := ValidateEvent(data); err != nil {
+	return decodeValid[Event](data, ValidateEvent, "event")
+}
+
+// decodeValid checks data with validate, then decodes it into a T.
+func decodeValid[T any](data []byte, validate func([]byte) error, what string) (*T, error) {
+	if err := validate(data); err != nil {
 		return nil, err
 	}
-	var e Event
-	if err := json.Unmarshal(data, &e); err != nil {
-		return nil, invalid("malformed event: %s", clip(err.Error(), 200))
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, invalid("malformed %s: %s", what, clip(err.Error(), 200))
 	}
-	return &e, nil
+	return &v, nil
 }
 
 // validate parses data, checks its "schema" field against want (unless want is ""), then

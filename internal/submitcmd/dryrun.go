@@ -202,17 +202,24 @@ const (
 	detailIndent = tableIndent + "    "
 )
 
+// timeAndRows are the TIME and ROWS cells of a statement or hook: "-" for what was not
+// executed (and took no time).
+func timeAndRows(durationMS float64, rows int64, executed bool) (string, string) {
+	tm, n := msDuration(durationMS), strconv.FormatInt(rows, 10)
+	if !executed {
+		n = "-"
+		if durationMS == 0 {
+			tm = "-"
+		}
+	}
+	return tm, n
+}
+
 func (r *Renderer) statements(stmts []contract.DryRunStatementReport) {
 	header := []string{"LINE", "TIME", "ROWS", "LOCKS", "STATEMENT"}
 	var rowsOut []tableRow
 	for _, s := range stmts {
-		tm, n := msDuration(s.DurationMS), strconv.FormatInt(s.Rows, 10)
-		if !s.Executed {
-			n = "-"
-			if s.DurationMS == 0 {
-				tm = "-"
-			}
-		}
+		tm, n := timeAndRows(s.DurationMS, s.Rows, s.Executed)
 		rowsOut = append(rowsOut, tableRow{
 			cells:   []string{strconv.Itoa(s.Line), tm, n, locks(s.Locks), clean(s.SQL)},
 			details: details(s.Rewrites, s.Created, s.Dropped, s.Tables, s.Skipped, s.Error),
@@ -225,13 +232,7 @@ func (r *Renderer) hooks(hs []contract.DryRunHookReport) {
 	header := []string{"HOOK", "TIME", "ROWS", "LOCKS", "TYPE"}
 	var rowsOut []tableRow
 	for _, h := range hs {
-		tm, n := msDuration(h.DurationMS), strconv.FormatInt(h.Rows, 10)
-		if !h.Executed {
-			n = "-"
-			if h.DurationMS == 0 {
-				tm = "-"
-			}
-		}
+		tm, n := timeAndRows(h.DurationMS, h.Rows, h.Executed)
 		row := tableRow{
 			cells:   []string{clean(h.Name), tm, n, locks(h.Locks), clean(h.Hook)},
 			details: details(h.Rewrites, h.Created, h.Dropped, h.Tables, h.Skipped, h.Error),

@@ -50,37 +50,6 @@ func benchParams(b *testing.B, table string) map[string]any {
 	return p
 }
 
-// ledgerStore keeps the checkpoint in the target's hook ledger exactly as the pipeline does
-// (internal/jobs ledgerCheckpoints): the target's advisory lock and a read of the phase's ledger
-// rows in Load, one upsert of the ledger row (status running, checkpoint jsonb) in Save, all in
-// the batch's transaction. So the benchmark pays what a real backfill pays per batch.
-type ledgerStore struct {
-	t   *target.Target
-	row target.LedgerRow
-}
-
-func (s *ledgerStore) Load(ctx context.Context, tx pgx.Tx) (json.RawMessage, error) {
-	if err := s.t.Lock(ctx, tx); err != nil {
-		return nil, err
-	}
-	rows, err := s.t.Ledger(ctx, tx, s.row.Run, s.row.Version, s.row.Phase)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range rows {
-		if r.Hook == s.row.Hook {
-			return r.Checkpoint, nil
-		}
-	}
-	return nil, nil
-}
-
-func (s *ledgerStore) Save(ctx context.Context, tx pgx.Tx, checkpoint json.RawMessage, rows int64) error {
-	r := s.row
-	r.Status, r.Checkpoint, r.RowsAffected = target.StatusRunning, checkpoint, rows
-	return s.t.WriteLedger(ctx, tx, r)
-}
-
 // benchDB is the benchmark's database: a target with its tracking schema (hook ledger).
 type benchDB struct {
 	b      *testing.B
@@ -305,7 +274,8 @@ func (d *benchDB) backfill(name string, analyzeAt int64) measure {
 	if err != nil {
 		d.b.Fatal(err)
 	}
-	store := &ledgerStore{t: d.target, row: target.LedgerRow{
+	// The checkpoint goes to the target's hook ledger with every batch, as in the worker.
+	store := &target.Checkpoints{Target: d.target, Row: target.LedgerRow{
 		Run: fmt.Sprintf("00000000-0000-0000-0000-%012d", d.runs), Version: "1", Phase: "after_ddl", Hook: "fill_" + name, Attempt: 1,
 	}}
 	var (
@@ -346,7 +316,7 @@ func (d *benchDB) backfill(name string, analyzeAt int64) measure {
 		}
 	}
 	bc := &hooks.BatchContext{
-		Context:     hooks.Context{Hook: store.row.Hook, Phase: "after_ddl", Logger: slog.New(slog.DiscardHandler)},
+		Context:     hooks.Context{Hook: store.Row.Hook, Phase: "after_ddl", Logger: slog.New(slog.DiscardHandler)},
 		DB:          db,
 		Checkpoints: store,
 		Progress:    progress,
@@ -381,7 +351,7 @@ func (d *benchDB) backfill(name string, analyzeAt int64) measure {
 //   - single UPDATE: UPDATE t SET a = a + 1, one statement, one transaction; measured first and
 //     again last, and the backfill is compared with the faster of the two;
 //   - backfill: the hook with its default parameters and the same SET, its checkpoint written
-//     to the hook ledger with every batch as in the worker (ledgerStore);
+//     to the hook ledger with every batch as in the worker (target.Checkpoints);
 //   - backfill, stale stats + ANALYZE at 30%: the same on a table whose statistics are stale
 //     on purpose (see freshTable), with an ANALYZE of the table from another connection once
 //     30% of the rows are done; auto_explain logs the plan of every batch statement.

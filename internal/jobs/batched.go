@@ -111,7 +111,7 @@ func (p *Pipeline) runBatched(ctx context.Context, t *target.Target, pool *pgxpo
 	// The contract's records name hook, phase and migration themselves (as the executor's do);
 	// the hook's own records get them from its logger.
 	hookLog.DebugContext(ctx, hooks.MsgHookStart, "hook", name, "phase", phase, "migration", m.ID())
-	store := &ledgerCheckpoints{t: t, row: target.LedgerRow{Run: rc.row.ID, Version: m.Version, Phase: phase, Hook: name, Attempt: attempt}}
+	store := &target.Checkpoints{Target: t, Row: target.LedgerRow{Run: rc.row.ID, Version: m.Version, Phase: phase, Hook: name, Attempt: attempt}}
 	prog := &progressReporter{p: p, rc: rc, m: m, phase: phase, hook: name, attempt: attempt, log: log,
 		key: rc.row.ID + "/" + m.Version + "/" + phase + "/" + name}
 	bc := &hooks.BatchContext{
@@ -152,9 +152,9 @@ func (p *Pipeline) runBatched(ctx context.Context, t *target.Target, pool *pgxpo
 	ho.rows, ho.message = out.Result.RowsAffected, out.Result.Message
 	rctx, cancel := recordCtx(ctx)
 	defer cancel()
-	done := store.row
+	done := store.Row
 	done.Status, done.RowsAffected, done.DurationMS, done.Message = target.StatusCompleted, ho.rows, ho.duration.Milliseconds(), ho.message
-	done.Stats, done.Checkpoint = out.Result.Stats, store.last
+	done.Stats, done.Checkpoint = out.Result.Stats, store.Last
 	if err := t.WriteLedger(rctx, pool, done); err != nil {
 		return ho, err
 	}
@@ -171,41 +171,6 @@ func runBatchedSafely(ctx context.Context, h hooks.Batched, bc *hooks.BatchConte
 		}
 	}()
 	return h.RunBatches(ctx, bc)
-}
-
-// ledgerCheckpoints keeps a batched hook's checkpoint in its hook-ledger row (status running),
-// under the target's lock.
-type ledgerCheckpoints struct {
-	t    *target.Target
-	row  target.LedgerRow
-	last json.RawMessage
-}
-
-func (s *ledgerCheckpoints) Load(ctx context.Context, tx pgx.Tx) (json.RawMessage, error) {
-	if err := s.t.Lock(ctx, tx); err != nil {
-		return nil, err
-	}
-	rows, err := s.t.Ledger(ctx, tx, s.row.Run, s.row.Version, s.row.Phase)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range rows {
-		if r.Hook == s.row.Hook {
-			s.last = r.Checkpoint
-			return r.Checkpoint, nil
-		}
-	}
-	return nil, nil
-}
-
-func (s *ledgerCheckpoints) Save(ctx context.Context, tx pgx.Tx, checkpoint json.RawMessage, rows int64) error {
-	r := s.row
-	r.Status, r.Checkpoint, r.RowsAffected = target.StatusRunning, checkpoint, rows
-	if err := s.t.WriteLedger(ctx, tx, r); err != nil {
-		return err
-	}
-	s.last = checkpoint
-	return nil
 }
 
 // progressInterval is the least time between two backfill.progress events of one hook.

@@ -236,6 +236,42 @@ func (t *Target) Ledger(ctx context.Context, q Querier, run, version, phase stri
 	return t.ledger(ctx, q, `WHERE run_id = $1 AND version = $2 AND phase = $3`, run, version, phase)
 }
 
+// Checkpoints keeps one hook's checkpoint in its hook-ledger row (status running), under the
+// target's lock, in the transaction of the step it belongs to: the checkpoint store of a
+// batched hook (hooks.CheckpointStore).
+type Checkpoints struct {
+	Target *Target
+	// Row names the hook (Run, Version, Phase, Hook) and gives the Attempt recorded.
+	Row LedgerRow
+	// Last is the checkpoint last loaded or saved.
+	Last json.RawMessage
+}
+
+// Load takes the target's lock for the rest of tx and returns the hook's checkpoint.
+func (c *Checkpoints) Load(ctx context.Context, tx pgx.Tx) (json.RawMessage, error) {
+	if err := c.Target.Lock(ctx, tx); err != nil {
+		return nil, err
+	}
+	rows, err := c.Target.ledger(ctx, tx, `WHERE run_id = $1 AND version = $2 AND phase = $3 AND hook = $4`,
+		c.Row.Run, c.Row.Version, c.Row.Phase, c.Row.Hook)
+	if err != nil || len(rows) == 0 {
+		return nil, err
+	}
+	c.Last = rows[0].Checkpoint
+	return c.Last, nil
+}
+
+// Save records checkpoint and the rows done so far in tx.
+func (c *Checkpoints) Save(ctx context.Context, tx pgx.Tx, checkpoint json.RawMessage, rows int64) error {
+	r := c.Row
+	r.Status, r.Checkpoint, r.RowsAffected = StatusRunning, checkpoint, rows
+	if err := c.Target.WriteLedger(ctx, tx, r); err != nil {
+		return err
+	}
+	c.Last = checkpoint
+	return nil
+}
+
 // RunStats merges the stats of every completed ledger row of a run, oldest first: the shared
 // stats a hook of a later phase sees.
 func (t *Target) RunStats(ctx context.Context, q Querier, run string) (map[string]any, error) {

@@ -1,11 +1,9 @@
 package bus
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,24 +12,8 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/natsauth"
 	"github.com/confiture-io/confiture-worker/internal/natsauth/natsauthtest"
+	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestConnectWithCredentials(t *testing.T) {
 	t.Parallel()
@@ -51,7 +33,7 @@ func TestConnectWithCredentials(t *testing.T) {
 	require.ErrorContains(t, err, "NATS authorization failed at nats://xxxxx@127.0.0.1:")
 	require.NotContains(t, err.Error(), pw)
 
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	b, err := Connect(ctx, Options{URL: url, Auth: natsauth.Options{User: "worker", Password: pw},
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	require.NoError(t, err)

@@ -1,13 +1,11 @@
 package dryrun_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/dryrun"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
@@ -340,25 +339,14 @@ func TestHooks(t *testing.T) {
 	require.Contains(t, last.Hooks[0].Error, "t is empty")
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
 func TestLogRecords(t *testing.T) {
 	t.Parallel()
 	b := setup(t, baseSchema)
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	log := slog.New(slog.NewJSONHandler(&buf, nil))
 	b.run(t, dryrun.Options{Logger: log}, mig("0001", `CREATE TABLE a (id int)`), mig("0002", `SELECT 1/0`))
 	var recs []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(buf.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 		var m map[string]any
 		require.NoError(t, json.Unmarshal([]byte(line), &m))
 		recs = append(recs, m)

@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) {
@@ -27,24 +29,6 @@ const (
 	waitFor = 5 * time.Second
 	tick    = 5 * time.Millisecond
 )
-
-// syncBuffer is a console that the test reads while the reporter goroutine writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // message is one publish.
 type message struct {
@@ -81,9 +65,9 @@ func (p blockingPublisher) Publish(string, []byte) error {
 }
 
 // setup builds a Logging and closes it at the end of the test.
-func setup(t *testing.T, c Config, extra ...extraSink) (*Logging, *syncBuffer) {
+func setup(t *testing.T, c Config, extra ...extraSink) (*Logging, *syncbuf.Buffer) {
 	t.Helper()
-	console := &syncBuffer{}
+	console := &syncbuf.Buffer{}
 	l, err := newLogging(c, console, false, extra...)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, l.Close()) })

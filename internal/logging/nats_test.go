@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 )
 
 func TestNATSSinkPublishesOnLevelSubjects(t *testing.T) {
@@ -178,7 +180,7 @@ func TestNATSDropReportsStayOutOfNATS(t *testing.T) {
 func TestCloseDrainsTheNATSBuffer(t *testing.T) {
 	t.Parallel()
 
-	l, err := New(Config{NATS: NATSConfig{Enabled: true}, DropWarnInterval: -1}, &syncBuffer{}, false)
+	l, err := New(Config{NATS: NATSConfig{Enabled: true}, DropWarnInterval: -1}, &syncbuf.Buffer{}, false)
 	require.NoError(t, err)
 	pub := &recordingPublisher{}
 	for range 20 {
@@ -197,7 +199,7 @@ func TestCloseDrainsTheNATSBuffer(t *testing.T) {
 func TestCloseWithoutPublisherCountsTheBuffer(t *testing.T) {
 	t.Parallel()
 
-	l, err := New(Config{NATS: NATSConfig{Enabled: true}, DropWarnInterval: -1}, &syncBuffer{}, false)
+	l, err := New(Config{NATS: NATSConfig{Enabled: true}, DropWarnInterval: -1}, &syncbuf.Buffer{}, false)
 	require.NoError(t, err)
 	for range 7 {
 		l.Logger.Info("never published")
@@ -209,7 +211,7 @@ func TestCloseWithoutPublisherCountsTheBuffer(t *testing.T) {
 func TestCloseDoesNotWaitForeverForAStuckPublisher(t *testing.T) {
 	t.Parallel()
 
-	console := &syncBuffer{}
+	console := &syncbuf.Buffer{}
 	l, err := New(Config{
 		Console:          ConsoleConfig{Format: "json"},
 		NATS:             NATSConfig{Enabled: true},

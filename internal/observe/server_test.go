@@ -1,37 +1,18 @@
 package observe_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/internal/observe"
+	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // holdPort listens on a free loopback port until the test ends and returns its address.
 func holdPort(t *testing.T) string {
@@ -106,7 +87,7 @@ func TestServerWithoutMetrics(t *testing.T) {
 func TestServerFallsBackToFreePort(t *testing.T) {
 	t.Parallel()
 	taken := holdPort(t)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s, err := observe.NewServer(observe.ServerOptions{
 		Addr: taken, FallbackOnConflict: true,
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil)),

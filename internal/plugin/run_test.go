@@ -267,7 +267,7 @@ printf 'last line without newline' >&2
 	logs := buf.String()
 	require.NotContains(t, logs, "s3cret-pw")
 	var stderr []string
-	for _, l := range buf.lines() {
+	for _, l := range lines(buf) {
 		if strings.Contains(l, "stream=stderr") {
 			require.Contains(t, l, "level=WARN")
 			require.Contains(t, l, "plugin=testplugin")
@@ -292,7 +292,7 @@ while [ $i -lt 3000 ]; do echo "line $i of a plugin that talks far too much" >&2
 	_, err := run(t, p, nil, hookContext(logger))
 	require.NoError(t, err)
 	var n, notes int
-	for _, l := range buf.lines() {
+	for _, l := range lines(buf) {
 		if strings.Contains(l, "stream=stderr") {
 			n++
 			require.Less(t, len(l), maxStderrLine+200)

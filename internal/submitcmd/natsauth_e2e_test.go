@@ -1,10 +1,8 @@
 package submitcmd
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,28 +13,11 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/logging"
 	"github.com/confiture-io/confiture-worker/internal/natsauth"
 	"github.com/confiture-io/confiture-worker/internal/natsauth/natsauthtest"
+	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 	"github.com/confiture-io/confiture-worker/internal/target"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 	"github.com/confiture-io/confiture-worker/internal/worker"
 )
-
-// lockedBuffer is a bytes.Buffer safe for a log sink writing while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestE2EExampleNATSServerConfig runs a worker and submit against examples/nats/nats-server.conf:
 // the worker's user can do all a worker does (streams, intake, events, logs), the submitter
@@ -65,7 +46,7 @@ func TestE2EExampleNATSServerConfig(t *testing.T) {
 	require.NoError(t, err)
 
 	dsn := testdb.New(t)
-	newWorker := func(auth natsauth.Options, logs *lockedBuffer) (*worker.Worker, *logging.Logging) {
+	newWorker := func(auth natsauth.Options, logs *syncbuf.Buffer) (*worker.Worker, *logging.Logging) {
 		lg, err := logging.New(logging.Config{
 			Console: logging.ConsoleConfig{Format: logging.FormatJSON, Level: "debug"},
 			NATS:    logging.NATSConfig{Enabled: true},
@@ -85,7 +66,7 @@ func TestE2EExampleNATSServerConfig(t *testing.T) {
 
 	// Without credentials, or with the wrong password, the worker does not start.
 	for _, auth := range []natsauth.Options{{}, {User: "confiture-worker", Password: "wrong-" + workerPW}} {
-		var logs lockedBuffer
+		var logs syncbuf.Buffer
 		w, _ := newWorker(auth, &logs)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := w.Start(ctx)
@@ -95,7 +76,7 @@ func TestE2EExampleNATSServerConfig(t *testing.T) {
 		require.NotContains(t, err.Error()+logs.String(), workerPW)
 	}
 
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	w, _ := newWorker(natsauth.Options{User: "confiture-worker", Password: workerPW}, &logs)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
@@ -67,10 +66,9 @@ func childWorkerMain() int {
 
 // child is a worker process started by a test.
 type child struct {
-	cmd    *exec.Cmd
-	log    *bytes.Buffer
-	done   chan struct{}
-	waitMu sync.Mutex
+	cmd  *exec.Cmd
+	log  syncbuf.Buffer
+	done chan struct{}
 }
 
 // startChild starts a worker process with env (CONFITURE_* settings) and waits until it is
@@ -83,8 +81,8 @@ func startChild(t *testing.T, env map[string]string) *child {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	c := &child{cmd: cmd, log: &bytes.Buffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = &lockedWriter{w: c.log, mu: &c.waitMu}, &lockedWriter{w: c.log, mu: &c.waitMu}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &c.log, &c.log
 	require.NoError(t, cmd.Start())
 	go func() {
 		_ = cmd.Wait()
@@ -93,9 +91,7 @@ func startChild(t *testing.T, env map[string]string) *child {
 	t.Cleanup(func() {
 		c.kill(t)
 		if t.Failed() {
-			c.waitMu.Lock()
 			t.Logf("child worker %d log:\n%s", cmd.Process.Pid, tail(c.log.String(), 20000))
-			c.waitMu.Unlock()
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
@@ -105,8 +101,6 @@ func startChild(t *testing.T, env map[string]string) *child {
 		}
 		select {
 		case <-c.done:
-			c.waitMu.Lock()
-			defer c.waitMu.Unlock()
 			t.Fatalf("child worker exited before it was ready:\n%s", c.log.String())
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -128,17 +122,6 @@ func (c *child) kill(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("child worker still running 10s after SIGKILL")
 	}
-}
-
-type lockedWriter struct {
-	w  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func tail(s string, n int) string {

@@ -169,8 +169,4 @@ func TestFaultsSIGKILL(t *testing.T) {
 	}
 }
 
-func (c *child) output() string {
-	c.waitMu.Lock()
-	defer c.waitMu.Unlock()
-	return c.log.String()
-}
+func (c *child) output() string { return c.log.String() }

@@ -15,6 +15,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/natsauth"
 	"github.com/confiture-io/confiture-worker/internal/natsauth/natsauthtest"
+	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
@@ -62,7 +63,7 @@ func TestWorkerAgainstNATSRequiringAuthorization(t *testing.T) {
 		{"no CA", natsauth.Options{User: "worker", Password: natsWorkerPW}, "NATS TLS failed at " + url + ": the server's certificate is not signed by a CA this client trusts"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			_, err := startWith(t, authConfig(t, dsn, url, tc.auth, slog.New(slog.NewJSONHandler(&logs, nil))))
 			require.Error(t, err)
 			require.Contains(t, err.Error(), tc.want)
@@ -81,7 +82,7 @@ func TestWorkerAgainstNATSRequiringAuthorization(t *testing.T) {
 			`"nats":{"auth":"nkey","nkey":"` + seed + `","ca":"` + ca.File + `","tls":true}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			w, err := startWith(t, authConfig(t, testdb.New(t), url, tc.auth, slog.New(slog.NewJSONHandler(&logs, nil))))
 			require.NoError(t, err)
 			t.Cleanup(func() {
@@ -110,7 +111,7 @@ func TestWorkerAgainstNATSRequiringAuthorization(t *testing.T) {
 }
 
 func TestEmbeddedNATSIgnoresCredentials(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cfg := authConfig(t, testdb.New(t), "", natsauth.Options{User: "worker", PasswordFile: filepath.Join(t.TempDir(), "missing")},
 		slog.New(slog.NewJSONHandler(&logs, nil)))
 	cfg.EmbeddedNATSPort = -1

@@ -1,13 +1,11 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,27 +14,10 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/logging"
+	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 	"github.com/confiture-io/confiture-worker/internal/target"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
-
-// syncBuffer is a bytes.Buffer safe for the console sink's writes and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestSecretsNeverReachASink runs a failing migration against a target whose DSN holds a
 // password, and a request for a target that cannot be reached, then greps the console, the
@@ -51,7 +32,7 @@ func TestSecretsNeverReachASink(t *testing.T) {
 	withPassword := u.String()
 	unreachable := "postgres://app:" + password + "@127.0.0.1:1/nowhere?connect_timeout=1"
 
-	console := &syncBuffer{}
+	console := &syncbuf.Buffer{}
 	logFile := filepath.Join(t.TempDir(), "worker.log")
 	lg, err := logging.New(logging.Config{
 		Console: logging.ConsoleConfig{Format: "json", Level: "debug"},
@@ -67,7 +48,7 @@ func TestSecretsNeverReachASink(t *testing.T) {
 		c.Logger, c.LogSink = lg.Logger, lg
 		c.MaxAttempts = 1
 	})
-	var natsLogs syncBuffer
+	var natsLogs syncbuf.Buffer
 	sub, err := b.client.NC.Subscribe("confiture.logs.>", func(m *nats.Msg) { _, _ = natsLogs.Write(append(m.Data, '\n')) })
 	require.NoError(t, err)
 	defer sub.Unsubscribe() //nolint:errcheck
@@ -105,7 +86,7 @@ func TestSecretsNeverReachASink(t *testing.T) {
 // carries run, request id, target, migration, phase, hook, attempt and job id, each once.
 func TestHookRecordsCarryTheRunOnce(t *testing.T) {
 	t.Parallel()
-	console := &syncBuffer{}
+	console := &syncbuf.Buffer{}
 	lg, err := logging.New(logging.Config{Console: logging.ConsoleConfig{Format: "json", Level: "debug"}}, console, false)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = lg.Close() })

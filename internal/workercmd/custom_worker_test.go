@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/migrations"
+	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
@@ -52,24 +52,6 @@ func goIn(t *testing.T, goBin string, env []string, args ...string) {
 	require.NoError(t, err, "go %s in %s:\n%s", strings.Join(args, " "), customWorkerDir, out)
 }
 
-// syncBuffer collects a child's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // childEnv is the test's environment without the worker's own variables, so that a developer's
 // CONFITURE_NATS_URL or DATABASE_URL cannot redirect the child, plus extra.
 func childEnv(extra ...string) []string {
@@ -95,7 +77,7 @@ func TestCustomWorkerEndToEnd(t *testing.T) {
 
 	dsn := testdb.New(t)
 	ready := filepath.Join(tmp, "ready")
-	var output syncBuffer
+	var output syncbuf.Buffer
 	child := exec.Command(bin, "--database-url", dsn, "--data-dir", tmp, "--embedded-nats-port", "-1",
 		"--ready-file", ready, "--log-format", "json")
 	// A failing check is retried once, quickly.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/riverqueue/river"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/fault"
@@ -34,10 +33,6 @@ import (
 
 // errSliceEnded is returned by a phase whose batched hook has more to do after its slice.
 var errSliceEnded = errors.New("batched hook: slice ended")
-
-// errPaused is returned by a phase whose job an operator cancelled (River UI): the batched hook
-// stopped after its current batch.
-var errPaused = errors.New("cancelled by an operator")
 
 func isBatched(p hooks.Planned) bool {
 	_, ok := p.Hook.(hooks.Batched)
@@ -129,11 +124,10 @@ func (p *Pipeline) runBatched(ctx context.Context, t *target.Target, pool *pgxpo
 		ho.duration = time.Since(started)
 	}
 	switch {
-	case err != nil && ctx.Err() != nil && errors.Is(context.Cause(ctx), river.ErrJobCancelledRemotely):
-		return ho, errPaused
 	case err != nil && ctx.Err() != nil:
-		// Shutdown or the job's timeout: the hook stopped after a committed batch, which is
-		// where the next slice takes over; not a failed attempt.
+		// The job's context ended (an operator's cancel, shutdown, the job's timeout): the hook
+		// stopped after a committed batch. Not a failed attempt; Work tells a pause from the
+		// end of a slice.
 		return ho, errSliceEnded
 	case err != nil:
 		var he *hooks.HookError

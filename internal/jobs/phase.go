@@ -126,16 +126,21 @@ func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error
 		return fmt.Errorf("record phase start: %w", serr)
 	}
 	switch {
+	case errors.Is(err, errSliceEnded) && errors.Is(context.Cause(ctx), river.ErrJobCancelledRemotely):
+		// Cancelled by an operator: River ends the job as cancelled whatever it returns, so
+		// this is decided here, as late as River decides it.
+		return p.pausePhase(ctx, job, rc, m, res, log)
 	case errors.Is(err, errSliceEnded):
 		// The batched hook's checkpoint is committed; the next slice goes on from it.
 		return river.JobSnooze(0)
-	case errors.Is(err, errPaused):
-		return p.pausePhase(ctx, job, rc, m, res, log)
 	case err != nil:
 		return p.failPhase(ctx, job, rc, m, res, err, log)
 	}
 	return p.completePhase(ctx, job, rc, m, res, log, prepared)
 }
+
+// errPaused is what a phase job whose batched hook an operator paused ends with.
+var errPaused = errors.New("cancelled by an operator")
 
 // pausePhase ends a phase job that an operator cancelled while its batched hook ran: the hook
 // stopped after its current batch, with its checkpoint. The run stays at this phase; retrying

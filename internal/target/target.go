@@ -176,5 +176,20 @@ func (t *Target) Pool(ctx context.Context) (*pgxpool.Pool, error) {
 }
 
 func (t *Target) connError(err error) error {
-	return fmt.Errorf("target %q: %s", t.cfg.Name, Redact(err.Error(), t.cfg.DSN))
+	return &ConnError{Target: t.cfg.Name, msg: Redact(err.Error(), t.cfg.DSN), err: err}
 }
+
+// ConnError is a failure to reach a target or to prepare it. Its message names the target and
+// never holds its connection string; it unwraps to the driver's error, so that callers can
+// tell a refused connection from a refused statement (see package transient).
+type ConnError struct {
+	Target string
+	msg    string
+	err    error
+}
+
+func (e *ConnError) Error() string { return fmt.Sprintf("target %q: %s", e.Target, e.msg) }
+
+// Unwrap returns the driver's error. Its text may hold connection details: print the
+// ConnError, never what it wraps.
+func (e *ConnError) Unwrap() error { return e.err }

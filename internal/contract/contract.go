@@ -92,12 +92,24 @@ type HookSpec struct {
 
 // Event kinds published on confiture.events.<target>.<run>.<kind>.
 const (
-	KindRunAccepted        = "run.accepted"
-	KindRunRejected        = "run.rejected"
-	KindRunDuplicate       = "run.duplicate"
-	KindRunStarted         = "run.started"
-	KindRunCompleted       = "run.completed"
-	KindRunFailed          = "run.failed"
+	KindRunAccepted  = "run.accepted"
+	KindRunRejected  = "run.rejected"
+	KindRunDuplicate = "run.duplicate"
+	KindRunStarted   = "run.started"
+	KindRunCompleted = "run.completed"
+	KindRunFailed    = "run.failed"
+	// KindRunRetrying: planning or a dry-run could not run for now (transient trouble, a
+	// stopping worker, an error that may pass) and is tried again; error says why.
+	KindRunRetrying = "run.retrying"
+	// KindRunPaused: the run stopped at its step and waits (an operator paused it, or
+	// cancelled the job of its batched hook); it holds its target until resumed or failed.
+	KindRunPaused = "run.paused"
+	// KindRunResumed: a paused run goes on, or the reconciler gave a run whose job was lost a
+	// new one.
+	KindRunResumed = "run.resumed"
+	// KindRunRetried: an operator retried a failed run: it plans again once its target is free
+	// and resumes from its failed phase. A run.failed before it no longer ends the run.
+	KindRunRetried         = "run.retried"
 	KindMigrationStarted   = "migration.started"
 	KindMigrationCompleted = "migration.completed"
 	KindMigrationFailed    = "migration.failed"
@@ -115,12 +127,13 @@ const (
 // EventKinds lists every kind this version of the worker publishes.
 var EventKinds = []string{
 	KindRunAccepted, KindRunRejected, KindRunDuplicate, KindRunStarted, KindRunCompleted,
-	KindRunFailed, KindMigrationStarted, KindMigrationCompleted, KindMigrationFailed,
+	KindRunFailed, KindRunRetrying, KindRunPaused, KindRunResumed, KindRunRetried, KindMigrationStarted, KindMigrationCompleted, KindMigrationFailed,
 	KindPhaseStarted, KindPhaseCompleted, KindPhaseRetrying, KindPhaseFailed, KindHookStarted,
 	KindHookCompleted, KindHookFailed, KindBackfillProgress, KindDryRunReport,
 }
 
-// IsTerminal reports whether an event of this kind ends its run.
+// IsTerminal reports whether an event of this kind ends its run. A failed run can still be
+// retried by an operator: a run.retried after a run.failed supersedes it.
 func IsTerminal(kind string) bool {
 	return kind == KindRunCompleted || kind == KindRunFailed || kind == KindRunRejected
 }
@@ -171,7 +184,16 @@ const (
 	CodePanic             = "panic"
 	CodeTimeout           = "timeout"
 	CodeCancelled         = "cancelled"
-	CodeDuplicateRequest  = "duplicate_request"
+	// CodeUnavailable: a target or the queue database was unreachable (or out of connection
+	// slots, or starting up) for longer than the worker's outage tolerance.
+	CodeUnavailable = "unavailable"
+	// CodeInterrupted: a stopping worker interrupted the attempt; it resumes on any worker and
+	// does not count.
+	CodeInterrupted = "interrupted"
+	// CodeDiscarded: River discarded the step's job (its attempts ran out outside the
+	// pipeline's own count, as when its worker died again and again).
+	CodeDiscarded        = "discarded"
+	CodeDuplicateRequest = "duplicate_request"
 	// CodeSignatureRequired: the target accepts only signed requests and this one is not.
 	CodeSignatureRequired = "signature_required"
 	// CodeInvalidSignature: the signature names a key the target does not allow, or does not
@@ -213,6 +235,46 @@ var runNamespace = uuid.MustParse("6f1c2b0e-5d1a-4c57-9a53-3f0c1e7d2a41")
 // the run the first one created.
 func RunID(target, requestID string) string {
 	return uuid.NewSHA1(runNamespace, []byte(target+"\x00"+requestID)).String()
+}
+
+// RunPlan is the data of run.started: what the run does.
+type RunPlan struct {
+	Direction string `json:"direction"`
+	// Versions are the migrations the run applies or reverts, in order.
+	Versions []string `json:"versions"`
+	// Applied counts the request's migrations already applied (complete).
+	Applied int `json:"already_applied"`
+	// Forced lists the applied migrations whose new checksum the run recorded (force).
+	Forced []string `json:"forced_checksums,omitempty"`
+	// Resumed lists the migrations an earlier run left incomplete that this run resumes, each
+	// from its first phase not done.
+	Resumed []ResumedMigration `json:"resumed,omitempty"`
+	// Incomplete lists incomplete migrations this run leaves as they are (beyond "to", or not
+	// in the request).
+	Incomplete []IncompleteMigration `json:"incomplete,omitempty"`
+}
+
+// ResumedMigration is a migration a run resumes.
+type ResumedMigration struct {
+	Version string `json:"version"`
+	// From is the phase the run resumes it at.
+	From string `json:"from"`
+}
+
+// IncompleteMigration is a migration whose DDL committed but whose later phases did not all
+// commit: the next request that includes it resumes it.
+type IncompleteMigration struct {
+	Version string `json:"version"`
+	Name    string `json:"name"`
+	// Phase is the last phase that committed.
+	Phase string `json:"phase"`
+}
+
+// RunSummary is the data of run.completed and run.failed.
+type RunSummary struct {
+	// Incomplete lists the target's incomplete migrations as the run leaves them, read from
+	// its tracking table. While one is listed, submit does not exit 0.
+	Incomplete []IncompleteMigration `json:"incomplete,omitempty"`
 }
 
 // BackfillProgress is the data of a backfill.progress event. The event's rows_affected holds

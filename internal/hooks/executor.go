@@ -37,6 +37,8 @@ type PhaseInfo struct {
 	Version      string
 	Phase        string
 	Attempt      int
+	// Origin is passed on to Context; "" is Run.
+	Origin string
 }
 
 // Outcome is what happened to one hook.
@@ -87,6 +89,10 @@ type RunOptions struct {
 	// ContinueOnError runs every hook even when one fails, each inside a savepoint so a failed
 	// hook's statements are undone without aborting the transaction (used for on_error).
 	ContinueOnError bool
+	// Segment says the hooks are one part of a phase whose other parts run elsewhere (a phase
+	// that holds a batched or external hook): the phase's own records, executing_hooks and
+	// phase_completed, are then the caller's.
+	Segment bool
 }
 
 // Run executes planned in order inside tx. Without ContinueOnError it stops at the first failure
@@ -97,14 +103,20 @@ func (e *Executor) Run(ctx context.Context, info PhaseInfo, tx pgx.Tx, stats *St
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log.InfoContext(ctx, MsgExecutingHooks, "phase", info.Phase, "hook_count", len(planned), "migration", info.Migration)
+	if !opts.Segment {
+		log.InfoContext(ctx, MsgExecutingHooks, "phase", info.Phase, "hook_count", len(planned), "migration", info.Migration)
+	}
+	origin := info.Origin
+	if origin == "" {
+		origin = info.Run
+	}
 	outcomes := make([]Outcome, 0, len(planned))
 	var first error
 	for _, p := range planned {
 		hc := &Context{
 			Run: info.Run, RequestID: info.RequestID, Target: info.Target,
 			Migration: info.Migration, Version: info.Version, Phase: info.Phase,
-			Hook: p.Spec.Name, Attempt: info.Attempt, Tx: tx, Stats: stats,
+			Hook: p.Spec.Name, Attempt: info.Attempt, Origin: origin, Tx: tx, Stats: stats,
 			TargetDSN: info.TargetDSN, TargetSchema: info.TargetSchema,
 			Logger: log.With("hook", p.Spec.Name),
 		}
@@ -135,7 +147,7 @@ func (e *Executor) Run(ctx context.Context, info PhaseInfo, tx pgx.Tx, stats *St
 			"duration_ms", o.Duration.Milliseconds(), "rows_affected", o.Result.RowsAffected,
 			"migration", info.Migration)
 	}
-	if first == nil {
+	if first == nil && !opts.Segment {
 		log.InfoContext(ctx, MsgPhaseCompleted, "phase", info.Phase, "hooks_executed", len(outcomes), "migration", info.Migration)
 	}
 	return outcomes, first
@@ -149,7 +161,7 @@ func (e *Executor) runOne(ctx context.Context, hc *Context, p Planned, savepoint
 		o.Err = he
 	}
 	tx := hc.Tx
-	if savepoint {
+	if savepoint && tx != nil {
 		sp, err := hc.Tx.Begin(ctx)
 		if err != nil {
 			fail(&HookError{Err: fmt.Errorf("savepoint: %w", err)})

@@ -48,7 +48,12 @@ type Context struct {
 	// Hook is the declared name of this hook instance (not its type).
 	Hook    string
 	Attempt int
-	// Tx is the phase's transaction on the target.
+	// Origin is the run that began this migration's work on the target: Run, unless this run
+	// resumes a migration an earlier run left incomplete. Idempotency keys derive from it, so
+	// that a resumed migration's hooks keep theirs.
+	Origin string
+	// Tx is the phase's transaction on the target; nil for a hook that does not join it
+	// (Definition.JoinsPhaseTx).
 	Tx pgx.Tx
 	// TargetDSN is the target's connection string, for hooks that must connect on their own
 	// (external plugins). It is a secret: never log it or put it in a result.

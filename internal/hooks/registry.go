@@ -32,9 +32,15 @@ type Definition struct {
 	Phases []string
 	// Transactional says the hook's work is all-or-nothing: built-in and Go hooks commit with
 	// the phase's transaction (Context.Tx); an external plugin that says so uses one of its
-	// own. Work that does not commit with the phase must be idempotent: a retry of the phase
-	// runs the hook again with the same idempotency key.
+	// own. Work that does not commit with the phase must be idempotent: a hook that ran but
+	// whose ledger row did not commit (the worker died in between) runs again with the same
+	// idempotency key.
 	Transactional bool
+	// External says the hook runs outside the worker's process (a plugin) and never joins the
+	// phase's transaction, whatever Transactional says: the pipeline runs it on its own,
+	// between the transactions of the hooks before and after it, and records it in the ledger
+	// once it returns, so a later hook's failure does not run it again.
+	External bool
 	// ParamsSchema, when set, is a JSON Schema (draft 2020-12) that a declaration's parameters
 	// must satisfy. It is checked before New, at intake.
 	ParamsSchema json.RawMessage
@@ -55,6 +61,11 @@ type LoadFailure struct {
 	Source string `json:"source"`
 	Reason string `json:"reason"`
 }
+
+// JoinsPhaseTx reports whether the hook's work commits with the phase's transaction on the
+// target (Context.Tx): every hook that runs in the worker's process does (a batched hook is
+// run apart by the pipeline, see Batched); an external one never does.
+func (d *Definition) JoinsPhaseTx() bool { return !d.External }
 
 // allows reports whether the hook may run in phase.
 func (d *Definition) allows(phase string) bool {

@@ -3,11 +3,12 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
@@ -25,6 +26,9 @@ type ddlCheckpoint struct {
 	Next int   `json:"next_segment"`
 	Rows int64 `json:"rows_affected"`
 	MS   int64 `json:"duration_ms"`
+	// Started is 1 + the index of a segment that cannot run in a transaction and that was
+	// started without its checkpoint being recorded since; 0 when none.
+	Started int `json:"started_segment,omitempty"`
 }
 
 // segment is a run of statements that execute together: consecutive transactional statements
@@ -64,52 +68,49 @@ func segments(script string, serverVersion int) ([]segment, error) {
 // with a checkpoint in the ledger after each, so a retry resumes after the last segment done.
 // Every step reads the checkpoint while holding the target's lock, so even two executions of
 // the same job that overlap (a rescue while a stuck attempt still runs) never repeat a segment.
-func (p *Pipeline) runDDL(ctx context.Context, t *target.Target, rc *runContext, m *contract.Migration, attempt int, log *slog.Logger) (*phaseResult, error) {
-	res := &phaseResult{}
+func (pa *phaseAttempt) runDDL(ctx context.Context, t *target.Target) error {
+	a := pa.attempt
 	pool, err := t.Pool(ctx)
 	if err != nil {
-		return res, err
+		return err
 	}
-	script := m.UpSQL
-	if rc.row.Direction == contract.DirectionDown {
-		script = m.DownSQL
+	script := pa.m.UpSQL
+	if a.rc.row.Direction == contract.DirectionDown {
+		script = pa.m.DownSQL
 	}
 	segs, err := segments(script, t.ServerVersion())
 	if err != nil {
-		return res, hooks.Permanent(err)
+		return hooks.Permanent(err)
 	}
-	began := time.Now()
 	for first := true; ; first = false {
 		var st ddlStep
-		err := p.ddlTx(ctx, t, pool, func(tx pgx.Tx) error {
+		err := pa.ddlTx(ctx, t, pool, func(tx pgx.Tx) error {
 			var err error
-			if st, err = p.ddlProgress(ctx, t, tx, rc, m); err != nil || st.done {
+			if st, err = pa.ddlProgress(ctx, t, tx); err != nil || st.done {
 				return err
 			}
 			if first && st.cp.Next > 0 {
-				log.Info("resuming ddl after its last committed segment", "segment", st.cp.Next, "segments", len(segs))
+				a.log.Info("resuming ddl after its last committed segment", "segment", st.cp.Next, "segments", len(segs))
 			}
 			if st.cp.Next < len(segs) && !segs[st.cp.Next].inTx {
 				st.outside = true // run below, on a connection of its own
 				return nil
 			}
-			return p.ddlSegment(ctx, t, tx, rc, m, attempt, segs, &st.cp)
+			return pa.ddlSegment(ctx, t, tx, segs, &st.cp)
 		})
 		if err == nil && st.outside {
-			st.cp, err = p.execOutsideTx(ctx, t, pool, rc, m, attempt, segs, st.cp.Next, log)
+			st.cp, err = pa.execOutsideTx(ctx, t, pool, segs, st.cp.Next)
 		}
+		a.res.rows = st.cp.Rows
 		if err != nil {
-			res.duration, res.rows = time.Since(began), st.cp.Rows
-			return res, err
+			return err
 		}
 		if st.done && first {
-			log.Info("ddl already committed by an earlier attempt; not running it again")
+			a.log.Info("ddl already committed by an earlier attempt; not running it again")
 		}
 		if st.done || st.cp.Next >= len(segs) {
-			// This attempt's time; the tracking row records the time over all attempts.
-			res.duration, res.rows = time.Since(began), st.cp.Rows
-			res.message = fmt.Sprintf("%s %s: %d statement(s)", pastVerb(rc.row.Direction), m.ID(), countStatements(segs))
-			return res, nil
+			a.res.message = fmt.Sprintf("%s %s: %d statement(s)", pastVerb(a.rc.row.Direction), pa.m.ID(), countStatements(segs))
+			return nil
 		}
 	}
 }
@@ -122,9 +123,9 @@ type ddlStep struct {
 }
 
 // ddlProgress reads the ddl phase's checkpoint; call it holding the target's lock.
-func (p *Pipeline) ddlProgress(ctx context.Context, t *target.Target, q target.Querier, rc *runContext, m *contract.Migration) (ddlStep, error) {
+func (pa *phaseAttempt) ddlProgress(ctx context.Context, t *target.Target, q target.Querier) (ddlStep, error) {
 	var st ddlStep
-	rows, err := t.Ledger(ctx, q, rc.row.ID, m.Version, contract.PhaseDDL)
+	rows, err := t.Ledger(ctx, q, pa.rc.row.ID, pa.m.Version, contract.PhaseDDL)
 	if err != nil {
 		return st, err
 	}
@@ -141,7 +142,7 @@ func (p *Pipeline) ddlProgress(ctx context.Context, t *target.Target, q target.Q
 
 // ddlSegment runs the transactional segment at cp.Next in tx (or, past the last segment, only
 // records completion) and advances cp in the ledger; the last one also writes the tracking row.
-func (p *Pipeline) ddlSegment(ctx context.Context, t *target.Target, tx pgx.Tx, rc *runContext, m *contract.Migration, attempt int, segs []segment, cp *ddlCheckpoint) error {
+func (pa *phaseAttempt) ddlSegment(ctx context.Context, t *target.Target, tx pgx.Tx, segs []segment, cp *ddlCheckpoint) error {
 	start := time.Now()
 	if cp.Next < len(segs) {
 		n, err := execStatements(ctx, tx, segs[cp.Next].stmts)
@@ -153,12 +154,12 @@ func (p *Pipeline) ddlSegment(ctx context.Context, t *target.Target, tx pgx.Tx, 
 	}
 	cp.MS += time.Since(start).Milliseconds()
 	if cp.Next >= len(segs) {
-		return p.finishDDL(ctx, t, tx, rc, m, attempt, *cp)
+		return pa.finishDDL(ctx, t, tx, *cp)
 	}
-	return t.WriteLedger(ctx, tx, ddlLedger(rc, m, attempt, target.StatusRunning, *cp))
+	return t.WriteLedger(ctx, tx, pa.ddlLedger(target.StatusRunning, *cp))
 }
 
-func (p *Pipeline) ddlTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+func (pa *phaseAttempt) ddlTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if err := t.Lock(ctx, tx); err != nil {
 			return err
@@ -171,32 +172,36 @@ func (p *Pipeline) ddlTx(ctx context.Context, t *target.Target, pool *pgxpool.Po
 	})
 }
 
-// finishDDL writes the tracking row (or deletes it, for down) and the completed ledger row.
-func (p *Pipeline) finishDDL(ctx context.Context, t *target.Target, tx pgx.Tx, rc *runContext, m *contract.Migration, attempt int, cp ddlCheckpoint) error {
-	if rc.row.Direction == contract.DirectionDown {
-		if err := t.DeleteApplied(ctx, tx, m.Version); err != nil {
+// finishDDL writes the tracking row (or deletes it, for down) and the completed ledger row. An
+// applied migration is incomplete until its last phase commits: complete now only when no
+// later phase has work to do.
+func (pa *phaseAttempt) finishDDL(ctx context.Context, t *target.Target, tx pgx.Tx, cp ddlCheckpoint) error {
+	a := pa.attempt
+	if a.rc.row.Direction == contract.DirectionDown {
+		if err := t.DeleteApplied(ctx, tx, pa.m.Version); err != nil {
 			return err
 		}
 	} else {
-		by := rc.req.RequestedBy
+		by := a.rc.req.RequestedBy
 		if by == "" {
 			by = "confiture-worker"
 		}
 		if err := t.RecordApplied(ctx, tx, target.Applied{
-			Version: m.Version, Name: m.Name, Checksum: m.Checksum, ExecutionTimeMS: cp.MS,
-			AppliedBy: by, RunID: rc.row.ID,
+			Version: pa.m.Version, Name: pa.m.Name, Checksum: pa.m.Checksum, ExecutionTimeMS: cp.MS,
+			AppliedBy: by, RunID: a.rc.row.ID, Phase: contract.PhaseDDL,
+			Complete: completesAt(pa.m, firstPhase(a.rc.row.Direction, pa.entry)) == contract.PhaseDDL,
 		}); err != nil {
 			return err
 		}
 	}
-	return t.WriteLedger(ctx, tx, ddlLedger(rc, m, attempt, target.StatusCompleted, cp))
+	return t.WriteLedger(ctx, tx, pa.ddlLedger(target.StatusCompleted, cp))
 }
 
-func ddlLedger(rc *runContext, m *contract.Migration, attempt int, status string, cp ddlCheckpoint) target.LedgerRow {
+func (pa *phaseAttempt) ddlLedger(status string, cp ddlCheckpoint) target.LedgerRow {
 	b, _ := json.Marshal(cp)
 	return target.LedgerRow{
-		Run: rc.row.ID, Version: m.Version, Phase: contract.PhaseDDL, Hook: ddlLedgerHook, Status: status,
-		Attempt: attempt, RowsAffected: cp.Rows, DurationMS: cp.MS, Checkpoint: b,
+		Run: pa.rc.row.ID, Version: pa.m.Version, Phase: contract.PhaseDDL, Hook: ddlLedgerHook, Status: status,
+		Attempt: pa.n, RowsAffected: cp.Rows, DurationMS: cp.MS, Checkpoint: b, Origin: pa.entry.Origin,
 	}
 }
 
@@ -204,7 +209,16 @@ func ddlLedger(rc *runContext, m *contract.Migration, attempt int, status string
 // connection of its own holding the target's lock as a session lock, then records the
 // checkpoint (and, for the last segment, the tracking row) before letting the lock go. It
 // re-reads the checkpoint under the lock and does nothing if segment i is done already.
-func (p *Pipeline) execOutsideTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, rc *runContext, m *contract.Migration, attempt int, segs []segment, i int, log *slog.Logger) (ddlCheckpoint, error) {
+//
+// Before it runs the statement it records that it started it. A statement started before
+// whose checkpoint was lost (the worker died, or the queue transaction after it failed) may
+// have run, or left something half done; for index builds the retry looks: a concurrent build
+// that succeeded is not built again (it would fail: the index exists), one that failed left an
+// INVALID index, which is dropped and built anew (IF NOT EXISTS would accept it), and a
+// concurrent drop that succeeded is not repeated. For other statements, an error saying the
+// object already exists (or no longer does) is taken as the earlier run's doing.
+func (pa *phaseAttempt) execOutsideTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, segs []segment, i int) (ddlCheckpoint, error) {
+	a := pa.attempt
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return ddlCheckpoint{}, err
@@ -213,29 +227,109 @@ func (p *Pipeline) execOutsideTx(ctx context.Context, t *target.Target, pool *pg
 	if err := t.SessionLock(ctx, conn.Conn()); err != nil {
 		return ddlCheckpoint{}, err
 	}
-	defer t.SessionUnlock(context.WithoutCancel(ctx), conn.Conn())
-	st, err := p.ddlProgress(ctx, t, conn, rc, m)
+	defer t.SessionUnlock(ctx, conn.Conn())
+	st, err := pa.ddlProgress(ctx, t, conn)
 	if err != nil || st.done || st.cp.Next != i {
 		return st.cp, err // another execution got there first
 	}
 	s := segs[i].stmts[0]
-	log.Info("running statement outside a transaction", "line", s.Line, "reason", s.Reason)
-	start := time.Now()
-	tag, err := conn.Exec(ctx, s.SQL)
-	if err != nil {
-		return st.cp, fmt.Errorf("statement at line %d (%s): %w", s.Line, s.Summary(), err)
-	}
 	cp := st.cp
-	cp.Rows += tag.RowsAffected()
-	cp.Next++
+	retry := cp.Started == i+1
+	skip, err := pa.beforeNonTx(ctx, conn.Conn(), s, retry)
+	if err != nil {
+		return cp, err
+	}
+	start := time.Now()
+	if !skip {
+		cp.Started = i + 1
+		if err := t.WriteLedger(ctx, conn, pa.ddlLedger(target.StatusRunning, cp)); err != nil {
+			return st.cp, err
+		}
+		a.log.Info("running statement outside a transaction", "line", s.Line, "reason", s.Reason)
+		tag, err := conn.Exec(ctx, s.SQL)
+		switch {
+		case err != nil && retry && alreadyDone(err):
+			a.log.Warn("statement started by an earlier attempt was done already; not repeating it", "line", s.Line, "error", err.Error())
+		case err != nil:
+			return cp, fmt.Errorf("statement at line %d (%s): %w", s.Line, s.Summary(), err)
+		default:
+			cp.Rows += tag.RowsAffected()
+		}
+	}
+	if a.p.cfg.Fault != nil {
+		if err := a.p.cfg.Fault(ctx, "after_nontx_statement", PhaseArgs{RunID: a.rc.row.ID, Version: pa.m.Version, Phase: contract.PhaseDDL}, a.n); err != nil {
+			return cp, err
+		}
+	}
+	cp.Next, cp.Started = cp.Next+1, 0
 	cp.MS += time.Since(start).Milliseconds()
 	// The statement has committed: record that even if the job's time has just run out.
 	rctx, cancel := recordCtx(ctx)
 	defer cancel()
 	if cp.Next < len(segs) {
-		return cp, t.WriteLedger(rctx, conn, ddlLedger(rc, m, attempt, target.StatusRunning, cp))
+		return cp, t.WriteLedger(rctx, conn, pa.ddlLedger(target.StatusRunning, cp))
 	}
-	return cp, pgx.BeginFunc(rctx, conn, func(tx pgx.Tx) error { return p.finishDDL(rctx, t, tx, rc, m, attempt, cp) })
+	return cp, pgx.BeginFunc(rctx, conn, func(tx pgx.Tx) error { return pa.finishDDL(rctx, t, tx, cp) })
+}
+
+// beforeNonTx looks, before a statement that cannot run in a transaction block runs, at what an
+// earlier start of it left (retry) and at an index it builds: it reports whether the statement
+// is done already, and drops an INVALID index that a failed concurrent build left behind so
+// that the statement builds it anew.
+func (pa *phaseAttempt) beforeNonTx(ctx context.Context, conn *pgx.Conn, s sqlscript.Statement, retry bool) (skip bool, err error) {
+	idx, ok := sqlscript.ConcurrentIndex(s.SQL)
+	if !ok || idx.Name == "" {
+		return false, nil
+	}
+	if !idx.Create {
+		if !retry {
+			return false, nil
+		}
+		var exists bool
+		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, idx.Name).Scan(&exists); err != nil {
+			return false, fmt.Errorf("statement at line %d: look up index %s: %w", s.Line, idx.Name, err)
+		}
+		if !exists {
+			pa.log.Info("index dropped by an earlier attempt; not dropping it again", "index", idx.Name)
+		}
+		return !exists, nil
+	}
+	var nsp string
+	var valid bool
+	err = conn.QueryRow(ctx, `SELECT n.nspname, i.indisvalid FROM pg_class c
+		JOIN pg_index i ON i.indexrelid = c.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relname = $2 AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass($1))`,
+		idx.Table, sqlscript.Ident(idx.Name)).Scan(&nsp, &valid)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("statement at line %d: look up index %s: %w", s.Line, idx.Name, err)
+	case valid && retry:
+		pa.log.Info("index built by an earlier attempt; not building it again", "index", idx.Name)
+		return true, nil
+	case !valid && (retry || idx.IfNotExists):
+		pa.log.Warn("dropping the INVALID index a failed concurrent build left, to build it anew", "index", idx.Name)
+		name := pgx.Identifier{nsp, sqlscript.Ident(idx.Name)}.Sanitize()
+		if _, err := conn.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+name); err != nil {
+			return false, fmt.Errorf("statement at line %d: drop invalid index %s: %w", s.Line, name, err)
+		}
+	}
+	return false, nil
+}
+
+// alreadyDone reports whether a statement's error says that what it does is done already: the
+// object it creates exists, or the one it drops is gone.
+func alreadyDone(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "42P07", "42710", "42704": // duplicate_table, duplicate_object, undefined_object
+		return true
+	}
+	return false
 }
 
 func execStatements(ctx context.Context, tx pgx.Tx, stmts []sqlscript.Statement) (int64, error) {

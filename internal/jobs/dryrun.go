@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/dryrun"
+	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 )
@@ -26,90 +26,90 @@ type DryRunArgs struct {
 // Kind is River's job kind.
 func (DryRunArgs) Kind() string { return "confiture_dry_run" }
 
-// dryRunStep is the step a dry-run is at while its job runs.
-var dryRunStep = Step{Phase: "dry_run"}
-
 type dryRunWorker struct {
 	river.WorkerDefaults[DryRunArgs]
 	p *Pipeline
 }
 
 func (w *dryRunWorker) NextRetry(job *river.Job[DryRunArgs]) time.Time {
-	return time.Now().Add(w.p.backoff(job.Attempt))
+	return w.p.nextRetry(job.JobRow)
 }
 
 func (w *dryRunWorker) Timeout(*river.Job[DryRunArgs]) time.Duration { return w.p.cfg.PhaseTimeout }
 
+// dryRunAttempt is an attempt at a run's dry-run.
+type dryRunAttempt struct {
+	*attempt
+	report *contract.DryRunReport
+}
+
 func (w *dryRunWorker) Work(ctx context.Context, job *river.Job[DryRunArgs]) error {
-	p := w.p
-	rc, err := p.loadRun(ctx, job.Args.RunID)
-	if err != nil {
+	da := &dryRunAttempt{}
+	a, done, err := w.p.begin(ctx, job.JobRow, job.Args.RunID, dryRunStep, completer(job),
+		func(a *attempt) []contract.Event { a.res = &phaseResult{}; return nil })
+	if done {
 		return err
 	}
-	if rc.row.Status != queue.RunRunning || rc.row.StepVersion != dryRunStep.Version || rc.row.StepPhase != dryRunStep.Phase {
-		return nil // stale
-	}
-	log := p.cfg.Logger.With("run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target,
-		"attempt", job.Attempt, "job_id", job.ID, "dry_run", true)
+	da.attempt = a
+	a.log = a.log.With("dry_run", true)
+	a.succeed = da.succeeded
+	return a.conclude(ctx, da.run(ctx))
+}
+
+// run dry-runs every planned migration in one target transaction that is rolled back.
+func (da *dryRunAttempt) run(ctx context.Context) error {
+	a := da.attempt
+	rc := a.rc
 	migs := make([]contract.Migration, 0, len(rc.row.Plan))
-	for _, v := range rc.row.Plan {
-		m, err := rc.migration(v)
+	for _, e := range rc.row.Plan {
+		m, err := rc.migration(e.Version)
 		if err != nil {
-			return river.JobCancel(err)
+			return hooks.Permanent(err)
 		}
 		migs = append(migs, *m)
 	}
-	t, err := p.cfg.Targets.Get(rc.row.Target)
-	var report *contract.DryRunReport
-	if err == nil {
-		pool, perr := t.Pool(ctx)
-		if perr != nil {
-			err = perr
-		} else {
-			report, err = dryrun.Run(ctx, pool, p.cfg.Registry, dryrun.RunInfo{
-				Run: rc.row.ID, RequestID: rc.row.RequestID, Target: rc.row.Target, Direction: rc.row.Direction,
-				Schema: t.Schema(), TargetDSN: t.DSN(),
-			}, migs, w.options(log))
-		}
+	t, err := a.p.cfg.Targets.Get(rc.row.Target)
+	if err != nil {
+		return hooks.Permanent(err)
 	}
-	if err != nil && job.Attempt < p.cfg.MaxAttempts {
-		log.Warn("dry-run could not run; will retry", "error", err.Error())
+	pool, err := t.Pool(ctx)
+	if err != nil {
 		return err
 	}
+	o := a.p.cfg.DryRun
+	o.Logger = a.log
+	da.report, err = dryrun.Run(ctx, pool, a.p.cfg.Registry, dryrun.RunInfo{
+		Run: rc.row.ID, RequestID: rc.row.RequestID, Target: rc.row.Target, Direction: rc.row.Direction,
+		Schema: t.Schema(), TargetDSN: t.DSN(),
+	}, migs, o)
+	return err
+}
 
-	ctx, cancel := recordCtx(ctx)
-	defer cancel()
-	client := river.ClientFromContext[pgx.Tx](ctx)
-	var evs []contract.Event
+// succeeded records the dry-run's report and ends the run: completed, or failed when a
+// statement or hook failed.
+func (da *dryRunAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
+	a, report := da.attempt, da.report
+	rc := a.rc
+	data, err := json.Marshal(report)
+	if err != nil {
+		return err
+	}
+	rep := outbox.New(rc.ref, contract.KindDryRunReport)
+	rep.Data, rep.DurationMS = data, int64(report.DurationMS)
+	rep.Message = summarize(report)
 	status := queue.RunCompleted
 	final := outbox.New(rc.ref, contract.KindRunCompleted)
-	if err != nil {
+	final.Message = "dry-run: " + rep.Message
+	if !report.Success {
 		status = queue.RunFailed
 		final = outbox.New(rc.ref, contract.KindRunFailed)
-		final.Error = eventError(contract.CodeInternal, err)
-		final.Message = "dry-run could not run: " + err.Error()
-	} else {
-		data, merr := json.Marshal(report)
-		if merr != nil {
-			return merr
-		}
-		rep := outbox.New(rc.ref, contract.KindDryRunReport)
-		rep.Data, rep.DurationMS = data, int64(report.DurationMS)
-		rep.Message = summarize(report)
-		evs = append(evs, rep)
 		final.Message = "dry-run: " + rep.Message
-		if !report.Success {
-			status = queue.RunFailed
-			final = outbox.New(rc.ref, contract.KindRunFailed)
-			final.Message = "dry-run: " + rep.Message
-			final.Error = &contract.EventError{Code: contract.CodeSQLError, Message: firstError(report)}
-		}
+		final.Error = &contract.EventError{Code: contract.CodeSQLError, Message: firstError(report)}
 	}
+	final.Data = mustJSON(a.summary)
 	final.DurationMS = time.Since(rc.row.CreatedAt).Milliseconds()
-	log.Info("dry-run finished", "success", status == queue.RunCompleted, "summary", final.Message)
-	return finishJob(ctx, p, job, func(tx pgx.Tx) error {
-		return p.advance(ctx, client, tx, rc, dryRunStep, Step{}, status, append(evs, final)...)
-	})
+	a.log.Info("dry-run finished", "success", status == queue.RunCompleted, "summary", final.Message)
+	return a.p.end(ctx, tx, a.client, rc, a.step, a.job.ID, status, rep, final)
 }
 
 // summarize says in one line what a dry-run found.
@@ -130,10 +130,4 @@ func firstError(r *contract.DryRunReport) string {
 		}
 	}
 	return "the dry-run failed"
-}
-
-func (w *dryRunWorker) options(log *slog.Logger) dryrun.Options {
-	o := w.p.cfg.DryRun
-	o.Logger = log
-	return o
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,529 +27,421 @@ type phaseWorker struct {
 }
 
 func (w *phaseWorker) NextRetry(job *river.Job[PhaseArgs]) time.Time {
-	return time.Now().Add(w.p.backoff(job.Attempt))
+	return w.p.nextRetry(job.JobRow)
 }
 
 func (w *phaseWorker) Timeout(*river.Job[PhaseArgs]) time.Duration { return w.p.cfg.PhaseTimeout }
 
-// hookOutcome is one hook's result, from the executor or, on a retry after a commit, from the
-// ledger.
-type hookOutcome struct {
-	name string
-	// kind is the hook type (sql, assert, a plugin's name); empty when read back from the
-	// ledger, which records only the declared name.
-	kind     string
-	duration time.Duration
-	rows     int64
-	message  string
-	err      error
-}
-
-// phaseResult is what one phase did.
-type phaseResult struct {
-	hooks    []hookOutcome
-	duration time.Duration
-	rows     int64
-	message  string
-	// failedHook names the hook that failed, if a hook did.
-	failedHook string
-}
-
-// failure is what a run records about the failure that ends it, for run.failed.
-type failure struct {
-	Hook  string              `json:"hook,omitempty"`
-	Error contract.EventError `json:"error"`
+// phaseAttempt is an attempt at a phase of a migration: what it runs and where.
+type phaseAttempt struct {
+	*attempt
+	m       *contract.Migration
+	entry   queue.PlanEntry
+	planned []hooks.Planned
+	// planErr is why the phase's hooks could not be planned (a worker without a hook the
+	// request uses): the phase fails at once.
+	planErr error
+	// hookLog carries the run's attributes; the executor's records add migration and phase.
+	hookLog *slog.Logger
 }
 
 func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error {
-	p, a := w.p, job.Args
-	rc, err := p.runFor(ctx, a, job.Attempt)
-	if errors.Is(err, queue.ErrRunNotFound) {
-		return river.JobCancel(err)
-	}
-	if err != nil {
+	p, args := w.p, job.Args
+	pa := &phaseAttempt{}
+	a, done, err := p.begin(ctx, job.JobRow, args.RunID, Step{Version: args.Version, Phase: args.Phase}, completer(job),
+		func(a *attempt) []contract.Event { pa.attempt = a; return pa.prepare() })
+	if done {
 		return err
 	}
-	if !rc.at(a) {
-		return nil // stale or duplicate: the run has moved on
+	pa.attempt = a
+	a.succeed = pa.succeeded
+	return a.conclude(ctx, pa.run(ctx))
+}
+
+// completer returns the function that completes job in a transaction.
+func completer[T river.JobArgs](job *river.Job[T]) func(context.Context, pgx.Tx) error {
+	return func(ctx context.Context, tx pgx.Tx) error {
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
 	}
-	m, err := rc.migration(a.Version)
+}
+
+// prepare plans the phase's hooks and returns its start events: phase.started and a
+// hook.started for each hook.
+func (pa *phaseAttempt) prepare() []contract.Event {
+	a := pa.attempt
+	a.res = &phaseResult{}
+	m, err := a.rc.migration(a.step.Version)
 	if err != nil {
-		return river.JobCancel(err)
+		pa.planErr = hooks.Permanent(err)
+		return nil
 	}
-	// The executor's records carry migration and phase themselves (the logging contract), so
-	// they get the logger without them.
-	hookLog := p.cfg.Logger.With("run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target,
-		"version", m.Version, "attempt", job.Attempt, "job_id", job.ID)
-	log := hookLog.With("migration", m.ID(), "phase", a.Phase)
-	if a.Phase == contract.PhaseOnError {
-		return p.runOnError(ctx, job, rc, m, log, hookLog)
+	pa.m = m
+	pa.entry, _ = a.rc.row.Plan.Entry(m.Version)
+	if pa.entry.Origin == "" {
+		pa.entry.Origin = a.rc.row.ID
 	}
-
-	var planned []hooks.Planned
-	t, err := p.cfg.Targets.Get(rc.row.Target)
-	if err == nil && a.Phase != contract.PhaseDDL {
-		planned, err = p.cfg.Registry.Plan(a.Phase, m.Hooks)
-	}
-	if err != nil {
-		return p.failPhase(ctx, job, rc, m, &phaseResult{}, hooks.Permanent(err), log)
-	}
-	// The start events are recorded while the phase runs; the phase's outcome waits for them.
-	started := make(chan error, 1)
-	go func() { started <- p.recordStart(ctx, rc, m, a.Phase, job.Attempt, planned) }()
-	// So is most of the queue transaction that records the outcome (see prepareSuccessor).
-	phaseDone := make(chan struct{})
-	succ := p.prepareSuccessor(ctx, job, rc, phaseDone)
-	var res *phaseResult
-	if a.Phase == contract.PhaseDDL {
-		res, err = p.runDDL(ctx, t, rc, m, job.Attempt, log)
-	} else {
-		res, err = p.runHooks(ctx, t, rc, m, a.Phase, job.Attempt, planned, log, hookLog, hooks.RunOptions{})
-	}
-	if err == nil {
-		fault.At(fault.PhaseAfterCommit)
-		if p.cfg.Fault != nil {
-			err = p.cfg.Fault("after_target_commit", a, job.Attempt)
+	pa.hookLog = a.log.With("version", m.Version)
+	a.log = pa.hookLog.With("migration", m.ID(), "phase", a.step.Phase)
+	if a.step.Phase != contract.PhaseDDL {
+		if pa.planned, err = a.p.cfg.Registry.Plan(a.step.Phase, m.Hooks); err != nil {
+			pa.planErr = hooks.Permanent(err)
 		}
 	}
-	close(phaseDone)
-	prepared := <-succ
-	if prepared != nil && err != nil {
-		_ = prepared.Rollback(context.WithoutCancel(ctx))
-		prepared = nil
+	ps := a.p.stepEvent(a.rc, contract.KindPhaseStarted, a.step, a.n, fmt.Sprint(a.n))
+	if a.step.Phase != contract.PhaseDDL {
+		ps.Message = fmt.Sprintf("%d hook(s)", len(pa.planned))
 	}
-	if serr := <-started; serr != nil {
-		if prepared != nil {
-			_ = prepared.Rollback(context.WithoutCancel(ctx))
-		}
-		// The queue database is failing; whatever the phase did, try again later (a
-		// committed phase is found in the ledger then).
-		return fmt.Errorf("record phase start: %w", serr)
-	}
-	switch {
-	case errors.Is(err, errSliceEnded) && errors.Is(context.Cause(ctx), river.ErrJobCancelledRemotely):
-		// Cancelled by an operator: River ends the job as cancelled whatever it returns, so
-		// this is decided here, as late as River decides it.
-		return p.pausePhase(ctx, job, rc, m, res, log)
-	case errors.Is(err, errSliceEnded):
-		// The batched hook's checkpoint is committed; the next slice goes on from it.
-		return river.JobSnooze(0)
-	case err != nil:
-		return p.failPhase(ctx, job, rc, m, res, err, log)
-	}
-	return p.completePhase(ctx, job, rc, m, res, log, prepared)
-}
-
-// errPaused is what a phase job whose batched hook an operator paused ends with.
-var errPaused = errors.New("cancelled by an operator")
-
-// pausePhase ends a phase job that an operator cancelled while its batched hook ran: the hook
-// stopped after its current batch, with its checkpoint. The run stays at this phase; retrying
-// the job (River UI) resumes the hook from the checkpoint.
-func (p *Pipeline) pausePhase(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, res *phaseResult, log *slog.Logger) error {
-	ctx, cancel := recordCtx(ctx)
-	defer cancel()
-	a := job.Args
-	h := hookOutcome{}
-	if n := len(res.hooks); n > 0 {
-		h = res.hooks[n-1]
-	}
-	ev := p.phaseEvent(rc, m, contract.KindHookFailed, a.Phase, job.Attempt, h.name, "paused", fmt.Sprint(h.rows))
-	ev.Hook, ev.RowsAffected, ev.DurationMS = h.name, h.rows, h.duration.Milliseconds()
-	ev.Message = fmt.Sprintf("paused by an operator after %d row(s); the checkpoint is kept: retry job %d (River UI) to resume", h.rows, job.ID)
-	ev.Error = &contract.EventError{Code: contract.CodeCancelled, Message: "the job was cancelled by an operator", Retryable: true}
-	log.Warn("phase paused: its job was cancelled by an operator", "hook", h.name, "rows_affected", h.rows)
-	if err := p.inTx(ctx, func(tx pgx.Tx) error { return outbox.Insert(ctx, tx, p.cfg.Store.Schema(), ev) }); err != nil {
-		log.Warn("could not record the pause", "error", err.Error())
-	}
-	return river.JobCancel(errPaused)
-}
-
-// successorHold bounds how long a prepared successor transaction waits for its phase.
-const successorHold = 100 * time.Millisecond
-
-// prepareSuccessor begins, while the phase runs, the queue transaction that records its success:
-// it moves the run to the next step, inserts that step's job and completes this one, leaving
-// only the events and the commit for when the phase has committed on the target. The result
-// arrives once phaseDone is closed; it is nil when there is nothing prepared: the step ends the
-// run (ending a run admits the next one under the target's admission lock, which intake must
-// never wait on), the preparation failed, or the phase ran longer than successorHold, after which
-// the transaction is rolled back so that no queue transaction stays open during a long phase.
-// The caller then records the outcome in a transaction of its own.
-func (p *Pipeline) prepareSuccessor(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, phaseDone <-chan struct{}) <-chan pgx.Tx {
-	out := make(chan pgx.Tx, 1)
-	a := job.Args
-	cur := Step{Version: a.Version, Phase: a.Phase}
-	next, _, runDone := NextStep(rc.row.Direction, rc.row.Plan, cur)
-	if runDone {
-		out <- nil
-		return out
-	}
-	client := river.ClientFromContext[pgx.Tx](ctx)
-	go func() {
-		tx, err := p.cfg.Store.Pool.Begin(ctx)
-		if err != nil {
-			out <- nil
-			return
-		}
-		err = p.moveStep(ctx, client, tx, rc, cur, next, "")
-		if err == nil {
-			_, err = river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-		}
-		if err == nil {
-			select {
-			case <-phaseDone:
-				out <- tx
-				return
-			case <-time.After(successorHold):
-			}
-		}
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		out <- nil
-	}()
-	return out
-}
-
-// at reports whether the run is running and at step a.
-func (rc *runContext) at(a PhaseArgs) bool {
-	return rc.row.Status == queue.RunRunning && rc.row.StepVersion == a.Version && rc.row.StepPhase == a.Phase
-}
-
-// recordStart records phase.started and a hook.started for each hook. These report no state
-// change, so they commit without waiting for the WAL flush (only a crash of PostgreSQL itself
-// could lose them, and the retry that follows records its own), and they do not wake the relay:
-// they go out with the phase's outcome, or at the relay's next poll when the phase runs long.
-func (p *Pipeline) recordStart(ctx context.Context, rc *runContext, m *contract.Migration, phase string, attempt int, planned []hooks.Planned) error {
-	evs := make([]contract.Event, 0, 1+len(planned))
-	ps := p.phaseEvent(rc, m, contract.KindPhaseStarted, phase, attempt, fmt.Sprint(attempt))
-	if phase != contract.PhaseDDL {
-		ps.Message = fmt.Sprintf("%d hook(s)", len(planned))
-	}
-	evs = append(evs, ps)
-	for _, h := range planned {
-		ev := p.phaseEvent(rc, m, contract.KindHookStarted, phase, attempt, h.Spec.Name, fmt.Sprint(attempt))
+	evs := []contract.Event{ps}
+	for _, h := range pa.planned {
+		ev := a.p.stepEvent(a.rc, contract.KindHookStarted, a.step, a.n, h.Spec.Name, fmt.Sprint(a.n))
 		ev.Hook = h.Spec.Name
-		evs = append(evs, ev)
-	}
-	// One round trip: the batch runs as one implicit transaction.
-	batch := &pgx.Batch{}
-	batch.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
-	if err := outbox.Queue(batch, p.cfg.Store.Schema(), false, evs...); err != nil {
-		return err
-	}
-	return p.cfg.Store.Pool.SendBatch(ctx, batch).Close()
-}
-
-func (p *Pipeline) phaseEvent(rc *runContext, m *contract.Migration, kind, phase string, attempt int, idParts ...string) contract.Event {
-	ev := outbox.New(rc.ref, kind, append([]string{m.Version, phase}, idParts...)...)
-	setMigration(&ev, m)
-	ev.Phase, ev.Attempt = phase, attempt
-	return ev
-}
-
-// runHooks runs the hooks of one phase in one target transaction with their ledger rows. If the
-// ledger shows the phase committed already (the previous attempt committed, then failed to
-// record it in the queue), it returns what the ledger says without running anything.
-func (p *Pipeline) runHooks(ctx context.Context, t *target.Target, rc *runContext, m *contract.Migration, phase string, attempt int, planned []hooks.Planned, log, hookLog *slog.Logger, opts hooks.RunOptions) (*phaseResult, error) {
-	if len(planned) == 0 {
-		return &phaseResult{}, nil
-	}
-	pool, err := t.Pool(ctx)
-	if err != nil {
-		return &phaseResult{}, err
-	}
-	if hasBatched(planned) && !opts.ContinueOnError {
-		return p.runSegments(ctx, t, pool, rc, m, phase, attempt, planned, log, hookLog)
-	}
-	return p.runInTx(ctx, t, pool, rc, m, phase, attempt, attempt == 1, planned, log, hookLog, opts)
-}
-
-// runInTx runs planned, the whole phase or a segment of it (see runSegments), in one target
-// transaction with their ledger rows. If the ledger shows them committed already, it returns
-// what the ledger says without running anything. first says no earlier attempt can have
-// recorded anything: the ledger is not read.
-func (p *Pipeline) runInTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, rc *runContext, m *contract.Migration, phase string, attempt int, first bool, planned []hooks.Planned, log, hookLog *slog.Logger, opts hooks.RunOptions) (*phaseResult, error) {
-	start := time.Now()
-	res := &phaseResult{}
-	ph, err := t.BeginPhase(ctx, pool, rc.row.ID, m.Version, phase, first)
-	if err != nil {
-		return res, err
-	}
-	tx := ph.Tx
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	if done := committedOf(ph.Done, planned); done != nil {
-		log.Info("hooks already committed by an earlier attempt; not running them again")
-		return fromLedger(done, time.Since(start)), nil
-	}
-	info := hooks.PhaseInfo{
-		TargetDSN: t.DSN(), TargetSchema: t.Schema(),
-		Run: rc.row.ID, RequestID: rc.row.RequestID, Target: rc.row.Target,
-		Migration: m.ID(), Version: m.Version, Phase: phase, Attempt: attempt,
-	}
-	exec := hooks.Executor{Logger: hookLog}
-	stats := hooks.NewLazyStats(func() (map[string]any, error) { return t.RunStats(ctx, tx, rc.row.ID) })
-	outs, runErr := exec.Run(ctx, info, tx, stats, planned, opts)
-	rows := make([]target.LedgerRow, 0, len(outs))
-	for _, o := range outs {
-		ho := hookOutcome{name: o.Name, kind: o.Hook, duration: o.Duration, rows: o.Result.RowsAffected, message: o.Result.Message, err: o.Err}
-		res.hooks = append(res.hooks, ho)
-		res.rows += ho.rows
-		lr := target.LedgerRow{
-			Run: rc.row.ID, Version: m.Version, Phase: phase, Hook: o.Name, Status: target.StatusCompleted,
-			Attempt: attempt, RowsAffected: o.Result.RowsAffected, DurationMS: o.Duration.Milliseconds(),
-			Stats: o.Result.Stats, Message: o.Result.Message,
-		}
-		if o.Err != nil {
-			lr.Status, lr.Error = target.StatusFailed, o.Err.Error()
-			if res.failedHook == "" {
-				res.failedHook = o.Name
-			}
-		}
-		rows = append(rows, lr)
-	}
-	res.duration = time.Since(start)
-	if runErr != nil && !opts.ContinueOnError {
-		_ = tx.Rollback(ctx)
-		// Record the failure for operators; the phase's effects were rolled back.
-		rctx, cancel := recordCtx(ctx)
-		defer cancel()
-		if err := t.WriteLedger(rctx, pool, rows[len(rows)-1]); err != nil {
-			log.Warn("could not record hook failure in the ledger", "error", err.Error())
-		}
-		return res, runErr
-	}
-	if err := t.WriteLedger(ctx, tx, rows...); err != nil {
-		return res, err
-	}
-	fault.At(fault.PhaseBeforeCommit)
-	if err := tx.Commit(ctx); err != nil {
-		return res, fmt.Errorf("target %q: commit: %w", t.Name(), err)
-	}
-	return res, runErr
-}
-
-// committedOf returns the completed ledger rows of planned when they show that planned's
-// transaction committed (it commits all of their rows or none), and nil otherwise.
-func committedOf(rows []target.LedgerRow, planned []hooks.Planned) []target.LedgerRow {
-	names := make(map[string]bool, len(planned))
-	for _, p := range planned {
-		names[p.Spec.Name] = true
-	}
-	var done []target.LedgerRow
-	for _, r := range rows {
-		if r.Status == target.StatusCompleted && names[r.Hook] {
-			done = append(done, r)
-		}
-	}
-	return done
-}
-
-func fromLedger(rows []target.LedgerRow, d time.Duration) *phaseResult {
-	res := &phaseResult{duration: d}
-	for _, r := range rows {
-		if r.Status != target.StatusCompleted {
-			continue
-		}
-		res.hooks = append(res.hooks, hookOutcome{name: r.Hook, duration: time.Duration(r.DurationMS) * time.Millisecond, rows: r.RowsAffected, message: r.Message})
-		res.rows += r.RowsAffected
-	}
-	return res
-}
-
-// completePhase records a phase's success and moves the run to its next step, in one queue
-// transaction that also completes the job.
-func (p *Pipeline) completePhase(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, res *phaseResult, log *slog.Logger, prepared pgx.Tx) error {
-	ctx, cancel := recordCtx(ctx) // the phase committed: record it even if the job's time is up
-	defer cancel()
-	p.observe(job.Args.Phase, "completed", res)
-	a := job.Args
-	client := river.ClientFromContext[pgx.Tx](ctx)
-	cur := Step{Version: a.Version, Phase: a.Phase}
-	evs := p.hookEvents(rc, m, a.Phase, job.Attempt, res)
-	pc := p.phaseEvent(rc, m, contract.KindPhaseCompleted, a.Phase, job.Attempt)
-	pc.DurationMS, pc.RowsAffected, pc.Message = res.duration.Milliseconds(), res.rows, res.message
-	if pc.Message == "" && a.Phase != contract.PhaseDDL {
-		pc.Message = fmt.Sprintf("%d hook(s)", len(res.hooks))
-	}
-	evs = append(evs, pc)
-
-	next, migrationDone, runDone := NextStep(rc.row.Direction, rc.row.Plan, cur)
-	if migrationDone {
-		mc := outbox.New(rc.ref, contract.KindMigrationCompleted, m.Version)
-		setMigration(&mc, m)
-		evs = append(evs, mc)
-	}
-	if prepared != nil {
-		// The move and the job's completion are done; add the events and commit.
-		if migrationDone {
-			nm, err := rc.migration(next.Version)
-			if err != nil {
-				_ = prepared.Rollback(ctx)
-				return err
-			}
-			ms := outbox.New(rc.ref, contract.KindMigrationStarted, nm.Version)
-			setMigration(&ms, nm)
-			evs = append(evs, ms)
-		}
-		if err := outbox.Insert(ctx, prepared, p.cfg.Store.Schema(), evs...); err != nil {
-			_ = prepared.Rollback(ctx)
-			return err
-		}
-		return prepared.Commit(ctx)
-	}
-	return finishJob(ctx, p, job, func(tx pgx.Tx) error {
-		if runDone {
-			done := outbox.New(rc.ref, contract.KindRunCompleted)
-			done.Message = fmt.Sprintf("%s %d migration(s)", pastVerb(rc.row.Direction), len(rc.row.Plan))
-			done.DurationMS = time.Since(rc.row.CreatedAt).Milliseconds()
-			log.Info("run completed", "migrations", len(rc.row.Plan))
-			return p.advance(ctx, client, tx, rc, cur, Step{}, queue.RunCompleted, append(evs, done)...)
-		}
-		if migrationDone {
-			log.Info("migration completed")
-			nm, err := rc.migration(next.Version)
-			if err != nil {
-				return err
-			}
-			ms := outbox.New(rc.ref, contract.KindMigrationStarted, nm.Version)
-			setMigration(&ms, nm)
-			evs = append(evs, ms)
-		}
-		return p.advance(ctx, client, tx, rc, cur, next, "", evs...)
-	})
-}
-
-// hookEvents returns hook.completed and hook.failed events for res.
-func (p *Pipeline) hookEvents(rc *runContext, m *contract.Migration, phase string, attempt int, res *phaseResult) []contract.Event {
-	evs := make([]contract.Event, 0, len(res.hooks))
-	for _, h := range res.hooks {
-		var ev contract.Event
-		if h.err == nil {
-			ev = p.phaseEvent(rc, m, contract.KindHookCompleted, phase, attempt, h.name)
-		} else {
-			ev = p.phaseEvent(rc, m, contract.KindHookFailed, phase, attempt, h.name, fmt.Sprint(attempt))
-			ev.Error = eventError(errorCode(h.err, phase), h.err)
-		}
-		ev.Hook, ev.DurationMS, ev.RowsAffected, ev.Message = h.name, h.duration.Milliseconds(), h.rows, h.message
 		evs = append(evs, ev)
 	}
 	return evs
 }
 
-// failPhase records a failed attempt. While attempts remain and the error is retryable, it
-// records hook.failed and phase.retrying and returns the error for River to retry. Otherwise the
-// phase has failed for good: later phases are skipped, and the migration's on_error hooks run
-// next (or the run fails at once when it has none).
-func (p *Pipeline) failPhase(ctx context.Context, job *river.Job[PhaseArgs], rc *runContext, m *contract.Migration, res *phaseResult, cause error, log *slog.Logger) error {
-	ctx, cancel := recordCtx(ctx) // the failure may be that the job's context ran out
-	defer cancel()
-	a := job.Args
-	if res == nil {
-		res = &phaseResult{}
+// run does the phase's work.
+func (pa *phaseAttempt) run(ctx context.Context) error {
+	a := pa.attempt
+	if pa.planErr != nil {
+		return pa.planErr
 	}
-	code := errorCode(cause, a.Phase)
-	final := !hooks.Retryable(cause) || job.Attempt >= p.cfg.MaxAttempts
-	// Hooks that succeeded before the failure were rolled back with it: report the failure only.
-	failed := &phaseResult{duration: res.duration}
-	for _, h := range res.hooks {
-		if h.err != nil {
-			failed.hooks = append(failed.hooks, h)
-		}
+	t, err := a.p.cfg.Targets.Get(a.rc.row.Target)
+	if err != nil {
+		return hooks.Permanent(err)
 	}
-	evs := p.hookEvents(rc, m, a.Phase, job.Attempt, failed)
-	if final {
-		p.observe(a.Phase, "failed", failed)
-	} else {
-		p.observe(a.Phase, "retrying", failed)
-		p.cfg.Observer.PhaseRetried(a.Phase)
+	start := time.Now()
+	defer func() { a.res.duration = time.Since(start) }()
+	switch a.step.Phase {
+	case contract.PhaseDDL:
+		err = pa.runDDL(ctx, t)
+	case contract.PhaseOnError:
+		err = pa.runOnError(ctx, t)
+	default:
+		err = pa.runHooks(ctx, t)
 	}
-	if !final {
-		wait := p.backoff(job.Attempt)
-		ev := p.phaseEvent(rc, m, contract.KindPhaseRetrying, a.Phase, job.Attempt, fmt.Sprint(job.Attempt))
-		ev.Hook, ev.DurationMS, ev.Error = res.failedHook, res.duration.Milliseconds(), eventError(code, cause)
-		ev.Message = fmt.Sprintf("attempt %d of %d failed; retrying in about %s", job.Attempt, p.cfg.MaxAttempts, wait.Round(10*time.Millisecond))
-		log.Warn("phase attempt failed; will retry", "error", cause.Error(), "max_attempts", p.cfg.MaxAttempts)
-		if err := p.inTx(ctx, func(tx pgx.Tx) error {
-			return outbox.Insert(ctx, tx, p.cfg.Store.Schema(), append(evs, ev)...)
-		}); err != nil {
-			log.Warn("could not record the failed attempt", "error", err.Error())
-		}
-		return cause
+	if err == nil && a.p.cfg.Fault != nil {
+		fault.At(fault.PhaseAfterCommit)
+		err = a.p.cfg.Fault(ctx, "after_target_commit", PhaseArgs{RunID: a.rc.row.ID, Version: a.step.Version, Phase: a.step.Phase}, a.n)
+	} else if err == nil {
+		fault.At(fault.PhaseAfterCommit)
 	}
-	log.Error("phase failed", "error", cause.Error(), "hook", res.failedHook)
-	client := river.ClientFromContext[pgx.Tx](ctx)
-	cur := Step{Version: a.Version, Phase: a.Phase}
-	pf := p.phaseEvent(rc, m, contract.KindPhaseFailed, a.Phase, job.Attempt)
-	pf.Hook, pf.DurationMS, pf.Error, pf.Message = res.failedHook, res.duration.Milliseconds(), eventError(code, cause), cause.Error()
-	mf := outbox.New(rc.ref, contract.KindMigrationFailed, m.Version)
-	setMigration(&mf, m)
-	mf.Phase, mf.Hook, mf.Error = a.Phase, res.failedHook, pf.Error
-	evs = append(evs, pf, mf)
-	f := failure{Hook: res.failedHook, Error: *pf.Error}
-	err := p.inTx(ctx, func(tx pgx.Tx) error {
-		if err := p.cfg.Store.SetFailed(ctx, tx, rc.row.ID, m.Version, a.Phase, f); err != nil {
-			return err
+	return err
+}
+
+// marks returns what the phase records in the tracking table when it commits, for an up run
+// past the DDL: the phase reached, and whether it completes the migration.
+func (pa *phaseAttempt) marks() (mark bool, complete bool) {
+	a := pa.attempt
+	if a.rc.row.Direction != contract.DirectionUp || phaseIndex(a.step.Phase) <= phaseIndex(contract.PhaseDDL) {
+		return false, false
+	}
+	at := completesAt(pa.m, firstPhase(a.rc.row.Direction, pa.entry))
+	return true, at == a.step.Phase
+}
+
+// runHooks runs the hooks of a phase. Consecutive hooks that join the phase's transaction run
+// together in one target transaction with their ledger rows; a batched hook (a backfill) runs
+// in batches of its own, each committed with its checkpoint, a slice at a time; an external
+// hook (a plugin) runs on its own, outside any transaction of ours, and is recorded once it
+// returns. Every segment reads the ledger first and skips the hooks committed there, so a
+// failure in one segment never runs an earlier segment again.
+func (pa *phaseAttempt) runHooks(ctx context.Context, t *target.Target) error {
+	a := pa.attempt
+	mark, complete := pa.marks()
+	if len(pa.planned) == 0 {
+		if mark && complete || (a.step.Phase == contract.PhaseCleanup && a.rc.row.Direction == contract.DirectionUp &&
+			completesAt(pa.m, firstPhase(a.rc.row.Direction, pa.entry)) == "") {
+			// Nothing to run, but the migration is complete only once this is recorded.
+			return pa.markComplete(ctx, t)
 		}
-		if hasHooks(m, contract.PhaseOnError) {
-			return p.advance(ctx, client, tx, rc, cur, Step{Version: m.Version, Phase: contract.PhaseOnError}, "", evs...)
-		}
-		final := p.runFailedEvent(rc, m, a.Phase, f, "")
-		log.Error("run failed", "reason", final.Message)
-		return p.advance(ctx, client, tx, rc, cur, Step{}, queue.RunFailed, append(evs, final)...)
-	})
-	if errors.Is(err, errStale) {
 		return nil
 	}
+	pool, err := t.Pool(ctx)
 	if err != nil {
-		// Try the whole job again later; River's attempts include one spare for this.
-		return fmt.Errorf("recording the failure of %s: %w (phase error: %v)", a.Phase, err, cause)
+		return err
 	}
-	return river.JobCancel(cause)
-}
-
-func (p *Pipeline) runFailedEvent(rc *runContext, m *contract.Migration, phase string, f failure, extra string) contract.Event {
-	ev := outbox.New(rc.ref, contract.KindRunFailed)
-	setMigration(&ev, m)
-	ev.Phase, ev.Hook, ev.Error = phase, f.Hook, &f.Error
-	where := phase
-	if f.Hook != "" {
-		where = fmt.Sprintf("hook %q in %s", f.Hook, phase)
+	segmented := slices.ContainsFunc(pa.planned, func(p hooks.Planned) bool { return !p.Def.JoinsPhaseTx() })
+	if segmented {
+		pa.hookLog.InfoContext(ctx, hooks.MsgExecutingHooks, "phase", a.step.Phase, "hook_count", len(pa.planned), "migration", pa.m.ID())
 	}
-	ev.Message = fmt.Sprintf("migration %s failed at %s: %s", m.ID(), where, f.Error.Message)
-	if extra != "" {
-		ev.Message += "; " + extra
-	}
-	ev.DurationMS = time.Since(rc.row.CreatedAt).Milliseconds()
-	return ev
-}
-
-func hasHooks(m *contract.Migration, phase string) bool {
-	for _, h := range m.Hooks {
-		if h.Phase == phase {
-			return true
+	for i := 0; i < len(pa.planned); {
+		pl := pa.planned[i]
+		last := i == len(pa.planned)-1
+		switch {
+		case isBatched(pl):
+			err = pa.runBatched(ctx, t, pool, pl)
+			i++
+		case !pl.Def.JoinsPhaseTx():
+			err = pa.runOwn(ctx, t, pool, pl)
+			i++
+		default:
+			j := i
+			for j < len(pa.planned) && pa.planned[j].Def.JoinsPhaseTx() && !isBatched(pa.planned[j]) {
+				j++
+			}
+			last = j == len(pa.planned)
+			var finalize func(context.Context, pgx.Tx) error
+			if last && mark {
+				finalize = func(ctx context.Context, tx pgx.Tx) error {
+					return t.MarkReached(ctx, tx, pa.m.Version, a.step.Phase, complete)
+				}
+			}
+			err = pa.runInTx(ctx, t, pool, pa.planned[i:j], hooks.RunOptions{Segment: segmented}, finalize)
+			i = j
+			if last {
+				mark = false // recorded with the last segment
+			}
+		}
+		if err != nil {
+			return err
 		}
 	}
-	return false
+	if mark {
+		// The phase ended with a hook that commits on its own: record the phase apart.
+		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			return t.MarkReached(ctx, tx, pa.m.Version, a.step.Phase, complete)
+		}); err != nil {
+			return fmt.Errorf("target %q: record phase: %w", t.Name(), err)
+		}
+	}
+	if segmented {
+		pa.hookLog.InfoContext(ctx, hooks.MsgPhaseCompleted, "phase", a.step.Phase, "hooks_executed", len(a.res.hooks), "migration", pa.m.ID())
+	}
+	return nil
 }
 
-// errorCode classifies a phase error for events.
-func errorCode(err error, phase string) string {
-	var he *hooks.HookError
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return contract.CodeTimeout
-	case errors.Is(err, hooks.ErrUnknownHook):
-		return contract.CodeUnknownHook
-	case errors.Is(err, hooks.ErrInvalidHooks):
-		return contract.CodeInvalidHooks
-	case errors.As(err, &he) && he.Panic:
-		return contract.CodePanic
-	case errors.As(err, &he):
-		return contract.CodeHookFailed
-	case phase == contract.PhaseDDL:
-		return contract.CodeSQLError
+// markComplete records, for a phase without hooks, that the migration is complete.
+func (pa *phaseAttempt) markComplete(ctx context.Context, t *target.Target) error {
+	pool, err := t.Pool(ctx)
+	if err != nil {
+		return err
 	}
-	return contract.CodeInternal
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		return t.MarkReached(ctx, tx, pa.m.Version, pa.step.Phase, true)
+	})
+}
+
+// info is where the phase's hooks run.
+func (pa *phaseAttempt) info(t *target.Target) hooks.PhaseInfo {
+	a := pa.attempt
+	return hooks.PhaseInfo{
+		TargetDSN: t.DSN(), TargetSchema: t.Schema(),
+		Run: a.rc.row.ID, RequestID: a.rc.row.RequestID, Target: a.rc.row.Target,
+		Migration: pa.m.ID(), Version: pa.m.Version, Phase: a.step.Phase, Attempt: a.n, Origin: pa.entry.Origin,
+	}
+}
+
+// ledgerRow is the ledger row of hook outcome o.
+func (pa *phaseAttempt) ledgerRow(o hooks.Outcome) target.LedgerRow {
+	a := pa.attempt
+	lr := target.LedgerRow{
+		Run: a.rc.row.ID, Version: pa.m.Version, Phase: a.step.Phase, Hook: o.Name, Status: target.StatusCompleted,
+		Attempt: a.n, RowsAffected: o.Result.RowsAffected, DurationMS: o.Duration.Milliseconds(),
+		Stats: o.Result.Stats, Message: o.Result.Message, Origin: pa.entry.Origin,
+	}
+	if o.Err != nil {
+		lr.Status, lr.Error = target.StatusFailed, o.Err.Error()
+	}
+	return lr
+}
+
+// add records hook outcomes in the attempt's result.
+func (pa *phaseAttempt) add(hs ...hookOutcome) {
+	for _, h := range hs {
+		pa.res.hooks = append(pa.res.hooks, h)
+		pa.res.rows += h.rows
+		if h.err != nil && pa.res.failedHook == "" {
+			pa.res.failedHook = h.name
+		}
+	}
+}
+
+// runInTx runs planned in one target transaction with their ledger rows, skipping the hooks
+// the ledger shows committed, and runs finalize (the phase's tracking mark) before it commits.
+func (pa *phaseAttempt) runInTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, planned []hooks.Planned, opts hooks.RunOptions, finalize func(context.Context, pgx.Tx) error) error {
+	a := pa.attempt
+	ph, err := t.BeginPhase(ctx, pool, a.rc.row.ID, pa.m.Version, a.step.Phase)
+	if err != nil {
+		return err
+	}
+	tx := ph.Tx
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	todo, done := pendingOf(planned, ph.Done)
+	pa.add(done...)
+	if len(done) > 0 {
+		a.log.Info("hooks already committed by an earlier attempt or run; not running them again", "hooks", len(done))
+	}
+	var runErr error
+	if len(todo) > 0 {
+		exec := hooks.Executor{Logger: pa.hookLog}
+		stats := hooks.NewLazyStats(func() (map[string]any, error) { return t.RunStats(ctx, tx, a.rc.row.ID) })
+		var outs []hooks.Outcome
+		outs, runErr = exec.Run(ctx, pa.info(t), tx, stats, todo, opts)
+		rows := make([]target.LedgerRow, 0, len(outs))
+		for _, o := range outs {
+			pa.add(hookOutcome{name: o.Name, kind: o.Hook, duration: o.Duration, rows: o.Result.RowsAffected, message: o.Result.Message, err: o.Err})
+			rows = append(rows, pa.ledgerRow(o))
+		}
+		if runErr != nil && !opts.ContinueOnError {
+			_ = tx.Rollback(ctx)
+			// Record the failure for operators; the phase's effects were rolled back.
+			rctx, cancel := recordCtx(ctx)
+			defer cancel()
+			if err := t.WriteLedger(rctx, pool, rows[len(rows)-1]); err != nil {
+				a.log.Warn("could not record the hook's failure in the ledger", "error", err.Error())
+			}
+			return runErr
+		}
+		if err := t.WriteLedger(ctx, tx, rows...); err != nil {
+			return err
+		}
+	}
+	if finalize != nil {
+		if err := finalize(ctx, tx); err != nil {
+			return err
+		}
+	}
+	if len(todo) == 0 && finalize == nil {
+		return nil
+	}
+	fault.At(fault.PhaseBeforeCommit)
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("target %q: commit: %w", t.Name(), err)
+	}
+	return runErr
+}
+
+// pendingOf splits planned into the hooks still to run and the outcomes of those the ledger
+// shows committed.
+func pendingOf(planned []hooks.Planned, ledger []target.LedgerRow) (todo []hooks.Planned, done []hookOutcome) {
+	committed := map[string]target.LedgerRow{}
+	for _, r := range ledger {
+		if r.Status == target.StatusCompleted {
+			committed[r.Hook] = r
+		}
+	}
+	for _, p := range planned {
+		if r, ok := committed[p.Spec.Name]; ok {
+			done = append(done, fromLedger(r))
+			continue
+		}
+		todo = append(todo, p)
+	}
+	return todo, done
+}
+
+func fromLedger(r target.LedgerRow) hookOutcome {
+	return hookOutcome{name: r.Hook, duration: time.Duration(r.DurationMS) * time.Millisecond, rows: r.RowsAffected, message: r.Message, earlier: true}
+}
+
+// runOwn runs a hook that does not join the phase's transaction (an external plugin) on its
+// own: holding the target's lock as a session lock on a connection of its own, it reads the
+// hook's ledger row, runs the hook unless the row shows it completed, and records it. The hook
+// runs between the transactions of the hooks before and after it, so it never waits on their
+// locks, and a later hook's failure does not run it again. Its work is its own: if the worker
+// dies after the hook and before its ledger row, it runs again, with the same idempotency key.
+func (pa *phaseAttempt) runOwn(ctx context.Context, t *target.Target, pool *pgxpool.Pool, pl hooks.Planned) error {
+	a := pa.attempt
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if err := t.SessionLock(ctx, conn.Conn()); err != nil {
+		return err
+	}
+	defer t.SessionUnlock(ctx, conn.Conn())
+	rows, err := t.Ledger(ctx, conn, a.rc.row.ID, pa.m.Version, a.step.Phase)
+	if err != nil {
+		return err
+	}
+	if _, done := pendingOf([]hooks.Planned{pl}, rows); len(done) > 0 {
+		pa.add(done...)
+		return nil
+	}
+	exec := hooks.Executor{Logger: pa.hookLog}
+	stats := hooks.NewLazyStats(func() (map[string]any, error) { return t.RunStats(ctx, conn, a.rc.row.ID) })
+	outs, runErr := exec.Run(ctx, pa.info(t), nil, stats, []hooks.Planned{pl}, hooks.RunOptions{Segment: true})
+	for _, o := range outs {
+		pa.add(hookOutcome{name: o.Name, kind: o.Hook, duration: o.Duration, rows: o.Result.RowsAffected, message: o.Result.Message, err: o.Err})
+		// The hook has run: record it even if the job's time has just run out.
+		rctx, cancel := recordCtx(ctx)
+		err := t.WriteLedger(rctx, conn, pa.ledgerRow(o))
+		cancel()
+		if err != nil && runErr == nil {
+			return fmt.Errorf("target %q: record hook %q: %w", t.Name(), o.Name, err)
+		}
+	}
+	return runErr
+}
+
+// runOnError runs the on_error hooks of the migration that failed, all of them even when one
+// fails, each in a savepoint, in one transaction with their ledger rows. Their failures are
+// reported and never replace the original error.
+func (pa *phaseAttempt) runOnError(ctx context.Context, t *target.Target) error {
+	pool, err := t.Pool(ctx)
+	if err != nil {
+		return err
+	}
+	err = pa.runInTx(ctx, t, pool, pa.planned, hooks.RunOptions{ContinueOnError: true}, nil)
+	var he *hooks.HookError
+	if errors.As(err, &he) {
+		return nil // a hook's failure is in the result: on_error is done, and says so
+	}
+	return err
+}
+
+// succeeded records a phase that is done: the run moves to its next step, or ends.
+func (pa *phaseAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
+	a := pa.attempt
+	if a.step.Phase == contract.PhaseOnError {
+		return a.onErrorDone(ctx, tx, nil)
+	}
+	evs := make([]contract.Event, 0, len(a.res.hooks)+4)
+	for _, h := range a.res.hooks {
+		evs = append(evs, a.hookEvent(h))
+	}
+	pc := a.p.stepEvent(a.rc, contract.KindPhaseCompleted, a.step, a.n)
+	pc.DurationMS, pc.RowsAffected, pc.Message = a.res.duration.Milliseconds(), a.res.rows, a.res.message
+	if pc.Message == "" && a.step.Phase != contract.PhaseDDL {
+		pc.Message = fmt.Sprintf("%d hook(s)", len(a.res.hooks))
+	}
+	evs = append(evs, pc)
+	next, migrationDone, runDone := NextStep(a.rc.row.Direction, a.rc.row.Plan, a.step)
+	if migrationDone {
+		mc := outbox.New(a.rc.ref, contract.KindMigrationCompleted, pa.m.Version)
+		setMigration(&mc, pa.m)
+		evs = append(evs, mc)
+		a.log.Info("migration completed")
+	}
+	if runDone {
+		done := outbox.New(a.rc.ref, contract.KindRunCompleted)
+		done.Message = fmt.Sprintf("%s %d migration(s)", pastVerb(a.rc.row.Direction), len(a.rc.row.Plan)) + incompleteNote(a.summary)
+		done.DurationMS = time.Since(a.rc.row.CreatedAt).Milliseconds()
+		done.Data = mustJSON(a.summary)
+		a.log.Info("run completed", "migrations", len(a.rc.row.Plan))
+		return a.p.end(ctx, tx, a.client, a.rc, a.step, a.job.ID, queue.RunCompleted, append(evs, done)...)
+	}
+	if migrationDone {
+		nm, err := a.rc.migration(next.Version)
+		if err != nil {
+			return err
+		}
+		evs = append(evs, migrationStarted(a.rc, nm, next.Phase))
+	}
+	return a.p.advance(ctx, tx, a.client, a.rc, a.step, a.job.ID, next, nil, evs...)
+}
+
+// migrationStarted is the migration.started of m, which the run begins at phase from.
+func migrationStarted(rc *runContext, m *contract.Migration, from string) contract.Event {
+	ms := outbox.New(rc.ref, contract.KindMigrationStarted, m.Version)
+	setMigration(&ms, m)
+	if e, ok := rc.row.Plan.Entry(m.Version); ok && e.From != "" && e.From != firstPhase(rc.row.Direction, queue.PlanEntry{}) {
+		ms.Message = fmt.Sprintf("resuming at %s: an earlier run left it incomplete", from)
+	}
+	return ms
 }
 
 func pastVerb(direction string) string {
@@ -556,19 +449,4 @@ func pastVerb(direction string) string {
 		return "reverted"
 	}
 	return "applied"
-}
-
-// observe reports a phase's outcome and its hooks' to the Observer.
-func (p *Pipeline) observe(phase, outcome string, res *phaseResult) {
-	p.cfg.Observer.PhaseDone(phase, outcome, res.duration)
-	for _, h := range res.hooks {
-		if h.kind == "" {
-			continue
-		}
-		hookOutcome := "completed"
-		if h.err != nil {
-			hookOutcome = "failed"
-		}
-		p.cfg.Observer.HookDone(h.kind, phase, hookOutcome, h.duration)
-	}
 }

@@ -1,6 +1,11 @@
 package jobs
 
-import "github.com/confiture-io/confiture-worker/internal/contract"
+import (
+	"slices"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/queue"
+)
 
 // The phase pipeline: which phase follows which. This is the contract users rely on
 // (../shared/SPEC.md, "Phase order"):
@@ -10,6 +15,9 @@ import "github.com/confiture-io/confiture-worker/internal/contract"
 //	down, per migration in reverse version order:
 //	  before_ddl -> ddl -> cleanup
 //	on a failure that is final: on_error of the failing migration, then the run fails.
+//
+// A migration that an earlier run left incomplete starts at the first phase that run did not
+// finish (its plan entry's From), and goes on from there in the same order.
 
 var (
 	upPhases = []string{
@@ -19,12 +27,6 @@ var (
 	downPhases = []string{contract.PhaseBeforeDDL, contract.PhaseDDL, contract.PhaseCleanup}
 )
 
-// Step is one position in a run: a phase of a migration.
-type Step struct {
-	Version string
-	Phase   string
-}
-
 // PhasesFor returns the phases each migration goes through in direction.
 func PhasesFor(direction string) []string {
 	if direction == contract.DirectionDown {
@@ -33,25 +35,50 @@ func PhasesFor(direction string) []string {
 	return upPhases
 }
 
+// firstPhase is where the run starts migration e.
+func firstPhase(direction string, e queue.PlanEntry) string {
+	if e.From != "" {
+		return e.From
+	}
+	return PhasesFor(direction)[0]
+}
+
 // FirstStep is where a run with plan starts. plan must not be empty; it is already in the
 // order the migrations run (ascending for up, descending for down).
-func FirstStep(direction string, plan []string) Step {
-	return Step{Version: plan[0], Phase: PhasesFor(direction)[0]}
+func FirstStep(direction string, plan queue.Plan) Step {
+	return Step{Version: plan[0].Version, Phase: firstPhase(direction, plan[0])}
 }
 
 // NextStep returns the step after cur, whether the migration of cur is finished with it, and
 // whether the run is finished (no next step).
-func NextStep(direction string, plan []string, cur Step) (next Step, migrationDone, runDone bool) {
+func NextStep(direction string, plan queue.Plan, cur Step) (next Step, migrationDone, runDone bool) {
 	phases := PhasesFor(direction)
-	for i, p := range phases {
-		if p == cur.Phase && i+1 < len(phases) {
-			return Step{Version: cur.Version, Phase: phases[i+1]}, false, false
-		}
+	if i := slices.Index(phases, cur.Phase); i >= 0 && i+1 < len(phases) {
+		return Step{Version: cur.Version, Phase: phases[i+1]}, false, false
 	}
-	for i, v := range plan {
-		if v == cur.Version && i+1 < len(plan) {
-			return Step{Version: plan[i+1], Phase: phases[0]}, true, false
+	for i, e := range plan {
+		if e.Version == cur.Version && i+1 < len(plan) {
+			n := plan[i+1]
+			return Step{Version: n.Version, Phase: firstPhase(direction, n)}, true, false
 		}
 	}
 	return Step{}, true, true
+}
+
+// phaseIndex is the position of phase in the up order; -1 for any other.
+func phaseIndex(phase string) int { return slices.Index(upPhases, phase) }
+
+// completesAt is the phase of migration m whose commit completes it, for a run that starts m
+// at from (up): the last phase from from on that does work on the target (the DDL always
+// does; another phase when it has hooks). "" when no phase from from on does any: the
+// migration is then marked complete on its own at cleanup.
+func completesAt(m *contract.Migration, from string) string {
+	start := max(phaseIndex(from), 0)
+	for i := len(upPhases) - 1; i >= start; i-- {
+		p := upPhases[i]
+		if p == contract.PhaseDDL || (i > phaseIndex(contract.PhaseDDL) && hasHooks(m, p)) {
+			return p
+		}
+	}
+	return ""
 }

@@ -7,7 +7,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/queue"
 )
+
+func plan(versions ...string) queue.Plan {
+	out := make(queue.Plan, len(versions))
+	for i, v := range versions {
+		out[i] = queue.PlanEntry{Version: v}
+	}
+	return out
+}
 
 func TestPhasesFor(t *testing.T) {
 	t.Parallel()
@@ -30,8 +39,8 @@ func step(v, p string) Step { return Step{Version: v, Phase: p} }
 
 func TestNextStepUp(t *testing.T) {
 	t.Parallel()
-	plan := []string{"20240101000000", "20240102000000"}
-	v1, v2 := plan[0], plan[1]
+	v1, v2 := "20240101000000", "20240102000000"
+	plan := plan(v1, v2)
 	require.Equal(t, step(v1, "before_validation"), FirstStep(contract.DirectionUp, plan))
 	tests := []transition{
 		{step(v1, "before_validation"), step(v1, "before_ddl"), false, false},
@@ -53,7 +62,7 @@ func TestNextStepUp(t *testing.T) {
 func TestNextStepDown(t *testing.T) {
 	t.Parallel()
 	// A down plan is already in reverse version order.
-	plan := []string{"003", "002", "001"}
+	plan := plan("003", "002", "001")
 	require.Equal(t, step("003", "before_ddl"), FirstStep(contract.DirectionDown, plan))
 	tests := []transition{
 		{step("003", "before_ddl"), step("003", "ddl"), false, false},
@@ -71,11 +80,11 @@ func TestNextStepDown(t *testing.T) {
 
 func TestNextStepSingleMigration(t *testing.T) {
 	t.Parallel()
-	next, migDone, runDone := NextStep(contract.DirectionUp, []string{"001"}, step("001", "cleanup"))
+	next, migDone, runDone := NextStep(contract.DirectionUp, plan("001"), step("001", "cleanup"))
 	require.Equal(t, Step{}, next)
 	require.True(t, migDone)
 	require.True(t, runDone)
-	next, migDone, runDone = NextStep(contract.DirectionDown, []string{"001"}, step("001", "cleanup"))
+	next, migDone, runDone = NextStep(contract.DirectionDown, plan("001"), step("001", "cleanup"))
 	require.Equal(t, Step{}, next)
 	require.True(t, migDone)
 	require.True(t, runDone)
@@ -85,7 +94,7 @@ func TestNextStepSingleMigration(t *testing.T) {
 // the order SPEC.md promises.
 func TestWalkMatchesSpec(t *testing.T) {
 	t.Parallel()
-	walk := func(direction string, plan []string) []string {
+	walk := func(direction string, plan queue.Plan) []string {
 		var out []string
 		cur := FirstStep(direction, plan)
 		for range 100 {
@@ -105,13 +114,45 @@ func TestWalkMatchesSpec(t *testing.T) {
 			up = append(up, v+"/"+p)
 		}
 	}
-	require.Equal(t, up, walk(contract.DirectionUp, []string{"001", "002"}))
+	require.Equal(t, up, walk(contract.DirectionUp, plan("001", "002")))
 	require.Equal(t, []string{
 		"002/before_ddl", "002/ddl", "002/cleanup", "001/before_ddl", "001/ddl", "001/cleanup",
-	}, walk(contract.DirectionDown, []string{"002", "001"}))
+	}, walk(contract.DirectionDown, plan("002", "001")))
 }
 
-func runTransitions(t *testing.T, direction string, plan []string, tests []transition) {
+// A migration left incomplete starts where its earlier run stopped; the next one from its start.
+func TestNextStepResumesAnIncompleteMigration(t *testing.T) {
+	t.Parallel()
+	p := queue.Plan{{Version: "001", From: "after_validation"}, {Version: "002"}}
+	require.Equal(t, step("001", "after_validation"), FirstStep(contract.DirectionUp, p))
+	runTransitions(t, contract.DirectionUp, p, []transition{
+		{step("001", "after_validation"), step("001", "cleanup"), false, false},
+		{step("001", "cleanup"), step("002", "before_validation"), true, false},
+	})
+	p = queue.Plan{{Version: "001"}, {Version: "002", From: "cleanup"}}
+	runTransitions(t, contract.DirectionUp, p, []transition{
+		{step("001", "cleanup"), step("002", "cleanup"), true, false},
+		{step("002", "cleanup"), Step{}, true, true},
+	})
+}
+
+func TestCompletesAt(t *testing.T) {
+	t.Parallel()
+	m := func(phases ...string) *contract.Migration {
+		mg := &contract.Migration{Version: "001", Name: "m"}
+		for _, p := range phases {
+			mg.Hooks = append(mg.Hooks, contract.HookSpec{Phase: p, Name: p, Hook: "sql"})
+		}
+		return mg
+	}
+	require.Equal(t, "ddl", completesAt(m(), "before_validation"), "no later hooks: the DDL completes it")
+	require.Equal(t, "ddl", completesAt(m("before_ddl", "on_error"), "before_validation"))
+	require.Equal(t, "after_validation", completesAt(m("after_ddl", "after_validation"), "before_validation"))
+	require.Equal(t, "cleanup", completesAt(m("after_ddl", "cleanup"), "after_validation"))
+	require.Equal(t, "", completesAt(m("after_ddl"), "after_validation"), "nothing left to do: marked at cleanup")
+}
+
+func runTransitions(t *testing.T, direction string, plan queue.Plan, tests []transition) {
 	t.Helper()
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/%s", tt.from.Version, tt.from.Phase), func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -36,14 +37,21 @@ type RunRef struct {
 	Run       string
 	RequestID string
 	Target    string
+	// Epoch counts the times the run was resumed or retried: the facts of a new epoch are new
+	// even where they repeat an earlier one's (a second run.started), so their ids differ.
+	Epoch int
 }
 
 // New returns an event of kind for run with the time set to now and an id derived from the run,
-// the kind and idParts.
+// its epoch, the kind and idParts.
 func New(ref RunRef, kind string, idParts ...string) contract.Event {
+	parts := append([]string{ref.Run, kind}, idParts...)
+	if ref.Epoch > 0 {
+		parts = append(parts, "epoch", strconv.Itoa(ref.Epoch))
+	}
 	return contract.Event{
 		Schema:    contract.EventSchemaV1,
-		ID:        EventID(append([]string{ref.Run, kind}, idParts...)...),
+		ID:        EventID(parts...),
 		Time:      time.Now().UTC(),
 		Kind:      kind,
 		Run:       ref.Run,

@@ -391,6 +391,7 @@ func (p *plugin) definition() hooks.Definition {
 		Version:       m.Version,
 		Phases:        slices.Clone(m.Phases),
 		Transactional: m.Transactional,
+		External:      true,
 		ParamsSchema:  slices.Clone(m.ParamsSchema),
 		Example:       m.Example,
 		New:           p.newHook,

@@ -144,7 +144,7 @@ func (h *hook) request(hc *hooks.Context) ([]byte, error) {
 	data, err := json.Marshal(Request{
 		Schema: RequestSchemaV1, Run: hc.Run, RequestID: hc.RequestID, Target: hc.Target,
 		Migration: hc.Migration, Version: hc.Version, Phase: hc.Phase, Hook: hc.Hook,
-		Attempt: hc.Attempt, IdempotencyKey: IdempotencyKey(hc.Run, hc.Migration, hc.Phase, hc.Hook),
+		Attempt: hc.Attempt, IdempotencyKey: IdempotencyKey(originOf(hc), hc.Migration, hc.Phase, hc.Hook),
 		Params: params, TargetSchema: hc.TargetSchema,
 	})
 	if err != nil {
@@ -432,4 +432,13 @@ func workerSecret(name string) bool {
 		return true
 	}
 	return false
+}
+
+// originOf is the run whose idempotency keys hc's hook uses: the run that began the migration's
+// work (see hooks.Context.Origin).
+func originOf(hc *hooks.Context) string {
+	if hc.Origin != "" {
+		return hc.Origin
+	}
+	return hc.Run
 }

@@ -4,11 +4,8 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -45,7 +42,8 @@ func NewStore(pool *pgxpool.Pool, schema string) *Store {
 // Schema returns the quoted schema name, for SQL built by other packages of the worker.
 func (s *Store) Schema() string { return s.schema }
 
-// migrations of the worker's own queue tables; %[1]s is the quoted schema. Append only.
+// migrations of the worker's own queue tables; %[1]s is the quoted schema, %[2]s River's.
+// Append only.
 var migrations = []string{
 	`CREATE TABLE %[1]s.runs (
 		id             uuid PRIMARY KEY,
@@ -78,6 +76,25 @@ var migrations = []string{
 		published_at timestamptz
 	);
 	CREATE INDEX outbox_unpublished ON %[1]s.outbox (seq) WHERE published_at IS NULL;`,
+	// The run state machine (internal/jobs): the run's live job, the attempts counted at its
+	// step, a row of transient failures, the job whose outcome stopped it (retrying that job
+	// resumes the run), and an epoch that keeps the event ids of a resumed run new. Runs
+	// running under the previous version get their live job from River's table.
+	`ALTER TABLE %[1]s.runs
+		ADD COLUMN job_id          bigint,
+		ADD COLUMN attempt         integer NOT NULL DEFAULT 0,
+		ADD COLUMN transient_since timestamptz,
+		ADD COLUMN stopped_by_job  bigint,
+		ADD COLUMN epoch           integer NOT NULL DEFAULT 0,
+		ADD COLUMN last_error      jsonb,
+		ADD COLUMN paused_at       timestamptz,
+		ADD COLUMN updated_at      timestamptz NOT NULL DEFAULT now();
+	DROP INDEX %[1]s.runs_active;
+	CREATE INDEX runs_active ON %[1]s.runs (target, seq) WHERE status IN ('queued', 'running', 'paused');
+	CREATE INDEX runs_stopped_by_job ON %[1]s.runs (stopped_by_job) WHERE stopped_by_job IS NOT NULL;
+	UPDATE %[1]s.runs r SET job_id = (SELECT max(j.id) FROM %[2]s.river_job j
+		WHERE j.args->>'run_id' = r.id::text AND j.state NOT IN ('completed', 'cancelled', 'discarded'))
+		WHERE r.status = 'running';`,
 }
 
 // Migrate brings River's tables (in riverSchema) and the worker's tables (in schema) up to date.
@@ -114,7 +131,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema, riverSchema string
 		return fmt.Errorf("queue database: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	q := pgx.Identifier{schema}.Sanitize()
+	q, rq := pgx.Identifier{schema}.Sanitize(), pgx.Identifier{riverSchema}.Sanitize()
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+q+`.queue_migrations (
 		version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return fmt.Errorf("queue database: %w", err)
@@ -127,7 +144,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema, riverSchema string
 		return fmt.Errorf("queue database: schema %s is at version %d, newer than this worker knows (%d): upgrade the worker", schema, current, len(migrations))
 	}
 	for v := current + 1; v <= len(migrations); v++ {
-		if _, err := tx.Exec(ctx, fmt.Sprintf(migrations[v-1], q)); err != nil {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(migrations[v-1], q, rq)); err != nil {
 			return fmt.Errorf("queue database: migration %d: %w", v, err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO `+q+`.queue_migrations (version) VALUES ($1)`, v); err != nil {
@@ -149,158 +166,4 @@ func (s *Store) Current(ctx context.Context) (bool, error) {
 	var v int
 	err := s.Pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+s.schema+`.queue_migrations`).Scan(&v)
 	return v == len(migrations), err
-}
-
-// Run statuses.
-const (
-	RunQueued    = "queued"
-	RunRunning   = "running"
-	RunCompleted = "completed"
-	RunFailed    = "failed"
-	RunRejected  = "rejected"
-)
-
-// Run is one row of the run table.
-type Run struct {
-	ID            string
-	Seq           int64
-	RequestID     string
-	Target        string
-	Direction     string
-	DryRun        bool
-	Status        string
-	Request       json.RawMessage
-	RequestSHA256 string
-	Plan          []string
-	StepVersion   string
-	StepPhase     string
-	FailedVersion string
-	FailedPhase   string
-	Error         json.RawMessage
-	CreatedAt     time.Time
-}
-
-// ErrRunNotFound is returned when a run id is not in the run table.
-var ErrRunNotFound = errors.New("run not found")
-
-// InsertRun records a new run as queued. If a run with the same target and request id exists,
-// it inserts nothing and returns that run with created false.
-func (s *Store) InsertRun(ctx context.Context, tx pgx.Tx, r *Run) (created bool, existing *Run, err error) {
-	tag, err := tx.Exec(ctx, `INSERT INTO `+s.schema+`.runs
-		(id, request_id, target, direction, dry_run, status, request, request_sha256)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (target, request_id) DO NOTHING`,
-		r.ID, r.RequestID, r.Target, r.Direction, r.DryRun, RunQueued, r.Request, r.RequestSHA256)
-	if err != nil {
-		return false, nil, fmt.Errorf("insert run: %w", err)
-	}
-	if tag.RowsAffected() == 1 {
-		return true, nil, nil
-	}
-	existing, err = s.findRun(ctx, tx, `target = $1 AND request_id = $2`, r.Target, r.RequestID)
-	return false, existing, err
-}
-
-// RunExists reports whether a run was recorded for the request id on target.
-func (s *Store) RunExists(ctx context.Context, target, requestID string) (bool, error) {
-	var ok bool
-	err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+s.schema+`.runs WHERE target = $1 AND request_id = $2)`, target, requestID).Scan(&ok)
-	return ok, err
-}
-
-// GetRun returns the run with id.
-func (s *Store) GetRun(ctx context.Context, q Querier, id string) (*Run, error) {
-	return s.findRun(ctx, q, `id = $1`, id)
-}
-
-func (s *Store) findRun(ctx context.Context, tx Querier, where string, args ...any) (*Run, error) {
-	var r Run
-	var plan []byte
-	err := tx.QueryRow(ctx, `SELECT id::text, seq, request_id, target, direction, dry_run, status, request,
-		request_sha256, plan, step_version, step_phase, failed_version, failed_phase, error, created_at
-		FROM `+s.schema+`.runs WHERE `+where, args...).Scan(&r.ID, &r.Seq, &r.RequestID, &r.Target,
-		&r.Direction, &r.DryRun, &r.Status, &r.Request, &r.RequestSHA256, &plan, &r.StepVersion,
-		&r.StepPhase, &r.FailedVersion, &r.FailedPhase, &r.Error, &r.CreatedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrRunNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read run: %w", err)
-	}
-	if len(plan) > 0 {
-		if err := json.Unmarshal(plan, &r.Plan); err != nil {
-			return nil, fmt.Errorf("read run plan: %w", err)
-		}
-	}
-	return &r, nil
-}
-
-// AdmitNext starts the oldest queued run of target unless a run of target is running, and
-// returns its id ("" when none starts). It holds the target's admission lock for the rest of tx,
-// so admissions on one target are serialized and in arrival order. Call it in the transaction
-// that queued a run or ended one.
-func (s *Store) AdmitNext(ctx context.Context, tx pgx.Tx, target string) (string, error) {
-	batch := &pgx.Batch{}
-	batch.Queue(`SELECT pg_advisory_xact_lock(hashtext('confiture.queue.target:' || $1))`, target)
-	batch.Queue(`UPDATE `+s.schema+`.runs SET status = 'running', started_at = now()
-		WHERE id = (SELECT id FROM `+s.schema+`.runs WHERE target = $1 AND status = 'queued' ORDER BY seq LIMIT 1)
-		AND NOT EXISTS (SELECT 1 FROM `+s.schema+`.runs WHERE target = $1 AND status = 'running')
-		RETURNING id::text`, target)
-	br := tx.SendBatch(ctx, batch)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return "", fmt.Errorf("admission lock: %w", err)
-	}
-	var id string
-	if err := br.QueryRow().Scan(&id); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return "", fmt.Errorf("admit run: %w", err)
-	}
-	return id, nil
-}
-
-// SetFailed records where and why a run is failing (before its on_error hooks run).
-func (s *Store) SetFailed(ctx context.Context, tx pgx.Tx, id, version, phase string, runErr any) error {
-	b, err := json.Marshal(runErr)
-	if err != nil {
-		return err
-	}
-	_, err = tx.Exec(ctx, `UPDATE `+s.schema+`.runs SET failed_version = $2, failed_phase = $3, error = $4 WHERE id = $1`, id, version, phase, b)
-	return err
-}
-
-const moveStepSQL = `UPDATE %s.runs SET step_version = $4, step_phase = $5,
-	status = coalesce(nullif($6, ''), status), plan = coalesce($7::jsonb, plan),
-	finished_at = CASE WHEN $6 = '' THEN NULL ELSE now() END
-	WHERE id = $1 AND status = 'running' AND step_version = $2 AND step_phase = $3`
-
-// Move is a change of a run's step: from one step to the next, or, when Status is set, to the
-// end of the run with that status. Plan, when set, records the run's plan at the same time.
-type Move struct {
-	Run                    string
-	FromVersion, FromPhase string
-	ToVersion, ToPhase     string
-	Status                 string
-	Plan                   []string
-}
-
-func (s *Store) moveArgs(m Move) []any {
-	var plan []byte
-	if m.Plan != nil {
-		plan, _ = json.Marshal(m.Plan) // a []string always marshals
-	}
-	return []any{m.Run, m.FromVersion, m.FromPhase, m.ToVersion, m.ToPhase, m.Status, plan}
-}
-
-// QueueMove adds the move to batch. Its command tag reports 0 rows when the run is not running
-// at the move's origin: the caller is a stale or duplicate job.
-func (s *Store) QueueMove(batch *pgx.Batch, m Move) {
-	batch.Queue(fmt.Sprintf(moveStepSQL, s.schema), s.moveArgs(m)...)
-}
-
-// MoveStep makes the move at once; it reports whether the run was at the move's origin.
-func (s *Store) MoveStep(ctx context.Context, tx pgx.Tx, m Move) (bool, error) {
-	tag, err := tx.Exec(ctx, fmt.Sprintf(moveStepSQL, s.schema), s.moveArgs(m)...)
-	if err != nil {
-		return false, fmt.Errorf("move run step: %w", err)
-	}
-	return tag.RowsAffected() == 1, nil
 }

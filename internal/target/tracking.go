@@ -3,6 +3,7 @@ package target
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -48,7 +49,15 @@ CREATE TABLE IF NOT EXISTS %[1]s.hook_ledger (
 	-- The order rows were last written in (hooks of one phase share one updated_at).
 	seq           bigserial NOT NULL,
 	PRIMARY KEY (run_id, version, phase, hook)
-);`
+);
+-- A migration is incomplete from its DDL until its last phase commits; phase is the last phase
+-- that committed. Rows written before these columns existed are complete.
+ALTER TABLE %[1]s.schema_migrations
+	ADD COLUMN IF NOT EXISTS complete boolean NOT NULL DEFAULT true,
+	ADD COLUMN IF NOT EXISTS phase    text NOT NULL DEFAULT '';
+-- The run that began the migration's work on the target; a run that resumes the migration keeps
+-- it, and so the idempotency keys of its hooks.
+ALTER TABLE %[1]s.hook_ledger ADD COLUMN IF NOT EXISTS origin_run uuid;`
 
 func (t *Target) ensureSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	tx, err := pool.Begin(ctx)
@@ -92,32 +101,116 @@ type Applied struct {
 	ExecutionTimeMS int64
 	AppliedBy       string
 	RunID           string
+	// Complete is false from the migration's DDL until its last phase commits.
+	Complete bool
+	// Phase is the last phase that committed.
+	Phase string
 }
 
-// AppliedMigrations returns the tracking table, in version order.
+// AppliedMigrations returns the tracking table, in version order: complete and incomplete
+// migrations.
 func (t *Target) AppliedMigrations(ctx context.Context, q Querier) ([]Applied, error) {
-	rows, err := q.Query(ctx, `SELECT version, name, checksum, applied_at, execution_time_ms, applied_by, run_id::text
-		FROM `+t.schema+`.schema_migrations ORDER BY version`)
+	rows, err := q.Query(ctx, `SELECT version, name, checksum, applied_at, execution_time_ms, applied_by, run_id::text,
+		complete, phase FROM `+t.schema+`.schema_migrations ORDER BY version`)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Applied, error) {
 		var a Applied
-		err := r.Scan(&a.Version, &a.Name, &a.Checksum, &a.AppliedAt, &a.ExecutionTimeMS, &a.AppliedBy, &a.RunID)
+		err := r.Scan(&a.Version, &a.Name, &a.Checksum, &a.AppliedAt, &a.ExecutionTimeMS, &a.AppliedBy, &a.RunID,
+			&a.Complete, &a.Phase)
 		return a, err
 	})
 }
 
-// RecordApplied writes the tracking row of an applied migration. With force it replaces an
-// existing row of the same version.
+// RecordApplied writes the tracking row of a migration whose DDL has run (complete or not),
+// replacing an existing row of the same version.
 func (t *Target) RecordApplied(ctx context.Context, q Querier, a Applied) error {
 	_, err := q.Exec(ctx, `INSERT INTO `+t.schema+`.schema_migrations
-		(version, name, checksum, execution_time_ms, applied_by, run_id) VALUES ($1, $2, $3, $4, $5, $6)
+		(version, name, checksum, execution_time_ms, applied_by, run_id, complete, phase) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum,
 		applied_at = now(), execution_time_ms = EXCLUDED.execution_time_ms,
-		applied_by = EXCLUDED.applied_by, run_id = EXCLUDED.run_id`,
-		a.Version, a.Name, a.Checksum, a.ExecutionTimeMS, a.AppliedBy, a.RunID)
+		applied_by = EXCLUDED.applied_by, run_id = EXCLUDED.run_id, complete = EXCLUDED.complete,
+		phase = EXCLUDED.phase`,
+		a.Version, a.Name, a.Checksum, a.ExecutionTimeMS, a.AppliedBy, a.RunID, a.Complete, a.Phase)
 	return err
+}
+
+// UpdateChecksum records a migration's new checksum and name (a forced request), keeping the
+// rest of its row.
+func (t *Target) UpdateChecksum(ctx context.Context, q Querier, version, name, checksum string) error {
+	_, err := q.Exec(ctx, `UPDATE `+t.schema+`.schema_migrations SET checksum = $2, name = $3 WHERE version = $1`,
+		version, checksum, name)
+	return err
+}
+
+// MarkReached records that phase of an applied migration committed, and, when complete is
+// set, that the migration is complete: its last phase has committed.
+func (t *Target) MarkReached(ctx context.Context, q Querier, version, phase string, complete bool) error {
+	_, err := q.Exec(ctx, `UPDATE `+t.schema+`.schema_migrations SET phase = $2, complete = complete OR $3
+		WHERE version = $1`, version, phase, complete)
+	return err
+}
+
+// Claim makes run the owner of an incomplete migration (the run that resumes it).
+func (t *Target) Claim(ctx context.Context, q Querier, version, run string) error {
+	_, err := q.Exec(ctx, `UPDATE `+t.schema+`.schema_migrations SET run_id = $2 WHERE version = $1`, version, run)
+	return err
+}
+
+// PredecessorOf returns the earlier run whose ledger rows of version a run that resumes the
+// migration takes over ("" when there is none): for an incomplete migration, the owner of its
+// tracking row (owner); otherwise the latest run with ledger rows of version, provided its DDL
+// did not complete (a run whose DDL completed applied or reverted the migration, and its work
+// belongs to that). self is the run asking.
+func (t *Target) PredecessorOf(ctx context.Context, q Querier, version, owner, self string) (string, error) {
+	if owner == "" {
+		err := q.QueryRow(ctx, `SELECT run_id::text FROM `+t.schema+`.hook_ledger WHERE version = $1 AND run_id <> $2
+			GROUP BY run_id ORDER BY max(seq) DESC LIMIT 1`, version, self).Scan(&owner)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		var ddlDone bool
+		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+t.schema+`.hook_ledger WHERE run_id = $1
+			AND version = $2 AND phase = 'ddl' AND status = 'completed')`, owner, version).Scan(&ddlDone); err != nil {
+			return "", err
+		}
+		if ddlDone {
+			return "", nil
+		}
+	}
+	if owner == self {
+		return "", nil
+	}
+	return owner, nil
+}
+
+// OriginOf returns the run that began the work of run on version: the origin its ledger rows
+// of version carry (taken over from a predecessor), else run itself.
+func (t *Target) OriginOf(ctx context.Context, q Querier, version, run string) (string, error) {
+	var origin string
+	err := q.QueryRow(ctx, `SELECT coalesce(min(origin_run::text), $1::uuid::text) FROM `+t.schema+`.hook_ledger
+		WHERE run_id = $1::uuid AND version = $2`, run, version).Scan(&origin)
+	return origin, err
+}
+
+// Adopt copies the completed and in-progress ledger rows of version from run from to run to
+// (rows to already has are kept): the run that resumes a migration does not repeat what its
+// predecessor committed, and its batched hooks go on from their checkpoints.
+func (t *Target) Adopt(ctx context.Context, q Querier, version, from, to string) (int64, error) {
+	tag, err := q.Exec(ctx, `INSERT INTO `+t.schema+`.hook_ledger
+		(run_id, version, phase, hook, status, attempt, rows_affected, duration_ms, stats, checkpoint, message, error, origin_run)
+		SELECT $3::uuid, version, phase, hook, status, 0, rows_affected, duration_ms, stats, checkpoint, message,
+			'', coalesce(origin_run, run_id)
+		FROM `+t.schema+`.hook_ledger WHERE run_id = $1 AND version = $2 AND status IN ('completed', 'running')
+		ORDER BY seq ON CONFLICT (run_id, version, phase, hook) DO NOTHING`, from, version, to)
+	if err != nil {
+		return 0, fmt.Errorf("adopt the ledger of run %s: %w", from, err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // DeleteApplied removes the tracking row of a reverted migration.
@@ -147,6 +240,8 @@ type LedgerRow struct {
 	Checkpoint   json.RawMessage
 	Message      string
 	Error        string
+	// Origin is the run that began the migration's work on the target; "" is Run.
+	Origin string
 }
 
 // WriteLedger inserts or updates ledger rows, in one round trip.
@@ -168,16 +263,20 @@ func (t *Target) WriteLedger(ctx context.Context, q Querier, rows ...LedgerRow) 
 		if len(r.Checkpoint) > 0 {
 			checkpoint = r.Checkpoint
 		}
+		origin := r.Origin
+		if origin == "" {
+			origin = r.Run
+		}
 		batch.Queue(`INSERT INTO `+t.schema+`.hook_ledger
-			(run_id, version, phase, hook, status, attempt, rows_affected, duration_ms, stats, checkpoint, message, error)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+			(run_id, version, phase, hook, status, attempt, rows_affected, duration_ms, stats, checkpoint, message, error, origin_run)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $14)
 			ON CONFLICT (run_id, version, phase, hook) DO UPDATE SET status = EXCLUDED.status,
 			attempt = EXCLUDED.attempt, rows_affected = EXCLUDED.rows_affected,
 			duration_ms = EXCLUDED.duration_ms, stats = EXCLUDED.stats, checkpoint = EXCLUDED.checkpoint,
 			message = EXCLUDED.message, error = EXCLUDED.error, updated_at = now(),
 			seq = nextval(pg_get_serial_sequence($13, 'seq'))`,
 			r.Run, r.Version, r.Phase, r.Hook, r.Status, r.Attempt, r.RowsAffected, r.DurationMS,
-			stats, checkpoint, r.Message, r.Error, t.schema+".hook_ledger")
+			stats, checkpoint, r.Message, r.Error, t.schema+".hook_ledger", origin)
 	}
 	if err := q.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("write hook ledger: %w", err)
@@ -188,15 +287,16 @@ func (t *Target) WriteLedger(ctx context.Context, q Querier, rows ...LedgerRow) 
 // Phase is an open transaction on the target for one phase of a run, holding the target's lock.
 type Phase struct {
 	Tx pgx.Tx
-	// Done holds the ledger rows of this phase recorded by earlier attempts.
+	// Done holds the ledger rows of this phase recorded so far (by earlier attempts, or by a
+	// run this one resumes).
 	Done []LedgerRow
 }
 
-// BeginPhase opens a transaction on the target and takes the target's lock. Unless first is
-// set (the phase's first attempt, which no earlier attempt can have recorded anything for), it
-// also reads the phase's ledger rows, in the same round trip. The caller commits or rolls back
-// Phase.Tx.
-func (t *Target) BeginPhase(ctx context.Context, pool *pgxpool.Pool, run, version, phase string, first bool) (*Phase, error) {
+// BeginPhase opens a transaction on the target, takes the target's lock and reads the phase's
+// ledger rows, in one round trip. The ledger is always read: an attempt's number says nothing
+// of what earlier attempts committed (River hands a job back with its attempt decremented when
+// its worker stops). The caller commits or rolls back Phase.Tx.
+func (t *Target) BeginPhase(ctx context.Context, pool *pgxpool.Pool, run, version, phase string) (*Phase, error) {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return nil, t.connError(err)
@@ -209,20 +309,16 @@ func (t *Target) BeginPhase(ctx context.Context, pool *pgxpool.Pool, run, versio
 	}()
 	batch := &pgx.Batch{}
 	batch.Queue(lockSQL, t.cfg.TrackingSchema)
-	if !first {
-		batch.Queue(ledgerSelect+t.schema+`.hook_ledger WHERE run_id = $1 AND version = $2 AND phase = $3 ORDER BY seq`, run, version, phase)
-	}
+	batch.Queue(ledgerSelect+t.schema+`.hook_ledger WHERE run_id = $1 AND version = $2 AND phase = $3 ORDER BY seq`, run, version, phase)
 	br := tx.SendBatch(ctx, batch)
 	if _, err := br.Exec(); err != nil {
 		br.Close()
 		return nil, fmt.Errorf("advisory lock on target %q: %w", t.cfg.Name, err)
 	}
 	p := &Phase{Tx: tx}
-	if !first {
-		if p.Done, err = scanLedger(br.Query()); err != nil {
-			br.Close()
-			return nil, err
-		}
+	if p.Done, err = scanLedger(br.Query()); err != nil {
+		br.Close()
+		return nil, err
 	}
 	if err := br.Close(); err != nil {
 		return nil, err
@@ -330,7 +426,20 @@ func (t *Target) SessionLock(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// SessionUnlock releases the lock SessionLock took.
+// SessionUnlock releases the lock SessionLock took. If the lock cannot be released for sure,
+// it closes conn, which ends the session and with it the lock: a pooled connection must never
+// go back to its pool holding the target's lock, or every later phase would wait for it.
 func (t *Target) SessionUnlock(ctx context.Context, conn *pgx.Conn) {
-	_, _ = conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtext('confiture:' || $1))`, t.cfg.TrackingSchema)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unlockTimeout)
+	defer cancel()
+	var released bool
+	err := conn.QueryRow(ctx, `SELECT pg_advisory_unlock(hashtext('confiture:' || $1))`, t.cfg.TrackingSchema).Scan(&released)
+	if err != nil || !released {
+		closeCtx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
+		defer cancel()
+		_ = conn.Close(closeCtx)
+	}
 }
+
+// unlockTimeout bounds the release of a session lock.
+const unlockTimeout = 5 * time.Second

@@ -307,13 +307,7 @@ func TestBeginPhaseReadsLedger(t *testing.T) {
 	other.Run = run2
 	writeInTx(t, tg, pool, other)
 
-	// A first attempt reads nothing: no earlier attempt can have written for it.
-	ph, err := tg.BeginPhase(ctx, pool, run1, "001", "after_ddl", true)
-	require.NoError(t, err)
-	require.Nil(t, ph.Done)
-	require.NoError(t, ph.Tx.Rollback(ctx))
-
-	ph, err = tg.BeginPhase(ctx, pool, run1, "001", "after_ddl", false)
+	ph, err := tg.BeginPhase(ctx, pool, run1, "001", "after_ddl")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = ph.Tx.Rollback(context.Background()) })
 	require.Len(t, ph.Done, 2)
@@ -332,7 +326,7 @@ func TestBeginPhaseReadsLedger(t *testing.T) {
 	require.NoError(t, ph.Tx.Commit(ctx))
 
 	// A phase that has not run yet.
-	ph, err = tg.BeginPhase(ctx, pool, run1, "001", "cleanup", false)
+	ph, err = tg.BeginPhase(ctx, pool, run1, "001", "cleanup")
 	require.NoError(t, err)
 	require.Empty(t, ph.Done)
 	require.NoError(t, ph.Tx.Rollback(ctx))
@@ -364,7 +358,7 @@ func TestBeginPhaseHoldsTargetLock(t *testing.T) {
 	require.NoError(t, err)
 	tgOther, poolOther := openTarget(t, Config{Name: "billing", DSN: dsn, Schema: "billing"})
 
-	first, err := tg1.BeginPhase(ctx, pool1, run1, "001", "after_ddl", true)
+	first, err := tg1.BeginPhase(ctx, pool1, run1, "001", "after_ddl")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = first.Tx.Rollback(context.Background()) })
 
@@ -377,7 +371,7 @@ func TestBeginPhaseHoldsTargetLock(t *testing.T) {
 	secondDone := make(chan struct{})
 	go func() {
 		defer close(secondDone)
-		ph, err := tg2.BeginPhase(secondCtx, pool2, run2, "001", "before_ddl", true)
+		ph, err := tg2.BeginPhase(secondCtx, pool2, run2, "001", "before_ddl")
 		second <- result{ph, err}
 	}()
 	// Should the test fail early, stop the waiting BeginPhase and release its connection so
@@ -402,7 +396,7 @@ func TestBeginPhaseHoldsTargetLock(t *testing.T) {
 	}
 
 	// The other target is not blocked.
-	ph, err := tgOther.BeginPhase(ctx, poolOther, run1, "001", "after_ddl", true)
+	ph, err := tgOther.BeginPhase(ctx, poolOther, run1, "001", "after_ddl")
 	require.NoError(t, err)
 	require.NoError(t, ph.Tx.Rollback(ctx))
 
@@ -434,7 +428,7 @@ func TestBeginPhaseConnectionErrorIsRedacted(t *testing.T) {
 	pool, err := pgxpool.New(ctx, fakeDSN)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	ph, err := tg.BeginPhase(ctx, pool, run1, "001", "after_ddl", true)
+	ph, err := tg.BeginPhase(ctx, pool, run1, "001", "after_ddl")
 	require.Nil(t, ph)
 	require.ErrorContains(t, err, `target "down"`)
 	require.NotContains(t, err.Error(), "s3cr3t-pw")

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -92,13 +93,14 @@ func TestBackfillPausedByCancellingItsJobResumesOnRetry(t *testing.T) {
 	}, 30*time.Second, 20*time.Millisecond)
 	_, err = rc.JobCancel(ctx, jobID)
 	require.NoError(t, err)
-
-	require.Eventually(t, func() bool {
-		var state string
-		err := b.db.QueryRow(ctx, `SELECT state FROM `+queue.DefaultRiverSchema+`.river_job WHERE id = $1`, jobID).Scan(&state)
-		return err == nil && state == "cancelled"
-	}, 30*time.Second, 20*time.Millisecond)
-	// Paused: some rows done, exactly once, the checkpoint matching them, the run still running.
+	pausedEv := waitForKind(t, b, req.Target, pub.Run, contract.KindRunPaused)
+	require.Equal(t, "fill", pausedEv.Hook)
+	require.Contains(t, pausedEv.Message, fmt.Sprintf("Retry job %d", jobID))
+	// The job's part is over, with the pause: River shows it finished, its output says why.
+	require.Equal(t, []string{"completed paused"}, b.queryStrings(t, `SELECT state || ' ' || (metadata->'output'->>'outcome')
+		FROM `+queue.DefaultRiverSchema+`.river_job WHERE id = $1`, jobID))
+	require.Equal(t, []string{"paused"}, b.queryStrings(t, `SELECT status FROM confiture_queue.runs`))
+	// Paused: some rows done, exactly once, the checkpoint matching them.
 	paused := b.count(t, `SELECT count(*) FROM big WHERE counter = 1`)
 	require.Less(t, paused, n)
 	require.Zero(t, b.count(t, `SELECT count(*) FROM big WHERE counter > 1`))
@@ -113,14 +115,9 @@ func TestBackfillPausedByCancellingItsJobResumesOnRetry(t *testing.T) {
 	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
 	require.Equal(t, n, b.count(t, `SELECT count(*) FROM big WHERE counter = 1`))
 	require.Zero(t, b.count(t, `SELECT count(*) FROM big WHERE counter <> 1`))
-	var pausedEv *contract.Event
-	for _, ev := range ofKind(evs, contract.KindHookFailed) {
-		if ev.Error != nil && ev.Error.Code == contract.CodeCancelled {
-			pausedEv = ev
-		}
-	}
-	require.NotNil(t, pausedEv, "%v", kinds(evs))
-	require.Contains(t, pausedEv.Message, "paused by an operator")
+	require.Len(t, ofKind(evs, contract.KindRunPaused), 1, "%v", kinds(evs))
+	require.Len(t, ofKind(evs, contract.KindRunResumed), 1, "%v", kinds(evs))
+	require.Empty(t, ofKind(evs, contract.KindHookFailed), "a paused hook did not fail: %v", kinds(evs))
 }
 
 func TestBackfillOfATableWithoutAKeyFailsAtOnce(t *testing.T) {

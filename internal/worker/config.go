@@ -57,8 +57,18 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Concurrency is how many phases run at once in this worker. Defaults to 10.
 	Concurrency int `yaml:"concurrency"`
-	// MaxAttempts is how many times a phase is tried. Defaults to 5.
+	// MaxAttempts is how many times a phase is tried. Attempts cut short by transient trouble
+	// or by a stopping worker do not count. Defaults to 5.
 	MaxAttempts int `yaml:"max_attempts"`
+	// OutageTolerance is how long a step keeps retrying, without using up its attempts,
+	// through transient trouble: a target or the queue database refusing connections, out of
+	// connection slots, starting up or shutting down (see internal/transient for the exact
+	// list). After it, an attempt counts as failed. Defaults to 10m.
+	OutageTolerance time.Duration `yaml:"outage_tolerance"`
+	// ReconcileInterval is how often the leader looks for runs whose job ended without moving
+	// them (cancelled or deleted in River UI, discarded, lost) and moves them on. Defaults to
+	// 30s.
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
 	// RetryBackoff is the wait before a phase's second attempt; it doubles each attempt.
 	// Defaults to 1s.
 	RetryBackoff time.Duration `yaml:"retry_backoff"`
@@ -133,7 +143,7 @@ type Config struct {
 	// Metrics collects the worker's Prometheus metrics. Defaults to a new set.
 	Metrics *observe.Metrics `yaml:"-"`
 	// Fault injects failures at named points of a phase, for tests. Defaults to none.
-	Fault func(point string, args jobs.PhaseArgs, attempt int) error `yaml:"-"`
+	Fault func(ctx context.Context, point string, args jobs.PhaseArgs, attempt int) error `yaml:"-"`
 }
 
 // WithDefaults returns cfg with every unset field defaulted.
@@ -167,6 +177,12 @@ func (cfg Config) WithDefaults() Config {
 	}
 	if cfg.RetryBackoffMax == 0 {
 		cfg.RetryBackoffMax = time.Minute
+	}
+	if cfg.OutageTolerance == 0 {
+		cfg.OutageTolerance = 10 * time.Minute
+	}
+	if cfg.ReconcileInterval == 0 {
+		cfg.ReconcileInterval = 30 * time.Second
 	}
 	if cfg.PhaseTimeout == 0 {
 		cfg.PhaseTimeout = 30 * time.Minute
@@ -211,6 +227,10 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("max_attempts must be at least 1, got %d", cfg.MaxAttempts)
 	case cfg.RetryBackoff < 0 || cfg.RetryBackoffMax < cfg.RetryBackoff:
 		return fmt.Errorf("retry_backoff (%s) must be positive and at most retry_backoff_max (%s)", cfg.RetryBackoff, cfg.RetryBackoffMax)
+	case cfg.OutageTolerance < 0:
+		return fmt.Errorf("outage_tolerance may not be negative, got %s", cfg.OutageTolerance)
+	case cfg.ReconcileInterval < 0:
+		return fmt.Errorf("reconcile_interval must be positive, got %s", cfg.ReconcileInterval)
 	case cfg.RescueAfter < cfg.PhaseTimeout:
 		return fmt.Errorf("rescue_after (%s) may not be below phase_timeout (%s): River would retry phases that are still running", cfg.RescueAfter, cfg.PhaseTimeout)
 	case cfg.BackfillSlice < 0:

@@ -74,6 +74,7 @@ func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 	durs := map[string]*time.Duration{
 		"PHASE_TIMEOUT": &cfg.PhaseTimeout, "BACKFILL_SLICE": &cfg.BackfillSlice, "RESCUE_AFTER": &cfg.RescueAfter, "SHUTDOWN_TIMEOUT": &cfg.ShutdownTimeout,
 		"RETRY_BACKOFF": &cfg.RetryBackoff, "RETRY_BACKOFF_MAX": &cfg.RetryBackoffMax,
+		"OUTAGE_TOLERANCE": &cfg.OutageTolerance, "RECONCILE_INTERVAL": &cfg.ReconcileInterval,
 		"DRY_RUN_LOCK_TIMEOUT": &cfg.DryRunLockTimeout, "SIGNATURE_MAX_AGE": &cfg.SignatureMaxAge,
 	}
 	for k, p := range durs {

@@ -135,9 +135,10 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		Store: store, Targets: w.targets, Registry: w.registry, Logger: w.log,
 		MaxAttempts: w.cfg.MaxAttempts, RetryBackoff: w.cfg.RetryBackoff,
 		RetryBackoffMax: w.cfg.RetryBackoffMax, PhaseTimeout: w.cfg.PhaseTimeout, Fault: w.cfg.Fault,
-		BackfillSlice: w.cfg.BackfillSlice,
-		Observer:      w.cfg.Metrics,
-		DryRun:        dryrun.Options{LockTimeout: w.cfg.DryRunLockTimeout, LargeTable: w.cfg.DryRunLargeTable},
+		OutageTolerance: w.cfg.OutageTolerance, ReconcileInterval: w.cfg.ReconcileInterval,
+		RiverSchema: w.cfg.RiverSchema, BackfillSlice: w.cfg.BackfillSlice,
+		Observer: w.cfg.Metrics,
+		DryRun:   dryrun.Options{LockTimeout: w.cfg.DryRunLockTimeout, LargeTable: w.cfg.DryRunLargeTable},
 	}, workers)
 	if err != nil {
 		return err
@@ -152,7 +153,8 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		JobTimeout:        w.cfg.PhaseTimeout,
 		// A phase still running this long belongs to a worker that died.
 		RescueStuckJobsAfter: w.cfg.RescueAfter,
-		MaxAttempts:          w.cfg.MaxAttempts + 1,
+		MaxAttempts:          w.pipeline.MaxAttempts(),
+		PeriodicJobs:         w.pipeline.PeriodicJobs(),
 	})
 	if err != nil {
 		return fmt.Errorf("river: %w", err)
@@ -240,6 +242,33 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.log.Info("worker stopped")
 	})
 	return err
+}
+
+// Pause, Resume, Fail and Retry are the operator actions on a run (see jobs.Pipeline); reason
+// goes into the run's event. They need a started worker.
+func (w *Worker) Pause(ctx context.Context, run, reason string) error {
+	return w.pipeline.Pause(ctx, run, reason)
+}
+
+// Resume sets a paused run going again.
+func (w *Worker) Resume(ctx context.Context, run, reason string) error {
+	return w.pipeline.Resume(ctx, run, reason)
+}
+
+// Fail fails a queued, running or paused run.
+func (w *Worker) Fail(ctx context.Context, run, reason string) error {
+	return w.pipeline.Fail(ctx, run, reason)
+}
+
+// Retry queues a failed run again; it resumes from its failed phase.
+func (w *Worker) Retry(ctx context.Context, run, reason string) error {
+	return w.pipeline.Retry(ctx, run, reason)
+}
+
+// Reconcile runs one pass of the reconciler now (it also runs every ReconcileInterval on the
+// leader).
+func (w *Worker) Reconcile(ctx context.Context) (jobs.ReconcileReport, error) {
+	return w.pipeline.Reconcile(ctx)
 }
 
 // HTTPAddr is the address of the metrics, health and River UI server, or "" when it is off.

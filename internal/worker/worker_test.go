@@ -134,10 +134,12 @@ func TestDownPathRevertsLatestThenTo(t *testing.T) {
 	}
 	require.Equal(t, []string{"002/before_ddl", "002/ddl", "002/cleanup", "001/before_ddl", "001/ddl", "001/cleanup"}, phases)
 
-	// A migration without down SQL cannot be reverted: rejected, nothing changed.
+	// A migration without down SQL cannot be reverted: the run fails at planning, nothing
+	// changed. (Accepted requests end completed or failed: only intake rejects.)
 	require.Equal(t, contract.KindRunCompleted, last(b.run(t, request("up", m1, mig("002", "x", "SELECT 1", "")))).Kind)
 	evs = b.run(t, request("down", m1, mig("002", "x", "SELECT 1", "")))
-	require.Equal(t, contract.KindRunRejected, last(evs).Kind)
+	require.Equal(t, contract.KindRunFailed, last(evs).Kind)
+	require.False(t, last(evs).Error.Retryable)
 	require.Equal(t, contract.CodeNoDownMigration, last(evs).Error.Code)
 	require.Equal(t, []string{"001", "002"}, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations ORDER BY version`))
 }
@@ -149,7 +151,7 @@ func TestFlakyHookIsRetriedWithoutRepeatingCommittedWork(t *testing.T) {
 		c.MaxAttempts = 4
 		// The cleanup phase commits on the target, then "crashes" before its queue
 		// transaction, once: the retry must find the ledger and not run it again.
-		c.Fault = func(point string, a jobs.PhaseArgs, attempt int) error {
+		c.Fault = func(_ context.Context, point string, a jobs.PhaseArgs, attempt int) error {
 			if point == "after_target_commit" && a.Phase == "cleanup" && attempt == 1 {
 				faults++
 				return errFault
@@ -361,7 +363,7 @@ func TestBadInputIsRejectedAndTheWorkerKeepsRunning(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond)
 }
 
-func TestChecksumDriftIsRejectedUnlessForced(t *testing.T) {
+func TestChecksumDriftFailsTheRunUnlessForced(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	m := mig("001", "a", "CREATE TABLE a (id int);", "")
@@ -369,8 +371,9 @@ func TestChecksumDriftIsRejectedUnlessForced(t *testing.T) {
 	changed := mig("001", "a", "CREATE TABLE a (id bigint);", "")
 	next := mig("002", "b", "CREATE TABLE b (id int);", "")
 	evs := b.run(t, request("up", changed, next))
-	require.Equal(t, contract.KindRunRejected, last(evs).Kind)
+	require.Equal(t, contract.KindRunFailed, last(evs).Kind)
 	require.Equal(t, contract.CodeDrift, last(evs).Error.Code)
+	require.Empty(t, ofKind(evs, contract.KindRunRetrying), "drift is not retried")
 	require.Contains(t, last(evs).Error.Message, "001_a")
 	require.Zero(t, b.count(t, `SELECT count(*) FROM pg_tables WHERE tablename = 'b'`), "nothing changed")
 

@@ -207,9 +207,8 @@ func phaseSummary(phases []string) string {
 }
 
 func transactionalNote(def hooks.Definition) string {
-	plugin := strings.HasSuffix(def.Source, ".hook.yaml") || strings.HasSuffix(def.Source, ".hook.json")
 	switch {
-	case def.Transactional && plugin:
+	case def.Transactional && def.External:
 		return "yes, in a transaction of its own (a plugin never joins the phase's; a retried phase runs it again with the same idempotency key)"
 	case def.Transactional:
 		return "yes (commits with the phase's transaction)"

@@ -1,0 +1,174 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/outbox"
+	"github.com/confiture-io/confiture-worker/internal/queue"
+)
+
+// Operator actions on a run: pause, resume, fail, and retry from the failed phase. Each is one
+// transition of the run state machine, written with its event in one queue-database
+// transaction. River UI's actions map onto the same transitions: cancelling a phase job fails
+// the run (a batched hook's job: pauses it), and retrying the job that failed or paused a run
+// resumes it (see begin). The command-line and NATS surfaces of these actions are thin layers
+// over these functions.
+
+// ErrRunState is returned (wrapped in a *StateError) when a run's state does not allow an
+// action: pausing a run that is not running, resuming one that is not paused, ...
+var ErrRunState = errors.New("the run's state does not allow this")
+
+// StateError says which action a run's state refused.
+type StateError struct {
+	Run    string
+	Action string
+	Status string
+	// Allowed lists the statuses the action accepts.
+	Allowed []string
+}
+
+func (e *StateError) Error() string {
+	return fmt.Sprintf("cannot %s run %s: it is %s (%s needs %v)", e.Action, e.Run, e.Status, e.Action, e.Allowed)
+}
+
+func (e *StateError) Unwrap() error { return ErrRunState }
+
+// operate runs an action on a run in one transaction, with the run locked.
+func (p *Pipeline) operate(ctx context.Context, runID, action string, allowed []string, fn func(tx pgx.Tx, rc *runContext) error) error {
+	if p.client == nil {
+		return errors.New("jobs: no River client (SetClient was not called)")
+	}
+	return p.inTx(ctx, func(tx pgx.Tx) error {
+		row, err := p.lockRun(ctx, tx, runID)
+		if err != nil {
+			return err
+		}
+		if !contains(allowed, row.Status) {
+			return &StateError{Run: runID, Action: action, Status: row.Status, Allowed: allowed}
+		}
+		rc, err := p.newRunContext(row)
+		if err != nil {
+			return err
+		}
+		return fn(tx, rc)
+	})
+}
+
+// Pause stops a running run at its step: a phase that is running finishes (a batched hook stops
+// after its current batch, keeping its checkpoint) and the run waits there, holding its
+// target, until Resume or Fail.
+func (p *Pipeline) Pause(ctx context.Context, runID, reason string) error {
+	return p.operate(ctx, runID, "pause", []string{queue.RunRunning}, func(tx pgx.Tx, rc *runContext) error {
+		step := rc.row.Step()
+		if rc.row.JobID != 0 && p.holdsBatched(rc, step) {
+			// Cancel the job: a running batched hook stops after its batch and records the
+			// pause itself (or finds it recorded); a waiting job never starts.
+			if _, err := p.client.JobCancelTx(ctx, tx, rc.row.JobID); err != nil {
+				return fmt.Errorf("cancel job %d: %w", rc.row.JobID, err)
+			}
+		}
+		ev := p.stepEvent(rc, contract.KindRunPaused, step, rc.row.Attempt, "operator")
+		ev.Message = "paused by an operator at " + describeStep(step) + reasonSuffix(reason) + "; resume or fail it"
+		return p.pause(ctx, tx, rc, queue.Guard{Statuses: []string{queue.RunRunning}, Step: step, AnyJob: true}, 0, true, ev)
+	})
+}
+
+// Resume sets a paused run going again at its step.
+func (p *Pipeline) Resume(ctx context.Context, runID, reason string) error {
+	return p.operate(ctx, runID, "resume", []string{queue.RunPaused}, func(tx pgx.Tx, rc *runContext) error {
+		_, err := p.resume(ctx, tx, p.client, rc, queue.Guard{Statuses: []string{queue.RunPaused}, Step: rc.row.Step(), AnyJob: true},
+			0, "resumed by an operator"+reasonSuffix(reason))
+		return err
+	})
+}
+
+// Fail fails a queued, running or paused run: a run at a phase goes to its migration's on_error
+// hooks like any failed phase (a running phase is cancelled), and otherwise ends failed.
+func (p *Pipeline) Fail(ctx context.Context, runID, reason string) error {
+	var sum contract.RunSummary
+	if rc, err := p.loadRun(ctx, runID); err == nil {
+		sum = p.summary(ctx, rc, p.cfg.Logger) // read outside the transaction
+	}
+	return p.operate(ctx, runID, "fail", []string{queue.RunQueued, queue.RunRunning, queue.RunPaused}, func(tx pgx.Tx, rc *runContext) error {
+		step := rc.row.Step()
+		msg := "failed by an operator" + reasonSuffix(reason)
+		f := failure{Error: contract.EventError{Code: contract.CodeCancelled, Message: msg}}
+		if rc.row.JobID != 0 {
+			alive, err := p.jobAlive(ctx, tx, rc.row.JobID)
+			if err != nil {
+				return err
+			}
+			if alive {
+				// The job stops; whatever it then reports finds the run moved on.
+				if _, err := p.client.JobCancelTx(ctx, tx, rc.row.JobID); err != nil {
+					return fmt.Errorf("cancel job %d: %w", rc.row.JobID, err)
+				}
+			}
+		}
+		g := queue.Guard{Statuses: []string{rc.row.Status}, Step: step, AnyJob: true}
+		if rc.row.Status == queue.RunQueued || step.Phase == contract.PhaseOnError {
+			// Nothing to undo: it never started, or its on_error hooks are what is running.
+			orig, extra := f, ""
+			if step.Phase == contract.PhaseOnError {
+				orig, extra = rc.failure(), msg+" while its on_error hooks ran"
+			}
+			m, _ := rc.migration(step.Version)
+			if !contract.IsPhase(step.Phase) {
+				m = nil
+			}
+			final := p.runFailedEvent(rc, m, rc.row.FailedPhase, orig, extra, sum)
+			if m == nil {
+				final = p.runFailedEvent(rc, nil, step.Phase, f, "", sum)
+			}
+			if _, err := p.apply(ctx, tx, rc.row.ID, g, queue.Change{Status: queue.RunFailed, ClearJob: true, Finished: true,
+				StoppedByJob: rc.row.JobID, Transient: "clear"}); err != nil {
+				return err
+			}
+			if err := p.record(ctx, tx, final); err != nil {
+				return err
+			}
+			p.ended(rc, queue.RunFailed)
+			return p.admitNext(ctx, tx, p.client, rc.row.Target)
+		}
+		var evs []contract.Event
+		m, _ := rc.migration(step.Version)
+		if contract.IsPhase(step.Phase) && m != nil {
+			pf := p.stepEvent(rc, contract.KindPhaseFailed, step, rc.row.Attempt, "operator")
+			pf.Error, pf.Message = &f.Error, msg
+			evs = append(evs, pf)
+		} else {
+			m = nil
+		}
+		return p.failAt(ctx, tx, p.client, rc, g, step, f, rc.row.JobID, evs, p.runFailedEvent(rc, m, step.Phase, f, "", sum))
+	})
+}
+
+// Retry queues a failed run again: once its target is free it plans again and resumes the
+// migration it failed in from its first phase not done; what its failed phases committed is
+// not repeated.
+func (p *Pipeline) Retry(ctx context.Context, runID, reason string) error {
+	return p.operate(ctx, runID, "retry", []string{queue.RunFailed}, func(tx pgx.Tx, rc *runContext) error {
+		return p.retryRun(ctx, tx, p.client, rc, "retried by an operator"+reasonSuffix(reason))
+	})
+}
+
+func reasonSuffix(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return ": " + outbox.Truncate(reason, 1000)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

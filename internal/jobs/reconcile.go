@@ -1,0 +1,176 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/queue"
+)
+
+// The reconciler owns what no attempt can report: a run whose live job ended without moving it.
+// River cancels a job that waits (River UI's cancel on a scheduled or retryable job) without
+// running it, discards a job whose attempts ran out (a worker dying with it again and again),
+// and an operator may delete one; a worker that records an outcome may also lose the
+// connection to the queue database right then. Every such run would hold its target for ever.
+// The reconciler, a River periodic job (so it runs on the leader), moves each: a cancelled job
+// fails its run (a batched hook's pauses it, with its checkpoint), a discarded one fails it,
+// a missing or completed one gets a new job for the same step (the ledger makes that safe).
+// It also admits the next run of any target whose queue has no running run.
+
+// ReconcileArgs is the reconciler's job.
+type ReconcileArgs struct{}
+
+// Kind is River's job kind.
+func (ReconcileArgs) Kind() string { return "confiture_reconcile" }
+
+type reconcileWorker struct {
+	river.WorkerDefaults[ReconcileArgs]
+	p *Pipeline
+}
+
+func (w *reconcileWorker) Timeout(*river.Job[ReconcileArgs]) time.Duration { return 5 * time.Minute }
+
+func (w *reconcileWorker) Work(ctx context.Context, _ *river.Job[ReconcileArgs]) error {
+	_, err := w.p.Reconcile(ctx)
+	return err
+}
+
+// PeriodicJobs returns the reconciler's schedule, for the River client's configuration:
+// every ReconcileInterval, and once when a leader is elected.
+func (p *Pipeline) PeriodicJobs() []*river.PeriodicJob {
+	return []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(p.cfg.ReconcileInterval),
+		func() (river.JobArgs, *river.InsertOpts) {
+			return ReconcileArgs{}, &river.InsertOpts{Queue: p.cfg.Queue, MaxAttempts: 1, UniqueOpts: river.UniqueOpts{
+				ByArgs: true,
+				// One waiting or running at a time; a slow pass does not pile up others.
+				ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending,
+					rivertype.JobStateRunning, rivertype.JobStateRetryable, rivertype.JobStateScheduled},
+			}}
+		}, &river.PeriodicJobOpts{ID: ReconcileArgs{}.Kind(), RunOnStart: true})}
+}
+
+// ReconcileReport counts what a reconciler pass did.
+type ReconcileReport struct {
+	// Failed, Paused and Requeued count the runs moved whose live job had ended.
+	Failed, Paused, Requeued int
+	// Admitted counts the targets whose next run was admitted.
+	Admitted int
+}
+
+// reconcileBatch bounds the runs one pass looks at.
+const reconcileBatch = 200
+
+// Reconcile moves every running run whose live job has ended without moving it, and admits the
+// next run of every target that has queued runs and none running. A run that moved meanwhile is
+// left alone.
+func (p *Pipeline) Reconcile(ctx context.Context) (ReconcileReport, error) {
+	var rep ReconcileReport
+	dead, err := p.cfg.Store.DeadRuns(ctx, p.cfg.RiverSchema, reconcileBatch)
+	if err != nil {
+		return rep, err
+	}
+	var errs []error
+	for _, d := range dead {
+		what, err := p.reconcileRun(ctx, d)
+		switch {
+		case errors.Is(err, errStale):
+		case err != nil:
+			errs = append(errs, fmt.Errorf("run %s: %w", d.Run, err))
+		case what == queue.RunFailed:
+			rep.Failed++
+		case what == queue.RunPaused:
+			rep.Paused++
+		default:
+			rep.Requeued++
+		}
+	}
+	idle, err := p.cfg.Store.IdleTargets(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, t := range idle {
+		if err := p.inTx(ctx, func(tx pgx.Tx) error { return p.admitNext(ctx, tx, p.client, t) }); err != nil {
+			errs = append(errs, fmt.Errorf("admit the next run of target %s: %w", t, err))
+			continue
+		}
+		rep.Admitted++
+	}
+	if rep != (ReconcileReport{}) {
+		p.cfg.Logger.Info("reconciler moved runs whose job had ended", "failed", rep.Failed, "paused", rep.Paused,
+			"requeued", rep.Requeued, "admitted", rep.Admitted)
+	}
+	return rep, errors.Join(errs...)
+}
+
+// reconcileRun moves one run whose live job ended (d) and returns the status it left it in.
+func (p *Pipeline) reconcileRun(ctx context.Context, d queue.Dead) (string, error) {
+	rc, err := p.loadRun(ctx, d.Run)
+	if err != nil {
+		return "", err
+	}
+	log := p.cfg.Logger.With("run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target, "job_id", d.Job)
+	g := queue.Guard{Statuses: []string{queue.RunRunning}, Step: d.Step, Job: d.Job}
+	step := describeStep(d.Step)
+	switch d.JobState {
+	case string(rivertype.JobStateCancelled):
+		if p.holdsBatched(rc, d.Step) {
+			ev := p.stepEvent(rc, contract.KindRunPaused, d.Step, rc.row.Attempt, "job", fmt.Sprint(d.Job))
+			ev.Message = fmt.Sprintf("paused: job %d of %s was cancelled while it waited; its checkpoint is kept. Retry job %d (River UI) to resume it, or fail the run",
+				d.Job, step, d.Job)
+			log.Warn("run paused: the job of its batched hook was cancelled", "step", step)
+			return queue.RunPaused, p.inTx(ctx, func(tx pgx.Tx) error { return p.pause(ctx, tx, rc, g, d.Job, false, ev) })
+		}
+		log.Warn("run failed: its job was cancelled", "step", step)
+		return queue.RunFailed, p.failStopped(ctx, rc, g, d, contract.CodeCancelled,
+			fmt.Sprintf("job %d of %s was cancelled (River UI, or an operator) before it ran", d.Job, step))
+	case string(rivertype.JobStateDiscarded):
+		log.Warn("run failed: River discarded its job", "step", step)
+		return queue.RunFailed, p.failStopped(ctx, rc, g, d, contract.CodeDiscarded,
+			fmt.Sprintf("job %d of %s was discarded by River: its attempts ran out (its worker died with it again and again, or it kept failing to record its outcome)", d.Job, step))
+	}
+	why := fmt.Sprintf("job %d of %s no longer exists; a new job goes on with the step", d.Job, step)
+	if d.JobState != "" {
+		why = fmt.Sprintf("job %d of %s ended (%s) without moving the run; a new job goes on with the step", d.Job, step, d.JobState)
+	}
+	log.Warn("run given a new job: its job was lost", "step", step, "job_state", d.JobState)
+	return queue.RunRunning, p.inTx(ctx, func(tx pgx.Tx) error { return p.requeue(ctx, tx, p.client, rc, d.Job, why) })
+}
+
+// failStopped fails a run whose job ended (cancelled, discarded) at its step.
+func (p *Pipeline) failStopped(ctx context.Context, rc *runContext, g queue.Guard, d queue.Dead, code, msg string) error {
+	sum := p.summary(ctx, rc, p.cfg.Logger)
+	f := failure{Error: contract.EventError{Code: code, Message: msg}}
+	var evs []contract.Event
+	m, _ := rc.migration(d.Step.Version)
+	if contract.IsPhase(d.Step.Phase) && m != nil {
+		pf := p.stepEvent(rc, contract.KindPhaseFailed, d.Step, rc.row.Attempt)
+		pf.Error, pf.Message = &f.Error, msg
+		evs = append(evs, pf)
+	} else {
+		m = nil
+	}
+	final := p.runFailedEvent(rc, m, d.Step.Phase, f, "", sum)
+	return p.inTx(ctx, func(tx pgx.Tx) error {
+		return p.failAt(ctx, tx, p.client, rc, g, d.Step, f, d.Job, evs, final)
+	})
+}
+
+// holdsBatched reports whether step is a phase that holds a batched hook: cancelling its job
+// pauses the run instead of failing it.
+func (p *Pipeline) holdsBatched(rc *runContext, s Step) bool {
+	m, err := rc.migration(s.Version)
+	if err != nil || !contract.IsPhase(s.Phase) || s.Phase == contract.PhaseDDL {
+		return false
+	}
+	planned, err := p.cfg.Registry.Plan(s.Phase, m.Hooks)
+	return err == nil && slices.ContainsFunc(planned, func(pl hooks.Planned) bool { return isBatched(pl) })
+}

@@ -1,0 +1,151 @@
+package jobs
+
+import (
+	"container/list"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/outbox"
+	"github.com/confiture-io/confiture-worker/internal/queue"
+)
+
+// runContext is a run as a job sees it: its row (as the attempt found it), its decoded request
+// and what its events need.
+type runContext struct {
+	row *queue.Run
+	req *contract.Request
+	ref outbox.RunRef
+}
+
+// newRunContext pairs a run row with its request, decoding the request unless the cache has it.
+func (p *Pipeline) newRunContext(row *queue.Run) (*runContext, error) {
+	req := p.requests.get(row.ID, row.RequestSHA256)
+	if req == nil {
+		var r contract.Request
+		if err := json.Unmarshal(row.Request, &r); err != nil {
+			return nil, fmt.Errorf("run %s: stored request: %w", row.ID, err)
+		}
+		req = &r
+		p.requests.put(row.ID, row.RequestSHA256, req)
+	}
+	return &runContext{row: row, req: req, ref: refOf(row)}, nil
+}
+
+func refOf(row *queue.Run) outbox.RunRef {
+	return outbox.RunRef{Run: row.ID, RequestID: row.RequestID, Target: row.Target, Epoch: row.Epoch}
+}
+
+// loadRun reads a run and its request.
+func (p *Pipeline) loadRun(ctx context.Context, runID string) (*runContext, error) {
+	row, err := p.cfg.Store.GetRun(ctx, p.cfg.Store.Pool, runID)
+	if err != nil {
+		return nil, err
+	}
+	return p.newRunContext(row)
+}
+
+func (rc *runContext) migration(version string) (*contract.Migration, error) {
+	for i := range rc.req.Migrations {
+		if rc.req.Migrations[i].Version == version {
+			return &rc.req.Migrations[i], nil
+		}
+	}
+	return nil, fmt.Errorf("run %s: migration %s is not in the request", rc.row.ID, version)
+}
+
+// requestCache keeps the decoded requests of the runs this process worked on, least recently
+// used first out: a request never changes once recorded, and decoding a large one for each of
+// its many phases would cost more than its phases.
+type requestCache struct {
+	mu   sync.Mutex
+	byID map[string]*list.Element // of *cachedRequest
+	lru  *list.List               // front: most recently used
+	max  int
+}
+
+type cachedRequest struct {
+	run, sha string
+	req      *contract.Request
+}
+
+func newRequestCache(max int) *requestCache {
+	return &requestCache{byID: map[string]*list.Element{}, lru: list.New(), max: max}
+}
+
+// get returns the request of run if the cache holds the one whose body hashes to sha.
+func (c *requestCache) get(run, sha string) *contract.Request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byID[run]
+	if !ok || e.Value.(*cachedRequest).sha != sha {
+		return nil
+	}
+	c.lru.MoveToFront(e)
+	return e.Value.(*cachedRequest).req
+}
+
+func (c *requestCache) put(run, sha string, req *contract.Request) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byID[run]; ok {
+		e.Value = &cachedRequest{run: run, sha: sha, req: req}
+		c.lru.MoveToFront(e)
+		return
+	}
+	c.byID[run] = c.lru.PushFront(&cachedRequest{run: run, sha: sha, req: req})
+	for c.lru.Len() > c.max {
+		oldest := c.lru.Back()
+		c.lru.Remove(oldest)
+		delete(c.byID, oldest.Value.(*cachedRequest).run)
+	}
+}
+
+func (c *requestCache) drop(run string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byID[run]; ok {
+		c.lru.Remove(e)
+		delete(c.byID, run)
+	}
+}
+
+// progressClock holds when each running batched hook last reported progress, across the
+// slices this worker runs.
+type progressClock struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// due reports whether a progress event for key is due at now (at most one per interval), and
+// if so records now.
+func (c *progressClock) due(key string, now time.Time, interval time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last == nil {
+		c.last = map[string]time.Time{}
+	}
+	if t, ok := c.last[key]; ok && now.Sub(t) < interval {
+		return false
+	}
+	c.last[key] = now
+	return true
+}
+
+func (c *progressClock) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.last, key)
+}
+
+// failure is what the run recorded of the failure that is ending it (its on_error hooks run).
+func (rc *runContext) failure() failure {
+	var f failure
+	if err := json.Unmarshal(rc.row.Error, &f); err != nil || f.Error.Code == "" {
+		return failure{Error: contract.EventError{Code: contract.CodeInternal, Message: "unknown failure"}}
+	}
+	return f
+}

@@ -204,7 +204,9 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 		seq = md.Sequence.Stream
 		receivedAt = md.Timestamp
 	}
-	ref := outbox.RunRef{Target: subjectTarget, RequestID: msg.Headers().Get(jetstream.MsgIDHeader)}
+	// The body's id wins; the message id names a request that cannot be decoded.
+	ref := outbox.RunRef{Target: subjectTarget,
+		RequestID: contract.RequestIDOfMsgID(subjectTarget, msg.Headers().Get(jetstream.MsgIDHeader))}
 	log := in.Logger.With("subject", msg.Subject(), "stream_seq", seq)
 
 	// Bound the handling of one message below AckWait, so a hung database cannot hold intake

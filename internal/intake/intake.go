@@ -90,19 +90,49 @@ type Intake struct {
 	AckWait time.Duration
 	// Observer receives measurements. Defaults to none.
 	Observer Observer
+	// Stream is the request stream. Defaults to contract.RequestStream.
+	Stream string
+	// Durable is the durable consumer the workers share on Stream. Defaults to ConsumerName.
+	Durable string
+	// SubjectPrefix is what precedes the target in a request's subject. Defaults to
+	// contract.RequestSubjectPrefix. The worker keeps the contract's names; a test on a shared
+	// NATS server uses a stream and subjects of its own, so that it never takes (and rejects)
+	// the requests of workers and tests that use the contract's stream there.
+	SubjectPrefix string
 
 	cc    jetstream.ConsumeContext
 	lanes []chan jetstream.Msg
 	wg    sync.WaitGroup
 }
 
-// EnsureConsumer creates or updates the durable consumer on the request stream.
-func (in *Intake) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) {
+func (in *Intake) setDefaults() {
+	if in.Logger == nil {
+		in.Logger = slog.New(slog.DiscardHandler)
+	}
+	if in.MaxRequestBytes <= 0 {
+		in.MaxRequestBytes = 1 << 20
+	}
 	if in.AckWait <= 0 {
 		in.AckWait = 30 * time.Second
 	}
-	c, err := in.JS.CreateOrUpdateConsumer(ctx, contract.RequestStream, jetstream.ConsumerConfig{
-		Durable:       ConsumerName,
+	if in.Stream == "" {
+		in.Stream = contract.RequestStream
+	}
+	if in.Durable == "" {
+		in.Durable = ConsumerName
+	}
+	if in.SubjectPrefix == "" {
+		in.SubjectPrefix = contract.RequestSubjectPrefix
+	}
+}
+
+// EnsureConsumer sets the defaults of the Intake's fields and creates or updates the durable
+// consumer on the request stream. Start calls it; a caller of Handle without Start calls it
+// first.
+func (in *Intake) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	in.setDefaults()
+	c, err := in.JS.CreateOrUpdateConsumer(ctx, in.Stream, jetstream.ConsumerConfig{
+		Durable:       in.Durable,
 		Description:   "confiture workers: migration requests",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       in.AckWait,
@@ -122,12 +152,6 @@ const lanes = 4
 
 // Start consumes requests in the background until Stop.
 func (in *Intake) Start(ctx context.Context) error {
-	if in.Logger == nil {
-		in.Logger = slog.New(slog.DiscardHandler)
-	}
-	if in.MaxRequestBytes <= 0 {
-		in.MaxRequestBytes = 1 << 20
-	}
 	c, err := in.EnsureConsumer(ctx)
 	if err != nil {
 		return err
@@ -193,8 +217,9 @@ type rejection struct {
 
 // Handle processes one request message: it records it and acknowledges it, or rejects it and
 // terminates it, or (when the queue database cannot be reached) asks for redelivery later.
+// Start (or EnsureConsumer) must have set the Intake's defaults.
 func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
-	subjectTarget := strings.TrimPrefix(msg.Subject(), contract.RequestSubjectPrefix)
+	subjectTarget := strings.TrimPrefix(msg.Subject(), in.SubjectPrefix)
 	if !targetRe.MatchString(subjectTarget) {
 		subjectTarget = "_invalid"
 	}

@@ -15,6 +15,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -347,10 +348,43 @@ func (in *Intake) reject(ctx context.Context, msg jetstream.Msg, ref outbox.RunR
 	}
 	log.Warn("request rejected", "code", rej.code, "reason", rej.msg)
 	in.observer().RunFinished("rejected")
-	if err := msg.TermWithReason(rej.code); err != nil {
-		log.Debug("term failed; a redelivery is rejected again with the same event id", "error", err.Error())
+	if err := in.term(msg, rej.code); err != nil {
+		log.Warn("could not terminate the rejected request; a redelivery is rejected again with the same event id", "error", err.Error())
 	}
 	return nil
+}
+
+// term terminates msg for good, with reason where the server understands one. Servers before
+// 2.10 ignore "+TERM <reason>" (TermWithReason): the message would come back every AckWait.
+// The version is read at each call: after a reconnect the server may be another one.
+func (in *Intake) term(msg jetstream.Msg, reason string) error {
+	if serverAtLeast(in.JS.Conn().ConnectedServerVersion(), 2, 10) {
+		return msg.TermWithReason(reason)
+	}
+	return msg.Term()
+}
+
+// serverAtLeast reports whether version, as a NATS server reports it ("2.9.10",
+// "2.10.0-RC.1", "v2.11.3"), is major.minor or later. An unknown version (none while
+// disconnected) is not.
+func serverAtLeast(version string, major, minor int) bool {
+	parts := strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	gotMajor, err := strconv.Atoi(parts[0])
+	if err != nil {
+		return false
+	}
+	digits := strings.IndexFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' })
+	if digits < 0 {
+		digits = len(parts[1])
+	}
+	gotMinor, err := strconv.Atoi(parts[1][:digits])
+	if err != nil {
+		return false
+	}
+	return gotMajor > major || gotMajor == major && gotMinor >= minor
 }
 
 // duplicateOf answers a copy of a recorded request that this worker would reject: the run
@@ -366,7 +400,7 @@ func (in *Intake) duplicateOf(ctx context.Context, msg jetstream.Msg, ref outbox
 	log.Info("copy of a recorded request ignored", "code", rej.code, "reason", rej.msg)
 	in.observer().RunFinished("duplicate")
 	if err := msg.Term(); err != nil {
-		log.Debug("term failed; a redelivery is answered again with the same event id", "error", err.Error())
+		log.Warn("could not terminate the copy; a redelivery is answered again with the same event id", "error", err.Error())
 	}
 	return nil
 }

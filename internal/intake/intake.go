@@ -15,6 +15,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/fault"
+	"github.com/confiture-io/confiture-worker/internal/observe"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 )
@@ -218,35 +220,35 @@ type rejection struct {
 
 // Handle processes one request message: it records it and acknowledges it, or rejects it and
 // terminates it, or (when the queue database cannot be reached) asks for redelivery later.
-// Start (or EnsureConsumer) must have set the Intake's defaults.
+// A panic while handling it (a bug, say in the Checker) is recovered: the request is rejected
+// with code internal, or, if it was recorded before, its copy is terminated. Start (or
+// EnsureConsumer) must have set the Intake's defaults.
 func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 	subjectTarget := strings.TrimPrefix(msg.Subject(), in.SubjectPrefix)
 	if !targetRe.MatchString(subjectTarget) {
 		subjectTarget = "_invalid"
 	}
-	var seq uint64
-	receivedAt := time.Now()
+	h := &handling{ref: outbox.RunRef{Target: subjectTarget}, receivedAt: time.Now()}
 	if md, err := msg.Metadata(); err == nil {
-		seq = md.Sequence.Stream
-		receivedAt = md.Timestamp
+		h.seq = md.Sequence.Stream
+		h.receivedAt = md.Timestamp
 	}
-	// The body's id wins; the message id names a request that cannot be decoded.
-	ref := outbox.RunRef{Target: subjectTarget,
-		RequestID: contract.RequestIDOfMsgID(subjectTarget, msg.Headers().Get(jetstream.MsgIDHeader))}
-	log := in.Logger.With("subject", msg.Subject(), "stream_seq", seq)
+	// The body's id wins (decode takes it); the message id names a request that cannot be
+	// decoded.
+	h.identify(contract.RequestIDOfMsgID(subjectTarget, msg.Headers().Get(jetstream.MsgIDHeader)))
+	h.log = in.Logger.With("subject", msg.Subject(), "stream_seq", h.seq)
 
 	// Bound the handling of one message below AckWait, so a hung database cannot hold intake
 	// (or shutdown) forever; the message is then redelivered.
 	ctx, cancel := context.WithTimeout(ctx, max(in.AckWait-time.Second, 5*time.Second))
 	defer cancel()
-	req, body, rej := in.decode(msg.Data(), subjectTarget, receivedAt)
-	if req != nil {
-		ref.RequestID = req.ID
-	}
-	ref.Run = contract.RunID(subjectTarget, ref.RequestID)
-	if ref.RequestID == "" {
-		ref.Run = uuid.NewString()
-	}
+	defer func() {
+		if v := recover(); v != nil {
+			in.recovered(ctx, msg, h, v, debug.Stack())
+		}
+	}()
+	ref, seq := &h.ref, h.seq
+	req, body, rej := in.decode(h, msg.Data())
 
 	var err error
 	if rej != nil && req != nil {
@@ -259,37 +261,100 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 			} else {
 				// A copy of a request already recorded (perhaps checked by a worker with other
 				// hooks loaded) is a duplicate, never a rejection of the run in progress.
-				err = in.duplicateOf(ctx, msg, ref, seq, rej,
-					log.With("run", ref.Run, "request_id", ref.RequestID, "target", subjectTarget))
+				err = in.duplicateOf(ctx, msg, *ref, seq, rej,
+					h.log.With("run", ref.Run, "request_id", ref.RequestID, "target", subjectTarget))
 				rej, req = nil, nil
 			}
 		}
 	}
-	log = log.With("run", ref.Run, "request_id", ref.RequestID, "target", subjectTarget)
+	log := h.log.With("run", ref.Run, "request_id", ref.RequestID, "target", subjectTarget)
 	switch {
 	case err != nil:
 	case rej != nil:
-		err = in.reject(ctx, msg, ref, seq, rej, log)
+		err = in.reject(ctx, msg, *ref, seq, rej, log)
 	case req != nil:
-		err = in.accept(ctx, msg, req, body, ref, seq, log)
+		err = in.accept(ctx, msg, req, body, *ref, seq, log)
 		if rej := rejectionOfDBError(err); rej != nil {
 			// The database refused the request's content itself: retrying cannot help.
-			err = in.reject(ctx, msg, ref, seq, rej, log)
+			err = in.reject(ctx, msg, *ref, seq, rej, log)
 		}
 	}
 	if err != nil {
-		// The queue database is unreachable or failing: nothing was recorded, try again later.
-		delay := redeliveryDelay(msg)
-		log.Warn("could not record request; it will be redelivered", "error", err.Error(), "retry_in", delay)
-		_ = msg.NakWithDelay(delay)
+		in.redeliver(msg, err, log)
 	}
+}
+
+// handling is what Handle knows of a message so far: a recovered panic reports on it.
+type handling struct {
+	ref        outbox.RunRef
+	seq        uint64
+	receivedAt time.Time
+	log        *slog.Logger
+}
+
+// identify names the request the message holds, and so its run.
+func (h *handling) identify(requestID string) {
+	h.ref.RequestID = requestID
+	h.ref.Run = contract.RunID(h.ref.Target, requestID)
+	if requestID == "" {
+		h.ref.Run = uuid.NewString()
+	}
+}
+
+// redeliver asks for the message again later: the queue database is unreachable or failing,
+// and nothing was recorded.
+func (in *Intake) redeliver(msg jetstream.Msg, err error, log *slog.Logger) {
+	delay := redeliveryDelay(msg)
+	log.Warn("could not record request; it will be redelivered", "error", err.Error(), "retry_in", delay)
+	_ = msg.NakWithDelay(delay)
+}
+
+// recovered answers a request whose handling panicked. The consumer redelivers without limit,
+// so the message must not come back: it would panic every worker that takes it in turn. A
+// copy of a request recorded before is terminated and its run goes on; any other request is
+// rejected with code internal. The transaction that was open, if any, was rolled back.
+func (in *Intake) recovered(ctx context.Context, msg jetstream.Msg, h *handling, v any, stack []byte) {
+	text := panicText(v)
+	log := h.log.With("run", h.ref.Run, "request_id", h.ref.RequestID, "target", h.ref.Target)
+	log.Error("request handling panicked", "panic", text, "stack", string(stack))
+	if h.ref.RequestID != "" {
+		known, err := in.Store.RunExists(ctx, h.ref.Target, h.ref.RequestID)
+		if err != nil {
+			in.redeliver(msg, err, log)
+			return
+		}
+		if known {
+			log.Warn("the request was recorded before: this copy is terminated and its run goes on")
+			if err := msg.Term(); err != nil {
+				log.Warn("could not terminate the copy; a redelivery is answered the same way", "error", err.Error())
+			}
+			return
+		}
+	}
+	rej := &rejection{code: contract.CodeInternal,
+		msg: "the worker failed while handling this request (panic: " + text + "); it is not retried: publish it again with a new id once the worker is fixed, and report it to the worker's operators"}
+	if err := in.reject(ctx, msg, h.ref, h.seq, rej, log); err != nil {
+		in.redeliver(msg, err, log)
+	}
+}
+
+// urlRe matches a URL of any scheme: a panic value may quote a connection string.
+var urlRe = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://\S+`)
+
+// panicText is a panic value for an event or a log record, without any URL (a connection
+// string) or password=... value in it.
+func panicText(v any) string {
+	s := urlRe.ReplaceAllString(fmt.Sprint(v), "[URL removed]")
+	return observe.RedactConnInfo(s)
 }
 
 // decode decodes and checks a request, in this order: size, contract (schema and limits),
 // what PostgreSQL can store, subject, signature (Verifier), then what this worker can run
 // (Checker). Nothing here opens a connection to a target. body is the request's canonical
-// body (contract.RequestBody), which identifies its content.
-func (in *Intake) decode(data []byte, subjectTarget string, receivedAt time.Time) (*contract.Request, []byte, *rejection) {
+// body (contract.RequestBody), which identifies its content. Once the request is decoded, h
+// knows its id.
+func (in *Intake) decode(h *handling, data []byte) (*contract.Request, []byte, *rejection) {
+	subjectTarget, receivedAt := h.ref.Target, h.receivedAt
 	if len(data) > in.MaxRequestBytes {
 		return nil, nil, &rejection{code: contract.CodeInvalidRequest, msg: fmt.Sprintf("request is %d bytes, over the limit of %d bytes (max_request_bytes)", len(data), in.MaxRequestBytes)}
 	}
@@ -297,6 +362,7 @@ func (in *Intake) decode(data []byte, subjectTarget string, receivedAt time.Time
 	if err != nil {
 		return nil, nil, rejectionOf(err)
 	}
+	h.identify(req.ID)
 	// PostgreSQL text cannot hold these, so such a request could never be recorded.
 	if !utf8.Valid(data) {
 		return req, nil, &rejection{code: contract.CodeInvalidRequest, msg: "request is not valid UTF-8"}

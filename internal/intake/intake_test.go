@@ -81,11 +81,43 @@ type bundle struct {
 	pool   *pgxpool.Pool
 	admit  *fakeAdmitter
 	client *client.Client
+	in     *intake.Intake
 }
 
 // setup starts an Intake (without River) on a queue database and an embedded NATS server of
 // its own.
 func setup(t *testing.T, configure ...func(*intake.Intake)) *bundle {
+	t.Helper()
+	b := newBundle(t, configure...)
+	require.NoError(t, b.in.Start(b.ctx))
+	t.Cleanup(b.in.Stop)
+	return b
+}
+
+// setupManual is setup without Start: the test fetches each message with next and hands it
+// to Handle itself.
+func setupManual(t *testing.T, configure ...func(*intake.Intake)) (*bundle, jetstream.Consumer) {
+	t.Helper()
+	b := newBundle(t, configure...)
+	c, err := b.in.EnsureConsumer(b.ctx)
+	require.NoError(t, err)
+	return b, c
+}
+
+// next fetches the next request message.
+func (b *bundle) next(t *testing.T, c jetstream.Consumer) jetstream.Msg {
+	t.Helper()
+	batch, err := c.Fetch(1, jetstream.FetchMaxWait(waitFor))
+	require.NoError(t, err)
+	for msg := range batch.Messages() {
+		return msg
+	}
+	require.NoError(t, batch.Error())
+	require.FailNow(t, "no request message within the wait")
+	return nil
+}
+
+func newBundle(t *testing.T, configure ...func(*intake.Intake)) *bundle {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -111,9 +143,7 @@ func setup(t *testing.T, configure ...func(*intake.Intake)) *bundle {
 	for _, f := range configure {
 		f(in)
 	}
-	require.NoError(t, in.Start(ctx))
-	t.Cleanup(in.Stop)
-	return &bundle{ctx: ctx, bus: b, pool: pool, admit: admit, client: c}
+	return &bundle{ctx: ctx, bus: b, pool: pool, admit: admit, client: c, in: in}
 }
 
 func validRequest(id, target string) contract.Request {

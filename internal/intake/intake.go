@@ -150,7 +150,9 @@ func (in *Intake) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error
 }
 
 // lanes is how many requests one worker handles at once. Requests for one target always go to
-// the same lane, so they are recorded in the order they arrive.
+// the same lane, so one worker records them in the order it receives them; across workers, the
+// target's admission lock (see accept) makes the order the queue database records them in the
+// order they start in.
 const lanes = 4
 
 // Start consumes requests in the background until Stop.
@@ -482,6 +484,12 @@ func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.R
 	}
 	var existing *queue.Run
 	err := pgx.BeginFunc(ctx, in.Store.Pool, func(tx pgx.Tx) error {
+		// The target's admission lock, before the insert: another worker's transaction for
+		// this target commits (and admits) before this one takes its seq, or waits until this
+		// one has. So runs of a target start in the order the queue database recorded them.
+		if err := in.Store.LockTarget(ctx, tx, req.Target); err != nil {
+			return err
+		}
 		created, ex, err := in.Store.InsertRun(ctx, tx, run)
 		if err != nil {
 			return err

@@ -234,13 +234,27 @@ func (s *Store) findRun(ctx context.Context, tx Querier, where string, args ...a
 	return &r, nil
 }
 
+// lockTargetSQL takes the target's admission lock until the end of the transaction.
+const lockTargetSQL = `SELECT pg_advisory_xact_lock(hashtext('confiture.queue.target:' || $1))`
+
+// LockTarget takes target's admission lock (the one AdmitNext takes) for the rest of tx. A
+// transaction that records a run takes it before the insert, so runs of one target get their
+// seq in the order their transactions commit: a run can never be admitted ahead of one
+// recorded before it whose transaction is still open.
+func (s *Store) LockTarget(ctx context.Context, tx pgx.Tx, target string) error {
+	if _, err := tx.Exec(ctx, lockTargetSQL, target); err != nil {
+		return fmt.Errorf("admission lock: %w", err)
+	}
+	return nil
+}
+
 // AdmitNext starts the oldest queued run of target unless a run of target is running, and
 // returns its id ("" when none starts). It holds the target's admission lock for the rest of tx,
-// so admissions on one target are serialized and in arrival order. Call it in the transaction
-// that queued a run or ended one.
+// so admissions on one target are serialized and follow the order the queue database recorded
+// the runs in (seq). Call it in the transaction that queued a run or ended one.
 func (s *Store) AdmitNext(ctx context.Context, tx pgx.Tx, target string) (string, error) {
 	batch := &pgx.Batch{}
-	batch.Queue(`SELECT pg_advisory_xact_lock(hashtext('confiture.queue.target:' || $1))`, target)
+	batch.Queue(lockTargetSQL, target)
 	batch.Queue(`UPDATE `+s.schema+`.runs SET status = 'running', started_at = now()
 		WHERE id = (SELECT id FROM `+s.schema+`.runs WHERE target = $1 AND status = 'queued' ORDER BY seq LIMIT 1)
 		AND NOT EXISTS (SELECT 1 FROM `+s.schema+`.runs WHERE target = $1 AND status = 'running')

@@ -150,12 +150,12 @@ func (c *Client) Close() { c.NC.Close() }
 type Published struct {
 	// Run is the id of the run the request produces (or produced, for a duplicate).
 	Run string
-	// Duplicate is set when JetStream already had a request with this id.
+	// Duplicate is set when JetStream already had a request with this id for this target.
 	Duplicate bool
 }
 
-// Publish sends req on its target's request subject with the request id as the message id, and
-// waits for JetStream to store it.
+// Publish sends req on its target's request subject, with contract.RequestMsgID(target, request
+// id) as the message id, and waits for JetStream to store it.
 func (c *Client) Publish(ctx context.Context, req *contract.Request) (Published, error) {
 	data, err := json.Marshal(req)
 	if err != nil {
@@ -164,11 +164,14 @@ func (c *Client) Publish(ctx context.Context, req *contract.Request) (Published,
 	return c.PublishRaw(ctx, req.Target, req.ID, data)
 }
 
-// PublishRaw sends data as a request for target with msgID as the message id.
-func (c *Client) PublishRaw(ctx context.Context, target, msgID string, data []byte) (Published, error) {
+// PublishRaw sends data as the request requestID for target, with contract.RequestMsgID(target,
+// requestID) as the message id (none when requestID is empty). The message id includes the
+// target because JetStream de-duplicates across the whole request stream: the same request id
+// sent to two targets gives two runs.
+func (c *Client) PublishRaw(ctx context.Context, target, requestID string, data []byte) (Published, error) {
 	var opts []jetstream.PublishOpt
-	if msgID != "" {
-		opts = append(opts, jetstream.WithMsgID(msgID))
+	if requestID != "" {
+		opts = append(opts, jetstream.WithMsgID(contract.RequestMsgID(target, requestID)))
 	}
 	subject := contract.RequestSubject(target)
 	ctx, done := c.watch(ctx, func(pe *PermissionError) bool { return isSubscribe(pe) || pe.Subject == subject })
@@ -183,7 +186,7 @@ func (c *Client) PublishRaw(ctx context.Context, target, msgID string, data []by
 		}
 		return Published{}, err
 	}
-	return Published{Run: contract.RunID(target, msgID), Duplicate: ack.Duplicate}, nil
+	return Published{Run: contract.RunID(target, requestID), Duplicate: ack.Duplicate}, nil
 }
 
 // ErrStopFollowing, returned by a Follow callback, ends Follow without error.

@@ -6,6 +6,7 @@ package contract
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -225,6 +226,22 @@ func EventSubject(target, run, kind string) string {
 // RunEventsFilter matches every event of one run.
 func RunEventsFilter(target, run string) string {
 	return EventSubjectPrefix + target + "." + run + ".>"
+}
+
+// RequestMsgID is the JetStream message id a request is published with: "<target>:<request id>".
+// JetStream de-duplicates by message id across the whole request stream, not per subject, so the
+// id must include the target: the same request id sent to two targets gives two runs. A target
+// name holds no ':' (see schemas/request.v1.json), so the first ':' ends it.
+func RequestMsgID(target, requestID string) string { return target + ":" + requestID }
+
+// RequestIDOfMsgID returns the request id that msgID, read on the subject of target, carries:
+// msgID without its "<target>:" prefix, or msgID itself when it has none (clients before
+// RequestMsgID used the bare request id).
+func RequestIDOfMsgID(target, msgID string) string {
+	if id, ok := strings.CutPrefix(msgID, target+":"); ok {
+		return id
+	}
+	return msgID
 }
 
 // runNamespace is the UUID namespace of run ids. Never change it: clients derive run ids too.

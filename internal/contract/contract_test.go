@@ -746,3 +746,17 @@ func FuzzDecodeRequest(f *testing.F) {
 		require.LessOrEqual(t, len(de.Message), 1024)
 	})
 }
+
+func TestRequestMsgID(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "app:deploy-42", RequestMsgID("app", "deploy-42"))
+	require.NotEqual(t, RequestMsgID("a", "deploy-42"), RequestMsgID("b", "deploy-42"), "differs by target")
+	require.NotEqual(t, RequestMsgID("ab", "c"), RequestMsgID("a", "bc"), "target and id do not run together")
+	for _, id := range []string{"deploy-42", "env:prod:42", "app:x"} {
+		require.Equal(t, id, RequestIDOfMsgID("app", RequestMsgID("app", id)), "round trip of %q", id)
+	}
+	// A bare request id, as clients before RequestMsgID sent it.
+	require.Equal(t, "deploy-42", RequestIDOfMsgID("app", "deploy-42"))
+	require.Equal(t, "staging:42", RequestIDOfMsgID("app", "staging:42"), "another target's prefix is part of the id")
+	require.Equal(t, "", RequestIDOfMsgID("app", ""))
+}

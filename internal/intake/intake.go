@@ -15,6 +15,8 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"regexp"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +29,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/fault"
+	"github.com/confiture-io/confiture-worker/internal/observe"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 )
@@ -90,19 +93,49 @@ type Intake struct {
 	AckWait time.Duration
 	// Observer receives measurements. Defaults to none.
 	Observer Observer
+	// Stream is the request stream. Defaults to contract.RequestStream.
+	Stream string
+	// Durable is the durable consumer the workers share on Stream. Defaults to ConsumerName.
+	Durable string
+	// SubjectPrefix is what precedes the target in a request's subject. Defaults to
+	// contract.RequestSubjectPrefix. The worker keeps the contract's names; a test on a shared
+	// NATS server uses a stream and subjects of its own, so that it never takes (and rejects)
+	// the requests of workers and tests that use the contract's stream there.
+	SubjectPrefix string
 
 	cc    jetstream.ConsumeContext
 	lanes []chan jetstream.Msg
 	wg    sync.WaitGroup
 }
 
-// EnsureConsumer creates or updates the durable consumer on the request stream.
-func (in *Intake) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) {
+func (in *Intake) setDefaults() {
+	if in.Logger == nil {
+		in.Logger = slog.New(slog.DiscardHandler)
+	}
+	if in.MaxRequestBytes <= 0 {
+		in.MaxRequestBytes = 1 << 20
+	}
 	if in.AckWait <= 0 {
 		in.AckWait = 30 * time.Second
 	}
-	c, err := in.JS.CreateOrUpdateConsumer(ctx, contract.RequestStream, jetstream.ConsumerConfig{
-		Durable:       ConsumerName,
+	if in.Stream == "" {
+		in.Stream = contract.RequestStream
+	}
+	if in.Durable == "" {
+		in.Durable = ConsumerName
+	}
+	if in.SubjectPrefix == "" {
+		in.SubjectPrefix = contract.RequestSubjectPrefix
+	}
+}
+
+// EnsureConsumer sets the defaults of the Intake's fields and creates or updates the durable
+// consumer on the request stream. Start calls it; a caller of Handle without Start calls it
+// first.
+func (in *Intake) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	in.setDefaults()
+	c, err := in.JS.CreateOrUpdateConsumer(ctx, in.Stream, jetstream.ConsumerConfig{
+		Durable:       in.Durable,
 		Description:   "confiture workers: migration requests",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       in.AckWait,
@@ -117,17 +150,13 @@ func (in *Intake) EnsureConsumer(ctx context.Context) (jetstream.Consumer, error
 }
 
 // lanes is how many requests one worker handles at once. Requests for one target always go to
-// the same lane, so they are recorded in the order they arrive.
+// the same lane, so one worker records them in the order it receives them; across workers, the
+// target's admission lock (see accept) makes the order the queue database records them in the
+// order they start in.
 const lanes = 4
 
 // Start consumes requests in the background until Stop.
 func (in *Intake) Start(ctx context.Context) error {
-	if in.Logger == nil {
-		in.Logger = slog.New(slog.DiscardHandler)
-	}
-	if in.MaxRequestBytes <= 0 {
-		in.MaxRequestBytes = 1 << 20
-	}
 	c, err := in.EnsureConsumer(ctx)
 	if err != nil {
 		return err
@@ -193,32 +222,35 @@ type rejection struct {
 
 // Handle processes one request message: it records it and acknowledges it, or rejects it and
 // terminates it, or (when the queue database cannot be reached) asks for redelivery later.
+// A panic while handling it (a bug, say in the Checker) is recovered: the request is rejected
+// with code internal, or, if it was recorded before, its copy is terminated. Start (or
+// EnsureConsumer) must have set the Intake's defaults.
 func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
-	subjectTarget := strings.TrimPrefix(msg.Subject(), contract.RequestSubjectPrefix)
+	subjectTarget := strings.TrimPrefix(msg.Subject(), in.SubjectPrefix)
 	if !targetRe.MatchString(subjectTarget) {
 		subjectTarget = "_invalid"
 	}
-	var seq uint64
-	receivedAt := time.Now()
+	h := &handling{ref: outbox.RunRef{Target: subjectTarget}, receivedAt: time.Now()}
 	if md, err := msg.Metadata(); err == nil {
-		seq = md.Sequence.Stream
-		receivedAt = md.Timestamp
+		h.seq = md.Sequence.Stream
+		h.receivedAt = md.Timestamp
 	}
-	ref := outbox.RunRef{Target: subjectTarget, RequestID: msg.Headers().Get(jetstream.MsgIDHeader)}
-	log := in.Logger.With("subject", msg.Subject(), "stream_seq", seq)
+	// The body's id wins (decode takes it); the message id names a request that cannot be
+	// decoded.
+	h.identify(contract.RequestIDOfMsgID(subjectTarget, msg.Headers().Get(jetstream.MsgIDHeader)))
+	h.log = in.Logger.With("subject", msg.Subject(), "stream_seq", h.seq)
 
 	// Bound the handling of one message below AckWait, so a hung database cannot hold intake
 	// (or shutdown) forever; the message is then redelivered.
 	ctx, cancel := context.WithTimeout(ctx, max(in.AckWait-time.Second, 5*time.Second))
 	defer cancel()
-	req, body, rej := in.decode(msg.Data(), subjectTarget, receivedAt)
-	if req != nil {
-		ref.RequestID = req.ID
-	}
-	ref.Run = contract.RunID(subjectTarget, ref.RequestID)
-	if ref.RequestID == "" {
-		ref.Run = uuid.NewString()
-	}
+	defer func() {
+		if v := recover(); v != nil {
+			in.recovered(ctx, msg, h, v, debug.Stack())
+		}
+	}()
+	ref, seq := &h.ref, h.seq
+	req, body, rej := in.decode(h, msg.Data())
 
 	var err error
 	if rej != nil && req != nil {
@@ -231,37 +263,100 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 			} else {
 				// A copy of a request already recorded (perhaps checked by a worker with other
 				// hooks loaded) is a duplicate, never a rejection of the run in progress.
-				err = in.duplicateOf(ctx, msg, ref, seq, rej,
-					log.With("run", ref.Run, "request_id", ref.RequestID, "target", subjectTarget))
+				err = in.duplicateOf(ctx, msg, *ref, seq, rej,
+					h.log.With("run", ref.Run, "request_id", ref.RequestID, "target", subjectTarget))
 				rej, req = nil, nil
 			}
 		}
 	}
-	log = log.With("run", ref.Run, "request_id", ref.RequestID, "target", subjectTarget)
+	log := h.log.With("run", ref.Run, "request_id", ref.RequestID, "target", subjectTarget)
 	switch {
 	case err != nil:
 	case rej != nil:
-		err = in.reject(ctx, msg, ref, seq, rej, log)
+		err = in.reject(ctx, msg, *ref, seq, rej, log)
 	case req != nil:
-		err = in.accept(ctx, msg, req, body, ref, seq, log)
+		err = in.accept(ctx, msg, req, body, *ref, seq, log)
 		if rej := rejectionOfDBError(err); rej != nil {
 			// The database refused the request's content itself: retrying cannot help.
-			err = in.reject(ctx, msg, ref, seq, rej, log)
+			err = in.reject(ctx, msg, *ref, seq, rej, log)
 		}
 	}
 	if err != nil {
-		// The queue database is unreachable or failing: nothing was recorded, try again later.
-		delay := redeliveryDelay(msg)
-		log.Warn("could not record request; it will be redelivered", "error", err.Error(), "retry_in", delay)
-		_ = msg.NakWithDelay(delay)
+		in.redeliver(msg, err, log)
 	}
+}
+
+// handling is what Handle knows of a message so far: a recovered panic reports on it.
+type handling struct {
+	ref        outbox.RunRef
+	seq        uint64
+	receivedAt time.Time
+	log        *slog.Logger
+}
+
+// identify names the request the message holds, and so its run.
+func (h *handling) identify(requestID string) {
+	h.ref.RequestID = requestID
+	h.ref.Run = contract.RunID(h.ref.Target, requestID)
+	if requestID == "" {
+		h.ref.Run = uuid.NewString()
+	}
+}
+
+// redeliver asks for the message again later: the queue database is unreachable or failing,
+// and nothing was recorded.
+func (in *Intake) redeliver(msg jetstream.Msg, err error, log *slog.Logger) {
+	delay := redeliveryDelay(msg)
+	log.Warn("could not record request; it will be redelivered", "error", err.Error(), "retry_in", delay)
+	_ = msg.NakWithDelay(delay)
+}
+
+// recovered answers a request whose handling panicked. The consumer redelivers without limit,
+// so the message must not come back: it would panic every worker that takes it in turn. A
+// copy of a request recorded before is terminated and its run goes on; any other request is
+// rejected with code internal. The transaction that was open, if any, was rolled back.
+func (in *Intake) recovered(ctx context.Context, msg jetstream.Msg, h *handling, v any, stack []byte) {
+	text := panicText(v)
+	log := h.log.With("run", h.ref.Run, "request_id", h.ref.RequestID, "target", h.ref.Target)
+	log.Error("request handling panicked", "panic", text, "stack", string(stack))
+	if h.ref.RequestID != "" {
+		known, err := in.Store.RunExists(ctx, h.ref.Target, h.ref.RequestID)
+		if err != nil {
+			in.redeliver(msg, err, log)
+			return
+		}
+		if known {
+			log.Warn("the request was recorded before: this copy is terminated and its run goes on")
+			if err := msg.Term(); err != nil {
+				log.Warn("could not terminate the copy; a redelivery is answered the same way", "error", err.Error())
+			}
+			return
+		}
+	}
+	rej := &rejection{code: contract.CodeInternal,
+		msg: "the worker failed while handling this request (panic: " + text + "); it is not retried: publish it again with a new id once the worker is fixed, and report it to the worker's operators"}
+	if err := in.reject(ctx, msg, h.ref, h.seq, rej, log); err != nil {
+		in.redeliver(msg, err, log)
+	}
+}
+
+// urlRe matches a URL of any scheme: a panic value may quote a connection string.
+var urlRe = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://\S+`)
+
+// panicText is a panic value for an event or a log record, without any URL (a connection
+// string) or password=... value in it.
+func panicText(v any) string {
+	s := urlRe.ReplaceAllString(fmt.Sprint(v), "[URL removed]")
+	return observe.RedactConnInfo(s)
 }
 
 // decode decodes and checks a request, in this order: size, contract (schema and limits),
 // what PostgreSQL can store, subject, signature (Verifier), then what this worker can run
 // (Checker). Nothing here opens a connection to a target. body is the request's canonical
-// body (contract.RequestBody), which identifies its content.
-func (in *Intake) decode(data []byte, subjectTarget string, receivedAt time.Time) (*contract.Request, []byte, *rejection) {
+// body (contract.RequestBody), which identifies its content. Once the request is decoded, h
+// knows its id.
+func (in *Intake) decode(h *handling, data []byte) (*contract.Request, []byte, *rejection) {
+	subjectTarget, receivedAt := h.ref.Target, h.receivedAt
 	if len(data) > in.MaxRequestBytes {
 		return nil, nil, &rejection{code: contract.CodeInvalidRequest, msg: fmt.Sprintf("request is %d bytes, over the limit of %d bytes (max_request_bytes)", len(data), in.MaxRequestBytes)}
 	}
@@ -269,6 +364,7 @@ func (in *Intake) decode(data []byte, subjectTarget string, receivedAt time.Time
 	if err != nil {
 		return nil, nil, rejectionOf(err)
 	}
+	h.identify(req.ID)
 	// PostgreSQL text cannot hold these, so such a request could never be recorded.
 	if !utf8.Valid(data) {
 		return req, nil, &rejection{code: contract.CodeInvalidRequest, msg: "request is not valid UTF-8"}
@@ -320,10 +416,43 @@ func (in *Intake) reject(ctx context.Context, msg jetstream.Msg, ref outbox.RunR
 	}
 	log.Warn("request rejected", "code", rej.code, "reason", rej.msg)
 	in.observer().RunFinished("rejected")
-	if err := msg.TermWithReason(rej.code); err != nil {
-		log.Debug("term failed; a redelivery is rejected again with the same event id", "error", err.Error())
+	if err := in.term(msg, rej.code); err != nil {
+		log.Warn("could not terminate the rejected request; a redelivery is rejected again with the same event id", "error", err.Error())
 	}
 	return nil
+}
+
+// term terminates msg for good, with reason where the server understands one. Servers before
+// 2.10 ignore "+TERM <reason>" (TermWithReason): the message would come back every AckWait.
+// The version is read at each call: after a reconnect the server may be another one.
+func (in *Intake) term(msg jetstream.Msg, reason string) error {
+	if serverAtLeast(in.JS.Conn().ConnectedServerVersion(), 2, 10) {
+		return msg.TermWithReason(reason)
+	}
+	return msg.Term()
+}
+
+// serverAtLeast reports whether version, as a NATS server reports it ("2.9.10",
+// "2.10.0-RC.1", "v2.11.3"), is major.minor or later. An unknown version (none while
+// disconnected) is not.
+func serverAtLeast(version string, major, minor int) bool {
+	parts := strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	gotMajor, err := strconv.Atoi(parts[0])
+	if err != nil {
+		return false
+	}
+	digits := strings.IndexFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' })
+	if digits < 0 {
+		digits = len(parts[1])
+	}
+	gotMinor, err := strconv.Atoi(parts[1][:digits])
+	if err != nil {
+		return false
+	}
+	return gotMajor > major || gotMajor == major && gotMinor >= minor
 }
 
 // duplicateOf answers a copy of a recorded request that this worker would reject: the run
@@ -339,7 +468,7 @@ func (in *Intake) duplicateOf(ctx context.Context, msg jetstream.Msg, ref outbox
 	log.Info("copy of a recorded request ignored", "code", rej.code, "reason", rej.msg)
 	in.observer().RunFinished("duplicate")
 	if err := msg.Term(); err != nil {
-		log.Debug("term failed; a redelivery is answered again with the same event id", "error", err.Error())
+		log.Warn("could not terminate the copy; a redelivery is answered again with the same event id", "error", err.Error())
 	}
 	return nil
 }
@@ -355,6 +484,12 @@ func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.R
 	}
 	var existing *queue.Run
 	err := pgx.BeginFunc(ctx, in.Store.Pool, func(tx pgx.Tx) error {
+		// The target's admission lock, before the insert: another worker's transaction for
+		// this target commits (and admits) before this one takes its seq, or waits until this
+		// one has. So runs of a target start in the order the queue database recorded them.
+		if err := in.Store.LockTarget(ctx, tx, req.Target); err != nil {
+			return err
+		}
 		created, ex, err := in.Store.InsertRun(ctx, tx, run)
 		if err != nil {
 			return err

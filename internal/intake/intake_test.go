@@ -81,11 +81,43 @@ type bundle struct {
 	pool   *pgxpool.Pool
 	admit  *fakeAdmitter
 	client *client.Client
+	in     *intake.Intake
 }
 
 // setup starts an Intake (without River) on a queue database and an embedded NATS server of
 // its own.
 func setup(t *testing.T, configure ...func(*intake.Intake)) *bundle {
+	t.Helper()
+	b := newBundle(t, configure...)
+	require.NoError(t, b.in.Start(b.ctx))
+	t.Cleanup(b.in.Stop)
+	return b
+}
+
+// setupManual is setup without Start: the test fetches each message with next and hands it
+// to Handle itself.
+func setupManual(t *testing.T, configure ...func(*intake.Intake)) (*bundle, jetstream.Consumer) {
+	t.Helper()
+	b := newBundle(t, configure...)
+	c, err := b.in.EnsureConsumer(b.ctx)
+	require.NoError(t, err)
+	return b, c
+}
+
+// next fetches the next request message.
+func (b *bundle) next(t *testing.T, c jetstream.Consumer) jetstream.Msg {
+	t.Helper()
+	batch, err := c.Fetch(1, jetstream.FetchMaxWait(waitFor))
+	require.NoError(t, err)
+	for msg := range batch.Messages() {
+		return msg
+	}
+	require.NoError(t, batch.Error())
+	require.FailNow(t, "no request message within the wait")
+	return nil
+}
+
+func newBundle(t *testing.T, configure ...func(*intake.Intake)) *bundle {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -111,9 +143,7 @@ func setup(t *testing.T, configure ...func(*intake.Intake)) *bundle {
 	for _, f := range configure {
 		f(in)
 	}
-	require.NoError(t, in.Start(ctx))
-	t.Cleanup(in.Stop)
-	return &bundle{ctx: ctx, bus: b, pool: pool, admit: admit, client: c}
+	return &bundle{ctx: ctx, bus: b, pool: pool, admit: admit, client: c, in: in}
 }
 
 func validRequest(id, target string) contract.Request {
@@ -131,9 +161,10 @@ func mustJSON(t *testing.T, v any) []byte {
 	return data
 }
 
-func (b *bundle) publish(t *testing.T, target, msgID string, data []byte) client.Published {
+// publish publishes data as the request requestID for target (the client derives the message id).
+func (b *bundle) publish(t *testing.T, target, requestID string, data []byte) client.Published {
 	t.Helper()
-	pub, err := b.client.PublishRaw(b.ctx, target, msgID, data)
+	pub, err := b.client.PublishRaw(b.ctx, target, requestID, data)
 	require.NoError(t, err)
 	return pub
 }
@@ -449,4 +480,53 @@ func TestUnstorableCopyOfARecordedRequestIsADuplicate(t *testing.T) {
 	require.Equal(t, contract.KindRunDuplicate, evs[1].event.Kind)
 	require.Contains(t, evs[1].event.Message, "NUL")
 	require.Equal(t, 1, b.runCount(t))
+}
+
+// JetStream de-duplicates by message id across the whole stream, not per subject: the same
+// request id sent to two targets must still give two runs (SPEC, guarantee 1).
+func TestSameRequestIDOnTwoTargetsGivesTwoRuns(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	reqA, reqB := validRequest("deploy-42", "a"), validRequest("deploy-42", "b")
+	pubA, err := b.client.Publish(b.ctx, &reqA)
+	require.NoError(t, err)
+	pubB, err := b.client.Publish(b.ctx, &reqB)
+	require.NoError(t, err)
+	require.False(t, pubA.Duplicate)
+	assert.False(t, pubB.Duplicate, "the same request id on another target is not a duplicate")
+	require.Equal(t, contract.RunID("a", "deploy-42"), pubA.Run)
+	require.Equal(t, contract.RunID("b", "deploy-42"), pubB.Run)
+
+	eventually(t, func(c *assert.CollectT) { assert.Equal(c, 2, b.runCount(c), "runs recorded") })
+	b.requireSettled(t)
+	evs := b.outbox(t)
+	require.Len(t, evs, 2)
+	got := map[string]string{}
+	for _, e := range evs {
+		require.Equal(t, contract.KindRunAccepted, e.event.Kind)
+		require.Equal(t, "deploy-42", e.event.RequestID)
+		got[e.event.Target] = e.event.Run
+	}
+	require.Equal(t, map[string]string{"a": pubA.Run, "b": pubB.Run}, got)
+}
+
+// Intake names the request id of a request it cannot decode from the message id: the
+// "<target>:<request id>" that clients send, or the bare request id that older clients sent.
+func TestRejectionOfAnUndecodableRequestCarriesItsRequestID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i, msgID := range []string{contract.RequestMsgID("app", "r-new"), "r-old"} {
+		_, err := b.bus.JS.Publish(b.ctx, contract.RequestSubject("app"), []byte(`{"schema": `), jetstream.WithMsgID(msgID))
+		require.NoError(t, err)
+		eventually(t, func(c *assert.CollectT) { assert.Equal(c, i+1, b.outboxCount(c)) })
+	}
+	b.requireSettled(t)
+	evs := b.outbox(t)
+	require.Len(t, evs, 2)
+	for i, id := range []string{"r-new", "r-old"} {
+		ev := evs[i].event
+		require.Equal(t, contract.KindRunRejected, ev.Kind)
+		require.Equal(t, id, ev.RequestID)
+		require.Equal(t, contract.RunID("app", id), ev.Run, "the run id the client derives")
+	}
 }

@@ -185,6 +185,17 @@ func (s *Store) findRun(ctx context.Context, q Querier, where string, args ...an
 // admissionLockSQL serializes the admissions of one target, whoever does them.
 const admissionLockSQL = `SELECT pg_advisory_xact_lock(hashtext('confiture.queue.target:' || $1))`
 
+// LockTarget takes target's admission lock (the one AdmitNext takes) for the rest of tx. A
+// transaction that records a run takes it before the insert, so runs of one target get their
+// seq in the order their transactions commit: a run can never be admitted ahead of one
+// recorded before it whose transaction is still open.
+func (s *Store) LockTarget(ctx context.Context, tx pgx.Tx, target string) error {
+	if _, err := tx.Exec(ctx, admissionLockSQL, target); err != nil {
+		return fmt.Errorf("admission lock: %w", err)
+	}
+	return nil
+}
+
 // AdmitNext starts the oldest queued run of target unless a run of target is running or
 // paused, and returns its id ("" when none starts). It holds the target's admission lock for
 // the rest of tx, so admissions on one target are serialized and follow the order the queue

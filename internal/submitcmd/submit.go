@@ -77,8 +77,9 @@ const longHelp = `Reads the migrations in DIR (<version>_<name>.up.sql, optional
 .hooks.yaml), checks them locally, and publishes one confiture.request/v1 request on NATS
 (subject confiture.requests.<target>), where a worker picks it up.
 
-The request id (--id) makes the request idempotent: publishing the same id again does not start
-a second run; submit then follows the run the first request started.
+The request id (--id) makes the request idempotent: publishing the same id again for the same
+target does not start a second run; submit then follows the run the first request started. The
+same id for another target is another request.
 
 Without --wait, submit prints the run id and how to follow it, and exits once the request is
 stored. With --wait it follows the run's events (confiture.events.<target>.<run>.>) with a live

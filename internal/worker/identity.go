@@ -116,7 +116,7 @@ func (w *Worker) logTakeover(me queue.WorkerInfo, r queue.Roster) {
 		return
 	}
 	from, to := r.Last.System+" at "+bus.RedactURL(r.Last.URL), me.NATSSystem+" at "+me.NATSURL
-	w.log.Warn(fmt.Sprintf("events of this queue database went to NATS system %s until now and go to NATS system %s from now on: observers of the old system see no new events, and the %d events not yet published go to the new one",
+	w.log.Warn(fmt.Sprintf("events of this queue database went to NATS system %s until now and go to NATS system %s from now on: observers of the old system see no new events; events not yet published (%d) go to the new one",
 		from, to, r.Unpublished),
 		"previous_nats_system", r.Last.System, "previous_nats_url", bus.RedactURL(r.Last.URL),
 		"previous_since", r.Last.Since, "nats_system", me.NATSSystem, "nats_url", me.NATSURL,

@@ -50,6 +50,8 @@ type Bus struct {
 	server *server.Server
 	url    string
 	log    *slog.Logger
+	// systemID identifies the NATS system events go to; set by EnsureStreams.
+	systemID string
 }
 
 // Connect connects to opts.URL, or starts an embedded server and connects to it.
@@ -117,6 +119,18 @@ func (b *Bus) URL() string { return b.url }
 
 // RedactedURL is URL without credentials, for logs and files.
 func (b *Bus) RedactedURL() string { return redactURL(b.url) }
+
+// SystemID identifies the NATS system (server or cluster, and account) that this bus publishes
+// events to: the event stream's name and creation time, "CONFITURE_EVENTS@<RFC 3339, UTC, with
+// nanoseconds>". Every node of a cluster reports the same creation time and a restart keeps it,
+// while another server, another cluster or another account has a stream of its own, created at
+// another time. It is "" until EnsureStreams has run.
+func (b *Bus) SystemID() string { return b.systemID }
+
+// systemID formats the identity of the system whose event stream was created at created.
+func systemID(created time.Time) string {
+	return contract.EventStream + "@" + created.UTC().Format(time.RFC3339Nano)
+}
 
 // Embedded reports whether the bus runs an in-process server.
 func (b *Bus) Embedded() bool { return b.server != nil }
@@ -186,7 +200,8 @@ type StreamOptions struct {
 }
 
 // EnsureStreams creates or updates the request stream (work queue, de-duplicated by message id)
-// and the event stream (limits, for observers to replay).
+// and the event stream (limits, for observers to replay), and records the system's identity
+// (SystemID).
 func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 	if o.RequestDuplicates <= 0 {
 		o.RequestDuplicates = time.Hour
@@ -215,7 +230,7 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", contract.RequestStream, err)
 	}
-	_, err = b.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	events, err := b.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        contract.EventStream,
 		Description: "confiture run events (confiture.event/v1)",
 		Subjects:    []string{contract.EventSubjectPrefix + ">"},
@@ -228,6 +243,12 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", contract.EventStream, err)
 	}
+	// Create and update responses both carry the stream's info (servers 2.9 to 2.15).
+	created := events.CachedInfo().Created
+	if created.IsZero() {
+		return fmt.Errorf("stream %s: the server reported no creation time, which identifies the NATS system", contract.EventStream)
+	}
+	b.systemID = systemID(created)
 	return nil
 }
 

@@ -95,6 +95,23 @@ var migrations = []string{
 	UPDATE %[1]s.runs r SET job_id = (SELECT max(j.id) FROM %[2]s.river_job j
 		WHERE j.args->>'run_id' = r.id::text AND j.state NOT IN ('completed', 'cancelled', 'discarded'))
 		WHERE r.status = 'running';`,
+	// The workers using this queue database and the NATS system its events go to: a worker
+	// connected to another NATS system than a live one's refuses to start (workers.go).
+	`CREATE TABLE %[1]s.workers (
+		id          uuid PRIMARY KEY,
+		host        text NOT NULL,
+		pid         integer NOT NULL,
+		nats_system text NOT NULL,
+		nats_url    text NOT NULL, -- without credentials
+		started_at  timestamptz NOT NULL DEFAULT now(),
+		seen_at     timestamptz NOT NULL DEFAULT now()
+	);
+	CREATE TABLE %[1]s.nats_system (
+		only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+		system   text NOT NULL,
+		url      text NOT NULL, -- without credentials
+		since    timestamptz NOT NULL DEFAULT now()
+	);`,
 }
 
 // Migrate brings River's tables (in riverSchema) and the worker's tables (in schema) up to date.

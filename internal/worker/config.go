@@ -116,6 +116,14 @@ type Config struct {
 	// Defaults to 127.0.0.1:9090, or a free port when that one is taken; "off" disables the
 	// server. River UI has no authentication of its own: keep it on loopback or behind a proxy.
 	HTTPAddr string `yaml:"http_addr"`
+	// HeartbeatInterval is how often the worker records in the queue database that it is
+	// alive. Defaults to 5s.
+	HeartbeatInterval time.Duration `yaml:"-"`
+	// LivenessWindow is how long after its last heartbeat a worker counts as alive: a worker
+	// connected to another NATS system than a live worker on the same queue database refuses
+	// to start, and after this long a worker that died no longer holds the others back.
+	// Defaults to 3 × HeartbeatInterval (15s); it must be longer than HeartbeatInterval.
+	LivenessWindow time.Duration `yaml:"liveness_window"`
 	// ReadyFile, when set, receives the NATS URL once the worker takes requests, and is removed
 	// when it stops. Defaults to none.
 	ReadyFile string `yaml:"ready_file"`
@@ -209,6 +217,12 @@ func (cfg Config) WithDefaults() Config {
 	if cfg.FetchPollInterval == 0 {
 		cfg.FetchPollInterval = 100 * time.Millisecond
 	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = 5 * time.Second
+	}
+	if cfg.LivenessWindow == 0 {
+		cfg.LivenessWindow = 3 * cfg.HeartbeatInterval
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = observe.NewMetrics()
 	}
@@ -247,6 +261,10 @@ func (cfg Config) Validate() error {
 		return cfg.envSignersError()
 	case cfg.FetchCooldown < time.Millisecond:
 		return fmt.Errorf("fetch_cooldown must be at least 1ms, got %s", cfg.FetchCooldown)
+	case cfg.HeartbeatInterval < 0:
+		return fmt.Errorf("the heartbeat interval must be positive, got %s", cfg.HeartbeatInterval)
+	case cfg.LivenessWindow <= cfg.HeartbeatInterval:
+		return fmt.Errorf("liveness_window (%s) must be longer than the heartbeat interval (%s): a live worker would look dead between two heartbeats", cfg.LivenessWindow, cfg.HeartbeatInterval)
 	case cfg.QueueSchema == "public" || cfg.RiverSchema == "public":
 		return errors.New("queue_schema and river_schema must not be public")
 	case cfg.QueueSchema == cfg.RiverSchema:

@@ -35,6 +35,8 @@ func TestConfigWithDefaults(t *testing.T) {
 	require.Equal(t, time.Hour, cfg.RequestDuplicateWindow)
 	require.Equal(t, time.Millisecond, cfg.FetchCooldown)
 	require.Equal(t, 100*time.Millisecond, cfg.FetchPollInterval)
+	require.Equal(t, 5*time.Second, cfg.HeartbeatInterval)
+	require.Equal(t, 15*time.Second, cfg.LivenessWindow, "three heartbeats")
 	require.NotNil(t, cfg.Logger)
 	require.NoError(t, cfg.Validate())
 
@@ -65,6 +67,8 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"queue_schema", func(c *Config) { c.QueueSchema = "public" }},
 		{"river_schema", func(c *Config) { c.RiverSchema = "public" }},
 		{"river_schema", func(c *Config) { c.RiverSchema = c.QueueSchema }},
+		{"liveness_window", func(c *Config) { c.LivenessWindow = c.HeartbeatInterval }},
+		{"heartbeat interval", func(c *Config) { c.HeartbeatInterval = -time.Second }},
 	} {
 		cfg := Config{}.WithDefaults()
 		tc.edit(&cfg)
@@ -92,6 +96,7 @@ phase_timeout: 30s
 shutdown_timeout: 2m
 retry_backoff: 250ms
 request_duplicate_window: 1h30m
+liveness_window: 1m
 targets:
   - name: default
     dsn: postgres://worker@db.example/app
@@ -113,6 +118,7 @@ func TestLoadFile(t *testing.T) {
 	require.Equal(t, 2*time.Minute, cfg.ShutdownTimeout)
 	require.Equal(t, 250*time.Millisecond, cfg.RetryBackoff)
 	require.Equal(t, 90*time.Minute, cfg.RequestDuplicateWindow)
+	require.Equal(t, time.Minute, cfg.LivenessWindow)
 	require.Equal(t, []target.Config{
 		{Name: "default", DSN: "postgres://worker@db.example/app"},
 		{Name: "reporting", DSN: "postgres://worker@db.example/reporting", Schema: "rpt", MaxConns: 2},
@@ -169,6 +175,7 @@ func TestApplyEnv(t *testing.T) {
 		"CONFITURE_PHASE_TIMEOUT":    "45s",
 		"CONFITURE_SHUTDOWN_TIMEOUT": "1m",
 		"CONFITURE_QUEUE_SCHEMA":     "q",
+		"CONFITURE_LIVENESS_WINDOW":  "40s",
 		"CONFITURE_TARGET_REPORTING": "postgres://env@db/reporting",
 		"CONFITURE_TARGET_EMPTY":     "",
 		"OTHER_TARGET_X":             "postgres://env@db/x",
@@ -182,6 +189,7 @@ func TestApplyEnv(t *testing.T) {
 	require.Equal(t, 45*time.Second, cfg.PhaseTimeout)
 	require.Equal(t, time.Minute, cfg.ShutdownTimeout)
 	require.Equal(t, "q", cfg.QueueSchema)
+	require.Equal(t, 40*time.Second, cfg.LivenessWindow)
 	require.Equal(t, []target.Config{{Name: "reporting", DSN: "postgres://env@db/reporting"}}, cfg.Targets)
 
 	// With no variables, nothing changes.

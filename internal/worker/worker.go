@@ -52,6 +52,13 @@ type Worker struct {
 	relayCancel context.CancelFunc
 	relayDone   chan struct{}
 	stopOnce    sync.Once
+
+	// store and me are set once this worker is registered in the queue database (identity.go).
+	store           *queue.Store
+	me              *queue.WorkerInfo
+	heartbeatCancel context.CancelFunc
+	heartbeatDone   chan struct{}
+	beatProblem     string // the heartbeat's problem last logged, "" when none
 }
 
 // New validates cfg and returns a Worker. It opens no connection.
@@ -176,6 +183,11 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
+	// Before the relay and intake: a worker on another NATS system than the live ones must
+	// neither publish their events nor take requests.
+	if err := w.register(ctx, store); err != nil {
+		return err
+	}
 
 	w.relay = &outbox.Relay{Pool: w.pool, Schema: store.Schema(), Publisher: w.bus, Logger: w.log.With("component", "outbox")}
 	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -207,7 +219,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		"queue_schema", w.cfg.QueueSchema, "river_schema", w.cfg.RiverSchema, "data_dir", w.cfg.DataDir,
 		"max_attempts", w.cfg.MaxAttempts, "phase_timeout", w.cfg.PhaseTimeout.String(),
 		"plugin_paths", w.cfg.PluginPaths, "nats", w.cfg.NATS) // NATS: files and user; a password or token as xxxxx
-	w.log.Info("worker started", "nats", w.bus.RedactedURL(), "embedded_nats", w.bus.Embedded(), "http", w.HTTPAddr(),
+	w.log.Info("worker started", "nats", w.bus.RedactedURL(), "embedded_nats", w.bus.Embedded(), "nats_system", w.bus.SystemID(), "http", w.HTTPAddr(),
 		"targets", w.targets.Names(), "hooks", len(w.registry.List()), "concurrency", w.cfg.Concurrency)
 	if w.cfg.ReadyFile != "" {
 		if err := writeFileAtomic(w.cfg.ReadyFile, []byte(w.bus.RedactedURL()+"\n")); err != nil {
@@ -348,6 +360,7 @@ func (w *Worker) closeAll() {
 		<-w.relayDone
 		w.relayCancel = nil
 	}
+	w.unregister()
 	if w.bus != nil {
 		if w.cfg.LogSink != nil {
 			// Push the last records out before the connection goes.

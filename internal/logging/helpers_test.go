@@ -56,10 +56,17 @@ func (p *recordingPublisher) messages() []message {
 	return append([]message(nil), p.msgs...)
 }
 
-// blockingPublisher blocks every publish until release is closed.
-type blockingPublisher struct{ release chan struct{} }
+// blockingPublisher blocks every publish until release is closed. entered, when set, receives
+// a value as each publish begins.
+type blockingPublisher struct {
+	release chan struct{}
+	entered chan struct{}
+}
 
 func (p blockingPublisher) Publish(string, []byte) error {
+	if p.entered != nil {
+		p.entered <- struct{}{}
+	}
 	<-p.release
 	return nil
 }

@@ -100,7 +100,7 @@ func TestDeadPublisherNeverBlocksTheLogger(t *testing.T) {
 		{"blocking", func(t *testing.T) Publisher {
 			release := make(chan struct{})
 			t.Cleanup(func() { close(release) }) // before setup's Close: cleanups run last first
-			return blockingPublisher{release}
+			return blockingPublisher{release: release}
 		}},
 		{"never set", func(*testing.T) Publisher { return nil }},
 	} {
@@ -219,11 +219,18 @@ func TestCloseDoesNotWaitForeverForAStuckPublisher(t *testing.T) {
 	}, console, false)
 	require.NoError(t, err)
 	l.closeWait = 20 * time.Millisecond
-	release := make(chan struct{})
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
 	defer close(release)
-	l.SetPublisher(blockingPublisher{release})
+	l.SetPublisher(blockingPublisher{release: release, entered: entered})
 	for range 5 {
 		l.Logger.Info("stuck")
+	}
+	// Close once the first record is in the stuck Publish (on a busy machine the publishing
+	// goroutine may not have taken it yet when the loop ends).
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the publisher was never called")
 	}
 	require.NoError(t, l.Close())
 	// One record is in the stuck Publish; the others were still buffered.

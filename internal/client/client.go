@@ -196,6 +196,11 @@ var ErrStopFollowing = errors.New("stop following")
 // ErrStopFollowing) or ctx ends. Events that do not validate against confiture.event/v1 are
 // reported as errors, not guessed at.
 func (c *Client) Follow(ctx context.Context, target, run string, fn func(*contract.Event) error) error {
+	return c.follow(ctx, target, run, func(ev *contract.Event, _ uint64) error { return fn(ev) })
+}
+
+// follow is Follow that also tells fn how many of the run's events are stored after this one.
+func (c *Client) follow(ctx context.Context, target, run string, fn func(ev *contract.Event, pending uint64) error) error {
 	// Following takes JetStream API requests ($JS.API.CONSUMER.CREATE..., ...MSG.NEXT...).
 	ctx, done := c.watch(ctx, func(pe *PermissionError) bool {
 		return isSubscribe(pe) || strings.HasPrefix(pe.Subject, "$JS.")
@@ -236,7 +241,11 @@ func (c *Client) Follow(ctx context.Context, target, run string, fn func(*contra
 		if err != nil {
 			return fmt.Errorf("event on %s: %w", msg.Subject(), err)
 		}
-		if err := fn(ev); err != nil {
+		var pending uint64
+		if md, err := msg.Metadata(); err == nil {
+			pending = md.NumPending
+		}
+		if err := fn(ev, pending); err != nil {
 			if errors.Is(err, ErrStopFollowing) {
 				return nil
 			}
@@ -246,15 +255,22 @@ func (c *Client) Follow(ctx context.Context, target, run string, fn func(*contra
 }
 
 // Wait follows a run until its final event (run.completed, run.failed or run.rejected) and
-// returns it, calling each (if not nil) with every event on the way.
+// returns it, calling each (if not nil) with every event on the way. A final event that later
+// events supersede is not the end: an operator may retry a failed run (run.retried), which
+// then ends anew; Wait returns the last final event once no event is stored after it.
 func (c *Client) Wait(ctx context.Context, target, run string, each func(*contract.Event)) (*contract.Event, error) {
 	var final *contract.Event
-	err := c.Follow(ctx, target, run, func(ev *contract.Event) error {
+	err := c.follow(ctx, target, run, func(ev *contract.Event, pending uint64) error {
 		if each != nil {
 			each(ev)
 		}
-		if contract.IsTerminal(ev.Kind) {
+		switch {
+		case contract.IsTerminal(ev.Kind):
 			final = ev
+		case ev.Kind == contract.KindRunRetried || ev.Kind == contract.KindRunResumed:
+			final = nil // the run goes on
+		}
+		if final != nil && pending == 0 {
 			return ErrStopFollowing
 		}
 		return nil

@@ -71,6 +71,8 @@ func atOrAbove(sev, failOn string) bool {
 //
 //   - run.rejected: ExitRejected.
 //   - a report with success false, or run.failed: ExitFailed.
+//   - a run that ends with incomplete migrations left on the target: ExitFailed, even when it
+//     completed (the next request that includes them resumes them).
 //   - a successful report with a warning at or above failOn: ExitDryRunWarnings.
 //   - otherwise ExitOK; but when a dry-run was asked for (dryRun) and failOn is not "none",
 //     a run that ends without a report is ExitFailed: --fail-on could not be checked.
@@ -86,6 +88,9 @@ func (r *Renderer) Verdict(final *contract.Event, dryRun bool, failOn string) (c
 		return ExitFailed, "the dry-run failed: " + firstFailure(rep) + "; everything was rolled back"
 	case final.Kind != contract.KindRunCompleted:
 		return ExitFailed, ""
+	case len(incompleteOf(final)) > 0:
+		return ExitFailed, "the target has " + describeIncomplete(incompleteOf(final)) +
+			"; submit again with them to resume each from its first phase not done"
 	case rep == nil && dryRun && failOn != FailOnNone:
 		return ExitFailed, "the run ended without a dryrun.report event, so --fail-on=" + failOn + " could not be checked"
 	case rep == nil:
@@ -101,6 +106,24 @@ func (r *Renderer) Verdict(final *contract.Event, dryRun bool, failOn string) (c
 		return ExitDryRunWarnings, fmt.Sprintf("the dry-run succeeded but found %s at or above --fail-on=%s", count(n, "warning"), failOn)
 	}
 	return ExitOK, ""
+}
+
+// incompleteOf returns the incomplete migrations a run's final event lists.
+func incompleteOf(final *contract.Event) []contract.IncompleteMigration {
+	var sum contract.RunSummary
+	if len(final.Data) == 0 || json.Unmarshal(final.Data, &sum) != nil {
+		return nil
+	}
+	return sum.Incomplete
+}
+
+// describeIncomplete names incomplete migrations for a person.
+func describeIncomplete(ms []contract.IncompleteMigration) string {
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = clean(fmt.Sprintf("%s_%s (after %s)", m.Version, m.Name, m.Phase))
+	}
+	return count(len(ms), "incomplete migration") + ": " + strings.Join(names, ", ")
 }
 
 // Report returns the dry-run report of the last dryrun.report event rendered, or nil.

@@ -218,6 +218,14 @@ func TestRenderDryRunJSONPrintsRawEvents(t *testing.T) {
 	require.Equal(t, ExitDryRunWarnings, code)
 }
 
+// leftIncomplete gives the final event of evs the summary of a target with an incomplete
+// migration.
+func leftIncomplete(evs []*contract.Event) []*contract.Event {
+	last := *evs[len(evs)-1]
+	last.Data = json.RawMessage(`{"incomplete":[{"version":"002","name":"orders","phase":"after_ddl"}]}`)
+	return append(evs[:len(evs)-1:len(evs)-1], &last)
+}
+
 func TestDryRunVerdict(t *testing.T) {
 	t.Parallel()
 	withSeverities := func(sevs ...string) *contract.DryRunReport {
@@ -267,6 +275,9 @@ func TestDryRunVerdict(t *testing.T) {
 		{"rejected", noReport(contract.KindRunRejected), true, FailOnError, ExitRejected, ""},
 		{"not a dry-run, completed", noReport(contract.KindRunCompleted), false, FailOnError, ExitOK, ""},
 		{"not a dry-run, failed", noReport(contract.KindRunFailed), false, FailOnError, ExitFailed, ""},
+		{"completed, incomplete migrations left", leftIncomplete(noReport(contract.KindRunCompleted)), false, FailOnError, ExitFailed,
+			"the target has 1 incomplete migration: 002_orders (after after_ddl); submit again"},
+		{"failed, incomplete migrations left", leftIncomplete(noReport(contract.KindRunFailed)), false, FailOnError, ExitFailed, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -135,6 +135,15 @@ func (r *Renderer) human(ev *contract.Event) {
 		r.runFailed(ev)
 	case contract.KindRunRejected:
 		r.runRejected(ev)
+	case contract.KindRunRetrying:
+		r.line(r.paint(ansiYellow, "retrying") + suffix(": ", ev.Message))
+		r.errorLine(ev.Error)
+	case contract.KindRunPaused:
+		r.line(r.paint(ansiBold+ansiYellow, "run paused") + suffix(": ", ev.Message))
+	case contract.KindRunResumed:
+		r.line(r.paint(ansiBold, "run resumed") + suffix(": ", ev.Message))
+	case contract.KindRunRetried:
+		r.line(r.paint(ansiBold, "run retried") + suffix(": ", ev.Message))
 
 	case contract.KindMigrationStarted:
 		r.line(r.paint(ansiBold, migrationName(ev)))

@@ -218,11 +218,27 @@ func TestRenderDuplicateAndUnknownKinds(t *testing.T) {
 	es := &events{}
 	es.add(contract.KindRunDuplicate, msg("request deploy-1 was received before (run x, completed): nothing more to do")).
 		add(contract.KindBackfillProgress, phase("001_a", contract.PhaseAfterDDL, 1), hook("fill"), took(0, 5000), msg("50%")).
-		add("run.paused", msg("waiting\x1b[31m for\tsomething"))
+		add("run.archived", msg("waiting\x1b[31m for\tsomething"))
 	require.Equal(t, `note: request deploy-1 was received before (run x, completed): nothing more to do
     ... fill: 5000 rows so far, 50%
-run.paused: waiting?[31m for something
+run.archived: waiting?[31m for something
 `, render(RenderOptions{}, es.list))
+}
+
+func TestRenderPauseResumeAndRetry(t *testing.T) {
+	t.Parallel()
+	es := &events{}
+	es.add(contract.KindRunRetrying, fails(contract.CodeUnavailable, `target "app": dial tcp 127.0.0.1:5432: connect: connection refused`, "", true),
+		msg("transient trouble; retrying in about 1s")).
+		add(contract.KindRunPaused, msg("paused: job 7 was cancelled while hook \"fill\" ran")).
+		add(contract.KindRunResumed, msg("resumed: job 7 was retried")).
+		add(contract.KindRunRetried, msg("retried by an operator"))
+	out := render(RenderOptions{}, es.list)
+	require.Contains(t, out, "retrying: transient trouble; retrying in about 1s\n")
+	require.Contains(t, out, "connection refused")
+	require.Contains(t, out, "run paused: paused: job 7 was cancelled")
+	require.Contains(t, out, "run resumed: resumed: job 7 was retried")
+	require.Contains(t, out, "run retried: retried by an operator")
 }
 
 func TestRenderJSONLines(t *testing.T) {

@@ -36,7 +36,8 @@ import (
 const (
 	// ExitOK: the run completed (with --wait), or the request was published (without).
 	ExitOK = 0
-	// ExitFailed: the run failed (run.failed); for a dry-run, a statement or hook failed (the
+	// ExitFailed: the run failed (run.failed), or it ended with incomplete migrations left on
+	// the target (a failed run's, not resumed); for a dry-run, a statement or hook failed (the
 	// report's success is false). Also: NATS could not be reached or refused the connection
 	// (authorization or TLS: "NATS authorization failed at ..."), the request could not be
 	// published (a NATS user without the permission: "permission denied"), following the
@@ -98,13 +99,16 @@ it is the data of the dryrun.report event. --fail-on chooses which warnings fail
 Exit codes:
   0    the run completed (with --wait), or the request was published (without --wait); for a
        dry-run: it succeeded with no warning at or above --fail-on
-  1    the run failed (run.failed); for a dry-run: a statement or hook failed, or no report
-       arrived to check --fail-on against; or NATS could not be reached, refused the
+  1    the run failed (run.failed), or the target is left with incomplete migrations (an
+       earlier run failed after their DDL; submitting them again resumes them); for a
+       dry-run: a statement or hook failed, or no report arrived to check --fail-on
+       against; or NATS could not be reached, refused the
        credentials or TLS ("NATS authorization failed"), or the request was not published
        (for one, "permission denied" on its subject)
   2    usage error or local validation error (bad flags, unreadable or invalid directory, a
        request the contract rejects or one over 1 MiB); nothing was published
-  3    the worker rejected the request (run.rejected)
+  3    the worker rejected the request (run.rejected: invalid, unknown target or hook, bad
+       signature); a request it accepted ends completed or failed, never rejected
   4    timed out waiting for the run to end (--timeout); the run may still be going on
   5    dry-run succeeded but found warnings at or above --fail-on
   130  interrupted while waiting; the run goes on in the worker`

@@ -35,9 +35,16 @@ func TestBackfillSurvivesSIGKILL(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	const n = 150000
-	req := request("up", bigTable("001", n, backfillHook("fill", map[string]any{
-		"rows_per_second": 30000, "batch_size": 1000, "min_batch_size": 1000, "max_batch_size": 1000,
-	})))
+	// The table is filled here, not in the migration's DDL: the fault suite's 2 s phase timeout
+	// is meant for the backfill's slices, and a 150,000-row insert on a busy machine can take
+	// longer than that.
+	table := bigTable("001", n)
+	_, err = db.Exec(ctx, table.UpSQL)
+	require.NoError(t, err)
+	req := request("up", mig("001", "big", `COMMENT ON TABLE big IS 'backfilled by the worker'`, "",
+		backfillHook("fill", map[string]any{
+			"rows_per_second": 30000, "batch_size": 1000, "min_batch_size": 1000, "max_batch_size": 1000,
+		})))
 	pub, err := c.Publish(ctx, req)
 	require.NoError(t, err)
 

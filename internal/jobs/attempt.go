@@ -96,59 +96,23 @@ func (p *Pipeline) begin(ctx context.Context, job *rivertype.JobRow, runID strin
 ) (a *attempt, done bool, err error) {
 	a = &attempt{p: p, job: job, client: river.ClientFromContext[pgx.Tx](ctx), completeJob: completeJob, step: step, started: time.Now()}
 	err = p.inTx(ctx, func(tx pgx.Tx) error {
-		row, err := p.lockRun(ctx, tx, runID)
-		if err != nil {
-			return err
-		}
-		rc, err := p.newRunContext(row)
-		if err != nil {
-			return err
-		}
-		a.rc = rc
-		a.log = p.cfg.Logger.With("run", row.ID, "request_id", row.RequestID, "target", row.Target, "job_id", job.ID)
-		switch {
-		case row.Status == queue.RunRunning && row.Step() == step && row.JobID == job.ID:
-			// The run's live job: the attempt proper.
-		case row.Status == queue.RunPaused && row.Step() == step && row.StoppedByJob == job.ID:
-			// The job whose cancellation paused the run, retried (River UI): it resumes the run
-			// and goes on in this very job.
-			if _, err := p.resume(ctx, tx, a.client, rc, queue.Guard{Statuses: []string{queue.RunPaused}, Step: step, AnyJob: true},
-				job.ID, fmt.Sprintf("resumed: job %d was retried", job.ID)); err != nil {
-				return err
-			}
-			row.Status, row.JobID, row.StoppedByJob = queue.RunRunning, job.ID, 0
-		case row.Status == queue.RunPaused && row.JobID == job.ID:
-			// Paused while this job waited: it lets go of the run; resuming gives the run a
-			// new job.
-			done = true
-			if _, err := p.apply(ctx, tx, row.ID, queue.Guard{Statuses: []string{queue.RunPaused}, Step: row.Step(), Job: job.ID},
-				queue.Change{ClearJob: true}); err != nil {
-				return err
-			}
-			return completeJob(ctx, tx)
-		case row.Status == queue.RunFailed && row.StoppedByJob == job.ID:
-			// The job that failed the run, retried (River UI): the run is retried.
-			done = true
-			if err := p.retryRun(ctx, tx, a.client, rc, fmt.Sprintf("retried: job %d, which failed the run, was retried", job.ID)); err != nil {
-				return err
-			}
-			return completeJob(ctx, tx)
-		default:
-			done = true
-			return errStale
-		}
+		// The common case first, in one round trip: the run's live job counts its attempt.
 		// Start events report nothing a crash could make wrong: they commit without waiting
 		// for the WAL flush (only a crash of PostgreSQL itself loses them, with the attempt's
 		// count, which then does not count).
-		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+		row, err := p.cfg.Store.StartAttempt(ctx, tx, runID, step, job.ID)
+		if errors.Is(err, queue.ErrGuard) {
+			row, done, err = p.notLive(ctx, tx, a, runID)
+			if err != nil || done {
+				return err
+			}
+		} else if err != nil {
 			return err
 		}
-		applied, err := p.apply(ctx, tx, row.ID, queue.Guard{Statuses: []string{queue.RunRunning}, Step: step, Job: job.ID},
-			queue.Change{Attempt: "inc"})
-		if err != nil {
+		if a.rc, err = p.newRunContext(row); err != nil {
 			return err
 		}
-		a.n = applied.Attempt
+		a.n = row.Attempt
 		a.log = p.cfg.Logger.With("run", row.ID, "request_id", row.RequestID, "target", row.Target, "attempt", a.n, "job_id", job.ID)
 		return p.record(ctx, tx, startEvents(a)...)
 	})
@@ -162,6 +126,55 @@ func (p *Pipeline) begin(ctx context.Context, job *rivertype.JobRow, runID strin
 		return nil, true, fmt.Errorf("begin attempt of %s: %w", describeStep(step), err)
 	}
 	return a, done, nil
+}
+
+// notLive decides, in tx, what becomes of a job that is not its run's live job. It returns the
+// run with this attempt counted when the job resumes the run and goes on; done when the job's
+// handling is over (it let go of a paused run, or retried a failed one); errStale when the job
+// has nothing to do with the run's state (the run moved on).
+func (p *Pipeline) notLive(ctx context.Context, tx pgx.Tx, a *attempt, runID string) (*queue.Run, bool, error) {
+	job, step := a.job, a.step
+	// What follows changes the run's state: its commit waits for the WAL flush after all.
+	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = on`); err != nil {
+		return nil, false, err
+	}
+	row, err := p.lockRun(ctx, tx, runID)
+	if err != nil {
+		return nil, false, err
+	}
+	rc, err := p.newRunContext(row)
+	if err != nil {
+		return nil, false, err
+	}
+	switch {
+	case row.Status == queue.RunPaused && row.Step() == step && row.StoppedByJob == job.ID:
+		// The job whose cancellation paused the run, retried (River UI): it resumes the run
+		// and goes on in this very job.
+		if _, err := p.resume(ctx, tx, a.client, rc, queue.Guard{Statuses: []string{queue.RunPaused}, Step: step, AnyJob: true},
+			job.ID, fmt.Sprintf("resumed: job %d was retried", job.ID)); err != nil {
+			return nil, false, err
+		}
+		row, err := p.cfg.Store.StartAttempt(ctx, tx, runID, step, job.ID)
+		if err != nil {
+			return nil, false, err
+		}
+		_, err = tx.Exec(ctx, `SET LOCAL synchronous_commit = on`) // StartAttempt turned it off
+		return row, false, err
+	case row.Status == queue.RunPaused && row.JobID == job.ID:
+		// Paused while this job waited: it lets go of the run; resuming gives the run a new job.
+		if _, err := p.apply(ctx, tx, row.ID, queue.Guard{Statuses: []string{queue.RunPaused}, Step: row.Step(), Job: job.ID},
+			queue.Change{ClearJob: true}); err != nil {
+			return nil, false, err
+		}
+		return nil, true, a.completeJob(ctx, tx)
+	case row.Status == queue.RunFailed && row.StoppedByJob == job.ID:
+		// The job that failed the run, retried (River UI): the run is retried.
+		if err := p.retryRun(ctx, tx, a.client, rc, fmt.Sprintf("retried: job %d, which failed the run, was retried", job.ID)); err != nil {
+			return nil, false, err
+		}
+		return nil, true, a.completeJob(ctx, tx)
+	}
+	return nil, false, errStale
 }
 
 // outcome is how an attempt ended. Each maps to exactly one transition in conclude.
@@ -293,12 +306,10 @@ func (a *attempt) conclude(ctx context.Context, err error) error {
 		evs := a.retryEvents(errorCode(err, a.step.Phase), err,
 			fmt.Sprintf("attempt %d of %d failed; retrying in about %s", a.n, a.p.cfg.MaxAttempts, wait.Round(10*time.Millisecond)))
 		if rerr := a.p.inTx(rctx, func(tx pgx.Tx) error {
-			if _, err := a.p.apply(rctx, tx, a.rc.row.ID, live(a.step, a.job.ID), queue.Change{
+			_, aerr := a.p.apply(rctx, tx, a.rc.row.ID, live(a.step, a.job.ID), queue.Change{
 				Transient: "clear", LastError: eventError(errorCode(err, a.step.Phase), err),
-			}); err != nil {
-				return err
-			}
-			return a.p.record(rctx, tx, evs...)
+			}, evs...)
+			return aerr
 		}); rerr != nil && !errors.Is(rerr, errStale) {
 			a.log.Warn("could not record the failed attempt", "error", rerr.Error())
 		}
@@ -372,10 +383,8 @@ func (a *attempt) uncount(ctx context.Context, transientTrouble bool, evs ...con
 		change.Transient = "start"
 	}
 	err := a.p.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := a.p.apply(ctx, tx, a.rc.row.ID, live(a.step, a.job.ID), change); err != nil {
-			return err
-		}
-		return a.p.record(ctx, tx, evs...)
+		_, err := a.p.apply(ctx, tx, a.rc.row.ID, live(a.step, a.job.ID), change, evs...)
+		return err
 	})
 	if err != nil && !errors.Is(err, errStale) {
 		a.log.Warn("could not record the attempt's outcome", "error", err.Error())

@@ -126,10 +126,7 @@ func (p *Pipeline) Fail(ctx context.Context, runID, reason string) error {
 				final = p.runFailedEvent(rc, nil, step.Phase, f, "", sum)
 			}
 			if _, err := p.apply(ctx, tx, rc.row.ID, g, queue.Change{Status: queue.RunFailed, ClearJob: true, Finished: true,
-				StoppedByJob: rc.row.JobID, Transient: "clear"}); err != nil {
-				return err
-			}
-			if err := p.record(ctx, tx, final); err != nil {
+				StoppedByJob: rc.row.JobID, Transient: "clear"}, final); err != nil {
 				return err
 			}
 			p.ended(rc, queue.RunFailed)

@@ -42,9 +42,12 @@ var (
 // without effect.
 var errStale = errors.New("stale job: the run has moved on")
 
-// apply is Store.Apply with ErrGuard as errStale.
-func (p *Pipeline) apply(ctx context.Context, tx pgx.Tx, run string, g queue.Guard, c queue.Change) (queue.Applied, error) {
-	a, err := p.cfg.Store.Apply(ctx, tx, run, g, c)
+// apply makes change to run under guard g and records evs, the events that report it, in tx, in
+// one round trip. A guard that does not hold is errStale.
+func (p *Pipeline) apply(ctx context.Context, tx pgx.Tx, run string, g queue.Guard, c queue.Change, evs ...contract.Event) (queue.Applied, error) {
+	a, err := p.cfg.Store.Apply(ctx, tx, run, g, c, func(b *pgx.Batch) error {
+		return outbox.Queue(b, p.cfg.Store.Schema(), true, evs...)
+	})
 	if errors.Is(err, queue.ErrGuard) {
 		return a, errStale
 	}
@@ -92,7 +95,7 @@ func (p *Pipeline) admitNext(ctx context.Context, tx pgx.Tx, client *river.Clien
 	return p.cfg.Store.SetJob(ctx, tx, id, job)
 }
 
-// lockRun reads run for the rest of tx.
+// lockRun reads run, locked for the rest of tx.
 func (p *Pipeline) lockRun(ctx context.Context, tx pgx.Tx, id string) (*queue.Run, error) {
 	return p.cfg.Store.GetRunForUpdate(ctx, tx, id)
 }
@@ -105,26 +108,17 @@ func live(step Step, job int64) queue.Guard {
 
 // advance moves a run whose job at from succeeded to step to, with its job (and records the
 // run's plan, when plan is set: the planning step's success). A run paused meanwhile moves to
-// step to and waits there without a job.
+// step to and waits there without a job (the job inserted for it finds the run paused when it
+// starts, and ends without effect).
 func (p *Pipeline) advance(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, from Step, job int64, to Step, plan queue.Plan, evs ...contract.Event) error {
-	row, err := p.lockRun(ctx, tx, rc.row.ID)
+	next, err := p.insertJob(ctx, tx, client, rc.row.ID, to)
 	if err != nil {
 		return err
 	}
-	change := queue.Change{Step: &to, Attempt: "reset", Transient: "clear", Plan: plan}
-	if row.Status == queue.RunPaused {
-		change.ClearJob = true
-	} else {
-		next, err := p.insertJob(ctx, tx, client, rc.row.ID, to)
-		if err != nil {
-			return err
-		}
-		change.Job, change.SetJob = next, true
-	}
-	if _, err := p.apply(ctx, tx, rc.row.ID, live(from, job), change); err != nil {
-		return err
-	}
-	return p.record(ctx, tx, evs...)
+	_, err = p.apply(ctx, tx, rc.row.ID, live(from, job), queue.Change{
+		Step: &to, Attempt: "reset", Transient: "clear", Plan: plan, Job: next, SetJob: true, OnlyIfRunning: true,
+	}, evs...)
+	return err
 }
 
 // end ends a run whose job at from did its last step (the run's last phase, its on_error hooks,
@@ -132,10 +126,7 @@ func (p *Pipeline) advance(ctx context.Context, tx pgx.Tx, client *river.Client[
 func (p *Pipeline) end(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, from Step, job int64, status string, evs ...contract.Event) error {
 	if _, err := p.apply(ctx, tx, rc.row.ID, live(from, job), queue.Change{
 		Status: status, ClearJob: true, Finished: true, Transient: "clear",
-	}); err != nil {
-		return err
-	}
-	if err := p.record(ctx, tx, evs...); err != nil {
+	}, evs...); err != nil {
 		return err
 	}
 	p.ended(rc, status)
@@ -170,16 +161,14 @@ func (p *Pipeline) failAt(ctx context.Context, tx pgx.Tx, client *river.Client[p
 			return err
 		}
 		change.Status, change.Step, change.Job, change.SetJob, change.Attempt = queue.RunRunning, &onError, job, true, "reset"
-		if _, err := p.apply(ctx, tx, rc.row.ID, g, change); err != nil {
-			return err
-		}
-		return p.record(ctx, tx, evs...)
-	}
-	change.Status, change.ClearJob, change.Finished = queue.RunFailed, true, true
-	if _, err := p.apply(ctx, tx, rc.row.ID, g, change); err != nil {
+		_, err = p.apply(ctx, tx, rc.row.ID, g, change, evs...)
 		return err
 	}
-	if err := p.record(ctx, tx, append(evs, final)...); err != nil {
+	change.Status, change.ClearJob, change.Finished = queue.RunFailed, true, true
+	if stoppedBy != 0 {
+		final.Message += fmt.Sprintf("; to retry the run from its failed phase, retry job %d (River UI)", stoppedBy)
+	}
+	if _, err := p.apply(ctx, tx, rc.row.ID, g, change, append(evs, final)...); err != nil {
 		return err
 	}
 	p.ended(rc, queue.RunFailed)
@@ -192,10 +181,8 @@ func (p *Pipeline) failAt(ctx context.Context, tx pgx.Tx, client *river.Client[p
 // outcome is still recorded).
 func (p *Pipeline) pause(ctx context.Context, tx pgx.Tx, rc *runContext, g queue.Guard, stoppedBy int64, keepJob bool, evs ...contract.Event) error {
 	change := queue.Change{Status: queue.RunPaused, Paused: true, StoppedByJob: stoppedBy, ClearJob: !keepJob, Transient: "clear"}
-	if _, err := p.apply(ctx, tx, rc.row.ID, g, change); err != nil {
-		return err
-	}
-	return p.record(ctx, tx, evs...)
+	_, err := p.apply(ctx, tx, rc.row.ID, g, change, evs...)
+	return err
 }
 
 // resume sets a paused run going again at its step: in job, when a job resumes it (the job it
@@ -217,28 +204,23 @@ func (p *Pipeline) resume(ctx context.Context, tx pgx.Tx, client *river.Client[p
 			return 0, err
 		}
 	}
-	if _, err := p.apply(ctx, tx, rc.row.ID, g, queue.Change{
-		Status: queue.RunRunning, Job: job, SetJob: true, ClearStopped: true, NextEpoch: true, Transient: "clear",
-	}); err != nil {
-		return 0, err
-	}
 	// The event belongs to the epoch the resume ends (rc.ref's): its id is new each time.
 	ev := p.stepEvent(rc, contract.KindRunResumed, rc.row.Step(), 0)
 	ev.Message = why
-	return job, p.record(ctx, tx, ev)
+	_, err := p.apply(ctx, tx, rc.row.ID, g, queue.Change{
+		Status: queue.RunRunning, Job: job, SetJob: true, ClearStopped: true, NextEpoch: true, Transient: "clear",
+	}, ev)
+	return job, err
 }
 
 // retryRun queues a failed run again: once its target is free it plans again, and resumes the
 // migration it failed in from its first phase not done.
 func (p *Pipeline) retryRun(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, why string) error {
-	if _, err := p.apply(ctx, tx, rc.row.ID, queue.Guard{Statuses: []string{queue.RunFailed}, AnyStep: true, AnyJob: true},
-		queue.Change{Status: queue.RunQueued, Requeue: true, ClearJob: true, ClearStopped: true, NextEpoch: true,
-			Attempt: "reset", Transient: "clear"}); err != nil {
-		return err
-	}
 	ev := outbox.New(rc.ref, contract.KindRunRetried)
 	ev.Message = why
-	if err := p.record(ctx, tx, ev); err != nil {
+	if _, err := p.apply(ctx, tx, rc.row.ID, queue.Guard{Statuses: []string{queue.RunFailed}, AnyStep: true, AnyJob: true},
+		queue.Change{Status: queue.RunQueued, Requeue: true, ClearJob: true, ClearStopped: true, NextEpoch: true,
+			Attempt: "reset", Transient: "clear"}, ev); err != nil {
 		return err
 	}
 	return p.admitNext(ctx, tx, client, rc.row.Target)
@@ -252,13 +234,11 @@ func (p *Pipeline) requeue(ctx context.Context, tx pgx.Tx, client *river.Client[
 	if err != nil {
 		return err
 	}
-	if _, err := p.apply(ctx, tx, rc.row.ID, queue.Guard{Statuses: []string{queue.RunRunning}, Step: step, Job: dead},
-		queue.Change{Job: job, SetJob: true, NextEpoch: true}); err != nil {
-		return err
-	}
 	ev := p.stepEvent(rc, contract.KindRunResumed, step, 0, "requeued", fmt.Sprint(dead))
 	ev.Message = why
-	return p.record(ctx, tx, ev)
+	_, err = p.apply(ctx, tx, rc.row.ID, queue.Guard{Statuses: []string{queue.RunRunning}, Step: step, Job: dead},
+		queue.Change{Job: job, SetJob: true, NextEpoch: true}, ev)
+	return err
 }
 
 // jobAlive reports whether job is still to be worked or being worked.

@@ -244,10 +244,12 @@ type Change struct {
 	Status string
 	// Step, when set, moves the run to *Step.
 	Step *Step
-	// Job sets the live job (SetJob) or clears it (ClearJob).
-	Job      int64
-	SetJob   bool
-	ClearJob bool
+	// Job sets the live job (SetJob), only if the run is (still) running when OnlyIfRunning
+	// (else it has none), or clears it (ClearJob).
+	Job           int64
+	SetJob        bool
+	OnlyIfRunning bool
+	ClearJob      bool
 	// Attempt: "inc" counts an attempt starting, "dec" takes back one that did not count,
 	// "reset" starts a new step's count.
 	Attempt string
@@ -288,8 +290,10 @@ type Applied struct {
 var ErrGuard = errors.New("the run is not in the expected state")
 
 // Apply makes change to run in tx if the run satisfies guard, and returns the attempt count
-// and epoch it left. It returns ErrGuard, changing nothing, when the guard does not hold.
-func (s *Store) Apply(ctx context.Context, tx pgx.Tx, run string, guard Guard, change Change) (Applied, error) {
+// and epoch it left. It returns ErrGuard, changing nothing, when the guard does not hold (the
+// caller then rolls tx back, with whatever also queued). also adds statements that go in the
+// same round trip, after the change (the events that report it).
+func (s *Store) Apply(ctx context.Context, tx pgx.Tx, run string, guard Guard, change Change, also func(*pgx.Batch) error) (Applied, error) {
 	var plan, failure, lastError []byte
 	var err error
 	if change.Plan != nil {
@@ -315,17 +319,20 @@ func (s *Store) Apply(ctx context.Context, tx pgx.Tx, run string, guard Guard, c
 	}
 	jobOp := "keep"
 	switch {
+	case change.SetJob && change.OnlyIfRunning:
+		jobOp = "set-if-running"
 	case change.SetJob:
 		jobOp = "set"
 	case change.ClearJob:
 		jobOp = "clear"
 	}
-	var a Applied
-	err = tx.QueryRow(ctx, `UPDATE `+s.schema+`.runs SET
+	batch := &pgx.Batch{}
+	batch.Queue(`UPDATE `+s.schema+`.runs SET
 		status = coalesce(nullif($6, ''), status),
 		step_version = CASE WHEN $7 THEN $8 WHEN $22 THEN '' ELSE step_version END,
 		step_phase = CASE WHEN $7 THEN $9 WHEN $22 THEN '' ELSE step_phase END,
-		job_id = CASE $10 WHEN 'set' THEN $11 WHEN 'clear' THEN NULL ELSE job_id END,
+		job_id = CASE $10::text WHEN 'set' THEN $11::bigint WHEN 'clear' THEN NULL
+			WHEN 'set-if-running' THEN CASE WHEN status = 'running' THEN $11::bigint END ELSE job_id END,
 		attempt = CASE $12 WHEN 'inc' THEN attempt + 1 WHEN 'dec' THEN greatest(attempt - 1, 0)
 			WHEN 'reset' THEN 0 ELSE attempt END,
 		transient_since = CASE $13 WHEN 'start' THEN coalesce(transient_since, now()) WHEN 'clear' THEN NULL
@@ -346,8 +353,21 @@ func (s *Store) Apply(ctx context.Context, tx pgx.Tx, run string, guard Guard, c
 		run, guard.Statuses, guard.AnyStep, guard.Step.Version, guard.Step.Phase,
 		change.Status, change.Step != nil, sv, sp, jobOp, change.Job, change.Attempt, change.Transient,
 		plan, failure, fv, fp, lastError, change.ClearStopped, change.StoppedByJob, change.NextEpoch,
-		change.Requeue, change.Finished, change.Paused, guard.AnyJob, guard.Job,
-	).Scan(&a.Attempt, &a.Epoch)
+		change.Requeue, change.Finished, change.Paused, guard.AnyJob, guard.Job)
+	if also != nil {
+		if err := also(batch); err != nil {
+			return Applied{}, err
+		}
+	}
+	br := tx.SendBatch(ctx, batch)
+	var a Applied
+	err = br.QueryRow().Scan(&a.Attempt, &a.Epoch)
+	for i := 1; i < batch.Len() && err == nil; i++ {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Applied{}, ErrGuard
 	}
@@ -355,6 +375,27 @@ func (s *Store) Apply(ctx context.Context, tx pgx.Tx, run string, guard Guard, c
 		return Applied{}, fmt.Errorf("run %s: %w", run, err)
 	}
 	return a, nil
+}
+
+// StartAttempt counts an attempt of job at step of run, if the run is running there with job
+// as its live job, and returns the run as the attempt leaves it; ErrGuard otherwise. The
+// transaction commits without waiting for the WAL flush (see jobs.begin).
+func (s *Store) StartAttempt(ctx context.Context, tx pgx.Tx, run string, step Step, job int64) (*Run, error) {
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+	batch.Queue(`UPDATE `+s.schema+`.runs SET attempt = attempt + 1, updated_at = now()
+		WHERE id = $1 AND status = 'running' AND step_version = $2 AND step_phase = $3 AND job_id = $4
+		RETURNING `+runColumns, run, step.Version, step.Phase, job)
+	br := tx.SendBatch(ctx, batch)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, err
+	}
+	r, err := scanRun(br.QueryRow())
+	if errors.Is(err, ErrRunNotFound) {
+		return nil, ErrGuard
+	}
+	return r, err
 }
 
 // Dead is a running run whose step has no live job, as the reconciler finds it.

@@ -151,7 +151,7 @@ func (p *Pipeline) notLive(ctx context.Context, tx pgx.Tx, a *attempt, runID str
 		// The job whose cancellation paused the run, retried (River UI): it resumes the run
 		// and goes on in this very job.
 		if _, err := p.resume(ctx, tx, a.client, rc, queue.Guard{Statuses: []string{queue.RunPaused}, Step: step, AnyJob: true},
-			job.ID, fmt.Sprintf("resumed: job %d was retried", job.ID)); err != nil {
+			job.ID, fmt.Sprintf("job %d, which paused the run, was retried (River UI)", job.ID)); err != nil {
 			return nil, false, err
 		}
 		row, err := p.cfg.Store.StartAttempt(ctx, tx, runID, step, job.ID)
@@ -169,7 +169,7 @@ func (p *Pipeline) notLive(ctx context.Context, tx pgx.Tx, a *attempt, runID str
 		return nil, true, a.completeJob(ctx, tx)
 	case row.Status == queue.RunFailed && row.StoppedByJob == job.ID:
 		// The job that failed the run, retried (River UI): the run is retried.
-		if err := p.retryRun(ctx, tx, a.client, rc, fmt.Sprintf("retried: job %d, which failed the run, was retried", job.ID)); err != nil {
+		if err := p.retryRun(ctx, tx, a.client, rc, fmt.Sprintf("job %d, which failed the run, was retried (River UI): the run plans again and resumes from its failed phase", job.ID)); err != nil {
 			return nil, false, err
 		}
 		return nil, true, a.completeJob(ctx, tx)
@@ -295,14 +295,14 @@ func (a *attempt) conclude(ctx context.Context, err error) error {
 		return fmt.Errorf("interrupted: %w", context.Canceled)
 	case outTransient:
 		wait := a.transientWait()
-		a.log.Warn("step hit transient trouble; will retry", "error", err.Error(), "retry_in", wait.String())
+		a.log.Warn(stepMsg(a.step, "hit transient trouble; will retry"), "error", err.Error(), "retry_in", wait.String())
 		a.uncount(rctx, true, a.retryEvents(contract.CodeUnavailable, err,
 			fmt.Sprintf("transient trouble; retrying in about %s (this attempt does not count; the worker keeps trying for %s)",
 				wait.Round(10*time.Millisecond), a.p.cfg.OutageTolerance))...)
 		return river.JobSnooze(wait)
 	case outRetry:
 		wait := a.p.backoff(a.n)
-		a.log.Warn("attempt failed; will retry", "error", err.Error(), "max_attempts", a.p.cfg.MaxAttempts)
+		a.log.Warn(stepMsg(a.step, "attempt failed; will retry"), "error", err.Error(), "max_attempts", a.p.cfg.MaxAttempts)
 		evs := a.retryEvents(errorCode(err, a.step.Phase), err,
 			fmt.Sprintf("attempt %d of %d failed; retrying in about %s", a.n, a.p.cfg.MaxAttempts, wait.Round(10*time.Millisecond)))
 		if rerr := a.p.inTx(rctx, func(tx pgx.Tx) error {
@@ -322,6 +322,17 @@ func (a *attempt) conclude(ctx context.Context, err error) error {
 		code = contract.CodeUnavailable
 	}
 	return a.finish(rctx, "failed", err, func(ctx context.Context, tx pgx.Tx) error { return a.failed(ctx, tx, code, err) })
+}
+
+// stepMsg names a log record about a step: "phase failed", "planning failed", ...
+func stepMsg(s Step, what string) string {
+	switch s {
+	case planStep:
+		return "planning " + what
+	case dryRunStep:
+		return "dry-run " + what
+	}
+	return "phase " + what
 }
 
 // nextRetry is River's NextRetry for the pipeline's jobs: the back-off of the attempt. River's
@@ -439,7 +450,7 @@ func (a *attempt) failed(ctx context.Context, tx pgx.Tx, code string, cause erro
 		// on_error runs once: whatever stops it, the run ends with its original error.
 		return a.onErrorDone(ctx, tx, cause)
 	}
-	a.log.Error("step failed", "error", cause.Error(), "hook", a.res.failedHook, "step", describeStep(a.step))
+	a.log.Error(stepMsg(a.step, "failed"), "error", cause.Error(), "hook", a.res.failedHook)
 	ee := eventError(code, cause)
 	if code == contract.CodeCancelled {
 		ee.Retryable = false
@@ -467,7 +478,7 @@ func (a *attempt) paused(ctx context.Context, tx pgx.Tx) error {
 	}
 	ev := a.p.stepEvent(a.rc, contract.KindRunPaused, a.step, a.n, "job", fmt.Sprint(a.job.ID))
 	ev.Hook, ev.RowsAffected, ev.DurationMS = h.name, h.rows, h.duration.Milliseconds()
-	ev.Message = fmt.Sprintf("paused: job %d was cancelled while hook %q ran, after %d row(s); its checkpoint is kept. Retry job %d (River UI) to resume it, or fail the run",
+	ev.Message = fmt.Sprintf("job %d was cancelled while hook %q ran, after %d row(s); its checkpoint is kept. Retry job %d (River UI) to resume it, or fail the run",
 		a.job.ID, h.name, h.rows, a.job.ID)
 	a.log.Warn("run paused: its job was cancelled while a batched hook ran", "hook", h.name, "rows_affected", h.rows)
 	return a.p.pause(ctx, tx, a.rc, live(a.step, a.job.ID), a.job.ID, false, ev)
@@ -559,6 +570,7 @@ func (a *attempt) onErrorDone(ctx context.Context, tx pgx.Tx, err error) error {
 		pe.Hook, pe.Error, pe.Message = a.res.failedHook, eventError(errorCode(err, a.step.Phase), err), err.Error()
 	}
 	final := a.p.runFailedEvent(a.rc, m, a.rc.row.FailedPhase, orig, extra, a.summary)
+	final.Message += retryHint(a.rc.row.StoppedByJob)
 	a.log.Error("run failed", "reason", final.Message)
 	return a.p.end(ctx, tx, a.client, a.rc, a.step, a.job.ID, queue.RunFailed, append(evs, pe, final)...)
 }

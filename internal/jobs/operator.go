@@ -73,7 +73,7 @@ func (p *Pipeline) Pause(ctx context.Context, runID, reason string) error {
 			}
 		}
 		ev := p.stepEvent(rc, contract.KindRunPaused, step, rc.row.Attempt, "operator")
-		ev.Message = "paused by an operator at " + describeStep(step) + reasonSuffix(reason) + "; resume or fail it"
+		ev.Message = "by an operator, at " + describeStep(step) + reasonSuffix(reason) + "; resume or fail it"
 		return p.pause(ctx, tx, rc, queue.Guard{Statuses: []string{queue.RunRunning}, Step: step, AnyJob: true}, 0, true, ev)
 	})
 }
@@ -82,7 +82,7 @@ func (p *Pipeline) Pause(ctx context.Context, runID, reason string) error {
 func (p *Pipeline) Resume(ctx context.Context, runID, reason string) error {
 	return p.operate(ctx, runID, "resume", []string{queue.RunPaused}, func(tx pgx.Tx, rc *runContext) error {
 		_, err := p.resume(ctx, tx, p.client, rc, queue.Guard{Statuses: []string{queue.RunPaused}, Step: rc.row.Step(), AnyJob: true},
-			0, "resumed by an operator"+reasonSuffix(reason))
+			0, "by an operator"+reasonSuffix(reason))
 		return err
 	})
 }
@@ -150,7 +150,7 @@ func (p *Pipeline) Fail(ctx context.Context, runID, reason string) error {
 // not repeated.
 func (p *Pipeline) Retry(ctx context.Context, runID, reason string) error {
 	return p.operate(ctx, runID, "retry", []string{queue.RunFailed}, func(tx pgx.Tx, rc *runContext) error {
-		return p.retryRun(ctx, tx, p.client, rc, "retried by an operator"+reasonSuffix(reason))
+		return p.retryRun(ctx, tx, p.client, rc, "by an operator"+reasonSuffix(reason)+": the run plans again and resumes from its failed phase")
 	})
 }
 

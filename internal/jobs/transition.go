@@ -165,12 +165,11 @@ func (p *Pipeline) failAt(ctx context.Context, tx pgx.Tx, client *river.Client[p
 		return err
 	}
 	change.Status, change.ClearJob, change.Finished = queue.RunFailed, true, true
-	if stoppedBy != 0 {
-		final.Message += fmt.Sprintf("; to retry the run from its failed phase, retry job %d (River UI)", stoppedBy)
-	}
+	final.Message += retryHint(stoppedBy)
 	if _, err := p.apply(ctx, tx, rc.row.ID, g, change, append(evs, final)...); err != nil {
 		return err
 	}
+	p.cfg.Logger.Error("run failed", "run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target, "reason", final.Message)
 	p.ended(rc, queue.RunFailed)
 	return p.admitNext(ctx, tx, client, rc.row.Target)
 }
@@ -293,6 +292,14 @@ func (p *Pipeline) runFailedEvent(rc *runContext, m *contract.Migration, phase s
 	ev.Data = mustJSON(summary)
 	ev.DurationMS = time.Since(rc.row.CreatedAt).Milliseconds()
 	return ev
+}
+
+// retryHint says how to retry a failed run whose job (stoppedBy) failed it.
+func retryHint(stoppedBy int64) string {
+	if stoppedBy == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; to retry the run from its failed phase, retry job %d (River UI)", stoppedBy)
 }
 
 // incompleteNote says which migrations a run leaves incomplete.

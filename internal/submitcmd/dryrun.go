@@ -86,11 +86,11 @@ func (r *Renderer) Verdict(final *contract.Event, dryRun bool, failOn string) (c
 		return ExitRejected, ""
 	case rep != nil && !rep.Success:
 		return ExitFailed, "the dry-run failed: " + firstFailure(rep) + "; everything was rolled back"
-	case final.Kind != contract.KindRunCompleted:
-		return ExitFailed, ""
 	case len(incompleteOf(final)) > 0:
 		return ExitFailed, "the target has " + describeIncomplete(incompleteOf(final)) +
-			"; submit again with them to resume each from its first phase not done"
+			"; once the cause is fixed, submit them again: each resumes at its first phase not done"
+	case final.Kind != contract.KindRunCompleted:
+		return ExitFailed, ""
 	case rep == nil && dryRun && failOn != FailOnNone:
 		return ExitFailed, "the run ended without a dryrun.report event, so --fail-on=" + failOn + " could not be checked"
 	case rep == nil:

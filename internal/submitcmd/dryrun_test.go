@@ -276,8 +276,9 @@ func TestDryRunVerdict(t *testing.T) {
 		{"not a dry-run, completed", noReport(contract.KindRunCompleted), false, FailOnError, ExitOK, ""},
 		{"not a dry-run, failed", noReport(contract.KindRunFailed), false, FailOnError, ExitFailed, ""},
 		{"completed, incomplete migrations left", leftIncomplete(noReport(contract.KindRunCompleted)), false, FailOnError, ExitFailed,
-			"the target has 1 incomplete migration: 002_orders (after after_ddl); submit again"},
-		{"failed, incomplete migrations left", leftIncomplete(noReport(contract.KindRunFailed)), false, FailOnError, ExitFailed, ""},
+			"the target has 1 incomplete migration: 002_orders (after after_ddl); once the cause is fixed, submit them again"},
+		{"failed, incomplete migrations left", leftIncomplete(noReport(contract.KindRunFailed)), false, FailOnError, ExitFailed,
+			"the target has 1 incomplete migration"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -72,7 +72,7 @@ func TestSecretsNeverReachASink(t *testing.T) {
 	defer cancel()
 	require.NoError(t, lg.Flush(ctx))
 	require.Eventually(t, func() bool {
-		return strings.Contains(natsLogs.String(), `"msg":"step failed"`)
+		return strings.Contains(natsLogs.String(), `"msg":"run failed"`)
 	},
 		10*time.Second, 20*time.Millisecond, "the NATS sink publishes")
 	file, err := os.ReadFile(logFile)

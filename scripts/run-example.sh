@@ -57,7 +57,8 @@ bin/submit examples/migrations --nats-url "$NATS_URL" --wait --timeout 5m || sta
 echo
 echo "final state of the target (${EXAMPLE_DB}):"
 psql "$EXAMPLE_URL" -P pager=off -c \
-  "SELECT version, name, left(checksum, 12) AS checksum, applied_at, execution_time_ms AS ms, applied_by
+  "SELECT version, name, complete, phase AS last_phase, left(checksum, 12) AS checksum, applied_at,
+          execution_time_ms AS ms, applied_by
    FROM confiture.schema_migrations ORDER BY version"
 psql "$EXAMPLE_URL" -P pager=off -c \
   "SELECT (SELECT count(*) FROM customers) AS customers,

@@ -260,7 +260,7 @@ func TestSIGTERMDuringARun(t *testing.T) {
 }
 
 // TestTwoWorkers runs two worker processes against one queue and target: no two phases on the
-// target ever overlap, runs stay serialized in arrival order, and when one worker dies in the
+// target ever overlap, runs start in the order the queue database recorded them, and when one worker dies in the
 // middle of a phase, the other finishes every run after River rescues the dead one's job.
 func TestTwoWorkers(t *testing.T) {
 	if testing.Short() {
@@ -305,8 +305,11 @@ func TestTwoWorkers(t *testing.T) {
 		evs := waitRun(t, c, reqs[i].Target, pub.Run)
 		require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "run %d: %v", i+1, kinds(evs))
 	}
-	// Runs of one target run one at a time. (In arrival order, which with two workers taking
-	// requests is the order their intake transactions committed in: not observable here.)
+	// Runs of one target run one at a time, in the order the queue database recorded them
+	// (seq): intake takes the target's lock before it records a run, so with two workers taking
+	// requests, seq order is also the order their transactions committed in.
+	require.Equal(t, []string{"0"}, queryStrings(t, db, `SELECT count(*)::text FROM confiture_queue.runs a
+		JOIN confiture_queue.runs b ON a.seq < b.seq AND b.started_at < a.started_at`), "a run started before one recorded earlier")
 	require.Equal(t, []string{"0"}, queryStrings(t, db, `SELECT count(*)::text FROM confiture_queue.runs a
 		JOIN confiture_queue.runs b ON a.seq < b.seq AND a.started_at < b.finished_at AND b.started_at < a.finished_at`),
 		"two runs of the target overlapped: %v",

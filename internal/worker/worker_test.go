@@ -224,7 +224,7 @@ func TestAlwaysFailingHookRunsOnErrorAndSkipsLaterPhases(t *testing.T) {
 	require.Equal(t, "on_error", onErr[len(onErr)-1].Phase)
 }
 
-func TestRunsOnOneTargetAreSerializedInArrivalOrder(t *testing.T) {
+func TestRunsOnOneTargetAreSerializedInRecordedOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	_, err := b.db.Exec(context.Background(), auditTable)

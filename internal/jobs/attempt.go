@@ -30,9 +30,8 @@ type attempt struct {
 	rc          *runContext
 	// n is the attempt's number at its step: the attempts begun there, less those that did not
 	// count (transient trouble, a stopping worker, a slice of a batched hook that made progress).
-	n       int
-	log     *slog.Logger
-	started time.Time
+	n   int
+	log *slog.Logger
 	// res is what the step's work did, for the events of whatever outcome.
 	res *phaseResult
 	// succeed records the step's success (the transition to what follows it).
@@ -94,7 +93,7 @@ func (p *Pipeline) begin(ctx context.Context, job *rivertype.JobRow, runID strin
 	completeJob func(context.Context, pgx.Tx) error,
 	startEvents func(a *attempt) []contract.Event,
 ) (a *attempt, done bool, err error) {
-	a = &attempt{p: p, job: job, client: river.ClientFromContext[pgx.Tx](ctx), completeJob: completeJob, step: step, started: time.Now()}
+	a = &attempt{p: p, job: job, client: river.ClientFromContext[pgx.Tx](ctx), completeJob: completeJob, step: step}
 	err = p.inTx(ctx, func(tx pgx.Tx) error {
 		// The common case first, in one round trip: the run's live job counts its attempt.
 		// Start events report nothing a crash could make wrong: they commit without waiting

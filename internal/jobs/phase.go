@@ -121,11 +121,11 @@ func (pa *phaseAttempt) run(ctx context.Context) error {
 	default:
 		err = pa.runHooks(ctx, t)
 	}
-	if err == nil && a.p.cfg.Fault != nil {
+	if err == nil {
 		fault.At(fault.PhaseAfterCommit)
-		err = a.p.cfg.Fault(ctx, "after_target_commit", PhaseArgs{RunID: a.rc.row.ID, Version: a.step.Version, Phase: a.step.Phase}, a.n)
-	} else if err == nil {
-		fault.At(fault.PhaseAfterCommit)
+		if a.p.cfg.Fault != nil {
+			err = a.p.cfg.Fault(ctx, "after_target_commit", PhaseArgs{RunID: a.rc.row.ID, Version: a.step.Version, Phase: a.step.Phase}, a.n)
+		}
 	}
 	return err
 }
@@ -151,10 +151,11 @@ func (pa *phaseAttempt) runHooks(ctx context.Context, t *target.Target) error {
 	a := pa.attempt
 	mark, complete := pa.marks()
 	if len(pa.planned) == 0 {
-		if mark && complete || (a.step.Phase == contract.PhaseCleanup && a.rc.row.Direction == contract.DirectionUp &&
-			completesAt(pa.m, firstPhase(a.rc.row.Direction, pa.entry)) == "") {
-			// Nothing to run, but the migration is complete only once this is recorded.
-			return pa.markComplete(ctx, t)
+		if a.step.Phase == contract.PhaseCleanup && a.rc.row.Direction == contract.DirectionUp &&
+			completesAt(pa.m, firstPhase(a.rc.row.Direction, pa.entry)) == "" {
+			// A resumed migration with nothing left to run: it is complete only once this
+			// is recorded.
+			return pa.markReached(ctx, t, true)
 		}
 		return nil
 	}
@@ -162,13 +163,12 @@ func (pa *phaseAttempt) runHooks(ctx context.Context, t *target.Target) error {
 	if err != nil {
 		return err
 	}
-	segmented := slices.ContainsFunc(pa.planned, func(p hooks.Planned) bool { return !p.Def.JoinsPhaseTx() })
+	segmented := slices.ContainsFunc(pa.planned, func(p hooks.Planned) bool { return isBatched(p) || !p.Def.JoinsPhaseTx() })
 	if segmented {
 		pa.hookLog.InfoContext(ctx, hooks.MsgExecutingHooks, "phase", a.step.Phase, "hook_count", len(pa.planned), "migration", pa.m.ID())
 	}
 	for i := 0; i < len(pa.planned); {
 		pl := pa.planned[i]
-		last := i == len(pa.planned)-1
 		switch {
 		case isBatched(pl):
 			err = pa.runBatched(ctx, t, pool, pl)
@@ -181,7 +181,7 @@ func (pa *phaseAttempt) runHooks(ctx context.Context, t *target.Target) error {
 			for j < len(pa.planned) && pa.planned[j].Def.JoinsPhaseTx() && !isBatched(pa.planned[j]) {
 				j++
 			}
-			last = j == len(pa.planned)
+			last := j == len(pa.planned)
 			var finalize func(context.Context, pgx.Tx) error
 			if last && mark {
 				finalize = func(ctx context.Context, tx pgx.Tx) error {
@@ -200,10 +200,8 @@ func (pa *phaseAttempt) runHooks(ctx context.Context, t *target.Target) error {
 	}
 	if mark {
 		// The phase ended with a hook that commits on its own: record the phase apart.
-		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			return t.MarkReached(ctx, tx, pa.m.Version, a.step.Phase, complete)
-		}); err != nil {
-			return fmt.Errorf("target %q: record phase: %w", t.Name(), err)
+		if err := pa.markReached(ctx, t, complete); err != nil {
+			return err
 		}
 	}
 	if segmented {
@@ -212,15 +210,19 @@ func (pa *phaseAttempt) runHooks(ctx context.Context, t *target.Target) error {
 	return nil
 }
 
-// markComplete records, for a phase without hooks, that the migration is complete.
-func (pa *phaseAttempt) markComplete(ctx context.Context, t *target.Target) error {
+// markReached records in a transaction of its own that the phase committed (and, with
+// complete, that the migration is complete).
+func (pa *phaseAttempt) markReached(ctx context.Context, t *target.Target, complete bool) error {
 	pool, err := t.Pool(ctx)
 	if err != nil {
 		return err
 	}
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		return t.MarkReached(ctx, tx, pa.m.Version, pa.step.Phase, true)
-	})
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		return t.MarkReached(ctx, tx, pa.m.Version, pa.step.Phase, complete)
+	}); err != nil {
+		return fmt.Errorf("target %q: record phase: %w", t.Name(), err)
+	}
+	return nil
 }
 
 // info is where the phase's hooks run.

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"strconv"
@@ -432,4 +433,59 @@ func proxyDSN(t *testing.T, dsn, addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	require.NoError(t, err)
 	return "postgres://" + cfg.ConnConfig.User + "@" + host + ":" + port + "/" + cfg.ConnConfig.Database + "?sslmode=disable"
+}
+
+// A run that failed at its DDL committed its before_ddl hooks; the request that tries again
+// takes that work over: those hooks do not run twice.
+func TestARunTakesOverTheWorkOfAFailedRunBeforeItsDDL(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.MaxAttempts = 1 })
+	_, err := b.db.Exec(context.Background(), auditTable)
+	require.NoError(t, err)
+	broken := mig("001", "t", "CREATE TABLE t (id int); INSERT INTO missing VALUES (1);", "",
+		audit(contract.PhaseBeforeValidation, "checked"), audit(contract.PhaseBeforeDDL, "prepared"))
+	evs := b.run(t, request("up", broken))
+	require.Equal(t, contract.KindRunFailed, last(evs).Kind, "%v", kinds(evs))
+	require.Empty(t, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations`), "the DDL did not commit")
+
+	fixed := broken
+	fixed.UpSQL = "CREATE TABLE t (id int);"
+	fixed.Checksum = contract.Checksum(fixed.UpSQL)
+	evs = b.run(t, request("up", fixed))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
+	require.Equal(t, []string{"checked", "prepared"}, b.queryStrings(t, `SELECT what FROM audit ORDER BY id`),
+		"the hooks the failed run committed ran once")
+	require.Equal(t, []string{"001 true"}, b.queryStrings(t, `SELECT version || ' ' || complete FROM confiture.schema_migrations`))
+}
+
+// A migration resumed with a fixed hooks file that leaves nothing to run after the phase
+// reached is complete once the run ends.
+func TestAResumedMigrationWithNothingLeftToRunIsComplete(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.MaxAttempts = 1 })
+	m := mig("001", "t", "CREATE TABLE t (id int);", "",
+		hook(contract.PhaseAfterDDL, "never", "failing", nil))
+	evs := b.run(t, request("up", m))
+	require.Equal(t, contract.KindRunFailed, last(evs).Kind, "%v", kinds(evs))
+	require.Equal(t, []string{"001 false ddl"}, b.queryStrings(t, `SELECT version || ' ' || complete || ' ' || phase FROM confiture.schema_migrations`))
+	var summary contract.RunSummary
+	require.NoError(t, json.Unmarshal(last(evs).Data, &summary))
+	require.Equal(t, []contract.IncompleteMigration{{Version: "001", Name: "t", Phase: "ddl"}}, summary.Incomplete)
+
+	m.Hooks = nil // the failing hook is dropped from the hooks file
+	evs = b.run(t, request("up", m))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
+	require.Equal(t, []string{"001 true cleanup"}, b.queryStrings(t, `SELECT version || ' ' || complete || ' ' || phase FROM confiture.schema_migrations`))
+	summary = contract.RunSummary{}
+	require.NoError(t, json.Unmarshal(last(evs).Data, &summary))
+	require.Empty(t, summary.Incomplete)
+}
+
+// A migration whose last work is a batched backfill is complete once the backfill is.
+func TestAMigrationEndingInABackfillIsCompleteWithIt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.BackfillSlice = 200 * time.Millisecond })
+	evs := b.run(t, request("up", bigTable("001", 5000, backfillHook("fill", map[string]any{"batch_size": 500, "max_batch_size": 500}))))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
+	require.Equal(t, []string{"001 true after_ddl"}, b.queryStrings(t, `SELECT version || ' ' || complete || ' ' || phase FROM confiture.schema_migrations`))
 }

@@ -111,37 +111,24 @@ func (p *Pipeline) Fail(ctx context.Context, runID, reason string) error {
 			}
 		}
 		g := queue.Guard{Statuses: []string{rc.row.Status}, Step: step, AnyJob: true}
-		if rc.row.Status == queue.RunQueued || step.Phase == contract.PhaseOnError {
-			// Nothing to undo: it never started, or its on_error hooks are what is running.
-			orig, extra := f, ""
-			if step.Phase == contract.PhaseOnError {
-				orig, extra = rc.failure(), msg+" while its on_error hooks ran"
-			}
-			m, _ := rc.migration(step.Version)
-			if !contract.IsPhase(step.Phase) {
-				m = nil
-			}
-			final := p.runFailedEvent(rc, m, rc.row.FailedPhase, orig, extra, sum)
-			if m == nil {
-				final = p.runFailedEvent(rc, nil, step.Phase, f, "", sum)
-			}
+		m, _ := rc.migration(step.Version)
+		switch {
+		case rc.row.Status == queue.RunQueued || !contract.IsPhase(step.Phase) || m == nil:
+			// Not at a migration yet (queued, planning, its dry-run): it ends here.
+			return p.failAt(ctx, tx, p.client, rc, g, step, f, rc.row.JobID, nil, p.runFailedEvent(rc, nil, step.Phase, f, "", sum))
+		case step.Phase == contract.PhaseOnError:
+			// Its on_error hooks are what runs: the run ends with its original failure.
+			final := p.runFailedEvent(rc, m, rc.row.FailedPhase, rc.failure(), msg+" while its on_error hooks ran", sum)
 			if _, err := p.apply(ctx, tx, rc.row.ID, g, queue.Change{Status: queue.RunFailed, ClearJob: true, Finished: true,
-				StoppedByJob: rc.row.JobID, Transient: "clear"}, final); err != nil {
+				Transient: "clear"}, final); err != nil {
 				return err
 			}
 			p.ended(rc, queue.RunFailed)
 			return p.admitNext(ctx, tx, p.client, rc.row.Target)
 		}
-		var evs []contract.Event
-		m, _ := rc.migration(step.Version)
-		if contract.IsPhase(step.Phase) && m != nil {
-			pf := p.stepEvent(rc, contract.KindPhaseFailed, step, rc.row.Attempt, "operator")
-			pf.Error, pf.Message = &f.Error, msg
-			evs = append(evs, pf)
-		} else {
-			m = nil
-		}
-		return p.failAt(ctx, tx, p.client, rc, g, step, f, rc.row.JobID, evs, p.runFailedEvent(rc, m, step.Phase, f, "", sum))
+		pf := p.stepEvent(rc, contract.KindPhaseFailed, step, rc.row.Attempt, "operator")
+		pf.Error, pf.Message = &f.Error, msg
+		return p.failAt(ctx, tx, p.client, rc, g, step, f, rc.row.JobID, []contract.Event{pf}, p.runFailedEvent(rc, m, step.Phase, f, "", sum))
 	})
 }
 

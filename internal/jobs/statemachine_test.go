@@ -195,6 +195,29 @@ func TestOperatorActions(t *testing.T) {
 		m.events(t, a))
 }
 
+func TestFailingAQueuedRunAndARunInItsOnErrorHooks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := newMachine(t)
+	onError := contract.HookSpec{Phase: "on_error", Name: "notify", Hook: "sql", Params: map[string]any{"sql": "SELECT 1"}}
+	a, b := m.submit(t, smRequest("a", onError)), m.submit(t, smRequest("b"))
+	require.NoError(t, m.p.Fail(ctx, b, "not needed"))
+	require.Equal(t, queue.RunFailed, m.row(t, b).Status)
+	require.Equal(t, []string{contract.KindRunFailed}, m.events(t, b))
+
+	m.moveTo(t, a, Step{Version: "001", Phase: "after_ddl"})
+	require.NoError(t, m.p.Fail(ctx, a, "first"))
+	require.Equal(t, Step{Version: "001", Phase: "on_error"}, m.row(t, a).Step())
+	require.NoError(t, m.p.Fail(ctx, a, "second"))
+	ra := m.row(t, a)
+	require.Equal(t, queue.RunFailed, ra.Status)
+	final := m.lastEvent(t, a)
+	require.Equal(t, contract.KindRunFailed, final.Kind)
+	require.Equal(t, "after_ddl", final.Phase, "the original failure")
+	require.Contains(t, final.Message, "failed by an operator: second while its on_error hooks ran")
+	require.ErrorIs(t, m.p.Fail(ctx, a, ""), ErrRunState, "a failed run cannot fail again")
+}
+
 func TestFailingARunAtAPhaseRunsItsOnErrorHooks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

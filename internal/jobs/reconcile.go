@@ -37,7 +37,7 @@ type reconcileWorker struct {
 	p *Pipeline
 }
 
-func (w *reconcileWorker) Timeout(*river.Job[ReconcileArgs]) time.Duration { return 5 * time.Minute }
+func (w *reconcileWorker) Timeout(*river.Job[ReconcileArgs]) time.Duration { return time.Minute }
 
 func (w *reconcileWorker) Work(ctx context.Context, _ *river.Job[ReconcileArgs]) error {
 	_, err := w.p.Reconcile(ctx)
@@ -48,14 +48,17 @@ func (w *reconcileWorker) Work(ctx context.Context, _ *river.Job[ReconcileArgs])
 // every ReconcileInterval, and once when a leader is elected.
 func (p *Pipeline) PeriodicJobs() []*river.PeriodicJob {
 	return []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(p.cfg.ReconcileInterval),
-		func() (river.JobArgs, *river.InsertOpts) {
-			return ReconcileArgs{}, &river.InsertOpts{Queue: p.cfg.Queue, MaxAttempts: 1, UniqueOpts: river.UniqueOpts{
-				ByArgs: true,
-				// One waiting or running at a time; a slow pass does not pile up others.
-				ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending,
-					rivertype.JobStateRunning, rivertype.JobStateRetryable, rivertype.JobStateScheduled},
-			}}
-		}, &river.PeriodicJobOpts{ID: ReconcileArgs{}.Kind(), RunOnStart: true})}
+		func() (river.JobArgs, *river.InsertOpts) { return ReconcileArgs{}, p.reconcileInsertOpts() },
+		&river.PeriodicJobOpts{ID: ReconcileArgs{}.Kind(), RunOnStart: true})}
+}
+
+// reconcileInsertOpts are the insert options of a reconciler job: one per interval at most (a
+// new leader's first insert does not add a second one), and none that a stuck one can block.
+// Uniqueness by state would also count a running job, and the job of a worker that died
+// stays running until River rescues it: for that long, no reconciler would run at all.
+func (p *Pipeline) reconcileInsertOpts() *river.InsertOpts {
+	return &river.InsertOpts{Queue: p.cfg.Queue, MaxAttempts: 1,
+		UniqueOpts: river.UniqueOpts{ByPeriod: max(p.cfg.ReconcileInterval, time.Second)}}
 }
 
 // ReconcileReport counts what a reconciler pass did.

@@ -344,10 +344,29 @@ func TestTransitionsAreAtomicAndGuarded(t *testing.T) {
 	require.Equal(t, 1, jobs, "the stale transition's job insert rolled back with it")
 }
 
-func TestPeriodicReconcilerIsScheduled(t *testing.T) {
+// The reconciler's job of a worker that died stays running until River rescues it: it must
+// not keep the next interval's job from being inserted (seen in the fault campaign, seed
+// 635342595: no reconciler ran for five minutes).
+func TestAStuckReconcilerJobDoesNotBlockTheNext(t *testing.T) {
 	t.Parallel()
+	ctx := context.Background()
 	m := newMachine(t)
-	jobs := m.p.PeriodicJobs()
-	require.Len(t, jobs, 1)
+	require.Len(t, m.p.PeriodicJobs(), 1)
 	require.Equal(t, 30*time.Second, m.p.cfg.ReconcileInterval, "the default interval")
+	m.p.cfg.ReconcileInterval = time.Second
+	first, err := m.river.Insert(ctx, ReconcileArgs{}, m.p.reconcileInsertOpts())
+	require.NoError(t, err)
+	require.False(t, first.UniqueSkippedAsDuplicate)
+	again, err := m.river.Insert(ctx, ReconcileArgs{}, m.p.reconcileInsertOpts())
+	require.NoError(t, err)
+	if again.Job.ID == first.Job.ID {
+		require.True(t, again.UniqueSkippedAsDuplicate, "one per interval")
+	}
+	// The first one is now the stuck job of a dead worker.
+	_, err = m.db.Exec(ctx, `UPDATE confiture_river.river_job SET state = 'running', attempted_at = now(), attempt = 1 WHERE id = $1`, first.Job.ID)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		next, err := m.river.Insert(ctx, ReconcileArgs{}, m.p.reconcileInsertOpts())
+		return err == nil && !next.UniqueSkippedAsDuplicate && next.Job.ID != first.Job.ID
+	}, 30*time.Second, 50*time.Millisecond, "a later interval's reconciler job is inserted")
 }

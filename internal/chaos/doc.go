@@ -60,12 +60,15 @@
 //   - sigkill: SIGKILL a live worker; it restarts after 0 to 3 s.
 //   - fault_point: restart a worker slot with CONFITURE_FAULT=<point>=kill@<n> (package fault:
 //     intake.after_commit, phase.before_commit, phase.after_commit, outbox.after_publish,
-//     backfill.after_batch); it dies there if it gets there, and restarts clean.
+//     backfill.after_batch; the two phase points twice as often, n small); it dies there if it
+//     gets there, and restarts clean. A retry after a phase's target commit is where a
+//     repeated effect would show: a SIGKILL at a random moment rarely lands there.
 //   - sigterm: stop a live worker gracefully; it restarts after 0 to 3 s.
 //   - cancel_job: cancel a River job of a confiture_* kind that is not finalized, with River's
 //     JobCancel on an insert-only client, as River UI does.
 //   - terminate_backend: pg_terminate_backend of a client backend of the queue or a target
-//     database (never the harness's own connections).
+//     database (never the harness's own connections), two times in three one that is not
+//     idle when there is one.
 //   - nats_down: stop NATS for 2 to 8 s.
 //   - target_down: close a target's proxy for 2 to 10 s: new connections are refused, open
 //     ones cut.

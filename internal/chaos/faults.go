@@ -122,6 +122,17 @@ func (e *schedule) strike(f Fault) error {
 		if len(bs) == 0 {
 			return errNoCandidate
 		}
+		// Two times in three, a backend in the middle of something, if one is: most are idle
+		// connections of a pool.
+		var busy []backend
+		for _, b := range bs {
+			if b.state != "idle" {
+				busy = append(busy, b)
+			}
+		}
+		if len(busy) > 0 && (f.Pick>>32)%3 != 0 {
+			bs = busy
+		}
 		b := bs[f.Pick%uint64(len(bs))]
 		e.logf("fault %s: terminate backend %d of %s (%s, %s): %q", f, b.pid, e.dbLabel(b.db), b.app, b.state, b.query)
 		_, err = e.queue.Exec(ctx, `SELECT pg_terminate_backend($1)`, b.pid)

@@ -101,20 +101,24 @@ var FaultKinds = []FaultKind{FaultSIGKILL, FaultPoint, FaultSIGTERM, FaultCancel
 
 // faultWeights is how often each kind is drawn, relative to the others.
 var faultWeights = map[FaultKind]int{
-	FaultSIGKILL: 3, FaultPoint: 2, FaultSIGTERM: 2, FaultCancelJob: 3, FaultTerminateBackend: 3,
+	FaultSIGKILL: 3, FaultPoint: 4, FaultSIGTERM: 2, FaultCancelJob: 3, FaultTerminateBackend: 3,
 	FaultNATSDown: 1, FaultTargetDown: 2, FaultChurn: 1,
 }
 
-// faultPoints are the points of package fault, with the largest n drawn for each.
+// faultPoints are the points of package fault, with the largest n drawn for each. The points
+// between a phase's target commit and its queue commit come twice: a worker lives long enough
+// to reach only a few, and a retry after a target commit is where a repeated effect would show.
 var faultPoints = []struct {
 	point string
 	maxN  int
 }{
-	{fault.IntakeAfterCommit, 3},
-	{fault.PhaseBeforeCommit, 8},
-	{fault.PhaseAfterCommit, 10},
-	{fault.OutboxAfterPublish, 6},
-	{fault.BackfillAfterBatch, 40},
+	{fault.IntakeAfterCommit, 2},
+	{fault.PhaseBeforeCommit, 4},
+	{fault.PhaseBeforeCommit, 4},
+	{fault.PhaseAfterCommit, 5},
+	{fault.PhaseAfterCommit, 5},
+	{fault.OutboxAfterPublish, 4},
+	{fault.BackfillAfterBatch, 30},
 }
 
 // Fault is one fault of a schedule. Every field is drawn for every kind (so that the random

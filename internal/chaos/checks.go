@@ -126,97 +126,136 @@ func (e *schedule) lastRunLevel(ctx context.Context) (map[string]runEvent, error
 	return out, rows.Err()
 }
 
+// pending is a published request without its run, or a run neither ended nor paused.
+type pending struct {
+	Target, Run, What string
+}
+
+// settleState is the runs as the harness waits for them.
+type settleState struct {
+	runs []runRow
+	last map[string]runEvent
+	// paused are the runs paused with run.paused as their last run-level event, not yet
+	// resumed from that very event (its retried job has yet to pick the run up).
+	paused []runRow
+}
+
 // unsettled lists what keeps the schedule from being settled: a published request without its
-// run, a run neither completed nor failed, unless it is paused with run.paused as its last
-// run-level event (and not resumed from that very event: its retried job has yet to pick it
-// up) or queued behind such a run of its target.
-func (e *schedule) unsettled() ([]string, []runRow, error) {
+// run, a run neither completed nor failed, unless it is paused (settleState.paused) or queued
+// behind such a run of its target.
+func (e *schedule) unsettled() ([]pending, *settleState, error) {
 	ctx, cancel := qctx()
 	defer cancel()
-	runs, err := e.readRuns(ctx)
-	if err != nil {
+	st := &settleState{}
+	var err error
+	if st.runs, err = e.readRuns(ctx); err != nil {
 		return nil, nil, err
 	}
-	last, err := e.lastRunLevel(ctx)
-	if err != nil {
+	if st.last, err = e.lastRunLevel(ctx); err != nil {
 		return nil, nil, err
 	}
 	have := map[string]bool{}
-	paused := map[string]bool{}
+	pausedTargets := map[string]bool{}
 	e.mu.Lock()
 	resumed := maps.Clone(e.resumed)
 	e.mu.Unlock()
-	isPaused := func(r runRow) bool {
-		ev := last[r.ID]
-		return r.Status == queue.RunPaused && ev.Kind == contract.KindRunPaused && resumed[r.ID] != ev.Seq
-	}
-	for _, r := range runs {
+	isPaused := map[string]bool{}
+	for _, r := range st.runs {
 		have[r.ID] = true
-		if isPaused(r) {
-			paused[r.Target] = true
+		ev := st.last[r.ID]
+		if r.Status == queue.RunPaused && ev.Kind == contract.KindRunPaused && resumed[r.ID] != ev.Seq {
+			isPaused[r.ID], pausedTargets[r.Target] = true, true
+			st.paused = append(st.paused, r)
 		}
 	}
-	var out []string
+	var out []pending
 	e.mu.Lock()
 	for id, p := range e.published {
 		if !have[p.Run] {
-			out = append(out, fmt.Sprintf("request %s: no run recorded", id))
+			out = append(out, pending{Target: p.Target, Run: p.Run, What: fmt.Sprintf("request %s: no run recorded", id)})
 		}
 	}
 	e.mu.Unlock()
-	for _, r := range runs {
+	for _, r := range st.runs {
 		switch {
 		case r.Status == queue.RunCompleted || r.Status == queue.RunFailed:
-		case isPaused(r):
-		case r.Status == queue.RunQueued && paused[r.Target]:
+		case isPaused[r.ID]:
+		case r.Status == queue.RunQueued && pausedTargets[r.Target]:
 		default:
-			out = append(out, fmt.Sprintf("run %s (%s, %s): %s, last run-level event %q", r.ID, r.Target, r.RequestID, r.Status, last[r.ID].Kind))
+			out = append(out, pending{Target: r.Target, Run: r.ID, What: fmt.Sprintf("request %s: status %s, last run-level event %s",
+				r.RequestID, r.Status, st.last[r.ID].Kind)})
 		}
 	}
-	slices.Sort(out)
-	return out, runs, nil
+	slices.SortFunc(out, func(a, b pending) int { return strings.Compare(a.What, b.What) })
+	return out, st, nil
 }
 
 // waitSettled polls until the schedule is settled or bound passes; it returns what is not.
-func (e *schedule) waitSettled(bound time.Duration) ([]string, []runRow) {
+func (e *schedule) waitSettled(bound time.Duration) ([]pending, *settleState) {
 	deadline := time.Now().Add(bound)
 	for {
-		pending, runs, err := e.unsettled()
-		if err == nil && len(pending) == 0 {
-			return nil, runs
+		out, st, err := e.unsettled()
+		if err == nil && len(out) == 0 {
+			return nil, st
 		}
 		if time.Now().After(deadline) {
 			if err != nil {
-				pending = append(pending, "reading the runs: "+err.Error())
+				return []pending{{What: "reading the runs: " + err.Error()}}, &settleState{}
 			}
-			return pending, runs
+			return out, st
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 }
 
 // settleAndResume waits for every run to end or pause, resumes the paused ones by retrying the
-// job that paused them, and waits again.
-func (e *schedule) settleAndResume() {
-	for round := 1; ; round++ {
+// job that paused them, and waits again, for up to four rounds of bound each. What is not
+// settled at the end of a round breaks invariant 1.
+func (e *schedule) settleAndResume(after string, bound time.Duration) {
+	for round := 1; round <= 4; round++ {
 		waited := time.Now()
-		pending, runs := e.waitSettled(settleBound)
-		if len(pending) > 0 {
-			e.say("seed %d: %d run(s) or request(s) not settled %s after the heal: %s", e.plan.Seed, len(pending), settleBound, strings.Join(pending, "; "))
+		out, st := e.waitSettled(bound)
+		for _, p := range out {
+			e.violate(Violation{Invariant: 1, Target: p.Target, Run: p.Run, What: fmt.Sprintf(
+				"neither ended nor paused %s after %s: %s", bound, after, p.What)})
+		}
+		if len(out) > 0 {
+			e.noteStuckJobs()
+		}
+		state := "settled"
+		if len(out) > 0 {
+			state = fmt.Sprintf("%d run(s) or request(s) not settled", len(out))
+		}
+		e.say("seed %d: after %s: %s in %s (round %d); %d paused run(s) to resume", e.plan.Seed, after, state,
+			time.Since(waited).Round(time.Second), round, len(st.paused))
+		if len(st.paused) == 0 {
 			return
 		}
-		var paused []runRow
-		for _, r := range runs {
-			if r.Status == queue.RunPaused {
-				paused = append(paused, r)
-			}
-		}
-		e.say("seed %d: settled in %s (round %d); %d paused run(s) to resume", e.plan.Seed, time.Since(waited).Round(time.Second), round, len(paused))
-		if len(paused) == 0 || round == 4 {
-			return
-		}
-		for _, r := range paused {
+		for _, r := range st.paused {
 			e.resume(r)
+		}
+		after = "resuming paused runs"
+	}
+}
+
+// noteStuckJobs notes the River jobs that have been running for more than 15 s, with the
+// River client that took them: a job of a worker that died stays running until River's rescuer
+// takes it back.
+func (e *schedule) noteStuckJobs() {
+	ctx, cancel := qctx()
+	defer cancel()
+	rows, err := e.queue.Query(ctx, `SELECT concat_ws(' ', 'job', id, kind, args::text, 'running for',
+			date_trunc('second', now() - attempted_at), 'taken by', attempted_by[array_length(attempted_by, 1)])
+		FROM confiture_river.river_job WHERE state = 'running' AND attempted_at < now() - interval '15 seconds' ORDER BY id`)
+	if err != nil {
+		e.logf("stuck jobs: %v", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var line string
+		if rows.Scan(&line) == nil {
+			e.note("while runs did not settle: %s", line)
 		}
 	}
 }
@@ -682,7 +721,7 @@ func (e *schedule) checkRuns(s *snapshot) {
 		}
 		if r.Status != queue.RunCompleted && r.Status != queue.RunFailed {
 			e.violate(Violation{Invariant: 1, Target: r.Target, Run: r.ID, What: fmt.Sprintf(
-				"request %s: the run did not end within the bound: status %s, last run-level event %s", r.RequestID, r.Status, lastKind)})
+				"request %s: the run never ended: status %s when the schedule ended, last run-level event %s", r.RequestID, r.Status, lastKind)})
 		}
 		if last == nil || !slices.Contains(statusEvents[r.Status], lastKind) {
 			e.violate(Violation{Invariant: 1, Target: r.Target, Run: r.ID, What: fmt.Sprintf(
@@ -698,9 +737,7 @@ func (e *schedule) finalRequests() {
 		tp := &e.plan.Targets[i]
 		e.publish(tp, Request{ID: e.finalID(tp.Name), K: len(tp.Migrations)}, true)
 	}
-	if pending, _ := e.waitSettled(wedgeBound); len(pending) > 0 {
-		e.say("seed %d: not settled %s after the final requests: %s", e.plan.Seed, wedgeBound, strings.Join(pending, "; "))
-	}
+	e.settleAndResume("the final requests", wedgeBound)
 }
 
 func (e *schedule) finalID(target string) string {

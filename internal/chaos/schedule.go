@@ -118,7 +118,7 @@ func RunSchedule(t *testing.T, plan *Plan, exe string) *Result {
 
 	e.window()
 	e.heal()
-	e.settleAndResume()
+	e.settleAndResume("the heal", settleBound)
 	snap := e.snapshot()
 	e.checkEffects(snap, false)
 	e.checkTracking(snap)

@@ -18,9 +18,10 @@
 // The workers are the test binary itself, re-executed as a worker (TestMain, WorkerMain):
 // worker.New with the built-in hooks, configured from CONFITURE_* variables through
 // worker.ApplyEnv, running until SIGTERM. The campaign is built without the race detector: every
-// worker is a copy of the test binary, and five processes under -race on two cores would slow
-// the phases down until the timeouts the campaign relies on (a 10 s phase timeout, River's
-// rescue after it) fire for the wrong reasons. The race detector runs in `make test`.
+// worker is a copy of the test binary, and three workers and the harness under -race on two
+// cores would slow the phases down until the timeouts the campaign relies on (a 10 s phase
+// timeout, River's rescue after it) fire for the wrong reasons. The race detector runs in
+// `make test`.
 //
 // # A schedule
 //
@@ -87,13 +88,17 @@
 // Then the harness waits (3 minutes at most) until every run is completed or failed, or paused
 // with run.paused as its last run-level event (or queued behind such a run), resumes every
 // paused run by retrying with River's JobRetry the job that paused it (runs.stopped_by_job,
-// which the run.paused message names too), and waits again. Then it checks:
+// which the run.paused message names too), and waits again (up to four such rounds). Then it
+// checks:
 //
-//  1. Runs end, and say so. Every request JetStream acknowledged has its run, every run ended
-//     completed or failed within the bound, its status in the runs table is what its last
-//     run-level event in the outbox says (run.completed, run.failed), no valid request was
-//     rejected, and a paused run's stopped_by_job is the job its run.paused names (SPEC
-//     "Guarantees" 5 and 6: every run reaches an end state or stays visibly paused).
+//  1. Runs end, and say so. Every request JetStream acknowledged has its run; every run ended
+//     completed or failed, or paused with its event, within the bound of each round (a run
+//     still neither at the end of a round is a violation then, with the River jobs that have
+//     been running for long as notes: a job of a dead worker holds on until River's rescuer
+//     takes it back); its status in the runs table is what its last run-level event in the
+//     outbox says (run.completed, run.failed); no valid request was rejected; a paused run's
+//     stopped_by_job is the job its run.paused names (SPEC "Guarantees" 5 and 6: every run
+//     reaches an end state or stays visibly paused; none holds its target for ever).
 //  2. Every effect exactly once. No counter above 1, big's counters all 0 or 1 (each batch
 //     commits with its checkpoint), big holding the rows its DDL inserted, every index valid
 //     once its migration's DDL committed (Guarantees 2 and 3). A plugin counter of 2 is a key

@@ -66,6 +66,23 @@ fuzz: ## Fuzz request decoding, signatures, the SQL splitter, hooks and manifest
 fuzz-ci: ## Every fuzz target for 10s, as CI runs them after the tests
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
+# The fault campaign (internal/chaos): seeded random schedules of crashes, cancellations and
+# outages against worker processes, then a check of the guarantees. CHAOS_SEED is the first
+# schedule's seed (default: the clock, printed; set it to replay), CHAOS_REPORT a path for the
+# report as JSON. Without -race: every worker is a copy of the test binary (see its doc.go).
+CHAOS_SCHEDULES ?= 5
+CHAOS_DURATION  ?= 60s
+CHAOS_TIMEOUT   ?= 90m
+
+.PHONY: chaos
+chaos: ## Fault campaign: CHAOS_SCHEDULES (5) schedules of a CHAOS_DURATION (60s) fault window; CHAOS_SEED replays
+	CONFITURE_CHAOS=1 CHAOS_SEED=$(CHAOS_SEED) CHAOS_SCHEDULES=$(CHAOS_SCHEDULES) CHAOS_DURATION=$(CHAOS_DURATION) \
+		CHAOS_REPORT=$(CHAOS_REPORT) $(GO) test -run '^TestChaos$$' -count=1 -timeout $(CHAOS_TIMEOUT) -v ./internal/chaos/
+
+.PHONY: chaos-ci
+chaos-ci: ## A short fault campaign (2 schedules of 40s, under 5 minutes), as CI runs it after the tests
+	@$(MAKE) --no-print-directory chaos CHAOS_SCHEDULES=2 CHAOS_DURATION=40s CHAOS_TIMEOUT=15m
+
 .PHONY: tidy
 tidy: ## go mod tidy for this module and examples/custom-worker (which follows this one's dependencies)
 	$(GO) mod tidy

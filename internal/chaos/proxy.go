@@ -1,0 +1,161 @@
+package chaos
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// proxy forwards TCP connections to a backend (a target's PostgreSQL) and can be made
+// unreachable: while down, its port refuses new connections and the connections it carried are
+// cut.
+type proxy struct {
+	addr    string
+	backend string
+
+	mu    sync.Mutex
+	l     net.Listener
+	conns map[net.Conn]struct{}
+	// downs counts the outages in force (they may overlap); the proxy is open at 0.
+	downs  int
+	closed bool
+}
+
+// newProxy opens a proxy to backend on a free loopback port.
+func newProxy(backend string) (*proxy, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &proxy{addr: l.Addr().String(), backend: backend, conns: map[net.Conn]struct{}{}}
+	p.serve(l)
+	return p, nil
+}
+
+func (p *proxy) serve(l net.Listener) {
+	p.l = l
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go p.forward(c)
+		}
+	}()
+}
+
+// track records c as carried, unless the proxy is down (then c is closed).
+func (p *proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.downs > 0 || p.closed {
+		_ = c.Close()
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+	_ = c.Close()
+}
+
+func (p *proxy) forward(c net.Conn) {
+	if !p.track(c) {
+		return
+	}
+	defer p.untrack(c)
+	b, err := net.DialTimeout("tcp", p.backend, 5*time.Second)
+	if err != nil {
+		return
+	}
+	if !p.track(b) {
+		return
+	}
+	defer p.untrack(b)
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(b, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, b); done <- struct{}{} }()
+	<-done
+}
+
+// down makes the backend unreachable until the matching up.
+func (p *proxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.downs++
+	if p.downs > 1 || p.closed {
+		return
+	}
+	if p.l != nil {
+		_ = p.l.Close()
+		p.l = nil
+	}
+	for c := range p.conns {
+		_ = c.Close()
+		delete(p.conns, c)
+	}
+}
+
+// up ends one outage; the proxy listens again when none is left.
+func (p *proxy) up() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.downs > 0 {
+		p.downs--
+	}
+	return p.listenLocked()
+}
+
+// heal ends every outage.
+func (p *proxy) heal() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.downs = 0
+	return p.listenLocked()
+}
+
+func (p *proxy) listenLocked() error {
+	if p.downs > 0 || p.l != nil || p.closed {
+		return nil
+	}
+	// The port was ours a moment ago; an outgoing connection may hold it briefly.
+	var err error
+	for i := 0; i < 100; i++ {
+		var l net.Listener
+		if l, err = net.Listen("tcp", p.addr); err == nil {
+			p.serve(l)
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("proxy %s: listen again: %w", p.addr, err)
+}
+
+// isDown reports whether an outage is in force.
+func (p *proxy) isDown() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.downs > 0
+}
+
+// close stops the proxy for good.
+func (p *proxy) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	if p.l != nil {
+		_ = p.l.Close()
+		p.l = nil
+	}
+	for c := range p.conns {
+		_ = c.Close()
+		delete(p.conns, c)
+	}
+}

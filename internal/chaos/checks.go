@@ -1,14 +1,11 @@
 package chaos
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -624,9 +621,9 @@ func (e *schedule) checkTracking(s *snapshot) {
 		}
 		slices.Sort(said)
 		if !slices.Equal(said, incomplete) {
-			if len(said) == 0 && e.summaryReadFailed(last.Event.Run, last.Event.Time) {
-				e.note("target %s: the last run's %s lists no incomplete migration, the tracking table has %v: the worker logged that it could not read the tracking table for that event (best-effort by design)",
-					name, last.Event.Kind, incomplete)
+			if sum.Unread != "" {
+				e.note("target %s: the last run's %s could not read the tracking table (%s), which has incomplete migrations %v",
+					name, last.Event.Kind, sum.Unread, incomplete)
 			} else {
 				e.violate(Violation{Invariant: 3, Target: name, Run: last.Event.Run, What: fmt.Sprintf(
 					"the tracking table's incomplete migrations are %v, the last run's %s (event %s) says %v", incomplete, last.Event.Kind, last.ID, said)})
@@ -647,43 +644,6 @@ func (e *schedule) checkTracking(s *snapshot) {
 			}
 		}
 	}
-}
-
-// summaryReadFailedMsg is the worker's warning when it could not read a target's tracking table
-// for a run's final event, which then lists no incomplete migration.
-const summaryReadFailedMsg = "could not read the target's tracking table for the run's final event"
-
-// summaryReadFailed reports whether a worker logged summaryReadFailedMsg for run (or, in the
-// reconciler's records, which carry no run, within ten seconds before at).
-func (e *schedule) summaryReadFailed(run string, at time.Time) bool {
-	logs, _ := filepath.Glob(filepath.Join(e.logDir, "worker-*.log"))
-	for _, path := range logs {
-		f, err := os.Open(path)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			if !strings.Contains(string(line), summaryReadFailedMsg) {
-				continue
-			}
-			var rec struct {
-				Time time.Time `json:"time"`
-				Run  string    `json:"run"`
-			}
-			if json.Unmarshal(line, &rec) != nil {
-				continue
-			}
-			if rec.Run == run || (rec.Run == "" && !rec.Time.Before(at.Add(-10*time.Second)) && !rec.Time.After(at.Add(time.Second))) {
-				f.Close()
-				return true
-			}
-		}
-		f.Close()
-	}
-	return false
 }
 
 // checkRuns checks invariant 1: every published request has its run, every run ended

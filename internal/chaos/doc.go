@@ -113,9 +113,9 @@
 //     phase in progress (the first after R with hooks) when it commits in several
 //     transactions (a backfill or a plugin among its hooks); on_error effects may be there
 //     once or not at all. big exists exactly when the backfill's migration has its tracking
-//     row, and is all 1 once after_ddl committed. The final event's list is read
-//     best-effort by the worker (a target it cannot read gives an empty list, and the worker
-//     logs why): an empty list with that warning in the logs is a note, not a violation.
+//     row, and is all 1 once after_ddl committed. A final event whose worker could not read the
+//     tracking table says so (data.unread; only a failed run's can: a completed run waits until
+//     it can read it): that is a note, not a violation.
 //  4. No event lost or doubled. Once the outbox is published to the end, every outbox event
 //     id is on the CONFITURE_EVENTS stream exactly once (the stream is read unfiltered), and
 //     the stream holds no message that is not in the outbox (Guarantee 4).

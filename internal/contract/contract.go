@@ -292,6 +292,9 @@ type RunSummary struct {
 	// Incomplete lists the target's incomplete migrations as the run leaves them, read from
 	// its tracking table. While one is listed, submit does not exit 0.
 	Incomplete []IncompleteMigration `json:"incomplete,omitempty"`
+	// Unread, when set, says why the tracking table could not be read (a failed run whose
+	// target is unreachable): Incomplete is then unknown, and submit does not exit 0 either.
+	Unread string `json:"unread,omitempty"`
 }
 
 // BackfillProgress is the data of a backfill.progress event. The event's rows_affected holds

@@ -267,12 +267,22 @@ func (a *attempt) conclude(ctx context.Context, err error) error {
 	}
 	rctx, cancel := recordCtx(ctx) // the outcome may be that the job's context ran out
 	defer cancel()
-	a.observe(o)
 	if o == outFailed || o == outCancelled || (o == outCompleted && a.mayEndRun()) {
 		// Read outside the queue transaction: the run's final event lists the target's
-		// incomplete migrations as its tracking table shows them.
-		a.summary = a.p.summary(rctx, a.rc, a.log)
+		// incomplete migrations as its tracking table shows them. A run that completes waits
+		// until it can say (its work is in the ledger: the next attempt only records it); a
+		// run that fails says why it cannot.
+		sum, serr := a.p.summary(rctx, a.rc)
+		switch {
+		case serr != nil && o == outCompleted && transient.Is(serr) && a.withinTolerance():
+			o, err = outTransient, serr
+		case serr != nil:
+			sum.Unread = serr.Error()
+			a.log.Warn("could not read the target's tracking table for the run's final event", "error", serr.Error())
+		}
+		a.summary = sum
 	}
+	a.observe(o)
 	switch o {
 	case outCompleted:
 		return a.finish(rctx, "completed", nil, a.succeed)

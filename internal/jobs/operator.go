@@ -92,7 +92,7 @@ func (p *Pipeline) Resume(ctx context.Context, runID, reason string) error {
 func (p *Pipeline) Fail(ctx context.Context, runID, reason string) error {
 	var sum contract.RunSummary
 	if rc, err := p.loadRun(ctx, runID); err == nil {
-		sum = p.summary(ctx, rc, p.cfg.Logger) // read outside the transaction
+		sum = p.summaryOrWhy(ctx, rc, p.cfg.Logger.With("run", runID)) // read outside the transaction
 	}
 	return p.operate(ctx, runID, "fail", []string{queue.RunQueued, queue.RunRunning, queue.RunPaused}, func(tx pgx.Tx, rc *runContext) error {
 		step := rc.row.Step()

@@ -334,29 +334,38 @@ func leftNote(left []contract.IncompleteMigration) string {
 	return "; not resuming incomplete " + strings.Join(names, ", ")
 }
 
-// summary reads the target's incomplete migrations for a run's final event. It is best-effort
-// and bounded: a target that cannot be read leaves the list empty, and the log says why.
-func (p *Pipeline) summary(ctx context.Context, rc *runContext, log *slog.Logger) contract.RunSummary {
+// summary reads the target's incomplete migrations for a run's final event, within a bound.
+func (p *Pipeline) summary(ctx context.Context, rc *runContext) (contract.RunSummary, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var s contract.RunSummary
 	t, err := p.cfg.Targets.Get(rc.row.Target)
 	if err != nil {
-		return s
+		return s, err
 	}
 	pool, err := t.Pool(ctx)
-	var applied []target.Applied
-	if err == nil {
-		applied, err = t.AppliedMigrations(ctx, pool)
-	}
 	if err != nil {
-		log.Warn("could not read the target's tracking table for the run's final event", "error", err.Error())
-		return s
+		return s, err
+	}
+	applied, err := t.AppliedMigrations(ctx, pool)
+	if err != nil {
+		return s, fmt.Errorf("target %q: read the tracking table: %w", t.Name(), err)
 	}
 	for _, a := range applied {
 		if !a.Complete {
 			s.Incomplete = append(s.Incomplete, contract.IncompleteMigration{Version: a.Version, Name: a.Name, Phase: a.Phase})
 		}
+	}
+	return s, nil
+}
+
+// summaryOrWhy is summary for a run that ends now whatever the target says: when the tracking
+// table cannot be read, the summary says why, and log says it too.
+func (p *Pipeline) summaryOrWhy(ctx context.Context, rc *runContext, log *slog.Logger) contract.RunSummary {
+	s, err := p.summary(ctx, rc)
+	if err != nil {
+		s.Unread = err.Error()
+		log.Warn("could not read the target's tracking table for the run's final event", "error", err.Error())
 	}
 	return s
 }

@@ -150,7 +150,7 @@ func (p *Pipeline) reconcileRun(ctx context.Context, d queue.Dead) (string, erro
 
 // failStopped fails a run whose job ended (cancelled, discarded) at its step.
 func (p *Pipeline) failStopped(ctx context.Context, rc *runContext, g queue.Guard, d queue.Dead, code, msg string) error {
-	sum := p.summary(ctx, rc, p.cfg.Logger)
+	sum := p.summaryOrWhy(ctx, rc, p.cfg.Logger.With("run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target))
 	f := failure{Error: contract.EventError{Code: code, Message: msg}}
 	var evs []contract.Event
 	m, _ := rc.migration(d.Step.Version)

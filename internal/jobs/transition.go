@@ -304,6 +304,9 @@ func retryHint(stoppedBy int64) string {
 
 // incompleteNote says which migrations a run leaves incomplete.
 func incompleteNote(s contract.RunSummary) string {
+	if s.Unread != "" {
+		return "; whether it leaves migrations incomplete is unknown: " + s.Unread
+	}
 	if len(s.Incomplete) == 0 {
 		return ""
 	}

@@ -86,6 +86,8 @@ func (r *Renderer) Verdict(final *contract.Event, dryRun bool, failOn string) (c
 		return ExitRejected, ""
 	case rep != nil && !rep.Success:
 		return ExitFailed, "the dry-run failed: " + firstFailure(rep) + "; everything was rolled back"
+	case summaryOf(final).Unread != "":
+		return ExitFailed, "could not tell whether the target has incomplete migrations (" + clean(summaryOf(final).Unread) + "); check its confiture.schema_migrations"
 	case len(incompleteOf(final)) > 0:
 		return ExitFailed, "the target has " + describeIncomplete(incompleteOf(final)) +
 			"; once the cause is fixed, submit them again: each resumes at its first phase not done"
@@ -108,13 +110,18 @@ func (r *Renderer) Verdict(final *contract.Event, dryRun bool, failOn string) (c
 	return ExitOK, ""
 }
 
+// summaryOf returns the summary a run's final event carries.
+func summaryOf(final *contract.Event) contract.RunSummary {
+	var sum contract.RunSummary
+	if len(final.Data) > 0 {
+		_ = json.Unmarshal(final.Data, &sum) // an event without one has none
+	}
+	return sum
+}
+
 // incompleteOf returns the incomplete migrations a run's final event lists.
 func incompleteOf(final *contract.Event) []contract.IncompleteMigration {
-	var sum contract.RunSummary
-	if len(final.Data) == 0 || json.Unmarshal(final.Data, &sum) != nil {
-		return nil
-	}
-	return sum.Incomplete
+	return summaryOf(final).Incomplete
 }
 
 // describeIncomplete names incomplete migrations for a person.

@@ -221,8 +221,13 @@ func TestRenderDryRunJSONPrintsRawEvents(t *testing.T) {
 // leftIncomplete gives the final event of evs the summary of a target with an incomplete
 // migration.
 func leftIncomplete(evs []*contract.Event) []*contract.Event {
+	return withData(evs, `{"incomplete":[{"version":"002","name":"orders","phase":"after_ddl"}]}`)
+}
+
+// withData gives the final event of evs the data data.
+func withData(evs []*contract.Event, data string) []*contract.Event {
 	last := *evs[len(evs)-1]
-	last.Data = json.RawMessage(`{"incomplete":[{"version":"002","name":"orders","phase":"after_ddl"}]}`)
+	last.Data = json.RawMessage(data)
 	return append(evs[:len(evs)-1:len(evs)-1], &last)
 }
 
@@ -279,6 +284,8 @@ func TestDryRunVerdict(t *testing.T) {
 			"the target has 1 incomplete migration: 002_orders (after after_ddl); once the cause is fixed, submit them again"},
 		{"failed, incomplete migrations left", leftIncomplete(noReport(contract.KindRunFailed)), false, FailOnError, ExitFailed,
 			"the target has 1 incomplete migration"},
+		{"failed, tracking table unread", withData(noReport(contract.KindRunFailed), `{"unread":"target \"app\": connection refused"}`), false, FailOnError, ExitFailed,
+			"could not tell whether the target has incomplete migrations"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

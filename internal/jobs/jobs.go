@@ -92,6 +92,11 @@ type Config struct {
 	// ReconcileInterval is how often the leader looks for runs whose live job ended without
 	// moving them. Defaults to 30s.
 	ReconcileInterval time.Duration
+	// WorkerLiveness is how long after its last heartbeat in the queue database's worker table
+	// a worker counts as alive: the reconciler hands the running jobs of a worker not seen for
+	// longer back to River (see rescueOrphans). Workers must use RiverClientID as their River
+	// client id. Defaults to 0: no such rescue (River's own, after rescue_after, remains).
+	WorkerLiveness time.Duration
 	// BackfillSlice is how long one job of a batched hook (a backfill) works before it gives
 	// its worker slot back and goes on in the next job slice. Defaults to a minute, and at most
 	// half of PhaseTimeout.

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
@@ -16,7 +19,8 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/queue"
 )
 
-// The reconciler owns what no attempt can report: a run whose live job ended without moving it.
+// The reconciler owns what no attempt can report: a run whose live job ended without moving it,
+// and a job whose worker is gone.
 // River cancels a job that waits (River UI's cancel on a scheduled or retryable job) without
 // running it, discards a job whose attempts ran out (a worker dying with it again and again),
 // and an operator may delete one; a worker that records an outcome may also lose the
@@ -63,11 +67,22 @@ func (p *Pipeline) reconcileInsertOpts() *river.InsertOpts {
 
 // ReconcileReport counts what a reconciler pass did.
 type ReconcileReport struct {
+	// Rescued counts the jobs of workers gone that were handed back to River (see
+	// Config.WorkerLiveness).
+	Rescued int
 	// Failed, Paused and Requeued count the runs moved whose live job had ended.
 	Failed, Paused, Requeued int
 	// Admitted counts the targets whose next run was admitted.
 	Admitted int
 }
+
+// RiverClientIDPrefix starts the River client id of every worker: RiverClientID.
+const RiverClientIDPrefix = "confiture-worker:"
+
+// RiverClientID is the River client id of the worker with id workerID (its row in the queue
+// database's worker table): the jobs it works carry it in attempted_by, which is how the
+// reconciler knows the jobs of a worker that is gone.
+func RiverClientID(workerID string) string { return RiverClientIDPrefix + workerID }
 
 // reconcileBatch bounds the runs one pass looks at.
 const reconcileBatch = 200
@@ -77,11 +92,16 @@ const reconcileBatch = 200
 // left alone.
 func (p *Pipeline) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	var rep ReconcileReport
+	var errs []error
+	rescued, err := p.rescueOrphans(ctx)
+	rep.Rescued = rescued
+	if err != nil {
+		errs = append(errs, err)
+	}
 	dead, err := p.cfg.Store.DeadRuns(ctx, p.cfg.RiverSchema, reconcileBatch)
 	if err != nil {
-		return rep, err
+		return rep, errors.Join(append(errs, err)...)
 	}
-	var errs []error
 	for _, d := range dead {
 		what, err := p.reconcileRun(ctx, d)
 		switch {
@@ -108,10 +128,56 @@ func (p *Pipeline) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		rep.Admitted++
 	}
 	if rep != (ReconcileReport{}) {
-		p.cfg.Logger.Info("reconciler moved runs whose job had ended", "failed", rep.Failed, "paused", rep.Paused,
-			"requeued", rep.Requeued, "admitted", rep.Admitted)
+		p.cfg.Logger.Info("reconciler moved runs whose job had ended", "rescued", rep.Rescued, "failed", rep.Failed,
+			"paused", rep.Paused, "requeued", rep.Requeued, "admitted", rep.Admitted)
 	}
 	return rep, errors.Join(errs...)
+}
+
+// rescueOrphans hands back to River the running jobs of workers that are gone: a worker not seen
+// for Config.WorkerLiveness (it died, or lost the queue database) cannot finish them. River's
+// own rescuer would take them back too, but only after rescue_after (phase_timeout + 5m by
+// default), for as long as the run holds its target. A job is made available again at once, as
+// River's rescuer would make it retryable, or discarded when its attempts are used up, or
+// cancelled when someone asked to cancel it; its next attempt reads the ledger, so nothing
+// committed is done again, and the target's lock keeps it from overlapping a worker that was
+// only slow.
+func (p *Pipeline) rescueOrphans(ctx context.Context) (int, error) {
+	if p.cfg.WorkerLiveness <= 0 {
+		return 0, nil
+	}
+	n := 0
+	err := p.inTx(ctx, func(tx pgx.Tx) error {
+		orphans, err := p.cfg.Store.OrphanJobs(ctx, tx, p.cfg.RiverSchema, RiverClientIDPrefix, p.cfg.WorkerLiveness, reconcileBatch)
+		if err != nil || len(orphans) == 0 {
+			return err
+		}
+		now := time.Now().UTC()
+		params := &riverdriver.JobRescueManyParams{Schema: p.cfg.RiverSchema, StuckHorizon: now}
+		for _, o := range orphans {
+			msg, _ := json.Marshal(rivertype.AttemptError{At: now, Attempt: o.Attempt, Error: fmt.Sprintf(
+				"its worker (%s) is gone: not seen for %s; rescued by the reconciler", o.Worker, p.cfg.WorkerLiveness)})
+			state, finalized := rivertype.JobStateAvailable, (*time.Time)(nil)
+			switch {
+			case o.Cancelled:
+				state, finalized = rivertype.JobStateCancelled, &now
+			case o.Attempt >= o.MaxAttempts:
+				state, finalized = rivertype.JobStateDiscarded, &now
+			}
+			params.ID = append(params.ID, o.ID)
+			params.Error = append(params.Error, msg)
+			params.FinalizedAt = append(params.FinalizedAt, finalized)
+			params.ScheduledAt = append(params.ScheduledAt, now)
+			params.State = append(params.State, string(state))
+			p.cfg.Logger.Warn("job of a worker that is gone handed back", "job_id", o.ID, "worker", o.Worker, "state", string(state))
+		}
+		if _, err := riverpgxv5.New(nil).UnwrapExecutor(tx).JobRescueMany(ctx, params); err != nil {
+			return fmt.Errorf("rescue the jobs of workers gone: %w", err)
+		}
+		n = len(orphans)
+		return nil
+	})
+	return n, err
 }
 
 // reconcileRun moves one run whose live job ended (d) and returns the status it left it in.

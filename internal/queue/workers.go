@@ -134,3 +134,40 @@ func (s *Store) UnregisterWorker(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// OrphanJob is a River job that a worker no longer alive was working on.
+type OrphanJob struct {
+	ID          int64
+	Attempt     int
+	MaxAttempts int
+	// Cancelled says someone asked to cancel it while it ran (River UI).
+	Cancelled bool
+	// Worker is the River client id of the worker that had it.
+	Worker string
+}
+
+// OrphanJobs returns, locked for the rest of tx (skipping rows others hold), the running River
+// jobs of a confiture_* kind whose worker is one of this queue database's workers (its River
+// client id is clientPrefix + its worker id) that has not been seen for liveness, or is gone
+// from the worker table, and that started more than liveness ago. riverSchema is River's
+// schema, unquoted.
+func (s *Store) OrphanJobs(ctx context.Context, tx pgx.Tx, riverSchema, clientPrefix string, liveness time.Duration, limit int) ([]OrphanJob, error) {
+	rows, err := tx.Query(ctx, `SELECT j.id, j.attempt, j.max_attempts, coalesce(j.metadata ? 'cancel_attempted_at', false),
+			j.attempted_by[cardinality(j.attempted_by)]
+		FROM `+pgx.Identifier{riverSchema}.Sanitize()+`.river_job j
+		WHERE j.state = 'running' AND j.kind LIKE 'confiture\_%'
+		AND j.attempted_at < now() - $1::bigint * interval '1 microsecond'
+		AND starts_with(j.attempted_by[cardinality(j.attempted_by)], $2)
+		AND NOT EXISTS (SELECT 1 FROM `+s.schema+`.workers w
+			WHERE $2 || w.id::text = j.attempted_by[cardinality(j.attempted_by)]
+			AND w.seen_at > now() - $1::bigint * interval '1 microsecond')
+		ORDER BY j.id LIMIT $3 FOR UPDATE OF j SKIP LOCKED`, liveness.Microseconds(), clientPrefix, limit)
+	if err != nil {
+		return nil, fmt.Errorf("find the jobs of workers gone: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (OrphanJob, error) {
+		var o OrphanJob
+		err := r.Scan(&o.ID, &o.Attempt, &o.MaxAttempts, &o.Cancelled, &o.Worker)
+		return o, err
+	})
+}

@@ -75,3 +75,35 @@ func TestBackfillSurvivesSIGKILL(t *testing.T) {
 		`SELECT status || ' ' || rows_affected FROM confiture.hook_ledger WHERE hook = 'fill'`))
 	require.Equal(t, 1, count(`SELECT count(*) FROM confiture.schema_migrations WHERE version = '001'`))
 }
+
+// A worker that dies holding a phase job does not hold the run until River's rescue (here ten
+// minutes away): once the worker is missed for liveness_window, the reconciler hands its job
+// back, and another worker finishes the run without repeating what the dead one committed.
+func TestAJobOfAWorkerThatDiedIsHandedBackOnceTheWorkerIsMissed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and restarts worker processes")
+	}
+	t.Parallel()
+	db, env, ns := procSetup(t)
+	env = with(env, "CONFITURE_PHASE_TIMEOUT", "10m", "CONFITURE_RESCUE_AFTER", "10m", "CONFITURE_RECONCILE_INTERVAL", "1s")
+	dying := startChild(t, with(env, "CONFITURE_FAULT", "phase.after_commit=kill@1"))
+	c, err := client.Connect(ns.url())
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	req := effectsRequest()
+	pub, err := c.Publish(context.Background(), req)
+	require.NoError(t, err)
+	select {
+	case <-dying.done:
+	case <-time.After(90 * time.Second):
+		t.Fatal("the worker never reached its fault")
+	}
+	died := time.Now()
+	startChild(t, env)
+	checkExactlyOnce(t, db, ns.url(), pub.Run, waitRun(t, c, req.Target, pub.Run))
+	t.Logf("the run completed %s after its worker died", time.Since(died).Round(100*time.Millisecond))
+	var rescued string
+	require.NoError(t, db.QueryRow(context.Background(), `SELECT errors[cardinality(errors)]->>'error' FROM confiture_river.river_job
+		WHERE cardinality(errors) > 0 ORDER BY id LIMIT 1`).Scan(&rescued))
+	require.Contains(t, rescued, "is gone: not seen for")
+}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 
 	"github.com/confiture-io/confiture-worker/internal/bus"
 	"github.com/confiture-io/confiture-worker/internal/queue"
@@ -89,7 +88,7 @@ func (w *Worker) register(ctx context.Context, store *queue.Store) error {
 	if w.bus.Embedded() {
 		url += " (embedded)" // on the worker's host: 127.0.0.1 means that host
 	}
-	me := queue.WorkerInfo{ID: uuid.NewString(), Host: host, PID: os.Getpid(), NATSSystem: w.bus.SystemID(), NATSURL: url}
+	me := queue.WorkerInfo{ID: w.id, Host: host, PID: os.Getpid(), NATSSystem: w.bus.SystemID(), NATSURL: url}
 	roster, err := store.RegisterWorker(ctx, me, w.cfg.LivenessWindow, admitter(me, w.cfg.QueueSchema, w.cfg.LivenessWindow))
 	if err != nil {
 		if errors.Is(err, ErrNATSSystemConflict) {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
@@ -37,6 +38,9 @@ type Worker struct {
 	cfg      Config
 	log      *slog.Logger
 	registry *hooks.Registry
+	// id names this worker in the queue database's worker table and, in its River client id,
+	// on the jobs it works.
+	id string
 
 	pool     *pgxpool.Pool
 	targets  *target.Set
@@ -93,7 +97,7 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{cfg: cfg, log: cfg.Logger, registry: reg, targets: targets, signing: policy}, nil
+	return &Worker{cfg: cfg, log: cfg.Logger, registry: reg, targets: targets, signing: policy, id: uuid.NewString()}, nil
 }
 
 // Registry returns the hooks this worker can run.
@@ -143,7 +147,8 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		MaxAttempts: w.cfg.MaxAttempts, RetryBackoff: w.cfg.RetryBackoff,
 		RetryBackoffMax: w.cfg.RetryBackoffMax, PhaseTimeout: w.cfg.PhaseTimeout, Fault: w.cfg.Fault,
 		OutageTolerance: w.cfg.OutageTolerance, ReconcileInterval: w.cfg.ReconcileInterval,
-		RiverSchema: w.cfg.RiverSchema, BackfillSlice: w.cfg.BackfillSlice,
+		WorkerLiveness: w.cfg.LivenessWindow,
+		RiverSchema:    w.cfg.RiverSchema, BackfillSlice: w.cfg.BackfillSlice,
 		Observer: w.cfg.Metrics,
 		DryRun:   dryrun.Options{LockTimeout: w.cfg.DryRunLockTimeout, LargeTable: w.cfg.DryRunLargeTable},
 	}, workers)
@@ -151,6 +156,8 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		return err
 	}
 	w.river, err = river.NewClient(riverpgxv5.New(w.pool), &river.Config{
+		// The reconciler knows a gone worker's jobs by it (jobs.RiverClientID).
+		ID:                jobs.RiverClientID(w.id),
 		Schema:            w.cfg.RiverSchema,
 		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: w.cfg.Concurrency}},
 		Workers:           workers,

@@ -151,10 +151,10 @@ func (e *schedule) strike(f Fault) error {
 	case FaultTargetDown:
 		te := e.targets[f.Pick%uint64(len(e.targets))]
 		e.logf("fault %s: target %s unreachable", f, te.plan.Name)
-		te.proxy.down()
+		te.proxy.Down()
 		time.Sleep(f.Duration)
-		err := te.proxy.up()
-		e.logf("target %s reachable again (%v; still down: %v)", te.plan.Name, err, te.proxy.isDown())
+		err := te.proxy.Up()
+		e.logf("target %s reachable again (%v; still down: %v)", te.plan.Name, err, te.proxy.IsDown())
 		return err
 
 	case FaultChurn:

@@ -23,6 +23,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/tcpproxy"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
@@ -94,7 +95,7 @@ type targetEnv struct {
 	dsn      string // direct, for the harness
 	db       string
 	proxyDSN string // through the proxy, for the workers
-	proxy    *proxy
+	proxy    *tcpproxy.Proxy
 	pool     *pgxpool.Pool
 }
 
@@ -174,10 +175,10 @@ func (e *schedule) setup() {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if te.proxy, err = newProxy(u.Host); err != nil {
+		if te.proxy, err = tcpproxy.New(u.Host); err != nil {
 			t.Fatal(err)
 		}
-		u.Host = te.proxy.addr
+		u.Host = te.proxy.Addr()
 		q := u.Query()
 		q.Set("sslmode", "disable")
 		q.Set("connect_timeout", "5")
@@ -208,7 +209,7 @@ func (e *schedule) teardown() {
 	}
 	e.nats.stop()
 	for _, te := range e.targets {
-		te.proxy.close()
+		te.proxy.Close()
 		te.pool.Close()
 	}
 	e.queue.Close()
@@ -473,7 +474,7 @@ func (e *schedule) heal() {
 		e.t.Fatalf("seed %d: heal: start NATS: %v", e.plan.Seed, err)
 	}
 	for _, te := range e.targets {
-		if err := te.proxy.heal(); err != nil {
+		if err := te.proxy.Heal(); err != nil {
 			e.t.Fatalf("seed %d: heal: %v", e.plan.Seed, err)
 		}
 	}

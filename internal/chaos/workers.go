@@ -1,13 +1,11 @@
 package chaos
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,9 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/confiture-io/confiture-worker/internal/builtin"
 	"github.com/confiture-io/confiture-worker/internal/fault"
-	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/worker"
 )
 
@@ -28,42 +24,10 @@ const ChildEnv = "CONFITURE_CHAOS_CHILD_WORKER"
 // readyFileEnv names the file the child writes once it takes requests.
 const readyFileEnv = "CONFITURE_CHAOS_READY_FILE"
 
-// WorkerMain is the main function of a child worker: worker.New with the built-in hooks (and the
-// plugins of CONFITURE_PLUGIN_PATH), configured from CONFITURE_* variables through
-// worker.ApplyEnv, started, and stopped on SIGTERM. It logs JSON records on stderr.
+// WorkerMain is the main function of a child worker: worker.ServeEnv, configured from the
+// CONFITURE_* variables the harness sets, logging JSON records at info on stderr.
 func WorkerMain() int {
-	var cfg worker.Config
-	if err := worker.ApplyEnv(&cfg, os.Getenv, os.Environ()); err != nil {
-		fmt.Fprintln(os.Stderr, "chaos worker:", err)
-		return 2
-	}
-	reg := hooks.NewRegistry()
-	if err := builtin.Register(reg); err != nil {
-		fmt.Fprintln(os.Stderr, "chaos worker:", err)
-		return 2
-	}
-	cfg.Registry = reg
-	cfg.ReadyFile = os.Getenv(readyFileEnv)
-	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	w, err := worker.New(cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chaos worker:", err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := w.Start(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "chaos worker: start:", err)
-		return 1
-	}
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+15*time.Second)
-	defer cancel()
-	if err := w.Stop(sctx); err != nil {
-		fmt.Fprintln(os.Stderr, "chaos worker: stop:", err)
-		return 1
-	}
-	return 0
+	return worker.ServeEnv(os.Getenv(readyFileEnv), slog.LevelInfo, os.Stderr)
 }
 
 // proc is one worker process.

@@ -2,11 +2,9 @@ package worker
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -15,10 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/confiture-io/confiture-worker/internal/builtin"
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
-	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
@@ -30,38 +26,7 @@ const childEnv = "CONFITURE_TEST_CHILD_WORKER"
 
 // childWorkerMain is the main function of a child worker process.
 func childWorkerMain() int {
-	var cfg Config
-	if err := ApplyEnv(&cfg, os.Getenv, os.Environ()); err != nil {
-		fmt.Fprintln(os.Stderr, "child worker:", err)
-		return 2
-	}
-	reg := hooks.NewRegistry()
-	if err := builtin.Register(reg); err != nil {
-		fmt.Fprintln(os.Stderr, "child worker:", err)
-		return 2
-	}
-	cfg.Registry = reg
-	cfg.ReadyFile = os.Getenv("CHILD_READY_FILE")
-	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w, err := New(cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child worker:", err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	if err := w.Start(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "child worker:", err)
-		return 1
-	}
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+5*time.Second)
-	defer cancel()
-	if err := w.Stop(sctx); err != nil {
-		fmt.Fprintln(os.Stderr, "child worker: stop:", err)
-		return 1
-	}
-	return 0
+	return ServeEnv(os.Getenv("CHILD_READY_FILE"), slog.LevelDebug, os.Stderr)
 }
 
 // child is a worker process started by a test.

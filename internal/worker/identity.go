@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/confiture-io/confiture-worker/internal/bus"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 )

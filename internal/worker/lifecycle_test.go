@@ -3,9 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,6 +22,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/jobs"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 	"github.com/confiture-io/confiture-worker/internal/target"
+	"github.com/confiture-io/confiture-worker/internal/tcpproxy"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
@@ -235,8 +234,11 @@ func TestFailedPhaseLeavesTheMigrationIncompleteAndTheNextRequestResumesIt(t *te
 func TestTargetRefusingConnectionsIsRetriedNotRejected(t *testing.T) {
 	t.Parallel()
 	dsn := testdb.New(t)
-	proxy := newTCPProxy(t, "127.0.0.1:5432")
-	u := proxyDSN(t, dsn, proxy.addr)
+	proxy, err := tcpproxy.New("127.0.0.1:5432")
+	require.NoError(t, err)
+	t.Cleanup(proxy.Close)
+	proxy.Down() // refusing connections from the start
+	u := proxyDSN(t, dsn, proxy.Addr())
 	b := setup(t, func(c *Config) {
 		c.DatabaseURL = dsn
 		c.Targets = []target.Config{{Name: "default", DSN: u}}
@@ -246,7 +248,7 @@ func TestTargetRefusingConnectionsIsRetriedNotRejected(t *testing.T) {
 	require.NoError(t, err)
 	waitForKind(t, b, req.Target, pub.Run, contract.KindRunAccepted)
 	time.Sleep(2 * time.Second) // the target stays unreachable for a while
-	proxy.open()
+	require.NoError(t, proxy.Up())
 
 	evs := b.wait(t, req.Target, pub.Run)
 	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
@@ -377,52 +379,6 @@ func testPool(t *testing.T, dsn string) *pgxpool.Pool {
 	require.NoError(t, err)
 	t.Cleanup(db.Close)
 	return db
-}
-
-// tcpProxy forwards connections to a backend once opened; until then its port refuses them.
-type tcpProxy struct {
-	t       *testing.T
-	addr    string
-	backend string
-	mu      sync.Mutex
-	l       net.Listener
-}
-
-func newTCPProxy(t *testing.T, backend string) *tcpProxy {
-	return &tcpProxy{t: t, addr: "127.0.0.1:" + strconv.Itoa(freePort(t)), backend: backend}
-}
-
-// open starts accepting and forwarding connections.
-func (p *tcpProxy) open() {
-	p.t.Helper()
-	l, err := net.Listen("tcp", p.addr)
-	require.NoError(p.t, err)
-	p.mu.Lock()
-	p.l = l
-	p.mu.Unlock()
-	p.t.Cleanup(func() { _ = l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go p.forward(c)
-		}
-	}()
-}
-
-func (p *tcpProxy) forward(c net.Conn) {
-	defer c.Close()
-	b, err := net.Dial("tcp", p.backend)
-	if err != nil {
-		return
-	}
-	defer b.Close()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(b, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, b); done <- struct{}{} }()
-	<-done
 }
 
 // proxyDSN is dsn with its host and port replaced by addr.

@@ -1,4 +1,8 @@
-package chaos
+// Package tcpproxy is a TCP proxy that tests can make unreachable: while down, its port refuses
+// new connections and the connections it carried are cut, as when a database restarts or a
+// network splits. The worker's tests and the fault campaign put one between the worker and a
+// target database.
+package tcpproxy
 
 import (
 	"fmt"
@@ -8,10 +12,9 @@ import (
 	"time"
 )
 
-// proxy forwards TCP connections to a backend (a target's PostgreSQL) and can be made
-// unreachable: while down, its port refuses new connections and the connections it carried are
-// cut.
-type proxy struct {
+// Proxy forwards TCP connections to a backend (a target's PostgreSQL) and can be made
+// unreachable.
+type Proxy struct {
 	addr    string
 	backend string
 
@@ -23,18 +26,18 @@ type proxy struct {
 	closed bool
 }
 
-// newProxy opens a proxy to backend on a free loopback port.
-func newProxy(backend string) (*proxy, error) {
+// New opens a proxy to backend on a free loopback port.
+func New(backend string) (*Proxy, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &proxy{addr: l.Addr().String(), backend: backend, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{addr: l.Addr().String(), backend: backend, conns: map[net.Conn]struct{}{}}
 	p.serve(l)
 	return p, nil
 }
 
-func (p *proxy) serve(l net.Listener) {
+func (p *Proxy) serve(l net.Listener) {
 	p.l = l
 	go func() {
 		for {
@@ -48,7 +51,7 @@ func (p *proxy) serve(l net.Listener) {
 }
 
 // track records c as carried, unless the proxy is down (then c is closed).
-func (p *proxy) track(c net.Conn) bool {
+func (p *Proxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.downs > 0 || p.closed {
@@ -59,14 +62,14 @@ func (p *proxy) track(c net.Conn) bool {
 	return true
 }
 
-func (p *proxy) untrack(c net.Conn) {
+func (p *Proxy) untrack(c net.Conn) {
 	p.mu.Lock()
 	delete(p.conns, c)
 	p.mu.Unlock()
 	_ = c.Close()
 }
 
-func (p *proxy) forward(c net.Conn) {
+func (p *Proxy) forward(c net.Conn) {
 	if !p.track(c) {
 		return
 	}
@@ -85,8 +88,11 @@ func (p *proxy) forward(c net.Conn) {
 	<-done
 }
 
-// down makes the backend unreachable until the matching up.
-func (p *proxy) down() {
+// Addr is the proxy's host:port.
+func (p *Proxy) Addr() string { return p.addr }
+
+// Down makes the backend unreachable until the matching Up.
+func (p *Proxy) Down() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.downs++
@@ -103,8 +109,8 @@ func (p *proxy) down() {
 	}
 }
 
-// up ends one outage; the proxy listens again when none is left.
-func (p *proxy) up() error {
+// Up ends one outage; the proxy listens again when none is left.
+func (p *Proxy) Up() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.downs > 0 {
@@ -113,15 +119,15 @@ func (p *proxy) up() error {
 	return p.listenLocked()
 }
 
-// heal ends every outage.
-func (p *proxy) heal() error {
+// Heal ends every outage.
+func (p *Proxy) Heal() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.downs = 0
 	return p.listenLocked()
 }
 
-func (p *proxy) listenLocked() error {
+func (p *Proxy) listenLocked() error {
 	if p.downs > 0 || p.l != nil || p.closed {
 		return nil
 	}
@@ -138,15 +144,15 @@ func (p *proxy) listenLocked() error {
 	return fmt.Errorf("proxy %s: listen again: %w", p.addr, err)
 }
 
-// isDown reports whether an outage is in force.
-func (p *proxy) isDown() bool {
+// IsDown reports whether an outage is in force.
+func (p *Proxy) IsDown() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.downs > 0
 }
 
-// close stops the proxy for good.
-func (p *proxy) close() {
+// Close stops the proxy for good.
+func (p *Proxy) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true

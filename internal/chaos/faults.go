@@ -190,30 +190,21 @@ func (e *schedule) dbLabel(db string) string {
 
 // pickLive takes, by pick, one of the slots whose worker is live and that no fault holds.
 func (e *schedule) pickLive(pick uint64) *slot {
-	var cands []*slot
-	for _, s := range e.slots {
-		s.mu.Lock()
-		if !s.busy && s.cur != nil && s.cur.alive() && s.cur.ready.Load() {
-			cands = append(cands, s)
-		}
-		s.mu.Unlock()
-	}
-	if len(cands) == 0 {
-		return nil
-	}
-	s := cands[pick%uint64(len(cands))]
-	if !s.acquire() {
-		return nil
-	}
-	return s
+	return e.pickSlot(pick, func(s *slot) bool { return s.cur != nil && s.cur.alive() && s.cur.ready.Load() })
 }
 
 // pickAny takes, by pick, one of the slots that no fault holds (running a worker or not).
 func (e *schedule) pickAny(pick uint64) *slot {
+	return e.pickSlot(pick, func(*slot) bool { return true })
+}
+
+// pickSlot takes, by pick, one of the slots that no fault holds and that eligible accepts
+// (called with the slot's lock held).
+func (e *schedule) pickSlot(pick uint64, eligible func(*slot) bool) *slot {
 	var cands []*slot
 	for _, s := range e.slots {
 		s.mu.Lock()
-		if !s.busy {
+		if !s.busy && eligible(s) {
 			cands = append(cands, s)
 		}
 		s.mu.Unlock()

@@ -198,7 +198,8 @@ func (t *Target) OriginOf(ctx context.Context, q Querier, version, run string) (
 }
 
 // Adopt copies the completed and in-progress ledger rows of version from run from to run to
-// (rows to already has are kept): the run that resumes a migration does not repeat what its
+// (a completed row to already has is kept; one it has that is not completed, from an earlier
+// course of its own, gives way): the run that resumes a migration does not repeat what its
 // predecessor committed, and its batched hooks go on from their checkpoints.
 func (t *Target) Adopt(ctx context.Context, q Querier, version, from, to string) (int64, error) {
 	tag, err := q.Exec(ctx, `INSERT INTO `+t.schema+`.hook_ledger
@@ -206,7 +207,11 @@ func (t *Target) Adopt(ctx context.Context, q Querier, version, from, to string)
 		SELECT $3::uuid, version, phase, hook, status, 0, rows_affected, duration_ms, stats, checkpoint, message,
 			'', coalesce(origin_run, run_id)
 		FROM `+t.schema+`.hook_ledger WHERE run_id = $1 AND version = $2 AND status IN ('completed', 'running')
-		ORDER BY seq ON CONFLICT (run_id, version, phase, hook) DO NOTHING`, from, version, to)
+		ORDER BY seq ON CONFLICT (run_id, version, phase, hook) DO UPDATE SET status = EXCLUDED.status,
+			rows_affected = EXCLUDED.rows_affected, duration_ms = EXCLUDED.duration_ms, stats = EXCLUDED.stats,
+			checkpoint = EXCLUDED.checkpoint, message = EXCLUDED.message, error = '', origin_run = EXCLUDED.origin_run,
+			updated_at = now(), seq = nextval(pg_get_serial_sequence($4, 'seq'))
+			WHERE hook_ledger.status <> 'completed'`, from, version, to, t.schema+".hook_ledger")
 	if err != nil {
 		return 0, fmt.Errorf("adopt the ledger of run %s: %w", from, err)
 	}

@@ -484,3 +484,91 @@ func isApplied(t *testing.T, tg *Target, q Querier, version string) (bool, strin
 	}
 	return false, "", err
 }
+
+const run3 = "33333333-3333-4333-8333-333333333333"
+
+func ledgerRow(run, version, phase, hook, status string) LedgerRow {
+	return LedgerRow{Run: run, Version: version, Phase: phase, Hook: hook, Status: status, Attempt: 1}
+}
+
+func hooksOf(t *testing.T, tg *Target, pool *pgxpool.Pool, run, version string) []string {
+	t.Helper()
+	rows, err := tg.ledger(testCtx(t), pool, `WHERE run_id = $1 AND version = $2`, run, version)
+	require.NoError(t, err)
+	var out []string
+	for _, r := range rows {
+		out = append(out, r.Phase+"/"+r.Hook+" "+r.Status)
+	}
+	return out
+}
+
+// A run that resumes a migration takes over what an earlier run committed (and a batched hook's
+// checkpoint), keeps its idempotency origin, and never takes over the work of a run whose DDL
+// completed (it applied or reverted the migration).
+func TestPredecessorAdoptAndOrigin(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	tg, pool := newTarget(t)
+	// run1 failed before 001's DDL committed: its before_ddl hook committed, a backfill ran part way.
+	writeInTx(t, tg, pool,
+		ledgerRow(run1, "001", "before_validation", "check", StatusCompleted),
+		ledgerRow(run1, "001", "before_ddl", "prep", StatusCompleted),
+		ledgerRow(run1, "001", "before_ddl", "fill", StatusRunning),
+		ledgerRow(run1, "001", "before_ddl", "broken", StatusFailed))
+	from, err := tg.PredecessorOf(ctx, pool, "001", "", run2)
+	require.NoError(t, err)
+	require.Equal(t, run1, from)
+	// run2 had written a failed row of its own for the hook run1 completed: it gives way.
+	writeInTx(t, tg, pool, ledgerRow(run2, "001", "before_ddl", "prep", StatusFailed))
+	n, err := tg.Adopt(ctx, pool, "001", run1, run2)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, n)
+	require.Equal(t, []string{"before_validation/check completed", "before_ddl/prep completed", "before_ddl/fill running"},
+		hooksOf(t, tg, pool, run2, "001"), "the failed row of run1 is not taken over")
+	origin, err := tg.OriginOf(ctx, pool, "001", run2)
+	require.NoError(t, err)
+	require.Equal(t, run1, origin, "the taken-over work keeps run1's idempotency keys")
+	origin, err = tg.OriginOf(ctx, pool, "002", run2)
+	require.NoError(t, err)
+	require.Equal(t, run2, origin, "a migration begun by run2 is its own")
+
+	// run2 is now the latest to touch 001: a third run takes over from it, and only once.
+	from, err = tg.PredecessorOf(ctx, pool, "001", "", run3)
+	require.NoError(t, err)
+	require.Equal(t, run2, from)
+	from, err = tg.PredecessorOf(ctx, pool, "001", run3, run3)
+	require.NoError(t, err)
+	require.Empty(t, from, "a run does not take over from itself")
+
+	// Once a run's DDL completed, its work belongs to the migration it applied (or reverted).
+	writeInTx(t, tg, pool, ledgerRow(run3, "001", "ddl", "ddl", StatusCompleted))
+	from, err = tg.PredecessorOf(ctx, pool, "001", "", run1)
+	require.NoError(t, err)
+	require.Empty(t, from)
+}
+
+// The tracking row of a migration is incomplete from its DDL until its last phase, and the run
+// that resumes it claims it.
+func TestMarkReachedAndClaim(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	tg, pool := newTarget(t)
+	require.NoError(t, tg.RecordApplied(ctx, pool, Applied{Version: "001", Name: "m", Checksum: "c", AppliedBy: "t", RunID: run1, Phase: "ddl"}))
+	require.NoError(t, tg.MarkReached(ctx, pool, "001", "after_ddl", false))
+	applied, err := tg.AppliedMigrations(ctx, pool)
+	require.NoError(t, err)
+	require.False(t, applied[0].Complete)
+	require.Equal(t, "after_ddl", applied[0].Phase)
+	require.NoError(t, tg.Claim(ctx, pool, "001", run2))
+	require.NoError(t, tg.MarkReached(ctx, pool, "001", "cleanup", true))
+	require.NoError(t, tg.MarkReached(ctx, pool, "001", "cleanup", false))
+	applied, err = tg.AppliedMigrations(ctx, pool)
+	require.NoError(t, err)
+	require.True(t, applied[0].Complete, "complete stays complete")
+	require.Equal(t, run2, applied[0].RunID)
+	require.NoError(t, tg.UpdateChecksum(ctx, pool, "001", "m2", "c2"))
+	applied, err = tg.AppliedMigrations(ctx, pool)
+	require.NoError(t, err)
+	require.Equal(t, "c2", applied[0].Checksum)
+	require.True(t, applied[0].Complete, "a forced checksum keeps the rest of the row")
+}

@@ -118,7 +118,10 @@
 //     it can read it): that is a note, not a violation.
 //  4. No event lost or doubled. Once the outbox is published to the end, every outbox event
 //     id is on the CONFITURE_EVENTS stream exactly once (the stream is read unfiltered), and
-//     the stream holds no message that is not in the outbox (Guarantee 4).
+//     the stream holds no message that is not in the outbox (Guarantee 4). Workers go on
+//     meanwhile (a request whose worker died before its ack is delivered again after the ack
+//     wait and answered with a run.duplicate), so the outbox is read before the stream for
+//     the first half and after it for the second.
 //  5. No target wedged. A final request with all of a target's migrations completes on each
 //     target within 3 minutes, and leaves no incomplete migration; invariants 2 and 3 are
 //     checked again then, when every migration must be complete with every effect once.

@@ -509,10 +509,12 @@ func TestStatsFlowFromOnePhaseToLaterOnes(t *testing.T) {
 func TestPhaseTimeoutFailsTheRunAndFreesTheTarget(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *Config) {
-		c.PhaseTimeout = 700 * time.Millisecond
+		// Ten times what reaching the hook takes on a busy machine, so that the timeout
+		// strikes in the hook, which sleeps far longer.
+		c.PhaseTimeout = 3 * time.Second
 		c.MaxAttempts = 1
 	})
-	evs := b.run(t, request("up", mig("001", "slow", "SELECT 1;", "", sqlHook("after_ddl", "sleepy", "SELECT pg_sleep(3)"))))
+	evs := b.run(t, request("up", mig("001", "slow", "SELECT 1;", "", sqlHook("after_ddl", "sleepy", "SELECT pg_sleep(120)"))))
 	final := last(evs)
 	require.Equal(t, contract.KindRunFailed, final.Kind, "events: %v", kinds(evs))
 	require.Equal(t, contract.CodeTimeout, final.Error.Code, final.Error.Message)

@@ -99,6 +99,11 @@ func (p *Proxy) Down() {
 	if p.downs > 1 || p.closed {
 		return
 	}
+	p.cutLocked()
+}
+
+// cutLocked stops listening and closes every open connection.
+func (p *Proxy) cutLocked() {
 	if p.l != nil {
 		_ = p.l.Close()
 		p.l = nil
@@ -156,12 +161,5 @@ func (p *Proxy) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
-	if p.l != nil {
-		_ = p.l.Close()
-		p.l = nil
-	}
-	for c := range p.conns {
-		_ = c.Close()
-		delete(p.conns, c)
-	}
+	p.cutLocked()
 }

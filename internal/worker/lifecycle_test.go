@@ -437,6 +437,26 @@ func TestAResumedMigrationWithNothingLeftToRunIsComplete(t *testing.T) {
 	require.Empty(t, summary.Incomplete)
 }
 
+// An incomplete migration can be reverted: down runs its down SQL and forgets it, and the
+// target has nothing incomplete left.
+func TestDownRevertsAnIncompleteMigration(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.MaxAttempts = 1 })
+	m := mig("001", "t", "CREATE TABLE t (id int);", "DROP TABLE t;",
+		hook(contract.PhaseAfterDDL, "never", "failing", nil))
+	evs := b.run(t, request("up", m))
+	require.Equal(t, contract.KindRunFailed, last(evs).Kind, "%v", kinds(evs))
+	require.Equal(t, []string{"001 false ddl"}, b.queryStrings(t, `SELECT version || ' ' || complete || ' ' || phase FROM confiture.schema_migrations`))
+
+	evs = b.run(t, request("down", m))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
+	require.Empty(t, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations`))
+	require.Empty(t, b.queryStrings(t, `SELECT relname::text FROM pg_class WHERE relname = 't' AND relkind = 'r'`), "the down SQL ran")
+	var summary contract.RunSummary
+	require.NoError(t, json.Unmarshal(last(evs).Data, &summary))
+	require.Empty(t, summary.Incomplete)
+}
+
 // A migration whose last work is a batched backfill is complete once the backfill is.
 func TestAMigrationEndingInABackfillIsCompleteWithIt(t *testing.T) {
 	t.Parallel()

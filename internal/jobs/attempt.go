@@ -39,6 +39,20 @@ type attempt struct {
 	// summary is what the run's final event says of the target, read before a transition that
 	// may end the run.
 	summary contract.RunSummary
+	// cancelled says the job was cancelled while it ran (River UI, an operator's pause).
+	cancelled bool
+}
+
+// guard is the guard of the transition that records how the attempt ended: the run is at the
+// attempt's step with this job, running, or paused meanwhile (a phase that runs when an
+// operator pauses the run finishes, and its outcome is recorded). The outcome of a cancelled
+// job is recorded only while the run runs: an operator's pause, which cancels the job of a
+// batched hook, has paused it already, and it stays paused as the operator left it.
+func (a *attempt) guard() queue.Guard {
+	if a.cancelled {
+		return queue.Guard{Statuses: []string{queue.RunRunning}, Step: a.step, Job: a.job.ID}
+	}
+	return live(a.step, a.job.ID)
 }
 
 // mayEndRun reports whether the step's success may end the run (its final event then carries
@@ -161,7 +175,7 @@ func (p *Pipeline) notLive(ctx context.Context, tx pgx.Tx, a *attempt, runID str
 		return row, false, err
 	case row.Status == queue.RunPaused && row.JobID == job.ID:
 		// Paused while this job waited: it lets go of the run; resuming gives the run a new job.
-		if _, err := p.apply(ctx, tx, row.ID, queue.Guard{Statuses: []string{queue.RunPaused}, Step: row.Step(), Job: job.ID},
+		if err := p.apply(ctx, tx, row.ID, queue.Guard{Statuses: []string{queue.RunPaused}, Step: row.Step(), Job: job.ID},
 			queue.Change{ClearJob: true}); err != nil {
 			return nil, false, err
 		}
@@ -209,6 +223,7 @@ func (a *attempt) classify(ctx context.Context, err error) outcome {
 	case err == nil:
 		return outCompleted
 	case errors.Is(context.Cause(ctx), river.ErrJobCancelledRemotely):
+		a.cancelled = true
 		if sliceEnded {
 			return outPaused
 		}
@@ -315,7 +330,7 @@ func (a *attempt) conclude(ctx context.Context, err error) error {
 		evs := a.retryEvents(errorCode(err, a.step.Phase), err,
 			fmt.Sprintf("attempt %d of %d failed; retrying in about %s", a.n, a.p.cfg.MaxAttempts, wait.Round(10*time.Millisecond)))
 		if rerr := a.p.inTx(rctx, func(tx pgx.Tx) error {
-			_, aerr := a.p.apply(rctx, tx, a.rc.row.ID, live(a.step, a.job.ID), queue.Change{
+			aerr := a.p.apply(rctx, tx, a.rc.row.ID, live(a.step, a.job.ID), queue.Change{
 				Transient: "clear", LastError: eventError(errorCode(err, a.step.Phase), err),
 			}, evs...)
 			return aerr
@@ -403,7 +418,7 @@ func (a *attempt) uncount(ctx context.Context, transientTrouble bool, evs ...con
 		change.Transient = "start"
 	}
 	err := a.p.inTx(ctx, func(tx pgx.Tx) error {
-		_, err := a.p.apply(ctx, tx, a.rc.row.ID, live(a.step, a.job.ID), change, evs...)
+		err := a.p.apply(ctx, tx, a.rc.row.ID, live(a.step, a.job.ID), change, evs...)
 		return err
 	})
 	if err != nil && !errors.Is(err, errStale) {
@@ -475,7 +490,7 @@ func (a *attempt) failed(ctx context.Context, tx pgx.Tx, code string, cause erro
 		m = nil
 	}
 	final := a.p.runFailedEvent(a.rc, m, a.step.Phase, f, "", a.summary)
-	return a.p.failAt(ctx, tx, a.client, a.rc, live(a.step, a.job.ID), a.step, f, a.job.ID, evs, final)
+	return a.p.failAt(ctx, tx, a.client, a.rc, a.guard(), a.step, f, a.job.ID, evs, final)
 }
 
 // paused pauses the run at the attempt's step: an operator cancelled the job while its
@@ -490,7 +505,7 @@ func (a *attempt) paused(ctx context.Context, tx pgx.Tx) error {
 	ev.Message = fmt.Sprintf("job %d was cancelled while hook %q ran, after %d row(s); its checkpoint is kept. Retry job %d (River UI) to resume it, or fail the run",
 		a.job.ID, h.name, h.rows, a.job.ID)
 	a.log.Warn("run paused: its job was cancelled while a batched hook ran", "hook", h.name, "rows_affected", h.rows)
-	return a.p.pause(ctx, tx, a.rc, live(a.step, a.job.ID), a.job.ID, false, ev)
+	return a.p.pause(ctx, tx, a.rc, a.guard(), a.job.ID, false, ev)
 }
 
 // observe reports the attempt's outcome to the Observer.

@@ -111,24 +111,7 @@ func (p *Pipeline) Fail(ctx context.Context, runID, reason string) error {
 			}
 		}
 		g := queue.Guard{Statuses: []string{rc.row.Status}, Step: step, AnyJob: true}
-		m, _ := rc.migration(step.Version)
-		switch {
-		case rc.row.Status == queue.RunQueued || !contract.IsPhase(step.Phase) || m == nil:
-			// Not at a migration yet (queued, planning, its dry-run): it ends here.
-			return p.failAt(ctx, tx, p.client, rc, g, step, f, rc.row.JobID, nil, p.runFailedEvent(rc, nil, step.Phase, f, "", sum))
-		case step.Phase == contract.PhaseOnError:
-			// Its on_error hooks are what runs: the run ends with its original failure.
-			final := p.runFailedEvent(rc, m, rc.row.FailedPhase, rc.failure(), msg+" while its on_error hooks ran", sum)
-			if _, err := p.apply(ctx, tx, rc.row.ID, g, queue.Change{Status: queue.RunFailed, ClearJob: true, Finished: true,
-				Transient: "clear"}, final); err != nil {
-				return err
-			}
-			p.ended(rc, queue.RunFailed)
-			return p.admitNext(ctx, tx, p.client, rc.row.Target)
-		}
-		pf := p.stepEvent(rc, contract.KindPhaseFailed, step, rc.row.Attempt, "operator")
-		pf.Error, pf.Message = &f.Error, msg
-		return p.failAt(ctx, tx, p.client, rc, g, step, f, rc.row.JobID, []contract.Event{pf}, p.runFailedEvent(rc, m, step.Phase, f, "", sum))
+		return p.failStopped(ctx, tx, rc, g, f, rc.row.JobID, sum, "operator")
 	})
 }
 

@@ -163,7 +163,7 @@ func (pl *planAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 			done.Message += fmt.Sprintf("; recorded the changed checksums of %s (force)", strings.Join(d.Forced, ", "))
 		}
 		a.log.Info("run completed", "message", done.Message)
-		if _, err := a.p.apply(ctx, tx, rc.row.ID, live(a.step, a.job.ID), queue.Change{Plan: queue.Plan{}}); err != nil {
+		if err := a.p.apply(ctx, tx, rc.row.ID, live(a.step, a.job.ID), queue.Change{Plan: queue.Plan{}}); err != nil {
 			return err
 		}
 		return a.p.end(ctx, tx, a.client, rc, a.step, a.job.ID, queue.RunCompleted, started, done)

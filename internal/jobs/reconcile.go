@@ -199,11 +199,11 @@ func (p *Pipeline) reconcileRun(ctx context.Context, d queue.Dead) (string, erro
 			return queue.RunPaused, p.inTx(ctx, func(tx pgx.Tx) error { return p.pause(ctx, tx, rc, g, d.Job, false, ev) })
 		}
 		log.Warn("run failed: its job was cancelled", "step", step)
-		return queue.RunFailed, p.failStopped(ctx, rc, g, d, contract.CodeCancelled,
+		return queue.RunFailed, p.failEnded(ctx, rc, g, d, contract.CodeCancelled,
 			fmt.Sprintf("job %d of %s was cancelled (River UI, or an operator) before it ran", d.Job, step))
 	case string(rivertype.JobStateDiscarded):
 		log.Warn("run failed: River discarded its job", "step", step)
-		return queue.RunFailed, p.failStopped(ctx, rc, g, d, contract.CodeDiscarded,
+		return queue.RunFailed, p.failEnded(ctx, rc, g, d, contract.CodeDiscarded,
 			fmt.Sprintf("job %d of %s was discarded by River: its attempts ran out (its worker died with it again and again, or it kept failing to record its outcome)", d.Job, step))
 	}
 	why := fmt.Sprintf("job %d of %s no longer exists; a new job goes on with the step", d.Job, step)
@@ -214,23 +214,11 @@ func (p *Pipeline) reconcileRun(ctx context.Context, d queue.Dead) (string, erro
 	return queue.RunRunning, p.inTx(ctx, func(tx pgx.Tx) error { return p.requeue(ctx, tx, p.client, rc, d.Job, why) })
 }
 
-// failStopped fails a run whose job ended (cancelled, discarded) at its step.
-func (p *Pipeline) failStopped(ctx context.Context, rc *runContext, g queue.Guard, d queue.Dead, code, msg string) error {
+// failEnded fails a run whose job ended (cancelled, discarded) at its step.
+func (p *Pipeline) failEnded(ctx context.Context, rc *runContext, g queue.Guard, d queue.Dead, code, msg string) error {
 	sum := p.summaryOrWhy(ctx, rc, p.cfg.Logger.With("run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target))
 	f := failure{Error: contract.EventError{Code: code, Message: msg}}
-	var evs []contract.Event
-	m, _ := rc.migration(d.Step.Version)
-	if contract.IsPhase(d.Step.Phase) && m != nil {
-		pf := p.stepEvent(rc, contract.KindPhaseFailed, d.Step, rc.row.Attempt)
-		pf.Error, pf.Message = &f.Error, msg
-		evs = append(evs, pf)
-	} else {
-		m = nil
-	}
-	final := p.runFailedEvent(rc, m, d.Step.Phase, f, "", sum)
-	return p.inTx(ctx, func(tx pgx.Tx) error {
-		return p.failAt(ctx, tx, p.client, rc, g, d.Step, f, d.Job, evs, final)
-	})
+	return p.inTx(ctx, func(tx pgx.Tx) error { return p.failStopped(ctx, tx, rc, g, f, d.Job, sum) })
 }
 
 // holdsBatched reports whether step is a phase that holds a batched hook: cancelling its job

@@ -204,6 +204,7 @@ func TestFailingAQueuedRunAndARunInItsOnErrorHooks(t *testing.T) {
 	require.NoError(t, m.p.Fail(ctx, b, "not needed"))
 	require.Equal(t, queue.RunFailed, m.row(t, b).Status)
 	require.Equal(t, []string{contract.KindRunFailed}, m.events(t, b))
+	require.Equal(t, "the run failed before it started: failed by an operator: not needed", m.lastEvent(t, b).Message)
 
 	m.moveTo(t, a, Step{Version: "001", Phase: "after_ddl"})
 	require.NoError(t, m.p.Fail(ctx, a, "first"))
@@ -214,7 +215,7 @@ func TestFailingAQueuedRunAndARunInItsOnErrorHooks(t *testing.T) {
 	final := m.lastEvent(t, a)
 	require.Equal(t, contract.KindRunFailed, final.Kind)
 	require.Equal(t, "after_ddl", final.Phase, "the original failure")
-	require.Contains(t, final.Message, "failed by an operator: second while its on_error hooks ran")
+	require.Contains(t, final.Message, "on_error was stopped: failed by an operator: second")
 	require.ErrorIs(t, m.p.Fail(ctx, a, ""), ErrRunState, "a failed run cannot fail again")
 }
 
@@ -293,6 +294,38 @@ func TestReconcilerMovesRunsWhoseJobEnded(t *testing.T) {
 			require.Equal(t, ReconcileReport{}, rep)
 		})
 	}
+}
+
+// A run whose on_error job is cancelled or discarded ends with the failure that started its
+// on_error hooks, not with the cancellation.
+func TestReconcilerKeepsTheOriginalFailureOfARunStoppedInOnError(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := newMachine(t)
+	a := m.submit(t, smRequest("a", contract.HookSpec{Phase: "on_error", Name: "notify", Hook: "sql", Params: map[string]any{"sql": "SELECT 1"}}))
+	m.moveTo(t, a, Step{Version: "001", Phase: "after_ddl"})
+	rc, err := m.p.loadRun(ctx, a)
+	require.NoError(t, err)
+	boom := failure{Hook: "check", Error: contract.EventError{Code: contract.CodeHookFailed, Message: "boom"}}
+	require.NoError(t, m.p.inTx(ctx, func(tx pgx.Tx) error {
+		return m.p.failAt(ctx, tx, m.river, rc, live(rc.row.Step(), rc.row.JobID), rc.row.Step(), boom, rc.row.JobID, nil, contract.Event{})
+	}))
+	ra := m.row(t, a)
+	require.Equal(t, Step{Version: "001", Phase: "on_error"}, ra.Step())
+	_, err = m.river.JobCancel(ctx, ra.JobID)
+	require.NoError(t, err)
+
+	_, err = m.p.Reconcile(ctx)
+	require.NoError(t, err)
+	ra = m.row(t, a)
+	require.Equal(t, queue.RunFailed, ra.Status)
+	require.Equal(t, "after_ddl", ra.FailedPhase, "the run row keeps where it failed")
+	final := m.lastEvent(t, a)
+	require.Equal(t, contract.KindRunFailed, final.Kind)
+	require.Equal(t, contract.CodeHookFailed, final.Error.Code)
+	require.Equal(t, "after_ddl", final.Phase)
+	require.Equal(t, "check", final.Hook)
+	require.Contains(t, final.Message, "boom; on_error was stopped: job")
 }
 
 func TestReconcilerAdmitsTheNextRunOfAnIdleTarget(t *testing.T) {

@@ -44,14 +44,14 @@ var errStale = errors.New("stale job: the run has moved on")
 
 // apply makes change to run under guard g and records evs, the events that report it, in tx, in
 // one round trip. A guard that does not hold is errStale.
-func (p *Pipeline) apply(ctx context.Context, tx pgx.Tx, run string, g queue.Guard, c queue.Change, evs ...contract.Event) (queue.Applied, error) {
-	a, err := p.cfg.Store.Apply(ctx, tx, run, g, c, func(b *pgx.Batch) error {
+func (p *Pipeline) apply(ctx context.Context, tx pgx.Tx, run string, g queue.Guard, c queue.Change, evs ...contract.Event) error {
+	err := p.cfg.Store.Apply(ctx, tx, run, g, c, func(b *pgx.Batch) error {
 		return outbox.Queue(b, p.cfg.Store.Schema(), true, evs...)
 	})
 	if errors.Is(err, queue.ErrGuard) {
-		return a, errStale
+		return errStale
 	}
-	return a, err
+	return err
 }
 
 // record inserts events in tx.
@@ -92,7 +92,8 @@ func (p *Pipeline) admitNext(ctx context.Context, tx pgx.Tx, client *river.Clien
 	if err != nil {
 		return err
 	}
-	return p.cfg.Store.SetJob(ctx, tx, id, job)
+	return p.cfg.Store.Apply(ctx, tx, id, queue.Guard{Statuses: []string{queue.RunRunning}, AnyStep: true, AnyJob: true},
+		queue.Change{Job: job, SetJob: true}, nil)
 }
 
 // lockRun reads run, locked for the rest of tx.
@@ -115,7 +116,7 @@ func (p *Pipeline) advance(ctx context.Context, tx pgx.Tx, client *river.Client[
 	if err != nil {
 		return err
 	}
-	_, err = p.apply(ctx, tx, rc.row.ID, live(from, job), queue.Change{
+	err = p.apply(ctx, tx, rc.row.ID, live(from, job), queue.Change{
 		Step: &to, Attempt: "reset", Transient: "clear", Plan: plan, Job: next, SetJob: true, OnlyIfRunning: true,
 	}, evs...)
 	return err
@@ -124,12 +125,17 @@ func (p *Pipeline) advance(ctx context.Context, tx pgx.Tx, client *river.Client[
 // end ends a run whose job at from did its last step (the run's last phase, its on_error hooks,
 // planning with nothing to do, its dry-run) with status, and admits the target's next run.
 func (p *Pipeline) end(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, from Step, job int64, status string, evs ...contract.Event) error {
-	if _, err := p.apply(ctx, tx, rc.row.ID, live(from, job), queue.Change{
-		Status: status, ClearJob: true, Finished: true, Transient: "clear",
-	}, evs...); err != nil {
+	return p.endRun(ctx, tx, client, rc, live(from, job), queue.Change{Status: status}, evs...)
+}
+
+// endRun ends a run under g with change (its status, and what else the end records) and evs,
+// its final event among them, and admits the target's next run.
+func (p *Pipeline) endRun(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, g queue.Guard, change queue.Change, evs ...contract.Event) error {
+	change.ClearJob, change.Finished, change.Transient = true, true, "clear"
+	if err := p.apply(ctx, tx, rc.row.ID, g, change, evs...); err != nil {
 		return err
 	}
-	p.ended(rc, status)
+	p.ended(rc, change.Status)
 	return p.admitNext(ctx, tx, client, rc.row.Target)
 }
 
@@ -161,17 +167,40 @@ func (p *Pipeline) failAt(ctx context.Context, tx pgx.Tx, client *river.Client[p
 			return err
 		}
 		change.Status, change.Step, change.Job, change.SetJob, change.Attempt = queue.RunRunning, &onError, job, true, "reset"
-		_, err = p.apply(ctx, tx, rc.row.ID, g, change, evs...)
+		err = p.apply(ctx, tx, rc.row.ID, g, change, evs...)
 		return err
 	}
-	change.Status, change.ClearJob, change.Finished = queue.RunFailed, true, true
+	change.Status = queue.RunFailed
 	final.Message += retryHint(stoppedBy)
-	if _, err := p.apply(ctx, tx, rc.row.ID, g, change, append(evs, final)...); err != nil {
-		return err
-	}
 	p.cfg.Logger.Error("run failed", "run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target, "reason", final.Message)
-	p.ended(rc, queue.RunFailed)
-	return p.admitNext(ctx, tx, client, rc.row.Target)
+	return p.endRun(ctx, tx, client, rc, g, change, append(evs, final)...)
+}
+
+// failStopped fails a run whose step was stopped from outside its job (the job cancelled or
+// discarded, an operator's fail), with f and the summary sum for its final event; stoppedBy is
+// the job that stopped (0: none), idParts tell its phase.failed apart. At a phase, the phase
+// fails like any other (failAt: its migration's on_error hooks, or the end); in on_error, the
+// run ends with its original failure, f added; elsewhere (queued, planning, its dry-run) it ends.
+func (p *Pipeline) failStopped(ctx context.Context, tx pgx.Tx, rc *runContext, g queue.Guard, f failure, stoppedBy int64, sum contract.RunSummary, idParts ...string) error {
+	step := rc.row.Step()
+	m, _ := rc.migration(step.Version)
+	switch {
+	case rc.row.Status == queue.RunQueued:
+		final := p.runFailedEvent(rc, nil, "", f, "", sum)
+		final.Message = "the run failed before it started: " + f.Error.Message + incompleteNote(sum)
+		return p.failAt(ctx, tx, p.client, rc, g, step, f, stoppedBy, nil, final)
+	case !contract.IsPhase(step.Phase) || m == nil:
+		return p.failAt(ctx, tx, p.client, rc, g, step, f, stoppedBy, nil, p.runFailedEvent(rc, nil, step.Phase, f, "", sum))
+	case step.Phase == contract.PhaseOnError:
+		// Its on_error hooks were running: the run ends with the failure that started them.
+		final := p.runFailedEvent(rc, m, rc.row.FailedPhase, rc.failure(), "on_error was stopped: "+f.Error.Message, sum)
+		final.Message += retryHint(rc.row.StoppedByJob)
+		p.cfg.Logger.Error("run failed", "run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target, "reason", final.Message)
+		return p.endRun(ctx, tx, p.client, rc, g, queue.Change{Status: queue.RunFailed}, final)
+	}
+	pf := p.stepEvent(rc, contract.KindPhaseFailed, step, rc.row.Attempt, idParts...)
+	pf.Error, pf.Message = &f.Error, f.Error.Message
+	return p.failAt(ctx, tx, p.client, rc, g, step, f, stoppedBy, []contract.Event{pf}, p.runFailedEvent(rc, m, step.Phase, f, "", sum))
 }
 
 // pause stops a run at its step until it is resumed: the run keeps its target. stoppedBy is
@@ -180,7 +209,7 @@ func (p *Pipeline) failAt(ctx context.Context, tx pgx.Tx, client *river.Client[p
 // outcome is still recorded).
 func (p *Pipeline) pause(ctx context.Context, tx pgx.Tx, rc *runContext, g queue.Guard, stoppedBy int64, keepJob bool, evs ...contract.Event) error {
 	change := queue.Change{Status: queue.RunPaused, Paused: true, StoppedByJob: stoppedBy, ClearJob: !keepJob, Transient: "clear"}
-	_, err := p.apply(ctx, tx, rc.row.ID, g, change, evs...)
+	err := p.apply(ctx, tx, rc.row.ID, g, change, evs...)
 	return err
 }
 
@@ -206,7 +235,7 @@ func (p *Pipeline) resume(ctx context.Context, tx pgx.Tx, client *river.Client[p
 	// The event belongs to the epoch the resume ends (rc.ref's): its id is new each time.
 	ev := p.stepEvent(rc, contract.KindRunResumed, rc.row.Step(), 0)
 	ev.Message = why
-	_, err := p.apply(ctx, tx, rc.row.ID, g, queue.Change{
+	err := p.apply(ctx, tx, rc.row.ID, g, queue.Change{
 		Status: queue.RunRunning, Job: job, SetJob: true, ClearStopped: true, NextEpoch: true, Transient: "clear",
 	}, ev)
 	return job, err
@@ -217,7 +246,7 @@ func (p *Pipeline) resume(ctx context.Context, tx pgx.Tx, client *river.Client[p
 func (p *Pipeline) retryRun(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, why string) error {
 	ev := outbox.New(rc.ref, contract.KindRunRetried)
 	ev.Message = why
-	if _, err := p.apply(ctx, tx, rc.row.ID, queue.Guard{Statuses: []string{queue.RunFailed}, AnyStep: true, AnyJob: true},
+	if err := p.apply(ctx, tx, rc.row.ID, queue.Guard{Statuses: []string{queue.RunFailed}, AnyStep: true, AnyJob: true},
 		queue.Change{Status: queue.RunQueued, Requeue: true, ClearJob: true, ClearStopped: true, NextEpoch: true,
 			Attempt: "reset", Transient: "clear"}, ev); err != nil {
 		return err
@@ -235,16 +264,19 @@ func (p *Pipeline) requeue(ctx context.Context, tx pgx.Tx, client *river.Client[
 	}
 	ev := p.stepEvent(rc, contract.KindRunResumed, step, 0, "requeued", fmt.Sprint(dead))
 	ev.Message = why
-	_, err = p.apply(ctx, tx, rc.row.ID, queue.Guard{Statuses: []string{queue.RunRunning}, Step: step, Job: dead},
+	err = p.apply(ctx, tx, rc.row.ID, queue.Guard{Statuses: []string{queue.RunRunning}, Step: step, Job: dead},
 		queue.Change{Job: job, SetJob: true, NextEpoch: true}, ev)
 	return err
 }
 
-// jobAlive reports whether job is still to be worked or being worked.
+// jobAlive reports whether job is still to be worked or being worked, and not on its way out: a
+// running job asked to cancel (an operator's pause cancels the job of a batched hook) is not
+// alive, so a resume gives the run a new job and the cancelled one's outcome finds the run
+// moved on.
 func (p *Pipeline) jobAlive(ctx context.Context, tx pgx.Tx, job int64) (bool, error) {
 	var alive bool
 	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+pgx.Identifier{p.cfg.RiverSchema}.Sanitize()+`.river_job
-		WHERE id = $1 AND state NOT IN ('completed', 'cancelled', 'discarded'))`, job).Scan(&alive)
+		WHERE id = $1 AND state NOT IN ('completed', 'cancelled', 'discarded') AND NOT metadata ? 'cancel_attempted_at')`, job).Scan(&alive)
 	return alive, err
 }
 

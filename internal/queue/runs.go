@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -59,15 +58,6 @@ func (p *Plan) UnmarshalJSON(b []byte) error {
 		(*p)[i] = PlanEntry{Version: v}
 	}
 	return nil
-}
-
-// Versions returns the plan's versions in order.
-func (p Plan) Versions() []string {
-	out := make([]string, len(p))
-	for i, e := range p {
-		out[i] = e.Version
-	}
-	return out
 }
 
 // Entry returns the plan's entry for version.
@@ -221,12 +211,6 @@ func (s *Store) AdmitNext(ctx context.Context, tx pgx.Tx, target string) (string
 	return id, nil
 }
 
-// SetJob records job as the live job of run, which has just been admitted.
-func (s *Store) SetJob(ctx context.Context, tx pgx.Tx, run string, job int64) error {
-	_, err := tx.Exec(ctx, `UPDATE `+s.schema+`.runs SET job_id = $2 WHERE id = $1`, run, job)
-	return err
-}
-
 // Guard is the state a transition expects the run in; a run found otherwise is left alone.
 type Guard struct {
 	// Statuses the run may have.
@@ -239,7 +223,8 @@ type Guard struct {
 	AnyJob bool
 }
 
-// Change is what a transition does to a run row. Zero fields leave their column as it is.
+// Change is what a transition does to a run row. Zero fields leave their column as it is
+// (but see Apply on a change of status).
 type Change struct {
 	Status string
 	// Step, when set, moves the run to *Step.
@@ -280,37 +265,32 @@ type Failure struct {
 	Error   any
 }
 
-// Applied is a run row as a transition left it.
-type Applied struct {
-	Attempt int
-	Epoch   int
-}
-
 // ErrGuard is returned by Apply when the run is not in the state the guard expects.
 var ErrGuard = errors.New("the run is not in the expected state")
 
-// Apply makes change to run in tx if the run satisfies guard, and returns the attempt count
-// and epoch it left. It returns ErrGuard, changing nothing, when the guard does not hold (the
-// caller then rolls tx back, with whatever also queued). also adds statements that go in the
-// same round trip, after the change (the events that report it).
-func (s *Store) Apply(ctx context.Context, tx pgx.Tx, run string, guard Guard, change Change, also func(*pgx.Batch) error) (Applied, error) {
+// Apply makes change to run in tx if the run satisfies guard. It returns ErrGuard when the
+// guard does not hold: the run is unchanged,
+// but the statements also queued have run, so the caller rolls tx back. also adds statements
+// that go in the same round trip, after the change (the events that report it). A change of
+// status also clears finished_at and paused_at unless Finished or Paused stamps them.
+func (s *Store) Apply(ctx context.Context, tx pgx.Tx, run string, guard Guard, change Change, also func(*pgx.Batch) error) error {
 	var plan, failure, lastError []byte
 	var err error
 	if change.Plan != nil {
 		if plan, err = json.Marshal(change.Plan); err != nil {
-			return Applied{}, err
+			return err
 		}
 	}
 	var fv, fp string
 	if change.Failure != nil {
 		fv, fp = change.Failure.Version, change.Failure.Phase
 		if failure, err = json.Marshal(change.Failure.Error); err != nil {
-			return Applied{}, err
+			return err
 		}
 	}
 	if change.LastError != nil {
 		if lastError, err = json.Marshal(change.LastError); err != nil {
-			return Applied{}, err
+			return err
 		}
 	}
 	var sv, sp string
@@ -342,26 +322,26 @@ func (s *Store) Apply(ctx context.Context, tx pgx.Tx, run string, guard Guard, c
 		failed_phase = CASE WHEN $15::jsonb IS NOT NULL THEN $17 WHEN $22 THEN '' ELSE failed_phase END,
 		error = CASE WHEN $15::jsonb IS NOT NULL THEN $15::jsonb WHEN $22 THEN NULL ELSE error END,
 		last_error = coalesce($18::jsonb, last_error),
-		stopped_by_job = CASE WHEN $19 THEN NULL WHEN $20 <> 0 THEN $20 ELSE stopped_by_job END,
+		stopped_by_job = CASE WHEN $19 THEN NULL WHEN $20::bigint <> 0 THEN $20::bigint ELSE stopped_by_job END,
 		epoch = epoch + CASE WHEN $21 THEN 1 ELSE 0 END,
 		finished_at = CASE WHEN $23 THEN now() WHEN nullif($6, '') IS NOT NULL THEN NULL ELSE finished_at END,
 		paused_at = CASE WHEN $24 THEN now() WHEN nullif($6, '') IS NOT NULL THEN NULL ELSE paused_at END,
 		updated_at = now()
 		WHERE id = $1 AND status = ANY($2) AND ($3 OR (step_version = $4 AND step_phase = $5))
 		AND ($25 OR job_id IS NOT DISTINCT FROM nullif($26::bigint, 0))
-		RETURNING attempt, epoch`,
+		RETURNING 1`,
 		run, guard.Statuses, guard.AnyStep, guard.Step.Version, guard.Step.Phase,
 		change.Status, change.Step != nil, sv, sp, jobOp, change.Job, change.Attempt, change.Transient,
 		plan, failure, fv, fp, lastError, change.ClearStopped, change.StoppedByJob, change.NextEpoch,
 		change.Requeue, change.Finished, change.Paused, guard.AnyJob, guard.Job)
 	if also != nil {
 		if err := also(batch); err != nil {
-			return Applied{}, err
+			return err
 		}
 	}
 	br := tx.SendBatch(ctx, batch)
-	var a Applied
-	err = br.QueryRow().Scan(&a.Attempt, &a.Epoch)
+	var one int
+	err = br.QueryRow().Scan(&one)
 	for i := 1; i < batch.Len() && err == nil; i++ {
 		_, err = br.Exec()
 	}
@@ -369,12 +349,12 @@ func (s *Store) Apply(ctx context.Context, tx pgx.Tx, run string, guard Guard, c
 		err = cerr
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Applied{}, ErrGuard
+		return ErrGuard
 	}
 	if err != nil {
-		return Applied{}, fmt.Errorf("run %s: %w", run, err)
+		return fmt.Errorf("run %s: %w", run, err)
 	}
-	return a, nil
+	return nil
 }
 
 // StartAttempt counts an attempt of job at step of run, if the run is running there with job
@@ -435,17 +415,4 @@ func (s *Store) IdleTargets(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("find idle targets: %w", err)
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
-}
-
-// String describes the guard, for error messages.
-func (g Guard) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "status in %v", g.Statuses)
-	if !g.AnyStep {
-		fmt.Fprintf(&b, ", at %s/%s", g.Step.Version, g.Step.Phase)
-	}
-	if !g.AnyJob {
-		fmt.Fprintf(&b, ", job %d", g.Job)
-	}
-	return b.String()
 }

@@ -29,6 +29,9 @@ type ddlCheckpoint struct {
 	// Started is 1 + the index of a segment that cannot run in a transaction and that was
 	// started without its checkpoint being recorded since; 0 when none.
 	Started int `json:"started_segment,omitempty"`
+	// StartedFailed says the server answered the started segment's statement with an error:
+	// it did not do what it does (but may have left an INVALID index behind).
+	StartedFailed bool `json:"started_failed,omitempty"`
 }
 
 // segment is a run of statements that execute together: consecutive transactional statements
@@ -210,13 +213,16 @@ func (pa *phaseAttempt) ddlLedger(status string, cp ddlCheckpoint) target.Ledger
 // checkpoint (and, for the last segment, the tracking row) before letting the lock go. It
 // re-reads the checkpoint under the lock and does nothing if segment i is done already.
 //
-// Before it runs the statement it records that it started it. A statement started before
-// whose checkpoint was lost (the worker died, or the queue transaction after it failed) may
-// have run, or left something half done; for index builds the retry looks: a concurrent build
-// that succeeded is not built again (it would fail: the index exists), one that failed left an
-// INVALID index, which is dropped and built anew (IF NOT EXISTS would accept it), and a
-// concurrent drop that succeeded is not repeated. For other statements, an error saying the
-// object already exists (or no longer does) is taken as the earlier run's doing.
+// Before it runs the statement it records that it started it, and after an error from the
+// server that the statement failed. A statement started before whose outcome was lost (the
+// worker died, the connection broke, or the queue transaction after it failed) may have run,
+// or left something half done; for index builds the retry looks: a concurrent build that
+// succeeded is not built again (it would fail: the index exists), and a concurrent drop that
+// succeeded is not repeated; for other statements, an error saying the object already exists
+// (or no longer does) is taken as the earlier start's doing. A statement that failed is run
+// again as it is, and fails again the same way if nothing changed. Either way, an INVALID
+// index of the name a concurrent build of ours started is what that build left: it is dropped
+// and built anew (IF NOT EXISTS would accept it).
 func (pa *phaseAttempt) execOutsideTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, segs []segment, i int) (ddlCheckpoint, error) {
 	a := pa.attempt
 	conn, err := pool.Acquire(ctx)
@@ -234,22 +240,33 @@ func (pa *phaseAttempt) execOutsideTx(ctx context.Context, t *target.Target, poo
 	}
 	s := segs[i].stmts[0]
 	cp := st.cp
-	retry := cp.Started == i+1
-	skip, err := pa.beforeNonTx(ctx, conn.Conn(), s, retry)
+	started := cp.Started == i+1
+	unknown := started && !cp.StartedFailed // it may have done its work
+	skip, err := pa.beforeNonTx(ctx, conn.Conn(), s, started, unknown)
 	if err != nil {
 		return cp, err
 	}
 	start := time.Now()
 	if !skip {
-		cp.Started = i + 1
+		cp.Started, cp.StartedFailed = i+1, false
 		if err := t.WriteLedger(ctx, conn, pa.ddlLedger(target.StatusRunning, cp)); err != nil {
 			return st.cp, err
 		}
 		a.log.Info("running statement outside a transaction", "line", s.Line, "reason", s.Reason)
 		tag, err := conn.Exec(ctx, s.SQL)
+		var pgErr *pgconn.PgError
 		switch {
-		case err != nil && retry && alreadyDone(err):
+		case err != nil && unknown && alreadyDone(err):
 			a.log.Warn("statement started by an earlier attempt was done already; not repeating it", "line", s.Line, "error", err.Error())
+		case err != nil && errors.As(err, &pgErr):
+			// The server said no: a later attempt must not take the statement for done.
+			cp.StartedFailed = true
+			rctx, cancel := recordCtx(ctx)
+			if werr := t.WriteLedger(rctx, conn, pa.ddlLedger(target.StatusRunning, cp)); werr != nil {
+				a.log.Warn("could not record that the statement failed", "line", s.Line, "error", werr.Error())
+			}
+			cancel()
+			return cp, fmt.Errorf("statement at line %d (%s): %w", s.Line, s.Summary(), err)
 		case err != nil:
 			return cp, fmt.Errorf("statement at line %d (%s): %w", s.Line, s.Summary(), err)
 		default:
@@ -261,7 +278,7 @@ func (pa *phaseAttempt) execOutsideTx(ctx context.Context, t *target.Target, poo
 			return cp, err
 		}
 	}
-	cp.Next, cp.Started = cp.Next+1, 0
+	cp.Next, cp.Started, cp.StartedFailed = cp.Next+1, 0, false
 	cp.MS += time.Since(start).Milliseconds()
 	// The statement has committed: record that even if the job's time has just run out.
 	rctx, cancel := recordCtx(ctx)
@@ -273,16 +290,16 @@ func (pa *phaseAttempt) execOutsideTx(ctx context.Context, t *target.Target, poo
 }
 
 // beforeNonTx looks, before a statement that cannot run in a transaction block runs, at what an
-// earlier start of it left (retry) and at an index it builds: it reports whether the statement
-// is done already, and drops an INVALID index that a failed concurrent build left behind so
-// that the statement builds it anew.
-func (pa *phaseAttempt) beforeNonTx(ctx context.Context, conn *pgx.Conn, s sqlscript.Statement, retry bool) (skip bool, err error) {
+// earlier start of it left (started; unknown when its outcome was lost) and at an index it
+// builds: it reports whether the statement is done already, and drops an INVALID index that a
+// failed concurrent build left behind so that the statement builds it anew.
+func (pa *phaseAttempt) beforeNonTx(ctx context.Context, conn *pgx.Conn, s sqlscript.Statement, started, unknown bool) (skip bool, err error) {
 	idx, ok := sqlscript.ConcurrentIndex(s.SQL)
 	if !ok || idx.Name == "" {
 		return false, nil
 	}
 	if !idx.Create {
-		if !retry {
+		if !unknown {
 			return false, nil
 		}
 		var exists bool
@@ -305,10 +322,10 @@ func (pa *phaseAttempt) beforeNonTx(ctx context.Context, conn *pgx.Conn, s sqlsc
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("statement at line %d: look up index %s: %w", s.Line, idx.Name, err)
-	case valid && retry:
+	case valid && unknown:
 		pa.log.Info("index built by an earlier attempt; not building it again", "index", idx.Name)
 		return true, nil
-	case !valid && (retry || idx.IfNotExists):
+	case !valid && (started || idx.IfNotExists):
 		pa.log.Warn("dropping the INVALID index a failed concurrent build left, to build it anew", "index", idx.Name)
 		name := pgx.Identifier{nsp, sqlscript.Ident(idx.Name)}.Sanitize()
 		if _, err := conn.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+name); err != nil {

@@ -290,6 +290,27 @@ func TestConcurrentIndexBuiltButNotCheckpointedIsNotBuiltAgain(t *testing.T) {
 	require.Equal(t, []string{"true"}, b.queryStrings(t, `SELECT indisvalid::text FROM pg_index WHERE indexrelid = 'indexed_x'::regclass`))
 }
 
+// A statement outside a transaction that the server refused is not taken for done when the run
+// is retried: a concurrent build whose index name is taken by another index fails again,
+// instead of the migration being recorded with an index it never built.
+func TestRefusedConcurrentIndexIsNotTakenForDoneOnRetry(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.MaxAttempts = 1 })
+	_, err := b.db.Exec(context.Background(), `CREATE TABLE people (email text, name text); CREATE INDEX people_email ON people (name)`)
+	require.NoError(t, err)
+	req := request("up", mig("001", "email", "CREATE INDEX CONCURRENTLY people_email ON people (email);\n", ""))
+	evs := b.run(t, req)
+	require.Equal(t, contract.KindRunFailed, last(evs).Kind, "%v", kinds(evs))
+	require.Contains(t, last(evs).Message, "42P07")
+
+	require.NoError(t, b.w.Operator().Retry(context.Background(), last(evs).Run, "try again"))
+	evs = b.wait(t, req.Target, last(evs).Run)
+	final := last(evs)
+	require.Equal(t, contract.KindRunFailed, final.Kind, "%v", kinds(evs))
+	require.Contains(t, final.Message, "42P07", "the statement ran again and failed the same way")
+	require.Empty(t, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations`))
+}
+
 // A concurrent index build that failed leaves an INVALID index behind; the run that tries
 // again builds it anew instead of accepting the invalid one (IF NOT EXISTS would).
 func TestInvalidIndexOfAFailedConcurrentBuildIsRebuilt(t *testing.T) {

@@ -100,6 +100,21 @@ func New(cfg Config) (*Worker, error) {
 	return &Worker{cfg: cfg, log: cfg.Logger, registry: reg, targets: targets, signing: policy, id: uuid.NewString()}, nil
 }
 
+// newPipeline returns the run pipeline of this worker's configuration on store, its job
+// workers registered in workers.
+func (w *Worker) newPipeline(store *queue.Store, workers *river.Workers) (*jobs.Pipeline, error) {
+	return jobs.New(&jobs.Config{
+		Store: store, Targets: w.targets, Registry: w.registry, Logger: w.log,
+		MaxAttempts: w.cfg.MaxAttempts, RetryBackoff: w.cfg.RetryBackoff,
+		RetryBackoffMax: w.cfg.RetryBackoffMax, PhaseTimeout: w.cfg.PhaseTimeout, Fault: w.cfg.Fault,
+		OutageTolerance: w.cfg.OutageTolerance, ReconcileInterval: w.cfg.ReconcileInterval,
+		WorkerLiveness: w.cfg.LivenessWindow,
+		RiverSchema:    w.cfg.RiverSchema, BackfillSlice: w.cfg.BackfillSlice,
+		Observer: w.cfg.Metrics,
+		DryRun:   dryrun.Options{LockTimeout: w.cfg.DryRunLockTimeout, LargeTable: w.cfg.DryRunLargeTable},
+	}, workers)
+}
+
 // Registry returns the hooks this worker can run.
 func (w *Worker) Registry() *hooks.Registry { return w.registry }
 
@@ -125,8 +140,8 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("queue database: invalid connection string: %s", target.Redact(err.Error(), w.cfg.DatabaseURL))
 	}
-	// Per running phase: its own connection plus, briefly, one for its start events and one for
-	// its prepared successor; then intake, the relay and its listener, and River's own.
+	// Per running phase: its own connection plus, briefly, one to record its outcome; then
+	// intake, the relay and its listener, the heartbeat, and River's own.
 	poolCfg.MaxConns = int32(2*w.cfg.Concurrency + 6)
 	poolCfg.ConnConfig.RuntimeParams["application_name"] = "confiture-worker"
 	w.pool, err = pgxpool.NewWithConfig(ctx, poolCfg)
@@ -142,17 +157,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	store := queue.NewStore(w.pool, w.cfg.QueueSchema)
 
 	workers := river.NewWorkers()
-	w.pipeline, err = jobs.New(&jobs.Config{
-		Store: store, Targets: w.targets, Registry: w.registry, Logger: w.log,
-		MaxAttempts: w.cfg.MaxAttempts, RetryBackoff: w.cfg.RetryBackoff,
-		RetryBackoffMax: w.cfg.RetryBackoffMax, PhaseTimeout: w.cfg.PhaseTimeout, Fault: w.cfg.Fault,
-		OutageTolerance: w.cfg.OutageTolerance, ReconcileInterval: w.cfg.ReconcileInterval,
-		WorkerLiveness: w.cfg.LivenessWindow,
-		RiverSchema:    w.cfg.RiverSchema, BackfillSlice: w.cfg.BackfillSlice,
-		Observer: w.cfg.Metrics,
-		DryRun:   dryrun.Options{LockTimeout: w.cfg.DryRunLockTimeout, LargeTable: w.cfg.DryRunLargeTable},
-	}, workers)
-	if err != nil {
+	if w.pipeline, err = w.newPipeline(store, workers); err != nil {
 		return err
 	}
 	w.river, err = river.NewClient(riverpgxv5.New(w.pool), &river.Config{
@@ -261,27 +266,6 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.log.Info("worker stopped")
 	})
 	return err
-}
-
-// Pause, Resume, Fail and Retry are the operator actions on a run (see jobs.Pipeline); reason
-// goes into the run's event. They need a started worker.
-func (w *Worker) Pause(ctx context.Context, run, reason string) error {
-	return w.pipeline.Pause(ctx, run, reason)
-}
-
-// Resume sets a paused run going again.
-func (w *Worker) Resume(ctx context.Context, run, reason string) error {
-	return w.pipeline.Resume(ctx, run, reason)
-}
-
-// Fail fails a queued, running or paused run.
-func (w *Worker) Fail(ctx context.Context, run, reason string) error {
-	return w.pipeline.Fail(ctx, run, reason)
-}
-
-// Retry queues a failed run again; it resumes from its failed phase.
-func (w *Worker) Retry(ctx context.Context, run, reason string) error {
-	return w.pipeline.Retry(ctx, run, reason)
 }
 
 // Reconcile runs one pass of the reconciler now (it also runs every ReconcileInterval on the

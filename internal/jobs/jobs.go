@@ -97,6 +97,12 @@ type Config struct {
 	// longer back to River (see rescueOrphans). Workers must use RiverClientID as their River
 	// client id. Defaults to 0: no such rescue (River's own, after rescue_after, remains).
 	WorkerLiveness time.Duration
+	// SteadySince, when set, says since when this worker's own heartbeats have succeeded
+	// without a miss (zero: they are failing). The reconciler hands back the jobs of workers
+	// missed for WorkerLiveness only once its own heartbeats have been steady that long: while
+	// the queue database was unreachable (or restarting) every worker's heartbeats were late,
+	// not only those of the workers that died.
+	SteadySince func() time.Time
 	// BackfillSlice is how long one job of a batched hook (a backfill) works before it gives
 	// its worker slot back and goes on in the next job slice. Defaults to a minute, and at most
 	// half of PhaseTimeout.

@@ -137,7 +137,10 @@ func (p *Pipeline) Reconcile(ctx context.Context) (ReconcileReport, error) {
 // rescueOrphans hands back to River the running jobs of workers that are gone: a worker not seen
 // for Config.WorkerLiveness (it died, or lost the queue database) cannot finish them. River's
 // own rescuer would take them back too, but only after rescue_after (phase_timeout + 5m by
-// default), for as long as the run holds its target. A job is made available again at once, as
+// default), for as long as the run holds its target. Only a reconciler whose own worker has
+// heartbeated steadily for the liveness window does this (Config.SteadySince): after an outage
+// of the queue database, live workers look missed until their next heartbeat. A job is made
+// available again at once, as
 // River's rescuer would make it retryable, or discarded when its attempts are used up, or
 // cancelled when someone asked to cancel it; its next attempt reads the ledger, so nothing
 // committed is done again, and the target's lock keeps it from overlapping a worker that was
@@ -145,6 +148,13 @@ func (p *Pipeline) Reconcile(ctx context.Context) (ReconcileReport, error) {
 func (p *Pipeline) rescueOrphans(ctx context.Context) (int, error) {
 	if p.cfg.WorkerLiveness <= 0 {
 		return 0, nil
+	}
+	if p.cfg.SteadySince != nil {
+		if since := p.cfg.SteadySince(); since.IsZero() || time.Since(since) < p.cfg.WorkerLiveness {
+			p.cfg.Logger.Debug("not handing back jobs of missed workers: this worker's own heartbeats have not been steady for liveness_window",
+				"liveness_window", p.cfg.WorkerLiveness.String())
+			return 0, nil
+		}
 	}
 	n := 0
 	err := p.inTx(ctx, func(tx pgx.Tx) error {

@@ -328,6 +328,42 @@ func TestReconcilerKeepsTheOriginalFailureOfARunStoppedInOnError(t *testing.T) {
 	require.Contains(t, final.Message, "boom; on_error was stopped: job")
 }
 
+// The running job of a worker that is missed is handed back, but only by a reconciler whose own
+// worker has heartbeated steadily for the liveness window: right after an outage of the queue
+// database every worker looks missed.
+func TestReconcilerHandsBackTheJobsOfMissedWorkersOnceItsOwnHeartbeatIsSteady(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := newMachine(t)
+	var steady time.Time
+	m.p.cfg.WorkerLiveness = time.Minute
+	m.p.cfg.SteadySince = func() time.Time { return steady }
+	a := m.submit(t, smRequest("a"))
+	job := m.row(t, a).JobID
+	// The job runs on a worker last seen two minutes ago.
+	gone := "2b1e7f5c-8a0d-4c3e-9f6a-1d2e3f4a5b6c"
+	_, err := m.db.Exec(ctx, `INSERT INTO confiture_queue.workers (id, host, pid, nats_system, nats_url, started_at, seen_at)
+		VALUES ($1, 'h', 1, 's', 'u', now() - interval '1 hour', now() - interval '2 minutes')`, gone)
+	require.NoError(t, err)
+	_, err = m.db.Exec(ctx, `UPDATE confiture_river.river_job SET state = 'running', attempt = 1,
+		attempted_at = now() - interval '5 minutes', attempted_by = ARRAY[$2::text] WHERE id = $1`, job, RiverClientID(gone))
+	require.NoError(t, err)
+
+	for _, s := range []time.Time{{}, time.Now().Add(-10 * time.Second)} {
+		steady = s
+		rep, err := m.p.Reconcile(ctx)
+		require.NoError(t, err)
+		require.Zero(t, rep.Rescued, "own heartbeats steady since %v", s)
+		require.Equal(t, "running", m.jobState(t, job))
+	}
+	steady = time.Now().Add(-2 * time.Minute)
+	rep, err := m.p.Reconcile(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.Rescued)
+	require.Equal(t, "available", m.jobState(t, job), "handed back to River")
+	require.Equal(t, job, m.row(t, a).JobID, "still the run's live job")
+}
+
 func TestReconcilerAdmitsTheNextRunOfAnIdleTarget(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

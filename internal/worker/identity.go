@@ -96,6 +96,7 @@ func (w *Worker) register(ctx context.Context, store *queue.Store) error {
 		return fmt.Errorf("queue database: %s", w.redact(err.Error()))
 	}
 	w.store, w.me = store, &me
+	w.steady.Store(time.Now().UnixNano())
 	w.logTakeover(me, roster)
 	hbCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.heartbeatCancel, w.heartbeatDone = cancel, make(chan struct{})
@@ -146,10 +147,14 @@ func (w *Worker) beat(ctx context.Context, me queue.WorkerInfo) {
 		}
 		w.beatProblem = problem
 	}
-	err := w.store.Heartbeat(ctx, me.ID)
+	// A heartbeat stuck for the liveness window (a connection that died without a word) is
+	// given up: the next one tries again.
+	bctx, cancel := context.WithTimeout(ctx, w.cfg.LivenessWindow)
+	defer cancel()
+	err := w.store.Heartbeat(bctx, me.ID)
 	if errors.Is(err, queue.ErrWorkerGone) {
 		var r queue.Roster
-		r, err = w.store.RegisterWorker(ctx, me, w.cfg.LivenessWindow, admitter(me, w.cfg.QueueSchema, w.cfg.LivenessWindow))
+		r, err = w.store.RegisterWorker(bctx, me, w.cfg.LivenessWindow, admitter(me, w.cfg.QueueSchema, w.cfg.LivenessWindow))
 		switch {
 		case errors.Is(err, ErrNATSSystemConflict):
 			report("conflict", w.log.Error, "this worker missed its heartbeats, was taken for dead, and may not register again: stop it", "error", err.Error())
@@ -161,11 +166,24 @@ func (w *Worker) beat(ctx context.Context, me queue.WorkerInfo) {
 		}
 	}
 	switch {
-	case err != nil && ctx.Err() == nil:
+	case err != nil && ctx.Err() != nil:
+		// Stopping.
+	case err != nil:
+		w.steady.Store(0)
 		report("error", w.log.Warn, "worker heartbeat failed; retrying", "error", w.redact(err.Error()))
-	case err == nil:
+	default:
+		w.steady.CompareAndSwap(0, time.Now().UnixNano())
 		report("", w.log.Info, "worker heartbeat recovered")
 	}
+}
+
+// steadySince is since when this worker's heartbeats have succeeded without a miss (zero while
+// they fail), for the reconciler (jobs.Config.SteadySince).
+func (w *Worker) steadySince() time.Time {
+	if n := w.steady.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // unregister stops the heartbeat and deletes this worker's row. Call it once the relay has

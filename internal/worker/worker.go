@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -63,6 +64,9 @@ type Worker struct {
 	heartbeatCancel context.CancelFunc
 	heartbeatDone   chan struct{}
 	beatProblem     string // the heartbeat's problem last logged, "" when none
+	// steady is when this worker's heartbeats last began to succeed without a miss (Unix
+	// nanoseconds; 0 before registration and while they fail).
+	steady atomic.Int64
 }
 
 // New validates cfg and returns a Worker. It opens no connection.
@@ -108,7 +112,7 @@ func (w *Worker) newPipeline(store *queue.Store, workers *river.Workers) (*jobs.
 		MaxAttempts: w.cfg.MaxAttempts, RetryBackoff: w.cfg.RetryBackoff,
 		RetryBackoffMax: w.cfg.RetryBackoffMax, PhaseTimeout: w.cfg.PhaseTimeout, Fault: w.cfg.Fault,
 		OutageTolerance: w.cfg.OutageTolerance, ReconcileInterval: w.cfg.ReconcileInterval,
-		WorkerLiveness: w.cfg.LivenessWindow,
+		WorkerLiveness: w.cfg.LivenessWindow, SteadySince: w.steadySince,
 		RiverSchema:    w.cfg.RiverSchema, BackfillSlice: w.cfg.BackfillSlice,
 		Observer: w.cfg.Metrics,
 		DryRun:   dryrun.Options{LockTimeout: w.cfg.DryRunLockTimeout, LargeTable: w.cfg.DryRunLargeTable},

@@ -237,7 +237,8 @@ func (a *attempt) classify(ctx context.Context, err error) outcome {
 		// A slice that committed nothing (its batches keep timing out, or the job's time ran
 		// out first) is a failed attempt: otherwise it would snooze for ever.
 		return a.retryOrFail(errNoProgress)
-	case ctx.Err() == nil && transient.Is(err) && a.withinTolerance():
+	case ctx.Err() == nil && hooks.Retryable(err) && transient.Is(err) && a.withinTolerance():
+		// (An error a hook marked permanent stays permanent, whatever it wraps.)
 		return outTransient
 	}
 	return a.retryOrFail(err)
@@ -342,7 +343,7 @@ func (a *attempt) conclude(ctx context.Context, err error) error {
 	code := errorCode(err, a.step.Phase)
 	if errors.Is(err, errNoProgress) {
 		code = contract.CodeTimeout
-	} else if transient.Is(err) {
+	} else if hooks.Retryable(err) && transient.Is(err) {
 		code = contract.CodeUnavailable
 	}
 	return a.finish(rctx, "failed", err, func(ctx context.Context, tx pgx.Tx) error { return a.failed(ctx, tx, code, err) })

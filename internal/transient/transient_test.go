@@ -55,12 +55,26 @@ func TestMisconfigurationIsNotTransient(t *testing.T) {
 func TestSQLStates(t *testing.T) {
 	t.Parallel()
 	for code, want := range map[string]bool{
-		"08006": true, "08001": true, "53300": true, "53200": true, "57P01": true, "57P02": true, "57P03": true,
+		"08006": true, "08001": true, "53300": true, "57P01": true, "57P02": true, "57P03": true,
+		"08P01": false,                                 // protocol_violation
+		"53200": false, "53100": false, "53400": false, // out of memory or lock slots, disk full, a limit: the same statement meets them again
 		"57014": false, // query_canceled: a statement timeout or a cancel, the caller's doing
 		"40001": false, "40P01": false, "42P01": false, "23505": false, "28P01": false, "3D000": false, "": false,
 	} {
 		require.Equal(t, want, transient.Is(&pgconn.PgError{Code: code}), code)
 	}
+}
+
+// A TLS setting the server does not meet fails the connection (pgconn.ConnectError) without a
+// SQLSTATE: configuration, not transient.
+func TestTLSMisconfigurationIsNotTransient(t *testing.T) {
+	t.Parallel()
+	cfg, err := pgx.ParseConfig(testdb.AdminURL())
+	require.NoError(t, err)
+	err = connect(t, fmt.Sprintf("postgres://%s@%s:%d/postgres?sslmode=verify-full&connect_timeout=5", cfg.User, cfg.Host, cfg.Port))
+	var ce *pgconn.ConnectError
+	require.ErrorAs(t, err, &ce)
+	require.False(t, transient.Is(err), "%v", err)
 }
 
 func TestContextEndIsNotTransient(t *testing.T) {

@@ -1,0 +1,52 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/queue"
+)
+
+// How an attempt's error maps to its outcome, without a database.
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	longAgo := time.Now().Add(-time.Hour)
+	for _, tc := range []struct {
+		name string
+		err  error
+		n    int
+		// transientSince is when the step's transient trouble began (nil: it has not).
+		transientSince *time.Time
+		want           outcome
+	}{
+		{"done", nil, 1, nil, outCompleted},
+		{"refused connection", refused, 1, nil, outTransient},
+		{"too many connections", &pgconn.PgError{Code: "53300"}, 1, nil, outTransient},
+		{"an outage past the tolerance counts", refused, 1, &longAgo, outRetry},
+		{"a hook's permanent error stays permanent", hooks.Permanent(refused), 1, nil, outFailed},
+		{"a retryable error with attempts left", errors.New("flaky"), 1, nil, outRetry},
+		{"a retryable error on the last attempt", errors.New("flaky"), 3, nil, outFailed},
+		{"a constraint violation", &pgconn.PgError{Code: "23505"}, 1, nil, outFailed},
+		{"out of lock slots is not an outage", &pgconn.PgError{Code: "53200"}, 1, nil, outRetry},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &attempt{
+				p:    &Pipeline{cfg: &Config{MaxAttempts: 3, OutageTolerance: 10 * time.Minute}},
+				rc:   &runContext{row: &queue.Run{TransientSince: tc.transientSince}},
+				res:  &phaseResult{},
+				step: Step{Version: "001", Phase: "after_ddl"},
+				n:    tc.n,
+			}
+			require.Equal(t, tc.want, a.classify(context.Background(), tc.err))
+		})
+	}
+}

@@ -49,7 +49,10 @@ CREATE TABLE IF NOT EXISTS %[1]s.hook_ledger (
 	-- The order rows were last written in (hooks of one phase share one updated_at).
 	seq           bigserial NOT NULL,
 	PRIMARY KEY (run_id, version, phase, hook)
-);
+);`
+
+// columnsSQL adds the columns that came after the tables.
+const columnsSQL = `
 -- A migration is incomplete from its DDL until its last phase commits; phase is the last phase
 -- that committed. Rows written before these columns existed are complete.
 ALTER TABLE %[1]s.schema_migrations
@@ -69,8 +72,19 @@ func (t *Target) ensureSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := t.Lock(ctx, tx); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, fmt.Sprintf(schemaSQL, t.schema)); err != nil {
-		return fmt.Errorf("create tracking schema %s: %w", t.schema, err)
+	// CREATE SCHEMA needs CREATE on the database and ALTER TABLE the table's owner, even when
+	// there is nothing to do; a worker's role need have neither once the tables exist (another
+	// role may have created them): the statements run only when something is missing.
+	var missing bool
+	if err := tx.QueryRow(ctx, `SELECT count(*) < 3 FROM pg_attribute WHERE NOT attisdropped AND (
+		(attrelid = to_regclass($1) AND attname IN ('complete', 'phase')) OR (attrelid = to_regclass($2) AND attname = 'origin_run'))`,
+		t.schema+".schema_migrations", t.schema+".hook_ledger").Scan(&missing); err != nil {
+		return fmt.Errorf("tracking schema %s: %w", t.schema, err)
+	}
+	if missing {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(schemaSQL+columnsSQL, t.schema)); err != nil {
+			return fmt.Errorf("create tracking schema %s: %w", t.schema, err)
+		}
 	}
 	var v int
 	if err := tx.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&v); err != nil {

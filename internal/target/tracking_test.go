@@ -572,3 +572,29 @@ func TestMarkReachedAndClaim(t *testing.T) {
 	require.Equal(t, "c2", applied[0].Checksum)
 	require.True(t, applied[0].Complete, "a forced checksum keeps the rest of the row")
 }
+
+// A worker whose role may use the tracking tables but does not own them (they were created by
+// another role, as with per-replica or short-lived database roles) opens the target: no ALTER
+// TABLE runs once the columns exist.
+func TestTargetOpensForARoleThatDoesNotOwnTheTrackingTables(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	dsn := testdb.New(t)
+	_, owner := openTarget(t, Config{Name: "default", DSN: dsn}) // creates the tables
+	role := fmt.Sprintf("confiture_user_%d", time.Now().UnixNano())
+	_, err := owner.Exec(ctx, `CREATE ROLE `+role+` LOGIN;
+		GRANT USAGE, CREATE ON SCHEMA confiture TO `+role+`;
+		GRANT ALL ON ALL TABLES IN SCHEMA confiture TO `+role+`;
+		GRANT ALL ON ALL SEQUENCES IN SCHEMA confiture TO `+role)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = owner.Exec(context.Background(), `DROP OWNED BY `+role+`; DROP ROLE `+role)
+	})
+	cfg, err := pgx.ParseConfig(dsn)
+	require.NoError(t, err)
+	other := fmt.Sprintf("postgres://%s@%s:%d/%s", role, cfg.Host, cfg.Port, cfg.Database)
+	tg, pool := openTarget(t, Config{Name: "default", DSN: other})
+	applied, err := tg.AppliedMigrations(ctx, pool)
+	require.NoError(t, err)
+	require.Empty(t, applied)
+}

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"regexp"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -259,7 +258,7 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 			if rej.wrongSubject {
 				// The request belongs to another target: its rejection must not land on the
 				// run this id already has here.
-				ref.Run = uuid.NewString()
+				ref.Run = h.messageRunID()
 			} else {
 				// A copy of a request already recorded (perhaps checked by a worker with other
 				// hooks loaded) is a duplicate, never a rejection of the run in progress.
@@ -299,8 +298,15 @@ func (h *handling) identify(requestID string) {
 	h.ref.RequestID = requestID
 	h.ref.Run = contract.RunID(h.ref.Target, requestID)
 	if requestID == "" {
-		h.ref.Run = uuid.NewString()
+		h.ref.Run = h.messageRunID()
 	}
+}
+
+// messageRunID names the run of a rejection that cannot have the request's run id: derived
+// from the message's place in the stream, so that a redelivery (its Term lost) is rejected
+// again with the same event id, which de-duplication drops.
+func (h *handling) messageRunID() string {
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte(fmt.Sprintf("confiture.rejected\x00%s\x00%d", h.ref.Target, h.seq))).String()
 }
 
 // redeliver asks for the message again later: the queue database is unreachable or failing,
@@ -416,43 +422,14 @@ func (in *Intake) reject(ctx context.Context, msg jetstream.Msg, ref outbox.RunR
 	}
 	log.Warn("request rejected", "code", rej.code, "reason", rej.msg)
 	in.observer().RunFinished("rejected")
-	if err := in.term(msg, rej.code); err != nil {
+	// Never TermWithReason: servers before 2.10 ignore "+TERM <reason>", and the ack goes to
+	// the server that leads the consumer, which in a cluster being upgraded need not be the one
+	// this worker is connected to; the message would come back every AckWait. The reason is in
+	// the run.rejected event.
+	if err := msg.Term(); err != nil {
 		log.Warn("could not terminate the rejected request; a redelivery is rejected again with the same event id", "error", err.Error())
 	}
 	return nil
-}
-
-// term terminates msg for good, with reason where the server understands one. Servers before
-// 2.10 ignore "+TERM <reason>" (TermWithReason): the message would come back every AckWait.
-// The version is read at each call: after a reconnect the server may be another one.
-func (in *Intake) term(msg jetstream.Msg, reason string) error {
-	if serverAtLeast(in.JS.Conn().ConnectedServerVersion(), 2, 10) {
-		return msg.TermWithReason(reason)
-	}
-	return msg.Term()
-}
-
-// serverAtLeast reports whether version, as a NATS server reports it ("2.9.10",
-// "2.10.0-RC.1", "v2.11.3"), is major.minor or later. An unknown version (none while
-// disconnected) is not.
-func serverAtLeast(version string, major, minor int) bool {
-	parts := strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3)
-	if len(parts) < 2 {
-		return false
-	}
-	gotMajor, err := strconv.Atoi(parts[0])
-	if err != nil {
-		return false
-	}
-	digits := strings.IndexFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' })
-	if digits < 0 {
-		digits = len(parts[1])
-	}
-	gotMinor, err := strconv.Atoi(parts[1][:digits])
-	if err != nil {
-		return false
-	}
-	return gotMajor > major || gotMajor == major && gotMinor >= minor
 }
 
 // duplicateOf answers a copy of a recorded request that this worker would reject: the run

@@ -1,4 +1,0 @@
-package intake
-
-// ServerAtLeast exposes serverAtLeast to the tests of package intake_test.
-var ServerAtLeast = serverAtLeast

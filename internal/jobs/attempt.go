@@ -30,8 +30,11 @@ type attempt struct {
 	rc          *runContext
 	// n is the attempt's number at its step: the attempts begun there, less those that did not
 	// count (transient trouble, a stopping worker, a slice of a batched hook that made progress).
-	n   int
-	log *slog.Logger
+	n int
+	// fetched is when River handed the job to this attempt: with n, it tells the attempt's
+	// events apart from those of an earlier attempt that did not count (see key).
+	fetched time.Time
+	log     *slog.Logger
 	// res is what the step's work did, for the events of whatever outcome.
 	res *phaseResult
 	// succeed records the step's success (the transition to what follows it).
@@ -53,6 +56,13 @@ func (a *attempt) guard() queue.Guard {
 		return queue.Guard{Statuses: []string{queue.RunRunning}, Step: a.step, Job: a.job.ID}
 	}
 	return live(a.step, a.job.ID)
+}
+
+// key identifies the attempt in the ids of its events (phase.started, hook.started,
+// hook.failed, phase.retrying): an attempt after one that did not count has the same number,
+// and its events are other facts, which de-duplication must not drop.
+func (a *attempt) key() string {
+	return fmt.Sprintf("%d.%d", a.n, a.fetched.UnixNano())
 }
 
 // mayEndRun reports whether the step's success may end the run (its final event then carries
@@ -108,6 +118,9 @@ func (p *Pipeline) begin(ctx context.Context, job *rivertype.JobRow, runID strin
 	startEvents func(a *attempt) []contract.Event,
 ) (a *attempt, done bool, err error) {
 	a = &attempt{p: p, job: job, client: river.ClientFromContext[pgx.Tx](ctx), completeJob: completeJob, step: step}
+	if job.AttemptedAt != nil {
+		a.fetched = *job.AttemptedAt
+	}
 	err = p.inTx(ctx, func(tx pgx.Tx) error {
 		// The common case first, in one round trip: the run's live job counts its attempt.
 		// Start events report nothing a crash could make wrong: they commit without waiting
@@ -435,7 +448,7 @@ func (a *attempt) retryEvents(code string, cause error, msg string) []contract.E
 	if !contract.IsPhase(a.step.Phase) {
 		kind = contract.KindRunRetrying
 	}
-	ev := a.p.stepEvent(a.rc, kind, a.step, a.n, fmt.Sprint(a.n), code)
+	ev := a.p.stepEvent(a.rc, kind, a.step, a.n, a.key(), code)
 	ev.Hook, ev.DurationMS = a.res.failedHook, a.res.duration.Milliseconds()
 	ev.Error = eventError(code, cause)
 	ev.Error.Retryable = true
@@ -461,7 +474,7 @@ func (a *attempt) hookEvent(h hookOutcome) contract.Event {
 	if h.err == nil {
 		ev = a.p.stepEvent(a.rc, contract.KindHookCompleted, a.step, a.n, h.name)
 	} else {
-		ev = a.p.stepEvent(a.rc, contract.KindHookFailed, a.step, a.n, h.name, fmt.Sprint(a.n))
+		ev = a.p.stepEvent(a.rc, contract.KindHookFailed, a.step, a.n, h.name, a.key())
 		ev.Error = eventError(errorCode(h.err, a.step.Phase), h.err)
 	}
 	ev.Hook, ev.DurationMS, ev.RowsAffected, ev.Message = h.name, h.duration.Milliseconds(), h.rows, h.message

@@ -88,13 +88,13 @@ func (pa *phaseAttempt) prepare() []contract.Event {
 			pa.planErr = hooks.Permanent(err)
 		}
 	}
-	ps := a.p.stepEvent(a.rc, contract.KindPhaseStarted, a.step, a.n, fmt.Sprint(a.n))
+	ps := a.p.stepEvent(a.rc, contract.KindPhaseStarted, a.step, a.n, a.key())
 	if a.step.Phase != contract.PhaseDDL {
 		ps.Message = fmt.Sprintf("%d hook(s)", len(pa.planned))
 	}
 	evs := []contract.Event{ps}
 	for _, h := range pa.planned {
-		ev := a.p.stepEvent(a.rc, contract.KindHookStarted, a.step, a.n, h.Spec.Name, fmt.Sprint(a.n))
+		ev := a.p.stepEvent(a.rc, contract.KindHookStarted, a.step, a.n, h.Spec.Name, a.key())
 		ev.Hook = h.Spec.Name
 		evs = append(evs, ev)
 	}

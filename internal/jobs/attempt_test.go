@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
+	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 )
@@ -49,4 +50,22 @@ func TestClassify(t *testing.T) {
 			require.Equal(t, tc.want, a.classify(context.Background(), tc.err))
 		})
 	}
+}
+
+// An attempt that follows one that did not count has the same number, but its events are other
+// facts: their ids differ, so that de-duplication does not drop them. The same attempt
+// recording an event again gives the same id.
+func TestAttemptEventIDs(t *testing.T) {
+	t.Parallel()
+	rc := &runContext{row: &queue.Run{ID: "8cca5d7b-dd0b-505b-96c4-f78e46de8baf"}, req: &contract.Request{}}
+	rc.ref = refOf(rc.row)
+	attemptAt := func(fetched time.Time) *attempt {
+		return &attempt{p: &Pipeline{cfg: &Config{}}, rc: rc, res: &phaseResult{}, step: Step{Version: "001", Phase: "after_ddl"}, n: 1, fetched: fetched}
+	}
+	failed := hookOutcome{name: "check", err: errors.New("boom")}
+	first, again := attemptAt(time.Unix(100, 0)), attemptAt(time.Unix(100, 0))
+	next := attemptAt(time.Unix(160, 0))
+	require.Equal(t, first.hookEvent(failed).ID, again.hookEvent(failed).ID)
+	require.NotEqual(t, first.hookEvent(failed).ID, next.hookEvent(failed).ID)
+	require.NotEqual(t, first.retryEvents(contract.CodeUnavailable, failed.err, "")[0].ID, next.retryEvents(contract.CodeUnavailable, failed.err, "")[0].ID)
 }

@@ -103,6 +103,9 @@ type hookOutcome struct {
 	err      error
 	// earlier says the hook committed in an earlier attempt or run and did not run now.
 	earlier bool
+	// committed says the hook's work is committed on the target (earlier, or in a segment of
+	// this attempt that committed).
+	committed bool
 }
 
 // errRunGone is returned (as a cancelled job) for a job whose run no longer exists.
@@ -456,12 +459,14 @@ func (a *attempt) retryEvents(code string, cause error, msg string) []contract.E
 	return append(evs, ev)
 }
 
-// failedHookEvents reports the hooks of the attempt that failed. Hooks that succeeded before
-// the failure were rolled back with it: only the failure is reported.
+// failedHookEvents reports the hooks of an attempt that failed: the hooks that failed, and those
+// whose work is committed all the same (in a segment of the phase before the failure, or
+// earlier). Hooks that succeeded in the transaction that failed were rolled back with it and
+// are not reported.
 func (a *attempt) failedHookEvents() []contract.Event {
 	var evs []contract.Event
 	for _, h := range a.res.hooks {
-		if h.err != nil {
+		if h.err != nil || h.committed {
 			evs = append(evs, a.hookEvent(h))
 		}
 	}

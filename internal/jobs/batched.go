@@ -103,6 +103,7 @@ func (pa *phaseAttempt) runBatched(ctx context.Context, t *target.Target, pool *
 	if err := t.WriteLedger(rctx, pool, done); err != nil {
 		return err
 	}
+	ho.committed = true
 	pa.add(ho)
 	pa.hookLog.InfoContext(ctx, hooks.MsgHookCompleted, "hook", name, "phase", a.step.Phase, "duration_ms", ho.duration.Milliseconds(),
 		"rows_affected", ho.rows, "migration", pa.m.ID())

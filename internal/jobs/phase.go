@@ -276,6 +276,7 @@ func (pa *phaseAttempt) runInTx(ctx context.Context, t *target.Target, pool *pgx
 		a.log.Info("hooks already committed by an earlier attempt or run; not running them again", "hooks", len(done))
 	}
 	var runErr error
+	ran := len(pa.res.hooks)
 	if len(todo) > 0 {
 		exec := hooks.Executor{Logger: pa.hookLog}
 		stats := hooks.NewLazyStats(func() (map[string]any, error) { return t.RunStats(ctx, tx, a.rc.row.ID) })
@@ -312,6 +313,9 @@ func (pa *phaseAttempt) runInTx(ctx context.Context, t *target.Target, pool *pgx
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("target %q: commit: %w", t.Name(), err)
 	}
+	for i := ran; i < len(pa.res.hooks); i++ {
+		pa.res.hooks[i].committed = pa.res.hooks[i].err == nil
+	}
 	return runErr
 }
 
@@ -335,7 +339,8 @@ func pendingOf(planned []hooks.Planned, ledger []target.LedgerRow) (todo []hooks
 }
 
 func fromLedger(r target.LedgerRow) hookOutcome {
-	return hookOutcome{name: r.Hook, duration: time.Duration(r.DurationMS) * time.Millisecond, rows: r.RowsAffected, message: r.Message, earlier: true}
+	return hookOutcome{name: r.Hook, duration: time.Duration(r.DurationMS) * time.Millisecond, rows: r.RowsAffected, message: r.Message,
+		earlier: true, committed: true}
 }
 
 // runOwn runs a hook that does not join the phase's transaction (an external plugin) on its
@@ -367,11 +372,12 @@ func (pa *phaseAttempt) runOwn(ctx context.Context, t *target.Target, pool *pgxp
 	stats := hooks.NewLazyStats(func() (map[string]any, error) { return t.RunStats(ctx, conn, a.rc.row.ID) })
 	outs, runErr := exec.Run(ctx, pa.info(t), nil, stats, []hooks.Planned{pl}, hooks.RunOptions{Segment: true})
 	for _, o := range outs {
-		pa.add(hookOutcome{name: o.Name, kind: o.Hook, duration: o.Duration, rows: o.Result.RowsAffected, message: o.Result.Message, err: o.Err})
 		// The hook has run: record it even if the job's time has just run out.
 		rctx, cancel := recordCtx(ctx)
 		err := t.WriteLedger(rctx, conn, pa.ledgerRow(o))
 		cancel()
+		pa.add(hookOutcome{name: o.Name, kind: o.Hook, duration: o.Duration, rows: o.Result.RowsAffected, message: o.Result.Message, err: o.Err,
+			committed: err == nil && o.Err == nil})
 		if err != nil && runErr == nil {
 			return fmt.Errorf("target %q: record hook %q: %w", t.Name(), o.Name, err)
 		}

@@ -365,6 +365,19 @@ func TestPluginIsNotRepeatedWhenALaterHookOfItsPhaseFails(t *testing.T) {
 		hook(contract.PhaseAfterDDL, "flaky", "flaky", map[string]any{"succeed_on": 2}, "count"))))
 	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
 	require.Equal(t, []string{"1"}, b.queryStrings(t, `SELECT n::text FROM tally`), "the plugin ran once")
+	// Its work committed in the attempt that failed, which says so (once: the next attempt's
+	// report of it from the ledger has the same event id).
+	counted, retried := -1, -1
+	for i, ev := range evs {
+		switch {
+		case ev.Kind == contract.KindHookCompleted && ev.Hook == "count":
+			require.Equal(t, -1, counted, "reported once: %v", kinds(evs))
+			counted = i
+		case ev.Kind == contract.KindPhaseRetrying && retried < 0:
+			retried = i
+		}
+	}
+	require.True(t, counted >= 0 && counted < retried, "the plugin's hook.completed comes with the failed attempt: %v", kinds(evs))
 }
 
 // A session lock whose unlock fails must not go back to the pool with the connection: the next

@@ -113,7 +113,7 @@ func (w *Worker) newPipeline(store *queue.Store, workers *river.Workers) (*jobs.
 		RetryBackoffMax: w.cfg.RetryBackoffMax, PhaseTimeout: w.cfg.PhaseTimeout, Fault: w.cfg.Fault,
 		OutageTolerance: w.cfg.OutageTolerance, ReconcileInterval: w.cfg.ReconcileInterval,
 		WorkerLiveness: w.cfg.LivenessWindow, SteadySince: w.steadySince,
-		RiverSchema:    w.cfg.RiverSchema, BackfillSlice: w.cfg.BackfillSlice,
+		RiverSchema: w.cfg.RiverSchema, BackfillSlice: w.cfg.BackfillSlice,
 		Observer: w.cfg.Metrics,
 		DryRun:   dryrun.Options{LockTimeout: w.cfg.DryRunLockTimeout, LargeTable: w.cfg.DryRunLargeTable},
 	}, workers)

@@ -97,19 +97,19 @@ func (da *dryRunAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 	rep := outbox.New(rc.ref, contract.KindDryRunReport)
 	rep.Data, rep.DurationMS = data, int64(report.DurationMS)
 	rep.Message = summarize(report)
-	status := queue.RunCompleted
+	change := queue.Change{Status: queue.RunCompleted}
 	final := outbox.New(rc.ref, contract.KindRunCompleted)
 	final.Message = "dry-run: " + rep.Message
 	if !report.Success {
-		status = queue.RunFailed
 		final = outbox.New(rc.ref, contract.KindRunFailed)
 		final.Message = "dry-run: " + rep.Message
 		final.Error = &contract.EventError{Code: contract.CodeSQLError, Message: firstError(report)}
+		change = queue.Change{Status: queue.RunFailed, Failure: &queue.Failure{Phase: dryRunStep.Phase, Error: failure{Error: *final.Error}}}
 	}
 	final.Data = mustJSON(a.summary)
 	final.DurationMS = time.Since(rc.row.CreatedAt).Milliseconds()
-	a.log.Info("dry-run finished", "success", status == queue.RunCompleted, "summary", final.Message)
-	return a.p.end(ctx, tx, a.client, rc, a.step, a.job.ID, status, rep, final)
+	a.log.Info("dry-run finished", "success", report.Success, "summary", final.Message)
+	return a.p.endRun(ctx, tx, a.client, rc, live(a.step, a.job.ID), change, rep, final)
 }
 
 // summarize says in one line what a dry-run found.

@@ -159,7 +159,10 @@ func (pl *planAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 		done.Message = "nothing to do: " + nothingToDo(rc.req, d) + incompleteNote(a.summary)
 		done.Data = mustJSON(a.summary)
 		done.DurationMS = time.Since(rc.row.CreatedAt).Milliseconds()
-		if len(d.Forced) > 0 {
+		switch {
+		case len(d.Forced) > 0 && rc.row.DryRun:
+			done.Message += fmt.Sprintf("; would record the changed checksums of %s (force; a dry-run records nothing)", strings.Join(d.Forced, ", "))
+		case len(d.Forced) > 0:
 			done.Message += fmt.Sprintf("; recorded the changed checksums of %s (force)", strings.Join(d.Forced, ", "))
 		}
 		a.log.Info("run completed", "message", done.Message)

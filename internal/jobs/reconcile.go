@@ -203,14 +203,14 @@ func (p *Pipeline) reconcileRun(ctx context.Context, d queue.Dead) (string, erro
 	case string(rivertype.JobStateCancelled):
 		if p.holdsBatched(rc, d.Step) {
 			ev := p.stepEvent(rc, contract.KindRunPaused, d.Step, rc.row.Attempt, "job", fmt.Sprint(d.Job))
-			ev.Message = fmt.Sprintf("job %d of %s was cancelled while it waited; its checkpoint is kept. Retry job %d (River UI) to resume it, or fail the run",
+			ev.Message = fmt.Sprintf("job %d of %s was cancelled while it was not running; its checkpoint is kept. Retry job %d (River UI) to resume it, or fail the run",
 				d.Job, step, d.Job)
 			log.Warn("run paused: the job of its batched hook was cancelled", "step", step)
 			return queue.RunPaused, p.inTx(ctx, func(tx pgx.Tx) error { return p.pause(ctx, tx, rc, g, d.Job, false, ev) })
 		}
 		log.Warn("run failed: its job was cancelled", "step", step)
 		return queue.RunFailed, p.failEnded(ctx, rc, g, d, contract.CodeCancelled,
-			fmt.Sprintf("job %d of %s was cancelled (River UI, or an operator) before it ran", d.Job, step))
+			fmt.Sprintf("job %d of %s was cancelled (River UI, or an operator) while it was not running", d.Job, step))
 	case string(rivertype.JobStateDiscarded):
 		log.Warn("run failed: River discarded its job", "step", step)
 		return queue.RunFailed, p.failEnded(ctx, rc, g, d, contract.CodeDiscarded,

@@ -305,14 +305,11 @@ func (a *attempt) conclude(ctx context.Context, err error) error {
 		// until it can say (its work is in the ledger: the next attempt only records it); a
 		// run that fails says why it cannot.
 		sum, serr := a.p.summary(rctx, a.rc)
-		switch {
-		case serr != nil && o == outCompleted && transient.Is(serr) && a.withinTolerance():
+		if serr != nil && o == outCompleted && transient.Is(serr) && a.withinTolerance() {
 			o, err = outTransient, serr
-		case serr != nil:
-			sum.Unread = serr.Error()
-			a.log.Warn("could not read the target's tracking table for the run's final event", "error", serr.Error())
+		} else {
+			a.summary = withUnread(sum, serr, a.log)
 		}
-		a.summary = sum
 	}
 	a.observe(o)
 	switch o {

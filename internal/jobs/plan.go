@@ -366,6 +366,11 @@ func (p *Pipeline) summary(ctx context.Context, rc *runContext) (contract.RunSum
 // table cannot be read, the summary says why, and log says it too.
 func (p *Pipeline) summaryOrWhy(ctx context.Context, rc *runContext, log *slog.Logger) contract.RunSummary {
 	s, err := p.summary(ctx, rc)
+	return withUnread(s, err, log)
+}
+
+// withUnread is the summary s, read with error err: when it could not be read, it says why.
+func withUnread(s contract.RunSummary, err error, log *slog.Logger) contract.RunSummary {
 	if err != nil {
 		s.Unread = err.Error()
 		log.Warn("could not read the target's tracking table for the run's final event", "error", err.Error())

@@ -133,3 +133,53 @@ func TestBackfillOfATableWithoutAKeyFailsAtOnce(t *testing.T) {
 	require.False(t, final.Error.Retryable)
 	require.Empty(t, ofKind(evs, contract.KindPhaseRetrying), "retrying cannot give the table a key")
 }
+
+// An operator's pause of a phase that holds a backfill pauses the run, once, whatever the phase
+// is doing when the pause comes: running the backfill (it stops after its batch) or a later hook
+// of the phase (its transaction rolls back). A resume right after, while the cancelled job may
+// still be winding down, goes on in a new job, and every effect happens once.
+func TestOperatorPauseOfABackfillPhase(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// slow is the SQL of the hook after the backfill; running waits until the pause may come.
+		slow    string
+		running func(t *testing.T, b *bundle, target, run string)
+	}{
+		{"while the backfill runs", "INSERT INTO audit (what) VALUES ('after')", func(t *testing.T, b *bundle, target, run string) {
+			waitForKind(t, b, target, run, contract.KindBackfillProgress)
+		}},
+		{"while a later hook of its phase runs", "INSERT INTO audit (what) VALUES ('after'); SELECT pg_sleep(4)", func(t *testing.T, b *bundle, _, _ string) {
+			require.Eventually(t, func() bool {
+				return len(b.queryStrings(t, `SELECT pid::text FROM pg_stat_activity WHERE query LIKE '%pg_sleep(4)%' AND pid <> pg_backend_pid()`)) > 0
+			}, 60*time.Second, 20*time.Millisecond, "the hook after the backfill never ran")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, func(c *Config) { c.BackfillSlice = 500 * time.Millisecond })
+			_, err := b.db.Exec(context.Background(), auditTable)
+			require.NoError(t, err)
+			const n = 20000
+			req := request("up", bigTable("001", n,
+				backfillHook("fill", map[string]any{"batch_size": 500, "max_batch_size": 500, "rows_per_second": 10000}),
+				hook(contract.PhaseAfterDDL, "after", "sql", map[string]any{"sql": tc.slow}, "fill")))
+			pub, err := b.client.Publish(context.Background(), req)
+			require.NoError(t, err)
+			tc.running(t, b, req.Target, pub.Run)
+
+			op := b.w.Operator()
+			require.NoError(t, op.Pause(context.Background(), pub.Run, "maintenance"))
+			waitForKind(t, b, req.Target, pub.Run, contract.KindRunPaused)
+			require.NoError(t, op.Resume(context.Background(), pub.Run, ""))
+
+			evs := b.wait(t, req.Target, pub.Run)
+			require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
+			require.Len(t, ofKind(evs, contract.KindRunPaused), 1, "%v", kinds(evs))
+			require.Empty(t, ofKind(evs, contract.KindRunFailed), "%v", kinds(evs))
+			require.Equal(t, []string{strconv.Itoa(n)}, b.queryStrings(t, `SELECT count(*)::text FROM big WHERE counter = 1`), "every row once")
+			require.Equal(t, []string{"0"}, b.queryStrings(t, `SELECT count(*)::text FROM big WHERE counter <> 1`))
+			require.Equal(t, []string{"after"}, b.queryStrings(t, `SELECT what FROM audit`), "the hook after the backfill committed once")
+		})
+	}
+}

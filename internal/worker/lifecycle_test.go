@@ -453,22 +453,33 @@ func TestARunTakesOverTheWorkOfAFailedRunBeforeItsDDL(t *testing.T) {
 func TestAResumedMigrationWithNothingLeftToRunIsComplete(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *Config) { c.MaxAttempts = 1 })
-	m := mig("001", "t", "CREATE TABLE t (id int);", "",
-		hook(contract.PhaseAfterDDL, "never", "failing", nil))
+	m := leaveIncomplete(t, b, "")
+
+	m.Hooks = nil // the failing hook is dropped from the hooks file
+	evs := b.run(t, request("up", m))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
+	require.Equal(t, []string{"001 true cleanup"}, b.queryStrings(t, `SELECT version || ' ' || complete || ' ' || phase FROM confiture.schema_migrations`))
+	require.Empty(t, summaryOf(t, last(evs)).Incomplete)
+}
+
+// leaveIncomplete runs a migration 001 (creating table t, reverted by down) whose after_ddl
+// hook fails, and returns it: the run fails and leaves it incomplete after its DDL.
+func leaveIncomplete(t *testing.T, b *bundle, down string) contract.Migration {
+	t.Helper()
+	m := mig("001", "t", "CREATE TABLE t (id int);", down, hook(contract.PhaseAfterDDL, "never", "failing", nil))
 	evs := b.run(t, request("up", m))
 	require.Equal(t, contract.KindRunFailed, last(evs).Kind, "%v", kinds(evs))
 	require.Equal(t, []string{"001 false ddl"}, b.queryStrings(t, `SELECT version || ' ' || complete || ' ' || phase FROM confiture.schema_migrations`))
-	var summary contract.RunSummary
-	require.NoError(t, json.Unmarshal(last(evs).Data, &summary))
-	require.Equal(t, []contract.IncompleteMigration{{Version: "001", Name: "t", Phase: "ddl"}}, summary.Incomplete)
+	require.Equal(t, []contract.IncompleteMigration{{Version: "001", Name: "t", Phase: "ddl"}}, summaryOf(t, last(evs)).Incomplete)
+	return m
+}
 
-	m.Hooks = nil // the failing hook is dropped from the hooks file
-	evs = b.run(t, request("up", m))
-	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
-	require.Equal(t, []string{"001 true cleanup"}, b.queryStrings(t, `SELECT version || ' ' || complete || ' ' || phase FROM confiture.schema_migrations`))
-	summary = contract.RunSummary{}
-	require.NoError(t, json.Unmarshal(last(evs).Data, &summary))
-	require.Empty(t, summary.Incomplete)
+// summaryOf decodes the summary in a run's final event.
+func summaryOf(t *testing.T, ev *contract.Event) contract.RunSummary {
+	t.Helper()
+	var summary contract.RunSummary
+	require.NoError(t, json.Unmarshal(ev.Data, &summary))
+	return summary
 }
 
 // An incomplete migration can be reverted: down runs its down SQL and forgets it, and the
@@ -476,19 +487,13 @@ func TestAResumedMigrationWithNothingLeftToRunIsComplete(t *testing.T) {
 func TestDownRevertsAnIncompleteMigration(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *Config) { c.MaxAttempts = 1 })
-	m := mig("001", "t", "CREATE TABLE t (id int);", "DROP TABLE t;",
-		hook(contract.PhaseAfterDDL, "never", "failing", nil))
-	evs := b.run(t, request("up", m))
-	require.Equal(t, contract.KindRunFailed, last(evs).Kind, "%v", kinds(evs))
-	require.Equal(t, []string{"001 false ddl"}, b.queryStrings(t, `SELECT version || ' ' || complete || ' ' || phase FROM confiture.schema_migrations`))
+	m := leaveIncomplete(t, b, "DROP TABLE t;")
 
-	evs = b.run(t, request("down", m))
+	evs := b.run(t, request("down", m))
 	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
 	require.Empty(t, b.queryStrings(t, `SELECT version FROM confiture.schema_migrations`))
 	require.Empty(t, b.queryStrings(t, `SELECT relname::text FROM pg_class WHERE relname = 't' AND relkind = 'r'`), "the down SQL ran")
-	var summary contract.RunSummary
-	require.NoError(t, json.Unmarshal(last(evs).Data, &summary))
-	require.Empty(t, summary.Incomplete)
+	require.Empty(t, summaryOf(t, last(evs)).Incomplete)
 }
 
 // A migration whose last work is a batched backfill is complete once the backfill is.

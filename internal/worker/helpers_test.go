@@ -227,6 +227,23 @@ func (b *bundle) wait(t *testing.T, target, run string) []*contract.Event {
 	return evs
 }
 
+// waitPast waits for the run's final event after one of kind past: an operator's action reaches the
+// stream through the outbox relay a moment after it returns, and until then the run's last event
+// is still the final one from before it.
+func (b *bundle) waitPast(t *testing.T, target, run, past string) []*contract.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for {
+		var evs []*contract.Event
+		_, err := b.client.Wait(ctx, target, run, func(ev *contract.Event) { evs = append(evs, ev) })
+		require.NoError(t, err, "waiting for run %s past %s; events so far: %v", run, past, kinds(evs))
+		if len(ofKind(evs, past)) > 0 {
+			return evs
+		}
+	}
+}
+
 func kinds(evs []*contract.Event) []string {
 	out := make([]string, 0, len(evs))
 	for _, e := range evs {

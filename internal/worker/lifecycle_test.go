@@ -304,7 +304,7 @@ func TestRefusedConcurrentIndexIsNotTakenForDoneOnRetry(t *testing.T) {
 	require.Contains(t, last(evs).Message, "42P07")
 
 	require.NoError(t, b.w.Operator().Retry(context.Background(), last(evs).Run, "try again"))
-	evs = b.wait(t, req.Target, last(evs).Run)
+	evs = b.waitPast(t, req.Target, last(evs).Run, contract.KindRunRetried)
 	final := last(evs)
 	require.Equal(t, contract.KindRunFailed, final.Kind, "%v", kinds(evs))
 	require.Contains(t, final.Message, "42P07", "the statement ran again and failed the same way")

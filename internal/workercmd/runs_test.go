@@ -74,6 +74,18 @@ func TestRunsCommandRetriesAFailedRun(t *testing.T) {
 	code, stdout, stderr := runMain(t, append([]string{"runs", "retry", "default:deploy-7", "--reason", "gate opened"}, args...)...)
 	require.Equal(t, ExitOK, code, stderr)
 	require.Contains(t, stdout, "queued again")
-	final := wait()
+	// The retry's run.retried reaches the stream through the worker's outbox relay, a moment after
+	// the command returns: until it is there, the run's last event is still the old run.failed.
+	deadline, cancelWait := context.WithTimeout(ctx, time.Minute)
+	defer cancelWait()
+	var final *contract.Event
+	for retried := false; !retried; {
+		final, err = c.Wait(deadline, req.Target, contract.RunID(req.Target, req.ID), func(ev *contract.Event) {
+			if ev.Kind == contract.KindRunRetried {
+				retried = true
+			}
+		})
+		require.NoError(t, err, "run.retried never reached the stream")
+	}
 	require.Equal(t, contract.KindRunCompleted, final.Kind, final.Message)
 }

@@ -115,6 +115,16 @@ func find(rs []map[string]any, msg string) map[string]any {
 	return nil
 }
 
+// findLast returns the last record of rs whose message is msg, or nil.
+func findLast(rs []map[string]any, msg string) map[string]any {
+	for i := len(rs) - 1; i >= 0; i-- {
+		if rs[i]["msg"] == msg {
+			return rs[i]
+		}
+	}
+	return nil
+}
+
 // startNATS runs an embedded NATS server for one test and connects to it.
 func startNATS(t *testing.T) *nats.Conn {
 	t.Helper()

@@ -1,29 +1,37 @@
 package fault
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
-func TestSet(t *testing.T) {
-	require.NoError(t, Set(""))
-	require.False(t, active.Load())
-	At(PhaseBeforeCommit) // no rules: nothing happens
+func TestParse(t *testing.T) {
+	ctx := context.Background()
+	f, err := Parse("")
+	require.NoError(t, err)
+	require.Nil(t, f)
+	require.NoError(t, f.At(ctx, PhaseBeforeCommit, Where{}), "no rules: nothing happens")
 
-	require.NoError(t, Set("phase.before_commit=sleep:1ms@2, outbox.after_publish=kill@3"))
-	require.True(t, active.Load())
-	require.Equal(t, int64(2), rules[PhaseBeforeCommit].nth)
-	require.Equal(t, int64(3), rules[OutboxAfterPublish].nth)
-	require.True(t, rules[OutboxAfterPublish].kill)
-	At(PhaseBeforeCommit)
-	At(PhaseBeforeCommit) // the second time: sleeps 1ms
-	At(PhaseBeforeCommit)
-	require.Equal(t, int64(3), rules[PhaseBeforeCommit].seen.Load())
+	f, err = Parse("phase.before_commit=sleep:300ms@2, outbox.after_publish=kill@3")
+	require.NoError(t, err)
+	took := func() time.Duration {
+		start := time.Now()
+		require.NoError(t, f.At(ctx, PhaseBeforeCommit, Where{}))
+		return time.Since(start)
+	}
+	require.Less(t, took(), 300*time.Millisecond)
+	require.GreaterOrEqual(t, took(), 300*time.Millisecond, "the second time it sleeps")
+	require.Less(t, took(), 300*time.Millisecond)
+	require.NoError(t, f.At(ctx, OutboxAfterPublish, Where{}))
+	require.NoError(t, f.At(ctx, OutboxAfterPublish, Where{}))
+	require.NoError(t, f.At(ctx, IntakeAfterCommit, Where{}), "no rule for this point")
 
 	for _, bad := range []string{"nowhere=kill", "phase.before_commit", "phase.before_commit=explode",
 		"phase.before_commit=kill@0", "phase.before_commit=kill@x", "phase.before_commit=sleep:soon"} {
-		require.Error(t, Set(bad), bad)
+		_, err := Parse(bad)
+		require.ErrorContains(t, err, Env, bad)
 	}
-	require.NoError(t, Set(""))
 }

@@ -101,6 +101,10 @@ type Intake struct {
 	// NATS server uses a stream and subjects of its own, so that it never takes (and rejects)
 	// the requests of workers and tests that use the contract's stream there.
 	SubjectPrefix string
+	// Fault is called at fault.IntakeAfterCommit, for the tests that inject failures; an error
+	// it returns leaves the request unacknowledged (it comes again, as a duplicate). Defaults
+	// to none.
+	Fault fault.Func
 
 	cc    jetstream.ConsumeContext
 	lanes []chan jetstream.Msg
@@ -503,7 +507,9 @@ func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.R
 	}
 	// The run is recorded. If this ack is lost, the message comes again and the unique key
 	// on (target, request id) recognises it as a duplicate.
-	fault.At(fault.IntakeAfterCommit)
+	if err := in.Fault.At(ctx, fault.IntakeAfterCommit, fault.Where{Run: run.ID}); err != nil {
+		return err
+	}
 	if err := msg.Ack(); err != nil {
 		log.Debug("ack failed; a redelivery will be recognised as a duplicate", "error", err.Error())
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 	"github.com/confiture-io/confiture-worker/internal/transient"
@@ -51,6 +52,11 @@ type attempt struct {
 // operator pauses the run finishes, and its outcome is recorded). The outcome of a cancelled
 // job is recorded only while the run runs: an operator's pause, which cancels the job of a
 // batched hook, has paused it already, and it stays paused as the operator left it.
+// fault calls the pipeline's fault function, if it has one, at point of this attempt.
+func (a *attempt) fault(ctx context.Context, point string) error {
+	return a.p.cfg.Fault.At(ctx, point, fault.Where{Run: a.rc.row.ID, Version: a.step.Version, Phase: a.step.Phase, Attempt: a.n})
+}
+
 func (a *attempt) guard() queue.Guard {
 	if a.cancelled {
 		return queue.Guard{Statuses: []string{queue.RunRunning}, Step: a.step, Job: a.job.ID}

@@ -138,7 +138,8 @@ type progressReporter struct {
 }
 
 func (r *progressReporter) report(bp hooks.BatchProgress) {
-	fault.At(fault.BackfillAfterBatch)
+	// The batch has committed: a fault here can pause or kill the worker, not fail the batch.
+	_ = r.pa.fault(context.Background(), fault.BackfillAfterBatch)
 	p := r.pa.p
 	r.pa.res.progressed = true
 	p.cfg.Observer.BackfillRows(bp.LastBatchRows)

@@ -170,8 +170,7 @@ func (pa *phaseAttempt) ddlTx(ctx context.Context, t *target.Target, pool *pgxpo
 		if err := fn(tx); err != nil {
 			return err
 		}
-		fault.At(fault.PhaseBeforeCommit)
-		return nil
+		return pa.fault(ctx, fault.PhaseBeforeCommit)
 	})
 }
 
@@ -273,10 +272,8 @@ func (pa *phaseAttempt) execOutsideTx(ctx context.Context, t *target.Target, poo
 			cp.Rows += tag.RowsAffected()
 		}
 	}
-	if a.p.cfg.Fault != nil {
-		if err := a.p.cfg.Fault(ctx, "after_nontx_statement", PhaseArgs{RunID: a.rc.row.ID, Version: pa.m.Version, Phase: contract.PhaseDDL}, a.n); err != nil {
-			return cp, err
-		}
+	if err := pa.fault(ctx, fault.NonTxStatementDone); err != nil {
+		return cp, err
 	}
 	cp.Next, cp.Started, cp.StartedFailed = cp.Next+1, 0, false
 	cp.MS += time.Since(start).Milliseconds()

@@ -35,6 +35,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/dryrun"
+	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 	"github.com/confiture-io/confiture-worker/internal/target"
@@ -111,12 +112,10 @@ type Config struct {
 	// Defaults to none.
 	Observer Observer
 
-	// Fault, when set, is called at named points of a phase for fault-injection tests, with
-	// the job's context; an error it returns fails the attempt at that point. Points:
-	// "after_target_commit" (the phase's target transaction has committed, its queue
-	// transaction has not begun), "after_nontx_statement" (a statement that cannot run in a
-	// transaction block has run, its checkpoint is not recorded). Defaults to none.
-	Fault func(ctx context.Context, point string, args PhaseArgs, attempt int) error
+	// Fault, when set, is called at the fault points of a phase (package fault) for the tests
+	// that inject failures, with the job's context; an error it returns fails the attempt at
+	// that point. Defaults to none.
+	Fault fault.Func
 }
 
 // Observer receives measurements of the pipeline. Label values are bounded: phases, outcomes,

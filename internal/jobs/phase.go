@@ -122,10 +122,7 @@ func (pa *phaseAttempt) run(ctx context.Context) error {
 		err = pa.runHooks(ctx, t)
 	}
 	if err == nil {
-		fault.At(fault.PhaseAfterCommit)
-		if a.p.cfg.Fault != nil {
-			err = a.p.cfg.Fault(ctx, "after_target_commit", PhaseArgs{RunID: a.rc.row.ID, Version: a.step.Version, Phase: a.step.Phase}, a.n)
-		}
+		err = a.fault(ctx, fault.PhaseAfterCommit)
 	}
 	return err
 }
@@ -309,7 +306,9 @@ func (pa *phaseAttempt) runInTx(ctx context.Context, t *target.Target, pool *pgx
 	if len(todo) == 0 && finalize == nil {
 		return nil
 	}
-	fault.At(fault.PhaseBeforeCommit)
+	if err := pa.fault(ctx, fault.PhaseBeforeCommit); err != nil {
+		return err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("target %q: commit: %w", t.Name(), err)
 	}

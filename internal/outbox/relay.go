@@ -44,6 +44,9 @@ type Relay struct {
 	BatchSize int
 	// Retention is how long published events stay in the outbox. Defaults to 24h.
 	Retention time.Duration
+	// Fault is called at fault.OutboxAfterPublish, for the tests that inject failures; an
+	// error it returns fails the batch there. Defaults to none.
+	Fault fault.Func
 }
 
 // Run relays until ctx is done, then makes one last attempt to flush within a short bound.
@@ -165,7 +168,9 @@ func (r *Relay) relayBatch(ctx context.Context) (int, bool, error) {
 	if err := r.Publisher.PublishBatch(ctx, msgs); err != nil {
 		return 0, false, fmt.Errorf("outbox relay: publish: %w", err)
 	}
-	fault.At(fault.OutboxAfterPublish)
+	if err := r.Fault.At(ctx, fault.OutboxAfterPublish, fault.Where{}); err != nil {
+		return 0, false, fmt.Errorf("outbox relay: %w", err)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		// The bus has the events; they will be published again and dropped as duplicates.
 		return 0, false, fmt.Errorf("outbox relay: %w", err)

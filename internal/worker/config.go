@@ -11,8 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
-	"github.com/confiture-io/confiture-worker/internal/jobs"
 	"github.com/confiture-io/confiture-worker/internal/logging"
 	"github.com/confiture-io/confiture-worker/internal/natsauth"
 	"github.com/confiture-io/confiture-worker/internal/observe"
@@ -150,8 +150,10 @@ type Config struct {
 	Hooks []hooks.Definition `yaml:"-"`
 	// Metrics collects the worker's Prometheus metrics. Defaults to a new set.
 	Metrics *observe.Metrics `yaml:"-"`
-	// Fault injects failures at named points of a phase, for tests. Defaults to none.
-	Fault func(ctx context.Context, point string, args jobs.PhaseArgs, attempt int) error `yaml:"-"`
+	// Fault is called at the fault points of intake, phases and the outbox relay (package
+	// fault), for the tests that inject failures. Defaults to none; only the test binaries'
+	// child worker (ServeEnv) sets it from CONFITURE_FAULT.
+	Fault fault.Func `yaml:"-"`
 }
 
 // WithDefaults returns cfg with every unset field defaulted.

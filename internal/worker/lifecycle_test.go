@@ -18,8 +18,8 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/builtin"
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
-	"github.com/confiture-io/confiture-worker/internal/jobs"
 	"github.com/confiture-io/confiture-worker/internal/queue"
 	"github.com/confiture-io/confiture-worker/internal/target"
 	"github.com/confiture-io/confiture-worker/internal/tcpproxy"
@@ -96,8 +96,8 @@ func TestInterruptedAttemptAfterCommitDoesNotRepeatTheHooks(t *testing.T) {
 	ns := startRestartableNATS(t)
 	reached := make(chan struct{})
 	var once sync.Once
-	fault := func(ctx context.Context, point string, a jobs.PhaseArgs, attempt int) error {
-		if point != "after_target_commit" || a.Phase != contract.PhaseAfterDDL {
+	block := func(ctx context.Context, point string, at fault.Where) error {
+		if point != fault.PhaseAfterCommit || at.Phase != contract.PhaseAfterDDL {
 			return nil
 		}
 		first := false
@@ -109,7 +109,7 @@ func TestInterruptedAttemptAfterCommitDoesNotRepeatTheHooks(t *testing.T) {
 		<-ctx.Done() // the worker's hard stop
 		return ctx.Err()
 	}
-	w1 := startWorker(t, Config{DatabaseURL: dsn, NATSURL: ns.url(), ShutdownTimeout: 200 * time.Millisecond, Fault: fault})
+	w1 := startWorker(t, Config{DatabaseURL: dsn, NATSURL: ns.url(), ShutdownTimeout: 200 * time.Millisecond, Fault: block})
 	c, err := client.Connect(ns.url())
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
@@ -277,9 +277,9 @@ func TestConcurrentIndexBuiltButNotCheckpointedIsNotBuiltAgain(t *testing.T) {
 	t.Parallel()
 	var once sync.Once
 	b := setup(t, func(c *Config) {
-		c.Fault = func(_ context.Context, point string, _ jobs.PhaseArgs, _ int) error {
+		c.Fault = func(_ context.Context, point string, _ fault.Where) error {
 			var err error
-			if point == "after_nontx_statement" {
+			if point == fault.NonTxStatementDone {
 				once.Do(func() { err = errFault })
 			}
 			return err

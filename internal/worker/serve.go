@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/confiture-io/confiture-worker/internal/builtin"
+	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 )
 
@@ -18,7 +19,8 @@ import (
 // built-in hooks and the plugins of its plugin paths, until SIGTERM or SIGINT, logging JSON
 // records at level on stderr; it returns the process's exit code. It is the main of the worker
 // processes that the fault suites (this package's tests, internal/chaos) start from their own
-// test binaries. readyFile, when set, receives the NATS URL once the worker takes requests.
+// test binaries, and the only reader of CONFITURE_FAULT (package fault): the worker that users
+// run (cmd/worker) never injects a fault. readyFile, when set, receives the NATS URL once the worker takes requests.
 func ServeEnv(readyFile string, level slog.Level, stderr io.Writer) int {
 	var cfg Config
 	if err := ApplyEnv(&cfg, os.Getenv, os.Environ()); err != nil {
@@ -27,6 +29,11 @@ func ServeEnv(readyFile string, level slog.Level, stderr io.Writer) int {
 	}
 	reg := hooks.NewRegistry()
 	if err := builtin.Register(reg); err != nil {
+		fmt.Fprintln(stderr, "worker:", err)
+		return 2
+	}
+	var err error
+	if cfg.Fault, err = fault.Parse(os.Getenv(fault.Env)); err != nil {
 		fmt.Fprintln(stderr, "worker:", err)
 		return 2
 	}

@@ -205,7 +205,8 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		return err
 	}
 
-	w.relay = &outbox.Relay{Pool: w.pool, Schema: store.Schema(), Publisher: w.bus, Logger: w.log.With("component", "outbox")}
+	w.relay = &outbox.Relay{Pool: w.pool, Schema: store.Schema(), Publisher: w.bus, Logger: w.log.With("component", "outbox"),
+		Fault: w.cfg.Fault}
 	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.relayCancel, w.relayDone = cancel, make(chan struct{})
 	go func() {
@@ -219,7 +220,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	w.intake = &intake.Intake{
 		JS: w.bus.JS, Store: store, Admitter: w.pipeline, Checker: w.pipeline, Verifier: w.signing,
 		Logger: w.log.With("component", "intake"), MaxRequestBytes: w.cfg.MaxRequestBytes,
-		Observer: w.cfg.Metrics,
+		Observer: w.cfg.Metrics, Fault: w.cfg.Fault,
 	}
 	if err := w.intake.Start(context.WithoutCancel(ctx)); err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
-	"github.com/confiture-io/confiture-worker/internal/jobs"
+	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/target"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
@@ -151,8 +151,8 @@ func TestFlakyHookIsRetriedWithoutRepeatingCommittedWork(t *testing.T) {
 		c.MaxAttempts = 4
 		// The cleanup phase commits on the target, then "crashes" before its queue
 		// transaction, once: the retry must find the ledger and not run it again.
-		c.Fault = func(_ context.Context, point string, a jobs.PhaseArgs, attempt int) error {
-			if point == "after_target_commit" && a.Phase == "cleanup" && attempt == 1 {
+		c.Fault = func(_ context.Context, point string, at fault.Where) error {
+			if point == fault.PhaseAfterCommit && at.Phase == "cleanup" && at.Attempt == 1 {
 				faults++
 				return errFault
 			}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/migrations"
 	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
@@ -80,9 +81,15 @@ func TestCustomWorkerEndToEnd(t *testing.T) {
 	var output syncbuf.Buffer
 	child := exec.Command(bin, "--database-url", dsn, "--data-dir", tmp, "--embedded-nats-port", "-1",
 		"--ready-file", ready, "--log-format", "json")
-	// A failing check is retried once, quickly.
+	// A failing check is retried once, quickly. Fault injection is not in the worker that users
+	// build: the rule that would SIGKILL a test's child worker before its first phase commits
+	// does nothing here, and the code that reads it is not linked in.
 	child.Env = childEnv("CONFITURE_MAX_ATTEMPTS=2", "CONFITURE_RETRY_BACKOFF=10ms",
-		"CONFITURE_RETRY_BACKOFF_MAX=20ms", "CONFITURE_SHUTDOWN_TIMEOUT=10s")
+		"CONFITURE_RETRY_BACKOFF_MAX=20ms", "CONFITURE_SHUTDOWN_TIMEOUT=10s", fault.Env+"="+fault.PhaseBeforeCommit+"=kill")
+	symbols, err := exec.Command(goBin, "tool", "nm", bin).Output()
+	require.NoError(t, err)
+	require.NotContains(t, string(symbols), "internal/fault.Parse")
+	require.Contains(t, string(symbols), "internal/fault.Func.At", "the symbol names are as this test expects")
 	child.Stdout, child.Stderr = &output, &output
 	require.NoError(t, child.Start())
 	exited := make(chan error, 1)

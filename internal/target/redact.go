@@ -3,6 +3,7 @@ package target
 import (
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -22,6 +23,19 @@ func Redact(s, dsn string) string {
 	}
 	s = urlPasswordRe.ReplaceAllString(s, "${1}xxxxx@")
 	return kvPasswordRe.ReplaceAllString(s, "${1}xxxxx")
+}
+
+// ConnectMessage is what err, a failure to connect to the database of dsn, says, without
+// secrets. pgx lists each attempt to connect, and the attempts at one host (with TLS, then
+// without, under sslmode=prefer) mostly fail the same way: a line said before is left out.
+func ConnectMessage(err error, dsn string) string {
+	var out []string
+	for _, l := range strings.Split(Redact(err.Error(), dsn), "\n") {
+		if !slices.Contains(out, l) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // RedactDSN returns dsn with its password replaced, for display: the password of the user

@@ -176,7 +176,7 @@ func (t *Target) Pool(ctx context.Context) (*pgxpool.Pool, error) {
 }
 
 func (t *Target) connError(err error) error {
-	return &ConnError{Target: t.cfg.Name, msg: Redact(err.Error(), t.cfg.DSN), err: err}
+	return &ConnError{Target: t.cfg.Name, msg: ConnectMessage(err, t.cfg.DSN), err: err}
 }
 
 // ConnError is a failure to reach a target or to prepare it. Its message names the target and

@@ -130,9 +130,6 @@ func indexPage(eps []endpoint) []byte {
 	return []byte(b.String())
 }
 
-// Handler returns the server's routes, for tests that serve them with httptest.
-func (s *Server) Handler() http.Handler { return s.handler }
-
 // Start listens and serves in the background until Shutdown. ctx bounds only the listening.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()

@@ -96,10 +96,6 @@ func tail(s string, n int) string {
 	return "...\n" + s[len(s)-n:]
 }
 
-// startNATS starts an in-process NATS server with JetStream that outlives the child workers of
-// a test.
-func startNATS(t *testing.T) string { return startRestartableNATS(t).url() }
-
 // procSetup is where a child-process test starts: a database of its own, an in-process NATS
 // server, a pool on the database, and the environment of its worker processes (faultEnv).
 func procSetup(t *testing.T) (*pgxpool.Pool, map[string]string, *natsServer) {

@@ -63,6 +63,9 @@ func (r *Registry) Plan(phase string, specs []contract.HookSpec) ([]Planned, err
 			if f, failed := r.failure(s.Hook); failed {
 				return nil, fmt.Errorf("%w %q (declared as %q in %s): it failed to load from %s: %s", ErrUnknownHook, s.Hook, s.Name, phase, f.Source, f.Reason)
 			}
+			if near := r.Suggest(s.Hook); near != "" {
+				return nil, fmt.Errorf("%w %q (declared as %q in %s); did you mean %q?", ErrUnknownHook, s.Hook, s.Name, phase, near)
+			}
 			return nil, fmt.Errorf("%w %q (declared as %q in %s)", ErrUnknownHook, s.Hook, s.Name, phase)
 		}
 		if err := r.validateParams(def.Name, s.Params); err != nil {

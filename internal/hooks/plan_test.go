@@ -179,6 +179,12 @@ func TestPlanErrors(t *testing.T) {
 			want:  []string{`"no-such-hook"`, `"fancy"`, "after_ddl"},
 		},
 		{
+			name:  "mistyped hook type",
+			specs: []contract.HookSpec{{Phase: contract.PhaseAfterDDL, Name: "count", Hook: "sqll"}},
+			is:    ErrUnknownHook,
+			want:  []string{`unknown hook "sqll" (declared as "count" in after_ddl); did you mean "sql"?`},
+		},
+		{
 			name: "params rejected by the hook",
 			specs: []contract.HookSpec{{
 				Phase: contract.PhaseAfterDDL, Name: "typo", Hook: "sql", Params: map[string]any{"sqll": "SELECT 1"},

@@ -46,7 +46,7 @@ func OpenOperator(ctx context.Context, cfg Config) (*Operator, error) {
 		if pool != nil {
 			pool.Close()
 		}
-		return nil, fmt.Errorf("queue database: %s", target.Redact(err.Error(), w.cfg.DatabaseURL))
+		return nil, fmt.Errorf("queue database: %s", target.ConnectMessage(err, w.cfg.DatabaseURL))
 	}
 	op, err := w.operator(ctx, pool)
 	if err != nil {

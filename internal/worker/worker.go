@@ -153,7 +153,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		err = w.pool.Ping(ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("queue database: %s", target.Redact(err.Error(), w.cfg.DatabaseURL))
+		return fmt.Errorf("queue database: %s", target.ConnectMessage(err, w.cfg.DatabaseURL))
 	}
 	if err := queue.Migrate(ctx, w.pool, w.cfg.QueueSchema, w.cfg.RiverSchema, w.log); err != nil {
 		return err

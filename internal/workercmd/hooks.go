@@ -3,6 +3,7 @@ package workercmd
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,12 +20,12 @@ import (
 )
 
 func hooksCommand(o *options, stdout io.Writer) *cobra.Command {
-	hooksCmd := &cobra.Command{Use: "hooks", Short: "Inspect the hooks this worker can run"}
+	hooksCmd := group(&cobra.Command{Use: "hooks", Short: "Inspect the hooks this worker can run"})
 	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List every hook the worker can see, where it came from, and those that failed to load",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(*cobra.Command, []string) error {
 			reg, err := o.registry()
 			if err != nil {
@@ -37,12 +38,7 @@ func hooksCommand(o *options, stdout io.Writer) *cobra.Command {
 	describe := &cobra.Command{
 		Use:   "describe NAME",
 		Short: "Show a hook's parameter schema and an example hooks.yaml snippet",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if err := cobra.ExactArgs(1)(cmd, args); err != nil {
-				return usageError{err}
-			}
-			return nil
-		},
+		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(_ *cobra.Command, args []string) error {
 			reg, err := o.registry()
 			if err != nil {
@@ -86,7 +82,22 @@ type hookInfo struct {
 	Description   string   `json:"description"`
 }
 
+// printHooks prints the hooks and those that failed to load, as a table or JSON; the listing is
+// an error when a hook failed to load, once it is printed.
 func printHooks(w io.Writer, defs []hooks.Definition, failures []hooks.LoadFailure, asJSON bool) error {
+	if err := writeHooks(w, defs, failures, asJSON); err != nil {
+		return err
+	}
+	switch len(failures) {
+	case 0:
+		return nil
+	case 1:
+		return errors.New("1 hook failed to load")
+	}
+	return fmt.Errorf("%d hooks failed to load", len(failures))
+}
+
+func writeHooks(w io.Writer, defs []hooks.Definition, failures []hooks.LoadFailure, asJSON bool) error {
 	list := hookList{Hooks: make([]hookInfo, 0, len(defs)), LoadErrors: failures}
 	if list.LoadErrors == nil {
 		list.LoadErrors = []hooks.LoadFailure{}
@@ -108,11 +119,52 @@ func printHooks(w io.Writer, defs []hooks.Definition, failures []hooks.LoadFailu
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\tok\t%s\n", h.Name, h.Source, orDash(h.Version),
 			phaseSummary(h.Phases), yesNo(h.Transactional), h.Description)
 	}
-	// A hook that failed to load has only what its source said about it, and the reason.
-	for _, f := range list.LoadErrors {
-		fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\tfailed: %s\t\n", orDash(f.Name), orDash(f.Source), oneLine(f.Reason))
+	// A hook that failed to load has only what its source said about it; its reason, which can
+	// be long, follows the table, so that it does not widen every row.
+	for i, f := range list.LoadErrors {
+		fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\tfailed (%d)\t\n", orDash(f.Name), orDash(f.Source), i+1)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(list.LoadErrors) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("\nFailed to load:\n")
+	for i, f := range list.LoadErrors {
+		fmt.Fprintf(&b, "  (%d) %s, from %s:\n", i+1, orDash(f.Name), orDash(f.Source))
+		for _, l := range wrap(oneLine(f.Reason), reasonWidth) {
+			fmt.Fprintf(&b, "      %s\n", l)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// reasonWidth is where the reasons below the hooks table wrap.
+const reasonWidth = 90
+
+// wrap breaks s into lines of at most width bytes at spaces; a word longer than width has a
+// line of its own.
+func wrap(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		switch {
+		case line == "":
+			line = word
+		case len(line)+1+len(word) <= width:
+			line += " " + word
+		default:
+			lines = append(lines, line)
+			line = word
+		}
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
 }
 
 // describeHook prints one hook: what it is, where it comes from, its parameter schema and a
@@ -128,7 +180,11 @@ func describeHook(w io.Writer, reg *hooks.Registry, name string) error {
 		for _, d := range reg.List() {
 			names = append(names, d.Name)
 		}
-		return usageError{fmt.Errorf("unknown hook %q; known hooks: %s", name, strings.Join(names, ", "))}
+		known := "known hooks: " + strings.Join(names, ", ")
+		if near := reg.Suggest(name); near != "" {
+			known = fmt.Sprintf("did you mean %q? %s", near, known)
+		}
+		return usageError{fmt.Errorf("unknown hook %q; %s", name, known)}
 	}
 	var b bytes.Buffer
 	tw := tabwriter.NewWriter(&b, 0, 4, 1, ' ', 0)

@@ -41,8 +41,11 @@ var compiledHooks = []hooks.Definition{
 func TestHooksListShowsCompiledHooksAndLoadFailures(t *testing.T) {
 	t.Parallel()
 	code, out, errOut := runWithHooks(t, compiledHooks, "hooks", "list")
-	require.Equal(t, ExitOK, code, "a hook that failed to load does not fail the listing: %s", errOut)
-	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Equal(t, ExitFailed, code, "a hook that failed to load fails the listing: %s", errOut)
+	require.Equal(t, "worker: 2 hooks failed to load\n", errOut)
+	table, reasons, ok := strings.Cut(out, "\n\nFailed to load:\n")
+	require.True(t, ok, out)
+	lines := strings.Split(table, "\n")
 	rows := map[string][][]string{}
 	for _, l := range lines[1:] {
 		f := strings.Fields(l)
@@ -54,13 +57,21 @@ func TestHooksListShowsCompiledHooksAndLoadFailures(t *testing.T) {
 	// sql: the built-in loaded, the clash is a failed row naming both sources.
 	require.Len(t, rows["sql"], 2, out)
 	require.Equal(t, hooks.SourceBuiltin, rows["sql"][0][1])
-	require.Equal(t, []string{"sql", "example.com/dup", "-", "-", "-", "failed:"}, rows["sql"][1][:6], out)
-	require.Contains(t, out, `"sql" from example.com/dup is already registered by built-in`)
-	require.Equal(t, []string{"broken", "example.com/broken", "-", "-", "-", "failed:"}, rows["broken"][0][:6], out)
-	require.Contains(t, out, "parameter schema")
+	require.Equal(t, []string{"sql", "example.com/dup", "-", "-", "-", "failed", "(1)"}, rows["sql"][1], out)
+	require.Equal(t, []string{"broken", "example.com/broken", "-", "-", "-", "failed", "(2)"}, rows["broken"][0], out)
+	// The reasons follow the table, numbered and wrapped, so no row is widened by one.
+	require.Contains(t, reasons, "(1) sql, from example.com/dup:\n")
+	require.Contains(t, oneLine(reasons), `"sql" from example.com/dup is already registered by built-in`)
+	require.Contains(t, reasons, "(2) broken, from example.com/broken:\n")
+	require.Contains(t, reasons, "parameter schema")
+	status := strings.Index(lines[0], "STATUS")
+	require.LessOrEqual(t, strings.Index(lines[0], "DESCRIPTION")-status, len("failed (2)")+2, "the STATUS column is no wider than its words: %q", lines[0])
+	for _, l := range strings.Split(reasons, "\n") {
+		require.LessOrEqual(t, len(l), 6+reasonWidth, "a reason wraps: %q", l)
+	}
 
 	code, out, errOut = runWithHooks(t, compiledHooks, "hooks", "list", "--json")
-	require.Equal(t, ExitOK, code, errOut)
+	require.Equal(t, ExitFailed, code, errOut)
 	var list struct {
 		Hooks []struct {
 			Name          string   `json:"name"`
@@ -137,6 +148,9 @@ func TestHooksDescribeUnknownAndFailed(t *testing.T) {
 	require.Equal(t, ExitUsage, code, errOut)
 	require.Empty(t, out)
 	require.Equal(t, "worker: unknown hook \"nope\"; known hooks: assert, backfill, sql\n", errOut)
+	code, _, errOut = runMain(t, "hooks", "describe", "asert")
+	require.Equal(t, ExitUsage, code, errOut)
+	require.Equal(t, "worker: unknown hook \"asert\"; did you mean \"assert\"? known hooks: assert, backfill, sql\n", errOut)
 
 	code, out, errOut = runWithHooks(t, compiledHooks, "hooks", "describe", "broken")
 	require.Equal(t, ExitFailed, code, errOut)

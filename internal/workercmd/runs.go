@@ -19,7 +19,7 @@ import (
 // runsCommand is `worker runs pause|resume|fail|retry RUN`: the operator actions, run against
 // the queue database of the worker configuration (file, environment, flags) like the daemon's.
 func runsCommand(o *options, stdout, stderr io.Writer) *cobra.Command {
-	runsCmd := &cobra.Command{
+	runsCmd := group(&cobra.Command{
 		Use:   "runs",
 		Short: "Act on a run: pause, resume, fail, or retry from its failed phase",
 		Long: `The operator actions on a run, recorded in the queue database with their event (the workers'
@@ -35,18 +35,13 @@ target's tracking table for the run's final event.
            on_error hooks (a running phase is cancelled), then ends failed
   retry    a failed run is queued again: it plans again and resumes from its failed phase,
            without repeating what committed`,
-	}
+	})
 	var reason string
 	action := func(name, done string, act func(*worker.Operator, context.Context, string, string) error) *cobra.Command {
 		return &cobra.Command{
 			Use:   name + " RUN",
 			Short: strings.ToUpper(name[:1]) + name[1:] + " a run",
-			Args: func(cmd *cobra.Command, args []string) error {
-				if err := cobra.ExactArgs(1)(cmd, args); err != nil {
-					return usageError{err}
-				}
-				return nil
-			},
+			Args:  usageArgs(cobra.ExactArgs(1)),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				run, err := runArg(args[0])
 				if err != nil {

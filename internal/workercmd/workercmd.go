@@ -82,7 +82,7 @@ Configuration, lowest precedence first: the YAML file (--config or CONFITURE_CON
 CONFITURE_* environment variables, then flags.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          cobra.NoArgs,
+		Args:          subcommandArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return run(cmd, &o, stderr)
 		},
@@ -117,7 +117,7 @@ CONFITURE_* environment variables, then flags.`,
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(stderr, "worker:", err)
 		var ue usageError
-		if errors.As(err, &ue) || strings.Contains(err.Error(), "unknown command") {
+		if errors.As(err, &ue) {
 			return ExitUsage
 		}
 		return ExitFailed
@@ -125,7 +125,48 @@ CONFITURE_* environment variables, then flags.`,
 	return ExitOK
 }
 
+// usageError is an error in how the command was called: exit code ExitUsage.
 type usageError struct{ error }
+
+// usageArgs makes what check refuses a usage error.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+// subcommandArgs is the Args of a command that has subcommands and takes no arguments of its
+// own: a mistyped subcommand is a usage error that suggests the right one.
+func subcommandArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's own default, which SuggestionsFor does not apply
+	}
+	if near := cmd.SuggestionsFor(args[0]); len(near) > 0 {
+		return usageError{fmt.Errorf("%s; did you mean %q?", msg, near[0])}
+	}
+	var names []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	return usageError{fmt.Errorf("%s; its commands: %s", msg, strings.Join(names, ", "))}
+}
+
+// group returns a command whose work is done by its subcommands: run on its own, it shows its
+// help; with a mistyped subcommand, it says so.
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = subcommandArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	return cmd
+}
 
 var targetNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 

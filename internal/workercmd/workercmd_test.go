@@ -93,6 +93,28 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}
 }
 
+// A mistyped subcommand is a usage error that suggests the right one, at every level; it
+// printed the group's help and exited 0 before.
+func TestMistypedSubcommandIsAnErrorWithASuggestion(t *testing.T) {
+	t.Parallel()
+	for args, want := range map[string]string{
+		"hooks lst":         `worker: unknown command "lst" for "worker hooks"; did you mean "list"?`,
+		"hooks describ sql": `worker: unknown command "describ" for "worker hooks"; did you mean "describe"?`,
+		"runs paus x":       `worker: unknown command "paus" for "worker runs"; did you mean "pause"?`,
+		"hook list":         `worker: unknown command "hook" for "worker"; did you mean "hooks"?`,
+		"hooks zzzzzzzz":    `worker: unknown command "zzzzzzzz" for "worker hooks"; its commands: describe, list`,
+	} {
+		code, out, errOut := runMain(t, strings.Fields(args)...)
+		require.Equal(t, ExitUsage, code, "%s: %s", args, errOut)
+		require.Empty(t, out, args)
+		require.Equal(t, want+"\n", errOut, args)
+	}
+	// A group on its own still shows its help.
+	code, out, errOut := runMain(t, "hooks")
+	require.Equal(t, ExitOK, code, errOut)
+	require.Contains(t, out, "Available Commands:")
+}
+
 // A flag value that does not parse is a usage error like an unknown flag; today it exits 1.
 func TestBadFlagValueIsAUsageError(t *testing.T) {
 	t.Parallel()

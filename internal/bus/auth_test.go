@@ -30,7 +30,7 @@ func TestConnectWithCredentials(t *testing.T) {
 	require.EqualError(t, err, "NATS authorization failed at "+url+": the server requires credentials and none were given (nats: Authorization Violation): give --nats-creds, --nats-nkey, --nats-user with a password, or a token")
 	withPW := strings.Replace(url, "nats://", "nats://worker:wrong-"+pw+"@", 1)
 	_, err = Connect(ctx, Options{URL: withPW})
-	require.ErrorContains(t, err, "NATS authorization failed at nats://xxxxx@127.0.0.1:")
+	require.ErrorContains(t, err, "NATS authorization failed at nats://worker:xxxxx@127.0.0.1:")
 	require.NotContains(t, err.Error(), pw)
 
 	var logs syncbuf.Buffer

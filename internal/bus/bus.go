@@ -22,6 +22,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/natsauth"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
+	"github.com/confiture-io/confiture-worker/internal/redact"
 )
 
 // Options say which NATS to use.
@@ -93,16 +94,16 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			// Permission violations (a subject this user may not use) and the like: the
 			// operation that hit one waits for its timeout, so say why here.
-			b.log.Error("NATS error", "error", redactURL(err.Error()))
+			b.log.Error("NATS error", "error", redact.String(err.Error()))
 		}),
 	)...)
 	if err != nil {
 		b.shutdownServer()
 		if d, ok := opts.Auth.Diagnose(err); ok {
-			return nil, fmt.Errorf("%s at %s: %s", d.Problem, redactURL(b.url), redactURL(d.Detail))
+			return nil, fmt.Errorf("%s at %s: %s", d.Problem, redact.URL(b.url), redact.String(d.Detail))
 		}
 		// The error may quote the URL: redact its text too, and do not wrap it.
-		return nil, fmt.Errorf("connect to NATS at %s: %s", redactURL(b.url), redactURL(err.Error()))
+		return nil, fmt.Errorf("connect to NATS at %s: %s", redact.URL(b.url), redact.String(err.Error(), redact.Secrets(b.url)...))
 	}
 	b.NC = nc
 	js, err := jetstream.New(nc)
@@ -118,7 +119,7 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 func (b *Bus) URL() string { return b.url }
 
 // RedactedURL is URL without credentials, for logs and files.
-func (b *Bus) RedactedURL() string { return redactURL(b.url) }
+func (b *Bus) RedactedURL() string { return redact.URL(b.url) }
 
 // SystemID identifies the NATS system (server or cluster, and account) that this bus publishes
 // events to: the event stream's name and creation time, "CONFITURE_EVENTS@<RFC 3339, UTC, with

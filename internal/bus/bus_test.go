@@ -147,26 +147,6 @@ func TestEnsureStreamsDefaults(t *testing.T) {
 	require.Equal(t, 7*24*time.Hour, ei.Config.MaxAge)
 }
 
-func TestRedactURL(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		url     string
-		secrets []string
-		keep    string
-	}{
-		{"nats://alice:s3cretpw@nats.example:4222", []string{"alice", "s3cretpw"}, "nats.example:4222"},
-		{"nats://t0ken-abcdef@nats.example:4222", []string{"t0ken-abcdef"}, "nats.example:4222"},
-		{"tls://alice:s3cretpw@nats.example", []string{"s3cretpw"}, "nats.example"},
-	} {
-		got := redactURL(tc.url)
-		for _, s := range tc.secrets {
-			require.NotContains(t, got, s, "redactURL(%q) = %q", tc.url, got)
-		}
-		require.Contains(t, got, tc.keep)
-	}
-	require.Equal(t, "nats://127.0.0.1:4222", redactURL("nats://127.0.0.1:4222"), "nothing to hide")
-}
-
 // nats.Connect takes a comma-separated list of server URLs (how a cluster is given), and a
 // password may be badly escaped: the error of a failed connection must hide every password.
 func TestConnectErrorHidesCredentialsOfEveryServer(t *testing.T) {

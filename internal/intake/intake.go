@@ -28,9 +28,9 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/fault"
-	"github.com/confiture-io/confiture-worker/internal/observe"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/redact"
 )
 
 // Admitter starts an accepted run, or queues it behind the runs of its target, inside the
@@ -357,7 +357,7 @@ var urlRe = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://\S+`)
 // string) or password=... value in it.
 func panicText(v any) string {
 	s := urlRe.ReplaceAllString(fmt.Sprint(v), "[URL removed]")
-	return observe.RedactConnInfo(s)
+	return redact.String(s)
 }
 
 // decode decodes and checks a request, in this order: size, contract (schema and limits),

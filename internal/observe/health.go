@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/confiture-io/confiture-worker/internal/redact"
 	"net/http"
-	"regexp"
 	"sync"
 	"time"
 )
@@ -34,7 +34,7 @@ type HealthOptions struct {
 	Timeout time.Duration
 	// Redact rewrites the error text of a failing check before it is served, since errors may
 	// quote connection strings. The worker passes one that knows its DSNs. Defaults to
-	// RedactConnInfo.
+	// redact.String.
 	Redact func(string) string
 }
 
@@ -54,7 +54,7 @@ func NewHealth(opts HealthOptions) *Health {
 		opts.Timeout = DefaultCheckTimeout
 	}
 	if opts.Redact == nil {
-		opts.Redact = RedactConnInfo
+		opts.Redact = func(s string) string { return redact.String(s) }
 	}
 	return &Health{timeout: opts.Timeout, redact: opts.Redact, checks: map[string]Check{}}
 }
@@ -178,19 +178,4 @@ func (h *Health) ReadyHandler() http.Handler {
 		}
 		_, _ = w.Write(append(body, '\n'))
 	})
-}
-
-var (
-	// userInfoRe matches the user information of any URL (user:password@, or a token@).
-	userInfoRe = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s,]*@`)
-	// passwordKVRe matches password=... in a key=value connection string or a URL query.
-	passwordKVRe = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)`)
-)
-
-// RedactConnInfo hides what connection errors commonly quote: the user information of URLs
-// (postgres://user:secret@host, nats://token@host) and password=... values. It cannot know
-// secrets that appear in other forms; callers that know their DSNs should redact those too.
-func RedactConnInfo(s string) string {
-	s = userInfoRe.ReplaceAllString(s, "${1}xxxxx@")
-	return passwordKVRe.ReplaceAllString(s, "${1}xxxxx")
 }

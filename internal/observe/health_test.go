@@ -107,7 +107,7 @@ func TestReadyzDefaultRedaction(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.NotContains(t, body, "hunter2")
 	require.NotContains(t, body, "tok3n")
-	require.Contains(t, body, "postgres://xxxxx@db/app")
+	require.Contains(t, body, "postgres://app:xxxxx@db/app")
 	require.Contains(t, body, "nats://xxxxx@nats:4222")
 }
 

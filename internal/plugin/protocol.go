@@ -17,7 +17,7 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
-	"github.com/confiture-io/confiture-worker/internal/target"
+	"github.com/confiture-io/confiture-worker/internal/redact"
 	"github.com/confiture-io/confiture-worker/schemas"
 )
 
@@ -195,7 +195,7 @@ const maxQuote = 200
 // leave part of a secret behind) and control characters escaped.
 func quoteOutput(out []byte, dsn string) string {
 	head := out[:min(len(out), maxQuote+len(dsn)+64)]
-	s := target.Redact(string(head), dsn)
+	s := redact.String(string(head), redact.Secrets(dsn)...)
 	if len(head) < len(out) || len(s) > maxQuote {
 		return strconv.Quote(clip(s, maxQuote)) + "..."
 	}

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/confiture-io/confiture-worker/internal/hooks"
-	"github.com/confiture-io/confiture-worker/internal/target"
+	"github.com/confiture-io/confiture-worker/internal/redact"
 )
 
 // Limits of what the worker reads from a plugin.
@@ -123,7 +123,7 @@ func (h *hook) Run(ctx context.Context, hc *hooks.Context) (hooks.Result, error)
 	result := hooks.Result{
 		RowsAffected: res.RowsAffected,
 		Stats:        redactStats(res.Stats, hc.TargetDSN),
-		Message:      clip(target.Redact(res.Message, hc.TargetDSN), maxMessage),
+		Message:      clip(redact.String(res.Message, redact.Secrets(hc.TargetDSN)...), maxMessage),
 	}
 	if !res.Success {
 		result.Failed = true
@@ -172,7 +172,7 @@ func failureReason(res *Result, dsn string) string {
 			parts = append(parts, s)
 		}
 	}
-	return clip(target.Redact(strings.Join(parts, ": "), dsn), maxMessage)
+	return clip(redact.String(strings.Join(parts, ": "), redact.Secrets(dsn)...), maxMessage)
 }
 
 // redactStats redacts the strings of a plugin's stats, at any depth.
@@ -180,11 +180,12 @@ func redactStats(stats map[string]any, dsn string) map[string]any {
 	if len(stats) == 0 {
 		return nil
 	}
+	known := redact.Secrets(dsn)
 	var walk func(v any) any
 	walk = func(v any) any {
 		switch v := v.(type) {
 		case string:
-			return target.Redact(v, dsn)
+			return redact.String(v, known...)
 		case map[string]any:
 			for k, x := range v {
 				v[k] = walk(x)
@@ -342,7 +343,7 @@ func logStderr(r io.Reader, logLine func(string), dsn string) (last string) {
 			continue
 		}
 		if s := strings.TrimRight(string(line), "\r\n"); strings.TrimSpace(s) != "" {
-			s = clip(target.Redact(s, dsn), maxStderrLine)
+			s = clip(redact.String(s, redact.Secrets(dsn)...), maxStderrLine)
 			last = clip(s, maxQuote)
 			switch {
 			case full:

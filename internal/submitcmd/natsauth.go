@@ -2,7 +2,6 @@ package submitcmd
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -88,14 +87,4 @@ func natsFlagsShown(cmd *cobra.Command) []string {
 		parts = append(parts, "--"+name, shellQuote(fl.Value.String()))
 	}
 	return parts
-}
-
-// redactAuth hides the password and token in use.
-func (s *submitter) redactAuth(msg string) string {
-	for _, secret := range []string{string(s.auth.Password), string(s.auth.Token)} {
-		if len(secret) >= 3 {
-			msg = strings.ReplaceAll(msg, secret, "xxxxx")
-		}
-	}
-	return msg
 }

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
 	"os/user"
@@ -30,6 +29,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/migrations"
 	"github.com/confiture-io/confiture-worker/internal/natsauth"
+	"github.com/confiture-io/confiture-worker/internal/redact"
 )
 
 // Exit codes of submit.
@@ -388,7 +388,7 @@ func (s *submitter) build() (*contract.Request, []byte, error) {
 
 func (s *submitter) publish(ctx context.Context, req *contract.Request, data []byte) error {
 	o := &s.o
-	shown := RedactURL(s.url)
+	shown := redact.URL(s.url)
 	natsOpts, err := s.auth.NATSOptions() // validated in run
 	if err != nil {
 		return s.usage("%v", err)
@@ -496,7 +496,7 @@ func (s *submitter) followCommand() string {
 		parts = append(parts, "--target", shellQuote(s.o.target))
 	}
 	if s.cmd.Flags().Changed("nats-url") {
-		parts = append(parts, "--nats-url", shellQuote(RedactURL(s.url)))
+		parts = append(parts, "--nats-url", shellQuote(redact.URL(s.url)))
 	}
 	parts = append(parts, natsFlagsShown(s.cmd)...)
 	parts = append(parts, signFlagsShown(s.cmd, &s.o.sign)...)
@@ -506,49 +506,7 @@ func (s *submitter) followCommand() string {
 // redact removes the NATS URL's credentials, and the password or token given, from an error
 // message.
 func (s *submitter) redact(msg string) string {
-	msg = s.redactAuth(msg)
-	u, err := url.Parse(s.url)
-	if err != nil || u.User == nil {
-		return msg
-	}
-	msg = strings.ReplaceAll(msg, s.url, RedactURL(s.url))
-	if pw, ok := u.User.Password(); ok && len(pw) >= 3 {
-		msg = strings.ReplaceAll(msg, pw, "xxxxx")
-	} else if !ok && len(u.User.Username()) >= 3 { // a token
-		msg = strings.ReplaceAll(msg, u.User.Username(), "xxxxx")
-	}
-	return msg
-}
-
-// RedactURL hides the credentials of a URL (nats://user:password@host or nats://token@host),
-// for display. It handles comma-separated server lists too.
-func RedactURL(s string) string {
-	if strings.Contains(s, ",") {
-		parts := strings.Split(s, ",")
-		for i, p := range parts {
-			parts[i] = RedactURL(strings.TrimSpace(p))
-		}
-		return strings.Join(parts, ",")
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		if i := strings.LastIndex(s, "@"); i >= 0 { // unparsable: drop whatever precedes the host
-			if j := strings.Index(s, "://"); j >= 0 && j < i {
-				return s[:j+3] + "xxxxx@" + s[i+1:]
-			}
-			return "xxxxx@" + s[i+1:]
-		}
-		return s
-	}
-	if u.User == nil {
-		return s
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	} else {
-		u.User = url.User("xxxxx")
-	}
-	return u.String()
+	return redact.String(msg, append(redact.Secrets(s.url), string(s.auth.Password), string(s.auth.Token))...)
 }
 
 // generateID returns a fresh request id: submit-<UTC time>-<8 random hex digits>.

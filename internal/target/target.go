@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/confiture-io/confiture-worker/internal/redact"
 )
 
 // Config defines one target.
@@ -111,7 +113,7 @@ func NewSet(cfgs []Config) (*Set, error) {
 		pc, err := pgxpool.ParseConfig(c.DSN)
 		if err != nil {
 			// pgx redacts the password in its parse errors, but keep only the reason anyway.
-			return nil, fmt.Errorf("target %q: invalid connection string: %s", c.Name, Redact(err.Error(), c.DSN))
+			return nil, fmt.Errorf("target %q: invalid connection string: %s", c.Name, redact.String(err.Error(), redact.Secrets(c.DSN)...))
 		}
 		pc.MaxConns = c.MaxConns
 		pc.ConnConfig.RuntimeParams["application_name"] = "confiture-worker"

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/confiture-io/confiture-worker/internal/bus"
 	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/redact"
 )
 
 // The workers sharing a queue database must relay its outbox to one NATS system: the relay of
@@ -48,10 +48,10 @@ func (e *NATSSystemConflictError) Error() string {
 			b.WriteString("; ")
 		}
 		fmt.Fprintf(&b, "the worker on host %s (pid %d, last seen %s ago) relays its events to NATS system %s at %s",
-			o.Host, o.PID, e.Now.Sub(o.SeenAt).Round(time.Millisecond), o.NATSSystem, bus.RedactURL(o.NATSURL))
+			o.Host, o.PID, e.Now.Sub(o.SeenAt).Round(time.Millisecond), o.NATSSystem, redact.URL(o.NATSURL))
 	}
 	fmt.Fprintf(&b, ", and this worker is connected to NATS system %s at %s; each would relay the other's events to its own NATS server, where submit --wait and observers never see them. To fix it, %s (a worker that died stops counting %s after it was last seen)",
-		e.This.NATSSystem, bus.RedactURL(e.This.NATSURL), fixNATSSystemConflict, e.Liveness)
+		e.This.NATSSystem, redact.URL(e.This.NATSURL), fixNATSSystemConflict, e.Liveness)
 	return b.String()
 }
 
@@ -114,10 +114,10 @@ func (w *Worker) logTakeover(me queue.WorkerInfo, r queue.Roster) {
 	if r.Last == nil || r.Last.System == me.NATSSystem {
 		return
 	}
-	from, to := r.Last.System+" at "+bus.RedactURL(r.Last.URL), me.NATSSystem+" at "+me.NATSURL
+	from, to := r.Last.System+" at "+redact.URL(r.Last.URL), me.NATSSystem+" at "+me.NATSURL
 	w.log.Warn(fmt.Sprintf("events of this queue database went to NATS system %s until now and go to NATS system %s from now on: observers of the old system see no new events; events not yet published (%d) go to the new one",
 		from, to, r.Unpublished),
-		"previous_nats_system", r.Last.System, "previous_nats_url", bus.RedactURL(r.Last.URL),
+		"previous_nats_system", r.Last.System, "previous_nats_url", redact.URL(r.Last.URL),
 		"previous_since", r.Last.Since, "nats_system", me.NATSSystem, "nats_url", me.NATSURL,
 		"unpublished_events", r.Unpublished, "queue_schema", w.cfg.QueueSchema)
 }

@@ -102,7 +102,7 @@ func TestRefusalHidesNATSCredentials(t *testing.T) {
 	var logsB syncbuf.Buffer
 	_, err = startOn(t, dsn, startRestartableNATS(t).url(), slog.New(slog.NewJSONHandler(&logsB, nil)))
 	require.ErrorIs(t, err, ErrNATSSystemConflict)
-	require.Contains(t, err.Error(), "at nats://xxxxx@127.0.0.1:")
+	require.Contains(t, err.Error(), "at nats://worker:xxxxx@127.0.0.1:")
 	require.NotContains(t, err.Error()+logsA.String()+logsB.String(), natsWorkerPW)
 	require.NotContains(t, strings.Join(workerTable(t, queuePool(t, dsn)), "\n"), natsWorkerPW)
 }

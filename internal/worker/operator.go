@@ -11,6 +11,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/jobs"
 	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/redact"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
@@ -34,7 +35,7 @@ func OpenOperator(ctx context.Context, cfg Config) (*Operator, error) {
 	}
 	poolCfg, err := pgxpool.ParseConfig(w.cfg.DatabaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("queue database: invalid connection string: %s", target.Redact(err.Error(), w.cfg.DatabaseURL))
+		return nil, fmt.Errorf("queue database: invalid connection string: %s", redact.String(err.Error(), redact.Secrets(w.cfg.DatabaseURL)...))
 	}
 	poolCfg.MaxConns = 4
 	poolCfg.ConnConfig.RuntimeParams["application_name"] = "confiture-operator"

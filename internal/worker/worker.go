@@ -30,6 +30,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/plugin"
 	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/redact"
 	"github.com/confiture-io/confiture-worker/internal/signing"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
@@ -142,7 +143,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	}()
 	poolCfg, err := pgxpool.ParseConfig(w.cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("queue database: invalid connection string: %s", target.Redact(err.Error(), w.cfg.DatabaseURL))
+		return fmt.Errorf("queue database: invalid connection string: %s", redact.String(err.Error(), redact.Secrets(w.cfg.DatabaseURL)...))
 	}
 	// Per running phase: its own connection plus, briefly, one to record its outcome; then
 	// intake, the relay and its listener, the heartbeat, and River's own.
@@ -230,9 +231,9 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	}
 	targets := make([]string, 0, len(w.cfg.Targets))
 	for _, t := range w.cfg.Targets {
-		targets = append(targets, t.Name+"="+target.RedactDSN(t.DSN))
+		targets = append(targets, t.Name+"="+redact.URL(t.DSN))
 	}
-	w.log.Info("configuration", "database_url", target.RedactDSN(w.cfg.DatabaseURL), "targets", targets,
+	w.log.Info("configuration", "database_url", redact.URL(w.cfg.DatabaseURL), "targets", targets,
 		"queue_schema", w.cfg.QueueSchema, "river_schema", w.cfg.RiverSchema, "data_dir", w.cfg.DataDir,
 		"max_attempts", w.cfg.MaxAttempts, "phase_timeout", w.cfg.PhaseTimeout.String(),
 		"plugin_paths", w.cfg.PluginPaths, "nats", w.cfg.NATS) // NATS: files and user; a password or token as xxxxx
@@ -333,11 +334,11 @@ func (w *Worker) startHTTP(ctx context.Context, store *queue.Store) error {
 
 // redact removes every configured connection string's secrets from s.
 func (w *Worker) redact(s string) string {
-	s = target.Redact(s, w.cfg.DatabaseURL)
+	known := redact.Secrets(w.cfg.DatabaseURL)
 	for _, t := range w.cfg.Targets {
-		s = target.Redact(s, t.DSN)
+		known = append(known, redact.Secrets(t.DSN)...)
 	}
-	return bus.RedactURL(s)
+	return redact.String(s, append(known, redact.Secrets(w.cfg.NATSURL)...)...)
 }
 
 func (w *Worker) closeAll() {

@@ -175,17 +175,3 @@ func TestRegistryConcurrentUse(t *testing.T) {
 	dupOK.Range(func(any, any) bool { winners++; return true })
 	require.Equal(t, 1, winners, "exactly one registration of a name succeeds")
 }
-
-func TestSuggest(t *testing.T) {
-	r := NewRegistry()
-	for _, name := range []string{"sql", "assert", "backfill", "row_count_at_least"} {
-		require.NoError(t, r.Register(Definition{Name: name, New: func(map[string]any) (Hook, error) { return nil, nil }}))
-	}
-	for typed, want := range map[string]string{
-		"sqll": "sql", "SQL": "sql", "asert": "assert", "backfil": "backfill", "back_fill": "backfill",
-		"row_count_at_lest": "row_count_at_least", "sq": "sql",
-		"fill": "", "s": "", "nope": "", "assertions": "",
-	} {
-		require.Equal(t, want, r.Suggest(typed), typed)
-	}
-}

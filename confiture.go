@@ -5,11 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net/url"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -19,7 +17,6 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/builtin"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
-	"github.com/confiture-io/confiture-worker/internal/workercmd"
 )
 
 // Hook is one configured unit of migration work, built by Definition.New from the parameters of
@@ -167,16 +164,10 @@ func DecodeParams(params map[string]any, dst any) error { return hooks.DecodePar
 // result keeps err's message and lets errors.Is and errors.As see err.
 func Permanent(err error) error { return hooks.Permanent(err) }
 
-// Main is the worker's entry point: it runs the `worker` command line (the daemon, and
-// `worker hooks list|describe`) with every hook registered in this process added to the
-// built-in ones and to the external plugins, then exits. A custom worker's main function is
-// blank imports of its hook packages and a call to Main.
-func Main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-}
-
-func run(args []string, stdout, stderr io.Writer) int {
-	return workercmd.MainWithHooks(args, stdout, stderr, std.definitions())
+func init() {
+	// The worker's main (package daemon) reads the registered hooks through package hooks, so
+	// that this package, which hook packages import, does not import the daemon.
+	hooks.Compiled = std.definitions
 }
 
 func (r *registry) register(def Definition, source string) error {

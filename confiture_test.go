@@ -377,38 +377,3 @@ func TestInternalPackagesDoNotImportThePublicOne(t *testing.T) {
 	})
 	require.NoError(t, err)
 }
-
-// Main's command line sees the registered hooks: `worker hooks list` and `describe` show them
-// with their package and as transactional.
-func TestMainAddsRegisteredHooks(t *testing.T) {
-	t.Parallel()
-	d := named("main_probe")
-	d.Description = "probe for Main"
-	d.Version = "0.1.0"
-	d.Example = map[string]any{"table": "orders"}
-	require.NoError(t, Register(d))
-
-	var out, errOut strings.Builder
-	require.Equal(t, 0, run([]string{"hooks", "list", "--json"}, &out, &errOut), errOut.String())
-	type listed struct {
-		Name          string `json:"name"`
-		Source        string `json:"source"`
-		Version       string `json:"version"`
-		Transactional bool   `json:"transactional"`
-	}
-	var list struct {
-		Hooks []listed `json:"hooks"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(out.String()), &list), out.String())
-	i := slices.IndexFunc(list.Hooks, func(h listed) bool { return h.Name == "main_probe" })
-	require.GreaterOrEqual(t, i, 0, out.String())
-	require.Equal(t, thisPackage, list.Hooks[i].Source)
-	require.Equal(t, "0.1.0", list.Hooks[i].Version)
-	require.True(t, list.Hooks[i].Transactional)
-
-	out.Reset()
-	require.Equal(t, 0, run([]string{"hooks", "describe", "main_probe"}, &out, &errOut), errOut.String())
-	require.Contains(t, out.String(), "Source:        "+thisPackage+"\n")
-	require.Contains(t, out.String(), "no parameter schema")
-	require.Contains(t, out.String(), "  - name: main_probe\n    hook: main_probe\n    params:\n      table: orders\n")
-}

@@ -69,19 +69,21 @@
 // # A custom worker
 //
 // The custom worker's main package imports the hook packages for their side effect and calls
-// Main, which runs the worker's command line (the daemon, `hooks list`, `hooks describe`) with
-// the registered hooks added to the built-in ones:
+// daemon.Main (package github.com/confiture-io/confiture-worker/daemon), which runs the worker's
+// command line (the daemon, `hooks list`, `hooks describe`) with the registered hooks added to
+// the built-in ones. This package does not import the daemon, so a hook package builds without
+// the worker's dependencies:
 //
 //	package main
 //
 //	import (
-//		"github.com/confiture-io/confiture-worker"
+//		"github.com/confiture-io/confiture-worker/daemon"
 //
 //		_ "example.com/custom-worker/rowcount"
 //	)
 //
 //	func main() {
-//		confiture.Main()
+//		daemon.Main()
 //	}
 //
 // A migration then uses the hook in its hooks file:

@@ -4,8 +4,8 @@
 // packages: see package confiture and examples/custom-worker.
 package main
 
-import "github.com/confiture-io/confiture-worker"
+import "github.com/confiture-io/confiture-worker/daemon"
 
 func main() {
-	confiture.Main()
+	daemon.Main()
 }

@@ -4,12 +4,12 @@
 package main
 
 import (
-	"github.com/confiture-io/confiture-worker"
+	"github.com/confiture-io/confiture-worker/daemon"
 
 	_ "example.com/custom-worker/backfills" // registers fill_price_cents
 	_ "example.com/custom-worker/rowcount"  // registers row_count_at_least
 )
 
 func main() {
-	confiture.Main()
+	daemon.Main()
 }

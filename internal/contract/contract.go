@@ -6,6 +6,7 @@ package contract
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"time"
 
@@ -205,6 +206,15 @@ const (
 	CodeSignatureExpired = "signature_expired"
 	CodeInternal         = "internal"
 )
+
+// TargetNamePattern is what a target's name looks like, in a request (schemas/request.v1.json),
+// a subject and the worker's configuration: it is a NATS subject token.
+const TargetNamePattern = `^[A-Za-z0-9_-]{1,64}$`
+
+var targetNameRe = regexp.MustCompile(TargetNamePattern)
+
+// ValidTargetName reports whether name matches TargetNamePattern.
+func ValidTargetName(name string) bool { return targetNameRe.MatchString(name) }
 
 // NATS subjects and JetStream stream names.
 const (

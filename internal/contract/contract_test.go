@@ -760,3 +760,23 @@ func TestRequestMsgID(t *testing.T) {
 	require.Equal(t, "staging:42", RequestIDOfMsgID("app", "staging:42"), "another target's prefix is part of the id")
 	require.Equal(t, "", RequestIDOfMsgID("app", ""))
 }
+
+// The request schema, the subjects and the worker's configuration take one pattern of target
+// names.
+func TestTargetNamePatternIsTheSchemas(t *testing.T) {
+	t.Parallel()
+	raw, err := schemas.FS.ReadFile("request.v1.json")
+	require.NoError(t, err)
+	var doc struct {
+		Properties struct {
+			Target struct {
+				Pattern string `json:"pattern"`
+			} `json:"target"`
+		} `json:"properties"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &doc))
+	require.Equal(t, TargetNamePattern, doc.Properties.Target.Pattern)
+	for name, ok := range map[string]bool{"default": true, "tenant_42-eu": true, "": false, "a.b": false, "a b": false} {
+		require.Equal(t, ok, ValidTargetName(name), name)
+	}
+}

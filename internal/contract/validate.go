@@ -2,7 +2,6 @@ package contract
 
 import (
 	"bytes"
-	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,8 +16,6 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
 
 	"github.com/confiture-io/confiture-worker/schemas"
 )
@@ -55,9 +51,6 @@ func Checksum(upSQL string) string {
 	sum := sha256.Sum256([]byte(upSQL))
 	return hex.EncodeToString(sum[:])
 }
-
-// printer renders the library's own messages for the violations reason does not rephrase.
-var printer = message.NewPrinter(language.English)
 
 var (
 	compileOnce sync.Once
@@ -202,77 +195,11 @@ func validateDoc(doc any, sch *jsonschema.Schema, what string) error {
 	if err := sch.Validate(doc); err != nil {
 		var ve *jsonschema.ValidationError
 		if errors.As(err, &ve) {
-			return invalid("%s", formatViolations(ve))
+			return invalid("%s", schemas.Violations(ve, limitName))
 		}
 		return invalid("invalid %s: %s", what, clip(err.Error(), 200))
 	}
 	return nil
-}
-
-// Limits of the violation report in a DecodeError message.
-const (
-	maxViolations    = 8
-	maxViolationLine = 160
-	maxReportBytes   = 1000
-)
-
-// formatViolations renders the leaves of a validation error tree as a sorted, de-duplicated
-// list of "<instance location>: <reason>", bounded in size.
-func formatViolations(ve *jsonschema.ValidationError) string {
-	type violation struct {
-		loc  []string
-		line string
-	}
-	seen := map[string]bool{}
-	var vs []violation
-	var walk func(e *jsonschema.ValidationError, depth int)
-	walk = func(e *jsonschema.ValidationError, depth int) {
-		if e == nil || depth > 64 {
-			return
-		}
-		if len(e.Causes) == 0 {
-			line := clip(pointer(e.InstanceLocation)+": "+reason(e.ErrorKind)+limitName(e.InstanceLocation, e.ErrorKind), maxViolationLine)
-			if !seen[line] {
-				seen[line] = true
-				vs = append(vs, violation{loc: e.InstanceLocation, line: line})
-			}
-			return
-		}
-		for _, c := range e.Causes {
-			walk(c, depth+1)
-		}
-	}
-	walk(ve, 0)
-	if len(vs) == 0 {
-		return "does not match the schema"
-	}
-	// Document order: by location, array indexes numerically, then by reason.
-	sort.Slice(vs, func(i, j int) bool {
-		if c := compareLocations(vs[i].loc, vs[j].loc); c != 0 {
-			return c < 0
-		}
-		return vs[i].line < vs[j].line
-	})
-	lines := make([]string, len(vs))
-	for i, v := range vs {
-		lines[i] = v.line
-	}
-	var b strings.Builder
-	n := 0
-	for _, l := range lines {
-		if n == maxViolations || b.Len()+len(l)+2 > maxReportBytes {
-			break
-		}
-		if n > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(l)
-		n++
-	}
-	if rest := len(lines) - n; rest > 0 {
-		fmt.Fprintf(&b, "; and %d more", rest)
-	}
-	return b.String()
 }
 
 // limitName names the request limit a size violation at loc hits, as " (the limit of ...)",
@@ -298,89 +225,6 @@ func limitName(loc []string, k jsonschema.ErrorKind) string {
 		return ""
 	}
 	return " (the limit of " + name + ")"
-}
-
-// compareLocations orders instance locations token by token, numbers numerically, a parent
-// before its children.
-func compareLocations(a, b []string) int {
-	for i := 0; i < len(a) && i < len(b); i++ {
-		if a[i] == b[i] {
-			continue
-		}
-		x, errX := strconv.Atoi(a[i])
-		y, errY := strconv.Atoi(b[i])
-		if errX == nil && errY == nil {
-			return cmp.Compare(x, y)
-		}
-		return strings.Compare(a[i], b[i])
-	}
-	return cmp.Compare(len(a), len(b))
-}
-
-// reason describes one schema violation without echoing the offending value.
-func reason(k jsonschema.ErrorKind) string {
-	switch k := k.(type) {
-	case nil:
-		return "invalid"
-	case *kind.Pattern:
-		return fmt.Sprintf("does not match pattern %q", k.Want)
-	case *kind.Format:
-		return fmt.Sprintf("is not a valid %s", k.Want)
-	case *kind.Type:
-		return fmt.Sprintf("must be %s, got %s", strings.Join(k.Want, " or "), k.Got)
-	case *kind.Required:
-		return "missing " + plural(len(k.Missing), "property", "properties") + " " + quoteList(k.Missing)
-	case *kind.AdditionalProperties:
-		return "unknown " + plural(len(k.Properties), "property", "properties") + " " + quoteList(k.Properties)
-	case *kind.MinLength:
-		if k.Want == 1 {
-			return "must not be empty"
-		}
-		return fmt.Sprintf("must be at least %d characters long, got %d", k.Want, k.Got)
-	case *kind.MaxLength:
-		return fmt.Sprintf("must be at most %d characters long, got %d", k.Want, k.Got)
-	case *kind.MinItems:
-		return fmt.Sprintf("must have at least %d %s, got %d", k.Want, plural(k.Want, "item", "items"), k.Got)
-	case *kind.MaxItems:
-		return fmt.Sprintf("must have at most %d %s, got %d", k.Want, plural(k.Want, "item", "items"), k.Got)
-	case *kind.UniqueItems:
-		return fmt.Sprintf("items %d and %d are equal", k.Duplicates[0], k.Duplicates[1])
-	default:
-		return k.LocalizedString(printer)
-	}
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
-}
-
-func quoteList(names []string) string {
-	q := make([]string, 0, len(names))
-	for i, n := range names {
-		if i == 5 {
-			q = append(q, fmt.Sprintf("and %d more", len(names)-i))
-			break
-		}
-		q = append(q, quote(n, 40))
-	}
-	return strings.Join(q, ", ")
-}
-
-// pointer renders an instance location as a JSON pointer, "(root)" for the document itself.
-func pointer(tokens []string) string {
-	if len(tokens) == 0 {
-		return "(root)"
-	}
-	var b strings.Builder
-	for _, t := range tokens {
-		b.WriteByte('/')
-		t = strings.ReplaceAll(t, "~", "~0")
-		b.WriteString(strings.ReplaceAll(t, "/", "~1"))
-	}
-	return b.String()
 }
 
 // jsonType names the JSON type of a value produced by jsonschema.UnmarshalJSON.
@@ -536,7 +380,7 @@ func checkHooks(migration string, hooks []HookSpec) error {
 				}
 			}
 		}
-		if cycle := findCycle(ph.names, ph.deps); cycle != nil {
+		if cycle := FindCycle(ph.names, ph.deps); cycle != nil {
 			for i := range cycle {
 				cycle[i] = quote(cycle[i], 64)
 			}
@@ -581,9 +425,10 @@ func depthOf(v any, depth int) int {
 	return deepest
 }
 
-// findCycle returns a dependency cycle among names as a path that starts and ends with the same
-// name, or nil. Iterative, so deep chains cannot exhaust the stack.
-func findCycle(names []string, deps map[string][]string) []string {
+// FindCycle returns a dependency cycle among names (deps[n] are what n depends on) as a path
+// that starts and ends with the same name, or nil: the one cycle finder of requests, hooks
+// files and hook plans. Iterative, so deep chains cannot exhaust the stack.
+func FindCycle(names []string, deps map[string][]string) []string {
 	const (
 		unvisited = iota
 		active

@@ -10,10 +10,9 @@ import (
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/schemas"
 )
 
 // Errors of Plan, for errors.Is.
@@ -152,46 +151,23 @@ func orderHooks(decl []contract.HookSpec) ([]int, error) {
 		}
 	}
 	if len(order) < len(decl) {
-		return nil, fmt.Errorf("%w: depends_on cycle in %s: %s", ErrInvalidHooks, decl[0].Phase, describeCycle(decl, index, indegree))
+		return nil, fmt.Errorf("%w: depends_on cycle in %s: %s", ErrInvalidHooks, decl[0].Phase, describeCycle(decl, indegree))
 	}
 	return order, nil
 }
 
 // describeCycle finds one cycle among the hooks left with unmet dependencies and prints it as
 // "a -> b -> a" (a depends on b, which depends on a).
-func describeCycle(decl []contract.HookSpec, index map[string]int, indegree []int) string {
-	start := -1
-	for i := range decl {
+func describeCycle(decl []contract.HookSpec, indegree []int) string {
+	var names []string
+	deps := map[string][]string{}
+	for i, d := range decl {
 		if indegree[i] > 0 {
-			start = i
-			break
+			names = append(names, d.Name)
+			deps[d.Name] = d.DependsOn
 		}
 	}
-	seen := map[int]int{}
-	var path []int
-	for cur := start; ; {
-		if at, ok := seen[cur]; ok {
-			names := make([]string, 0, len(path)-at+1)
-			for _, i := range path[at:] {
-				names = append(names, decl[i].Name)
-			}
-			return strings.Join(append(names, decl[cur].Name), " -> ")
-		}
-		seen[cur] = len(path)
-		path = append(path, cur)
-		// Follow a dependency that is itself still blocked; one exists while cur is blocked.
-		next := -1
-		for _, dep := range decl[cur].DependsOn {
-			if j := index[dep]; indegree[j] > 0 {
-				next = j
-				break
-			}
-		}
-		if next < 0 {
-			return decl[cur].Name
-		}
-		cur = next
-	}
+	return strings.Join(contract.FindCycle(names, deps), " -> ")
 }
 
 // newHook builds a hook, turning a panic of its constructor (third-party code fed with a
@@ -225,7 +201,7 @@ func (r *Registry) validateParams(name string, params map[string]any) error {
 	if err := e.schema.Validate(doc); err != nil {
 		var ve *jsonschema.ValidationError
 		if errors.As(err, &ve) {
-			return fmt.Errorf("parameters: %s", describeViolations(ve))
+			return fmt.Errorf("parameters: %s", schemas.Violations(ve, nil))
 		}
 		return fmt.Errorf("parameters: %w", err)
 	}
@@ -238,24 +214,3 @@ func orEmpty(m map[string]any) map[string]any {
 	}
 	return m
 }
-
-// describeViolations lists the leaf violations of a validation error as "path: reason".
-func describeViolations(ve *jsonschema.ValidationError) string {
-	var out []string
-	var walk func(*jsonschema.ValidationError)
-	walk = func(e *jsonschema.ValidationError) {
-		if len(e.Causes) == 0 {
-			loc := "/" + strings.Join(e.InstanceLocation, "/")
-			out = append(out, fmt.Sprintf("%s: %s", loc, e.ErrorKind.LocalizedString(printer)))
-			return
-		}
-		for _, c := range e.Causes {
-			walk(c)
-		}
-	}
-	walk(ve)
-	slices.Sort(out)
-	return strings.Join(slices.Compact(out), "; ")
-}
-
-var printer = message.NewPrinter(language.English)

@@ -213,8 +213,6 @@ func (in *Intake) closeLanes() {
 	in.wg.Wait()
 }
 
-var targetRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 // rejection is why a request is refused.
 type rejection struct {
 	code string
@@ -230,7 +228,7 @@ type rejection struct {
 // EnsureConsumer) must have set the Intake's defaults.
 func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 	subjectTarget := strings.TrimPrefix(msg.Subject(), in.SubjectPrefix)
-	if !targetRe.MatchString(subjectTarget) {
+	if !contract.ValidTargetName(subjectTarget) {
 		subjectTarget = "_invalid"
 	}
 	h := &handling{ref: outbox.RunRef{Target: subjectTarget}, receivedAt: time.Now()}

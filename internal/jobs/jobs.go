@@ -141,7 +141,10 @@ func (noObserver) PhaseRetried(string)                            {}
 func (noObserver) RunFinished(string)                             {}
 func (noObserver) BackfillRows(int64)                             {}
 
-func (c *Config) withDefaults() *Config {
+// WithDefaults returns c with every unset field defaulted: the one place the pipeline's
+// defaults are (the worker's configuration takes them from here). BackfillSlice is capped at
+// half of PhaseTimeout.
+func (c *Config) WithDefaults() *Config {
 	out := *c
 	if out.Observer == nil {
 		out.Observer = noObserver{}
@@ -203,7 +206,7 @@ func New(cfg *Config, workers *river.Workers) (*Pipeline, error) {
 	if cfg.Store == nil || cfg.Targets == nil || cfg.Registry == nil {
 		return nil, errors.New("jobs: Config.Store, Config.Targets and Config.Registry are required")
 	}
-	p := &Pipeline{cfg: cfg.withDefaults(), requests: newRequestCache(256)}
+	p := &Pipeline{cfg: cfg.WithDefaults(), requests: newRequestCache(256)}
 	for _, add := range []func() error{
 		func() error { return river.AddWorkerSafely(workers, &runStartWorker{p: p}) },
 		func() error { return river.AddWorkerSafely(workers, &phaseWorker{p: p}) },

@@ -20,15 +20,15 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/suggest"
 )
 
-// Limits of a hooks file. The hook limits come from schemas/request.v1.json; the YAML ones keep
-// a hostile file (deep nesting, alias bombs) from costing more than a moment.
+// Limits of a hooks file. The hooks per migration are the request's (contract.
+// MaxHooksPerMigration); the YAML ones keep a hostile file (deep nesting, alias bombs) from
+// costing more than a moment.
 const (
-	maxHooksFileBytes    = 1 << 20
-	maxHooksPerMigration = 200
-	minPriority          = -1_000_000
-	maxPriority          = 1_000_000
-	maxYAMLDepth         = 64
-	maxYAMLNodes         = 100_000
+	maxHooksFileBytes = 1 << 20
+	minPriority       = -1_000_000
+	maxPriority       = 1_000_000
+	maxYAMLDepth      = 64
+	maxYAMLNodes      = 100_000
 	// maxYAMLText bounds the text of the decoded strings (keys included), counting what
 	// aliases expand to: a 500 KiB string aliased a thousand times is a few nodes but half a
 	// gigabyte of request. A file without aliases never reaches it.
@@ -220,8 +220,8 @@ func (p *hooksParser) topLevel(body ast.Node) []*entry {
 		case nil, *ast.NullNode: // nothing declared in this phase
 		case *ast.SequenceNode:
 			for _, el := range l.Values {
-				if len(entries) == maxHooksPerMigration {
-					p.add(el, "more than %d hooks in one migration; a request allows at most %d", maxHooksPerMigration, maxHooksPerMigration)
+				if len(entries) == contract.MaxHooksPerMigration {
+					p.add(el, "more than %d hooks in one migration; a request allows at most %d", contract.MaxHooksPerMigration, contract.MaxHooksPerMigration)
 					return entries
 				}
 				if e := p.entry(phase, el); e != nil {
@@ -445,41 +445,27 @@ func (p *hooksParser) crossCheck(entries []*entry) {
 	}
 }
 
-// checkCycle reports one dependency cycle among the hooks of a phase, if there is one.
+// checkCycle reports one dependency cycle among the hooks of a phase, if there is one, at the
+// depends_on entry that closes it.
 func (p *hooksParser) checkCycle(names []string, byName map[string]*entry) {
-	const (
-		unvisited = iota
-		active
-		done
-	)
-	state := map[string]int{}
-	var path []string
-	var visit func(name string) bool
-	visit = func(name string) bool { // at most maxHooksPerMigration deep
-		state[name] = active
-		path = append(path, name)
-		for _, d := range byName[name].deps {
-			switch state[d.name] {
-			case active:
-				cycle := path[slices.Index(path, d.name):]
-				quoted := make([]string, 0, len(cycle)+1)
-				for _, c := range append(cycle, d.name) {
-					quoted = append(quoted, quote(c))
-				}
-				p.addLine(d.line, "depends_on forms a cycle: %s", strings.Join(quoted, " -> "))
-				return true
-			case unvisited:
-				if visit(d.name) {
-					return true
-				}
-			}
-		}
-		path = path[:len(path)-1]
-		state[name] = done
-		return false
-	}
+	deps := make(map[string][]string, len(names))
 	for _, name := range names {
-		if state[name] == unvisited && visit(name) {
+		for _, d := range byName[name].deps {
+			deps[name] = append(deps[name], d.name)
+		}
+	}
+	cycle := contract.FindCycle(names, deps)
+	if cycle == nil {
+		return
+	}
+	quoted := make([]string, 0, len(cycle))
+	for _, c := range cycle {
+		quoted = append(quoted, quote(c))
+	}
+	from, to := cycle[len(cycle)-2], cycle[len(cycle)-1]
+	for _, d := range byName[from].deps {
+		if d.name == to {
+			p.addLine(d.line, "depends_on forms a cycle: %s", strings.Join(quoted, " -> "))
 			return
 		}
 	}

@@ -494,7 +494,7 @@ func FuzzParseHooks(f *testing.F) {
 		if len(problems) > 0 {
 			return
 		}
-		require.LessOrEqual(t, len(hooks), maxHooksPerMigration)
+		require.LessOrEqual(t, len(hooks), contract.MaxHooksPerMigration)
 		encoded, err := json.Marshal(hooks)
 		require.NoError(t, err)
 		// Whatever aliases expand to, the hooks are bounded: by the text and node budgets

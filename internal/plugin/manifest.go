@@ -318,7 +318,7 @@ func check(path string, m *Manifest) (*plugin, error) {
 		}
 		if m.Example != nil {
 			if err := sch.Validate(jsonValue(m.Example)); err != nil {
-				return nil, fmt.Errorf("example does not satisfy params_schema: %s", violations(err))
+				return nil, fmt.Errorf("example does not satisfy params_schema: %s", schemas.Violations(err, nil))
 			}
 		}
 	}

@@ -7,15 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
 
 	"github.com/confiture-io/confiture-worker/internal/redact"
 	"github.com/confiture-io/confiture-worker/schemas"
@@ -109,7 +106,7 @@ func validateRequest(data []byte) error {
 		return err
 	}
 	if err := req.Validate(doc); err != nil {
-		return errors.New(violations(err))
+		return errors.New(schemas.Violations(err, nil))
 	}
 	return nil
 }
@@ -138,53 +135,13 @@ func decodeResult(out []byte, dsn string) (*Result, error) {
 		return nil, fmt.Errorf("result's \"schema\" must be %q, got %s", ResultSchemaV1, quoteOutput(out))
 	}
 	if err := res.Validate(doc); err != nil {
-		return nil, fmt.Errorf("result does not match %s: %s; got %s", ResultSchemaV1, violations(err), quoteOutput(out))
+		return nil, fmt.Errorf("result does not match %s: %s; got %s", ResultSchemaV1, schemas.Violations(err, nil), quoteOutput(out))
 	}
 	var r Result
 	if err := json.Unmarshal(out, &r); err != nil {
 		return nil, fmt.Errorf("result does not match %s: %s", ResultSchemaV1, clip(err.Error(), 200))
 	}
 	return &r, nil
-}
-
-// printer renders the schema library's descriptions of violations.
-var printer = message.NewPrinter(language.English)
-
-// violations renders a validation error as "<location>: <reason>" leaves, bounded.
-func violations(err error) string {
-	var ve *jsonschema.ValidationError
-	if !errors.As(err, &ve) {
-		return clip(err.Error(), 300)
-	}
-	seen := map[string]bool{}
-	var lines []string
-	var walk func(e *jsonschema.ValidationError, depth int)
-	walk = func(e *jsonschema.ValidationError, depth int) {
-		if depth > 32 {
-			return
-		}
-		if len(e.Causes) == 0 {
-			loc := "(root)"
-			if len(e.InstanceLocation) > 0 {
-				loc = "/" + strings.Join(e.InstanceLocation, "/")
-			}
-			line := clip(loc+": "+e.ErrorKind.LocalizedString(printer), 160)
-			if !seen[line] {
-				seen[line] = true
-				lines = append(lines, line)
-			}
-			return
-		}
-		for _, c := range e.Causes {
-			walk(c, depth+1)
-		}
-	}
-	walk(ve, 0)
-	sort.Strings(lines)
-	if len(lines) > 5 {
-		lines = append(lines[:5], fmt.Sprintf("and %d more", len(lines)-5))
-	}
-	return strings.Join(lines, "; ")
 }
 
 // maxQuote bounds how much of a plugin's output an error message quotes.

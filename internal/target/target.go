@@ -9,13 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/redact"
 )
 
@@ -52,8 +52,6 @@ type Signer struct {
 
 // ErrUnknownTarget is returned by Set.Get for a name that is not configured.
 var ErrUnknownTarget = errors.New("unknown target")
-
-var nameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Target is one configured target and its lazily opened pool.
 type Target struct {
@@ -95,8 +93,8 @@ type Set struct {
 func NewSet(cfgs []Config) (*Set, error) {
 	s := &Set{targets: map[string]*Target{}}
 	for _, c := range cfgs {
-		if !nameRe.MatchString(c.Name) {
-			return nil, fmt.Errorf("target name %q: must match %s", c.Name, nameRe)
+		if !contract.ValidTargetName(c.Name) {
+			return nil, fmt.Errorf("target name %q: must match %s", c.Name, contract.TargetNamePattern)
 		}
 		if _, dup := s.targets[c.Name]; dup {
 			return nil, fmt.Errorf("target %q is configured twice", c.Name)

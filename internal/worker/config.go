@@ -13,6 +13,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/jobs"
 	"github.com/confiture-io/confiture-worker/internal/logging"
 	"github.com/confiture-io/confiture-worker/internal/natsauth"
 	"github.com/confiture-io/confiture-worker/internal/observe"
@@ -179,23 +180,17 @@ func (cfg Config) WithDefaults() Config {
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 10
 	}
-	if cfg.MaxAttempts == 0 {
-		cfg.MaxAttempts = 5
-	}
-	if cfg.RetryBackoff == 0 {
-		cfg.RetryBackoff = time.Second
-	}
-	if cfg.RetryBackoffMax == 0 {
-		cfg.RetryBackoffMax = time.Minute
-	}
-	if cfg.OutageTolerance == 0 {
-		cfg.OutageTolerance = 10 * time.Minute
-	}
-	if cfg.ReconcileInterval == 0 {
-		cfg.ReconcileInterval = 30 * time.Second
-	}
-	if cfg.PhaseTimeout == 0 {
-		cfg.PhaseTimeout = 30 * time.Minute
+	// The pipeline's settings take the pipeline's defaults (jobs.Config.WithDefaults); a value
+	// that is set stays as it is, for Validate to judge.
+	p := (&jobs.Config{PhaseTimeout: cfg.PhaseTimeout, BackfillSlice: max(cfg.BackfillSlice, 0)}).WithDefaults()
+	setDefault(&cfg.MaxAttempts, p.MaxAttempts)
+	setDefault(&cfg.RetryBackoff, p.RetryBackoff)
+	setDefault(&cfg.RetryBackoffMax, p.RetryBackoffMax)
+	setDefault(&cfg.OutageTolerance, p.OutageTolerance)
+	setDefault(&cfg.ReconcileInterval, p.ReconcileInterval)
+	setDefault(&cfg.PhaseTimeout, p.PhaseTimeout)
+	if cfg.BackfillSlice >= 0 && cfg.PhaseTimeout > 0 {
+		cfg.BackfillSlice = p.BackfillSlice
 	}
 	if cfg.RescueAfter == 0 && cfg.PhaseTimeout > 0 {
 		cfg.RescueAfter = cfg.PhaseTimeout + 5*time.Minute
@@ -232,6 +227,14 @@ func (cfg Config) WithDefaults() Config {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	return cfg
+}
+
+// setDefault sets *v to def when it is unset (zero).
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
 
 // Validate reports the first invalid field by name.

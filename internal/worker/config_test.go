@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/confiture-io/confiture-worker/internal/jobs"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
@@ -46,6 +47,23 @@ func TestConfigWithDefaults(t *testing.T) {
 	require.Equal(t, 3, cfg.Concurrency)
 	require.Equal(t, time.Hour, cfg.PhaseTimeout)
 	require.NoError(t, cfg.Validate())
+}
+
+// The pipeline's settings are defaulted where the pipeline defaults them, so the configuration
+// the worker logs is the one its pipeline runs with: the backfill slice is capped at half the
+// phase timeout (before, the worker's configuration said 0 and the pipeline used its own).
+func TestPipelineSettingsTakeThePipelinesDefaults(t *testing.T) {
+	t.Parallel()
+	cfg := Config{}.WithDefaults()
+	p := (&jobs.Config{}).WithDefaults()
+	require.Equal(t, []any{p.MaxAttempts, p.RetryBackoff, p.RetryBackoffMax, p.OutageTolerance, p.ReconcileInterval, p.PhaseTimeout, p.BackfillSlice},
+		[]any{cfg.MaxAttempts, cfg.RetryBackoff, cfg.RetryBackoffMax, cfg.OutageTolerance, cfg.ReconcileInterval, cfg.PhaseTimeout, cfg.BackfillSlice})
+	require.Equal(t, time.Minute, cfg.BackfillSlice)
+
+	cfg = Config{PhaseTimeout: time.Minute, BackfillSlice: 5 * time.Minute}.WithDefaults()
+	require.Equal(t, 30*time.Second, cfg.BackfillSlice, "at most half the phase timeout")
+	cfg = Config{BackfillSlice: -time.Second}.WithDefaults()
+	require.ErrorContains(t, cfg.Validate(), "backfill_slice", "a bad value is kept for Validate")
 }
 
 func TestConfigValidateNamesTheField(t *testing.T) {

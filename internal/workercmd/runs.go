@@ -85,7 +85,7 @@ func runArg(arg string) (string, error) {
 		return id.String(), nil
 	}
 	target, request, ok := strings.Cut(arg, ":")
-	if !ok || !targetNameRe.MatchString(target) || request == "" {
+	if !ok || !contract.ValidTargetName(target) || request == "" {
 		return "", errors.New("RUN: want a run id (a UUID) or TARGET:REQUEST_ID")
 	}
 	return contract.RunID(target, request), nil

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/logging"
 	"github.com/confiture-io/confiture-worker/internal/natsauth"
@@ -168,8 +168,6 @@ func group(cmd *cobra.Command) *cobra.Command {
 	return cmd
 }
 
-var targetNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 // config builds the worker configuration from the file, the environment and the flags.
 func (o *options) config(logger *slog.Logger) (worker.Config, error) {
 	var cfg worker.Config
@@ -205,7 +203,7 @@ func (o *options) config(logger *slog.Logger) (worker.Config, error) {
 	cfg.NATS = cfg.NATS.Merge(o.nats)
 	for _, t := range o.targets {
 		name, dsn, ok := strings.Cut(t, "=")
-		if !ok || !targetNameRe.MatchString(name) {
+		if !ok || !contract.ValidTargetName(name) {
 			// Never echo the value: it may be a connection string.
 			return cfg, usageError{errors.New("--target: want NAME=DSN, NAME of letters, digits, '_' and '-'")}
 		}

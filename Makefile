@@ -16,6 +16,10 @@ build: ## Build bin/worker and bin/submit
 	$(GO) build -o $(BIN)/worker ./cmd/worker
 	$(GO) build -o $(BIN)/submit ./cmd/submit
 
+.PHONY: install
+install: ## Install worker and submit into $(go env GOBIN) (or $(go env GOPATH)/bin), the names the docs use
+	$(GO) install ./cmd/worker ./cmd/submit
+
 .PHONY: run
 run: build ## Run the example: worker on embedded NATS + local PostgreSQL, submit examples/migrations, follow it
 	./scripts/run-example.sh

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 )
 
 // upPhases is the order of an up migration's phases (SPEC.md, "Phase order").
@@ -31,11 +31,11 @@ var runLevelKinds = []string{contract.KindRunAccepted, contract.KindRunStarted, 
 
 // statusEvents maps a run's status to the run-level events that may be its last.
 var statusEvents = map[string][]string{
-	queue.RunCompleted: {contract.KindRunCompleted},
-	queue.RunFailed:    {contract.KindRunFailed},
-	queue.RunPaused:    {contract.KindRunPaused},
-	queue.RunQueued:    {contract.KindRunAccepted, contract.KindRunRetried},
-	queue.RunRunning:   {contract.KindRunStarted, contract.KindRunResumed},
+	runstore.RunCompleted: {contract.KindRunCompleted},
+	runstore.RunFailed:    {contract.KindRunFailed},
+	runstore.RunPaused:    {contract.KindRunPaused},
+	runstore.RunQueued:    {contract.KindRunAccepted, contract.KindRunRetried},
+	runstore.RunRunning:   {contract.KindRunStarted, contract.KindRunResumed},
 }
 
 type runRow struct {
@@ -160,7 +160,7 @@ func (e *schedule) unsettled() ([]pending, *settleState, error) {
 	for _, r := range st.runs {
 		have[r.ID] = true
 		ev := st.last[r.ID]
-		if r.Status == queue.RunPaused && ev.Kind == contract.KindRunPaused && resumed[r.ID] != ev.Seq {
+		if r.Status == runstore.RunPaused && ev.Kind == contract.KindRunPaused && resumed[r.ID] != ev.Seq {
 			isPaused[r.ID], pausedTargets[r.Target] = true, true
 			st.paused = append(st.paused, r)
 		}
@@ -175,9 +175,9 @@ func (e *schedule) unsettled() ([]pending, *settleState, error) {
 	e.mu.Unlock()
 	for _, r := range st.runs {
 		switch {
-		case r.Status == queue.RunCompleted || r.Status == queue.RunFailed:
+		case r.Status == runstore.RunCompleted || r.Status == runstore.RunFailed:
 		case isPaused[r.ID]:
-		case r.Status == queue.RunQueued && pausedTargets[r.Target]:
+		case r.Status == runstore.RunQueued && pausedTargets[r.Target]:
 		default:
 			out = append(out, pending{Target: r.Target, Run: r.ID, What: fmt.Sprintf("request %s: status %s, last run-level event %s",
 				r.RequestID, r.Status, st.last[r.ID].Kind)})
@@ -563,7 +563,7 @@ func (e *schedule) checkBig(m *Migration, b *bigState, row trackingRow, tracked 
 // unended returns a run of target that is neither completed nor failed, if there is one.
 func (s *snapshot) unended(target string) *runRow {
 	for i, r := range s.Runs {
-		if r.Target == target && r.Status != queue.RunCompleted && r.Status != queue.RunFailed {
+		if r.Target == target && r.Status != runstore.RunCompleted && r.Status != runstore.RunFailed {
 			return &s.Runs[i]
 		}
 	}
@@ -679,7 +679,7 @@ func (e *schedule) checkRuns(s *snapshot) {
 		if last != nil {
 			lastKind = last.Event.Kind
 		}
-		if r.Status != queue.RunCompleted && r.Status != queue.RunFailed {
+		if r.Status != runstore.RunCompleted && r.Status != runstore.RunFailed {
 			e.violate(Violation{Invariant: 1, Target: r.Target, Run: r.ID, What: fmt.Sprintf(
 				"request %s: the run never ended: status %s when the schedule ended, last run-level event %s", r.RequestID, r.Status, lastKind)})
 		}
@@ -729,7 +729,7 @@ func (e *schedule) checkWedge(s *snapshot) {
 			}
 		}
 		switch {
-		case status != queue.RunCompleted || final == nil || final.Kind != contract.KindRunCompleted:
+		case status != runstore.RunCompleted || final == nil || final.Kind != contract.KindRunCompleted:
 			kind, msg := "(none)", ""
 			if final != nil {
 				kind, msg = final.Kind, final.Message

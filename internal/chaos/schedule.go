@@ -22,7 +22,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/tcpproxy"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
@@ -267,7 +267,7 @@ func (e *schedule) connectClients() {
 		e.t.Fatalf("seed %d: NATS client: %v", e.plan.Seed, err)
 	}
 	// Insert-only, as River UI's: it cancels and retries jobs.
-	e.river, err = river.NewClient(riverpgxv5.New(e.queue), &river.Config{Schema: queue.DefaultRiverSchema})
+	e.river, err = river.NewClient(riverpgxv5.New(e.queue), &river.Config{Schema: runstore.DefaultRiverSchema})
 	if err != nil {
 		e.t.Fatalf("seed %d: River client: %v", e.plan.Seed, err)
 	}
@@ -422,7 +422,7 @@ func (e *schedule) resumer(stop <-chan struct{}) {
 		}
 		for _, r := range runs {
 			ev := last[r.ID]
-			if r.Status != queue.RunPaused || ev.Kind != contract.KindRunPaused {
+			if r.Status != runstore.RunPaused || ev.Kind != contract.KindRunPaused {
 				continue
 			}
 			e.mu.Lock()

@@ -29,14 +29,14 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
-	"github.com/confiture-io/confiture-worker/internal/queue"
 	"github.com/confiture-io/confiture-worker/internal/redact"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 )
 
 // Admitter starts an accepted run, or queues it behind the runs of its target, inside the
 // transaction that recorded it.
 type Admitter interface {
-	Admit(ctx context.Context, tx pgx.Tx, run *queue.Run) error
+	Admit(ctx context.Context, tx pgx.Tx, run *runstore.Run) error
 }
 
 // Checker validates a decoded request against what this worker can do (configured targets,
@@ -79,7 +79,7 @@ const ConsumerName = "confiture-worker"
 // Intake consumes the request stream.
 type Intake struct {
 	JS       jetstream.JetStream
-	Store    *queue.Store
+	Store    *runstore.Store
 	Admitter Admitter
 	Checker  Checker
 	// Verifier checks request signatures before Checker sees the request. Defaults to none:
@@ -457,11 +457,11 @@ func (in *Intake) duplicateOf(ctx context.Context, msg jetstream.Msg, ref outbox
 // is a duplicate; one that asks for something else is refused.
 func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.Request, body []byte, ref outbox.RunRef, seq uint64, log *slog.Logger) error {
 	sum := sha256.Sum256(body)
-	run := &queue.Run{
+	run := &runstore.Run{
 		ID: ref.Run, RequestID: req.ID, Target: req.Target, Direction: req.Direction,
 		DryRun: req.DryRun, Request: msg.Data(), RequestSHA256: hex.EncodeToString(sum[:]),
 	}
-	var existing *queue.Run
+	var existing *runstore.Run
 	err := pgx.BeginFunc(ctx, in.Store.Pool, func(tx pgx.Tx) error {
 		// The target's admission lock, before the insert: another worker's transaction for
 		// this target commits (and admits) before this one takes its seq, or waits until this

@@ -20,7 +20,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/intake"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
@@ -38,12 +38,12 @@ type fakeAdmitter struct {
 }
 
 type admitCall struct {
-	run    queue.Run
+	run    runstore.Run
 	at     time.Time
 	failed bool
 }
 
-func (f *fakeAdmitter) Admit(_ context.Context, _ pgx.Tx, run *queue.Run) error {
+func (f *fakeAdmitter) Admit(_ context.Context, _ pgx.Tx, run *runstore.Run) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, admitCall{run: *run, at: time.Now(), failed: f.fail})
@@ -125,7 +125,7 @@ func newBundle(t *testing.T, configure ...func(*intake.Intake)) *bundle {
 	pool, err := pgxpool.New(ctx, testdb.New(t))
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	require.NoError(t, queue.Migrate(ctx, pool, "confiture_queue", "confiture_river", nil))
+	require.NoError(t, runstore.Migrate(ctx, pool, "confiture_queue", "confiture_river", nil))
 
 	b, err := bus.Connect(ctx, bus.Options{StoreDir: t.TempDir(), EmbeddedPort: -1})
 	require.NoError(t, err)
@@ -138,7 +138,7 @@ func newBundle(t *testing.T, configure ...func(*intake.Intake)) *bundle {
 
 	admit := &fakeAdmitter{}
 	in := &intake.Intake{
-		JS: b.JS, Store: queue.NewStore(pool, "confiture_queue"), Admitter: admit, Checker: fakeChecker{},
+		JS: b.JS, Store: runstore.NewStore(pool, "confiture_queue"), Admitter: admit, Checker: fakeChecker{},
 	}
 	for _, f := range configure {
 		f(in)
@@ -267,7 +267,7 @@ func TestValidRequestIsRecordedAdmittedAndAcked(t *testing.T) {
 	require.Equal(t, req.ID, requestID)
 	require.Equal(t, "app", target)
 	require.Equal(t, contract.DirectionUp, direction)
-	require.Equal(t, queue.RunQueued, status, "the fake admitter starts nothing")
+	require.Equal(t, runstore.RunQueued, status, "the fake admitter starts nothing")
 	require.Equal(t, 1, b.runCount(t))
 
 	evs := b.outbox(t)

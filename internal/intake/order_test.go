@@ -11,13 +11,13 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/intake"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 )
 
-// holdingAdmitter admits with the real queue.Store.AdmitNext; the admission of request holdID
+// holdingAdmitter admits with the real runstore.Store.AdmitNext; the admission of request holdID
 // first calls hold, as a slow worker would be there.
 type holdingAdmitter struct {
-	store   *queue.Store
+	store   *runstore.Store
 	holdID  string
 	entered chan struct{}
 	hold    func(ctx context.Context)
@@ -26,7 +26,7 @@ type holdingAdmitter struct {
 	started []string // run ids AdmitNext started, in order
 }
 
-func (a *holdingAdmitter) Admit(ctx context.Context, tx pgx.Tx, run *queue.Run) error {
+func (a *holdingAdmitter) Admit(ctx context.Context, tx pgx.Tx, run *runstore.Run) error {
 	if run.RequestID == a.holdID {
 		close(a.entered)
 		a.hold(ctx)
@@ -117,8 +117,8 @@ func TestRunsOfOneTargetStartInTheOrderTheyWereRecorded(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 2)
 	t.Logf("runs in seq order: %+v", got)
-	require.Equal(t, queue.RunRunning, got[0].status, "the run recorded first (seq %d, %s) starts first", got[0].seq, got[0].requestID)
-	require.Equal(t, queue.RunQueued, got[1].status, "the run recorded second (seq %d, %s) waits", got[1].seq, got[1].requestID)
+	require.Equal(t, runstore.RunRunning, got[0].status, "the run recorded first (seq %d, %s) starts first", got[0].seq, got[0].requestID)
+	require.Equal(t, runstore.RunQueued, got[1].status, "the run recorded second (seq %d, %s) waits", got[1].seq, got[1].requestID)
 	admit.mu.Lock()
 	defer admit.mu.Unlock()
 	require.Equal(t, []string{contract.RunID("app", got[0].requestID)}, admit.started, "runs started")

@@ -20,7 +20,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/intake"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
@@ -124,8 +124,8 @@ func requireRejectionTerminated(t *testing.T, nc *nats.Conn) {
 	pool, err := pgxpool.New(ctx, testdb.New(t))
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	require.NoError(t, queue.Migrate(ctx, pool, "confiture_queue", "confiture_river", nil))
-	store := queue.NewStore(pool, "confiture_queue")
+	require.NoError(t, runstore.Migrate(ctx, pool, "confiture_queue", "confiture_river", nil))
+	store := runstore.NewStore(pool, "confiture_queue")
 
 	const ackWait = time.Second
 	obs := &countingObserver{}

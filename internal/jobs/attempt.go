@@ -14,7 +14,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/transient"
 )
 
@@ -57,9 +57,9 @@ func (a *attempt) fault(ctx context.Context, point string) error {
 	return a.p.cfg.Fault.At(ctx, point, fault.Where{Run: a.rc.row.ID, Version: a.step.Version, Phase: a.step.Phase, Attempt: a.n})
 }
 
-func (a *attempt) guard() queue.Guard {
+func (a *attempt) guard() runstore.Guard {
 	if a.cancelled {
-		return queue.Guard{Statuses: []string{queue.RunRunning}, Step: a.step, Job: a.job.ID}
+		return runstore.Guard{Statuses: []string{runstore.RunRunning}, Step: a.step, Job: a.job.ID}
 	}
 	return live(a.step, a.job.ID)
 }
@@ -136,7 +136,7 @@ func (p *Pipeline) begin(ctx context.Context, job *rivertype.JobRow, runID strin
 		// for the WAL flush (only a crash of PostgreSQL itself loses them, with the attempt's
 		// count, which then does not count).
 		row, err := p.cfg.Store.StartAttempt(ctx, tx, runID, step, job.ID)
-		if errors.Is(err, queue.ErrGuard) {
+		if errors.Is(err, runstore.ErrGuard) {
 			row, done, err = p.notLive(ctx, tx, a, runID)
 			if err != nil || done {
 				return err
@@ -154,7 +154,7 @@ func (p *Pipeline) begin(ctx context.Context, job *rivertype.JobRow, runID strin
 	switch {
 	case errors.Is(err, errStale):
 		return nil, true, nil
-	case errors.Is(err, queue.ErrRunNotFound):
+	case errors.Is(err, runstore.ErrRunNotFound):
 		return nil, true, river.JobCancel(fmt.Errorf("run %s: %w", runID, errRunGone))
 	case err != nil:
 		// The queue database is failing: River retries the job later. (It has not counted.)
@@ -167,7 +167,7 @@ func (p *Pipeline) begin(ctx context.Context, job *rivertype.JobRow, runID strin
 // run with this attempt counted when the job resumes the run and goes on; done when the job's
 // handling is over (it let go of a paused run, or retried a failed one); errStale when the job
 // has nothing to do with the run's state (the run moved on).
-func (p *Pipeline) notLive(ctx context.Context, tx pgx.Tx, a *attempt, runID string) (*queue.Run, bool, error) {
+func (p *Pipeline) notLive(ctx context.Context, tx pgx.Tx, a *attempt, runID string) (*runstore.Run, bool, error) {
 	job, step := a.job, a.step
 	// What follows changes the run's state: its commit waits for the WAL flush after all.
 	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = on`); err != nil {
@@ -182,10 +182,10 @@ func (p *Pipeline) notLive(ctx context.Context, tx pgx.Tx, a *attempt, runID str
 		return nil, false, err
 	}
 	switch {
-	case row.Status == queue.RunPaused && row.Step() == step && row.StoppedByJob == job.ID:
+	case row.Status == runstore.RunPaused && row.Step() == step && row.StoppedByJob == job.ID:
 		// The job whose cancellation paused the run, retried (River UI): it resumes the run
 		// and goes on in this very job.
-		if _, err := p.resume(ctx, tx, a.client, rc, queue.Guard{Statuses: []string{queue.RunPaused}, Step: step, AnyJob: true},
+		if _, err := p.resume(ctx, tx, a.client, rc, runstore.Guard{Statuses: []string{runstore.RunPaused}, Step: step, AnyJob: true},
 			job.ID, fmt.Sprintf("job %d, which paused the run, was retried (River UI)", job.ID)); err != nil {
 			return nil, false, err
 		}
@@ -195,14 +195,14 @@ func (p *Pipeline) notLive(ctx context.Context, tx pgx.Tx, a *attempt, runID str
 		}
 		_, err = tx.Exec(ctx, `SET LOCAL synchronous_commit = on`) // StartAttempt turned it off
 		return row, false, err
-	case row.Status == queue.RunPaused && row.JobID == job.ID:
+	case row.Status == runstore.RunPaused && row.JobID == job.ID:
 		// Paused while this job waited: it lets go of the run; resuming gives the run a new job.
-		if err := p.apply(ctx, tx, row.ID, queue.Guard{Statuses: []string{queue.RunPaused}, Step: row.Step(), Job: job.ID},
-			queue.Change{ClearJob: true}); err != nil {
+		if err := p.apply(ctx, tx, row.ID, runstore.Guard{Statuses: []string{runstore.RunPaused}, Step: row.Step(), Job: job.ID},
+			runstore.Change{ClearJob: true}); err != nil {
 			return nil, false, err
 		}
 		return nil, true, a.completeJob(ctx, tx)
-	case row.Status == queue.RunFailed && row.StoppedByJob == job.ID:
+	case row.Status == runstore.RunFailed && row.StoppedByJob == job.ID:
 		// The job that failed the run, retried (River UI): the run is retried.
 		if err := p.retryRun(ctx, tx, a.client, rc, fmt.Sprintf("job %d, which failed the run, was retried (River UI): the run plans again and resumes from its failed phase", job.ID)); err != nil {
 			return nil, false, err
@@ -350,7 +350,7 @@ func (a *attempt) conclude(ctx context.Context, err error) error {
 		evs := a.retryEvents(errorCode(err, a.step.Phase), err,
 			fmt.Sprintf("attempt %d of %d failed; retrying in about %s", a.n, a.p.cfg.MaxAttempts, wait.Round(10*time.Millisecond)))
 		if rerr := a.p.inTx(rctx, func(tx pgx.Tx) error {
-			aerr := a.p.apply(rctx, tx, a.rc.row.ID, live(a.step, a.job.ID), queue.Change{
+			aerr := a.p.apply(rctx, tx, a.rc.row.ID, live(a.step, a.job.ID), runstore.Change{
 				Transient: "clear", LastError: eventError(errorCode(err, a.step.Phase), err),
 			}, evs...)
 			return aerr
@@ -433,7 +433,7 @@ type jobOutput struct {
 // transaction; transientTrouble marks the start of a row of transient failures. A failure is
 // only logged: the attempt then counts.
 func (a *attempt) uncount(ctx context.Context, transientTrouble bool, evs ...contract.Event) {
-	change := queue.Change{Attempt: "dec"}
+	change := runstore.Change{Attempt: "dec"}
 	if transientTrouble {
 		change.Transient = "start"
 	}
@@ -618,5 +618,5 @@ func (a *attempt) onErrorDone(ctx context.Context, tx pgx.Tx, err error) error {
 	final := a.p.runFailedEvent(a.rc, m, a.rc.row.FailedPhase, orig, extra, a.summary)
 	final.Message += retryHint(a.rc.row.StoppedByJob)
 	a.log.Error("run failed", "reason", final.Message)
-	return a.p.end(ctx, tx, a.client, a.rc, a.step, a.job.ID, queue.RunFailed, append(evs, pe, final)...)
+	return a.p.end(ctx, tx, a.client, a.rc, a.step, a.job.ID, runstore.RunFailed, append(evs, pe, final)...)
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 )
 
 // How an attempt's error maps to its outcome, without a database.
@@ -42,7 +42,7 @@ func TestClassify(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := &attempt{
 				p:    &Pipeline{cfg: &Config{MaxAttempts: 3, OutageTolerance: 10 * time.Minute}},
-				rc:   &runContext{row: &queue.Run{TransientSince: tc.transientSince}},
+				rc:   &runContext{row: &runstore.Run{TransientSince: tc.transientSince}},
 				res:  &phaseResult{},
 				step: Step{Version: "001", Phase: "after_ddl"},
 				n:    tc.n,
@@ -57,7 +57,7 @@ func TestClassify(t *testing.T) {
 // recording an event again gives the same id.
 func TestAttemptEventIDs(t *testing.T) {
 	t.Parallel()
-	rc := &runContext{row: &queue.Run{ID: "8cca5d7b-dd0b-505b-96c4-f78e46de8baf"}, req: &contract.Request{}}
+	rc := &runContext{row: &runstore.Run{ID: "8cca5d7b-dd0b-505b-96c4-f78e46de8baf"}, req: &contract.Request{}}
 	rc.ref = refOf(rc.row)
 	attemptAt := func(fetched time.Time) *attempt {
 		return &attempt{p: &Pipeline{cfg: &Config{}}, rc: rc, res: &phaseResult{}, step: Step{Version: "001", Phase: "after_ddl"}, n: 1, fetched: fetched}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
@@ -27,7 +27,7 @@ func newCheckPipeline(t *testing.T) *Pipeline {
 	reg := hooks.NewRegistry()
 	require.NoError(t, hooks.RegisterBuiltins(reg))
 	p, err := New(&Config{
-		Store:    queue.NewStore(nil, queue.DefaultSchema),
+		Store:    runstore.NewStore(nil, runstore.DefaultSchema),
 		Targets:  targets,
 		Registry: reg,
 	}, river.NewWorkers())

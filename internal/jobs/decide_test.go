@@ -6,7 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
@@ -32,7 +32,7 @@ func TestDecideResumesIncompleteMigrations(t *testing.T) {
 		applied("001", true, ""), applied("002", false, "after_ddl"),
 	})
 	require.NoError(t, err)
-	require.Equal(t, queue.Plan{{Version: "002", From: "after_validation"}, {Version: "003"}}, d.entries)
+	require.Equal(t, runstore.Plan{{Version: "002", From: "after_validation"}, {Version: "003"}}, d.entries)
 	require.Equal(t, []contract.ResumedMigration{{Version: "002", From: "after_validation"}}, d.Resumed)
 	require.Equal(t, map[string]string{"002": "run-002"}, d.owners)
 	require.Equal(t, 1, d.Applied)
@@ -41,7 +41,7 @@ func TestDecideResumesIncompleteMigrations(t *testing.T) {
 	// Only the DDL committed: resume at after_ddl.
 	d, err = decide(decideReq("up", "001"), []target.Applied{applied("001", false, "ddl")})
 	require.NoError(t, err)
-	require.Equal(t, queue.Plan{{Version: "001", From: "after_ddl"}}, d.entries)
+	require.Equal(t, runstore.Plan{{Version: "001", From: "after_ddl"}}, d.entries)
 }
 
 func TestDecideReportsIncompleteMigrationsItLeaves(t *testing.T) {
@@ -50,7 +50,7 @@ func TestDecideReportsIncompleteMigrationsItLeaves(t *testing.T) {
 	req.To = "001"
 	d, err := decide(req, []target.Applied{applied("002", false, "after_ddl"), applied("009", false, "ddl")})
 	require.NoError(t, err)
-	require.Equal(t, queue.Plan{{Version: "001"}}, d.entries, "002 is beyond to")
+	require.Equal(t, runstore.Plan{{Version: "001"}}, d.entries, "002 is beyond to")
 	require.Equal(t, []contract.IncompleteMigration{
 		{Version: "002", Name: "m002", Phase: "after_ddl"},
 		{Version: "009", Name: "m009", Phase: "ddl"}, // not in the request
@@ -63,7 +63,7 @@ func TestDecideDryRunLeavesIncompleteMigrationsOut(t *testing.T) {
 	req.DryRun = true
 	d, err := decide(req, []target.Applied{applied("001", false, "after_ddl")})
 	require.NoError(t, err)
-	require.Equal(t, queue.Plan{{Version: "002"}}, d.entries)
+	require.Equal(t, runstore.Plan{{Version: "002"}}, d.entries)
 	require.Empty(t, d.Resumed)
 	require.Equal(t, []contract.IncompleteMigration{{Version: "001", Name: "m001", Phase: "after_ddl"}}, d.Incomplete)
 }
@@ -82,7 +82,7 @@ func TestDecideDriftFailsUnlessForced(t *testing.T) {
 	d, err := decide(req, []target.Applied{changed})
 	require.NoError(t, err)
 	require.Equal(t, []string{"001"}, d.Forced)
-	require.Equal(t, queue.Plan{{Version: "001", From: "after_ddl"}, {Version: "002"}}, d.entries)
+	require.Equal(t, runstore.Plan{{Version: "001", From: "after_ddl"}, {Version: "002"}}, d.entries)
 
 	// Forced with nothing pending: the new checksum is still recorded.
 	done := applied("001", true, "")
@@ -99,7 +99,7 @@ func TestDecideDownRevertsIncompleteMigrations(t *testing.T) {
 	t.Parallel()
 	d, err := decide(decideReq("down", "001", "002"), []target.Applied{applied("001", true, ""), applied("002", false, "after_ddl")})
 	require.NoError(t, err)
-	require.Equal(t, queue.Plan{{Version: "002"}}, d.entries, "down of an incomplete migration is allowed")
+	require.Equal(t, runstore.Plan{{Version: "002"}}, d.entries, "down of an incomplete migration is allowed")
 }
 
 func TestPhaseAfter(t *testing.T) {

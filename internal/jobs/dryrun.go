@@ -13,7 +13,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/dryrun"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 )
 
 // DryRunArgs is the job of a dry-run: every planned migration, all its phases and its DDL, in
@@ -97,14 +97,14 @@ func (da *dryRunAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 	rep := outbox.New(rc.ref, contract.KindDryRunReport)
 	rep.Data, rep.DurationMS = data, int64(report.DurationMS)
 	rep.Message = summarize(report)
-	change := queue.Change{Status: queue.RunCompleted}
+	change := runstore.Change{Status: runstore.RunCompleted}
 	final := outbox.New(rc.ref, contract.KindRunCompleted)
 	final.Message = "dry-run: " + rep.Message
 	if !report.Success {
 		final = outbox.New(rc.ref, contract.KindRunFailed)
 		final.Message = "dry-run: " + rep.Message
 		final.Error = &contract.EventError{Code: contract.CodeSQLError, Message: firstError(report)}
-		change = queue.Change{Status: queue.RunFailed, Failure: &queue.Failure{Phase: dryRunStep.Phase, Error: failure{Error: *final.Error}}}
+		change = runstore.Change{Status: runstore.RunFailed, Failure: &runstore.Failure{Phase: dryRunStep.Phase, Error: failure{Error: *final.Error}}}
 	}
 	final.Data = mustJSON(a.summary)
 	final.DurationMS = time.Since(rc.row.CreatedAt).Milliseconds()

@@ -37,7 +37,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/dryrun"
 	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
@@ -63,7 +63,7 @@ func (PhaseArgs) Kind() string { return "confiture_phase" }
 
 // Config is what the phase pipeline needs.
 type Config struct {
-	Store    *queue.Store
+	Store    *runstore.Store
 	Targets  *target.Set
 	Registry *hooks.Registry
 	// Logger is the base logger; every job derives one carrying the run's attributes.
@@ -88,7 +88,7 @@ type Config struct {
 	// Queue is the River queue phase jobs go to. Defaults to river.QueueDefault.
 	Queue string
 	// RiverSchema is the schema of River's tables, which the reconciler reads. Defaults to
-	// queue.DefaultRiverSchema.
+	// runstore.DefaultRiverSchema.
 	RiverSchema string
 	// ReconcileInterval is how often the leader looks for runs whose live job ended without
 	// moving them. Defaults to 30s.
@@ -177,7 +177,7 @@ func (c *Config) WithDefaults() *Config {
 		out.Queue = river.QueueDefault
 	}
 	if out.RiverSchema == "" {
-		out.RiverSchema = queue.DefaultRiverSchema
+		out.RiverSchema = runstore.DefaultRiverSchema
 	}
 	if out.ReconcileInterval <= 0 {
 		out.ReconcileInterval = 30 * time.Second
@@ -231,7 +231,7 @@ func (p *Pipeline) MaxAttempts() int { return p.cfg.riverMaxAttempts() }
 // queued: it starts when the runs before it have ended, in the order the queue database
 // recorded them. Call it in the transaction that inserted the run. It implements
 // intake.Admitter.
-func (p *Pipeline) Admit(ctx context.Context, tx pgx.Tx, run *queue.Run) error {
+func (p *Pipeline) Admit(ctx context.Context, tx pgx.Tx, run *runstore.Run) error {
 	if p.client == nil {
 		return errors.New("jobs: no River client (SetClient was not called)")
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 )
 
 // Operator actions on a run: pause, resume, fail, and retry from the failed phase. Each is one
@@ -63,7 +63,7 @@ func (p *Pipeline) operate(ctx context.Context, runID, action string, allowed []
 // after its current batch, keeping its checkpoint) and the run waits there, holding its
 // target, until Resume or Fail.
 func (p *Pipeline) Pause(ctx context.Context, runID, reason string) error {
-	return p.operate(ctx, runID, "pause", []string{queue.RunRunning}, func(tx pgx.Tx, rc *runContext) error {
+	return p.operate(ctx, runID, "pause", []string{runstore.RunRunning}, func(tx pgx.Tx, rc *runContext) error {
 		step := rc.row.Step()
 		if rc.row.JobID != 0 && p.holdsBatched(rc, step) {
 			// Cancel the job: a running batched hook stops after its batch and records the
@@ -74,14 +74,14 @@ func (p *Pipeline) Pause(ctx context.Context, runID, reason string) error {
 		}
 		ev := p.stepEvent(rc, contract.KindRunPaused, step, rc.row.Attempt, "operator")
 		ev.Message = "by an operator, at " + describeStep(step) + reasonSuffix(reason) + "; resume or fail it"
-		return p.pause(ctx, tx, rc, queue.Guard{Statuses: []string{queue.RunRunning}, Step: step, AnyJob: true}, 0, true, ev)
+		return p.pause(ctx, tx, rc, runstore.Guard{Statuses: []string{runstore.RunRunning}, Step: step, AnyJob: true}, 0, true, ev)
 	})
 }
 
 // Resume sets a paused run going again at its step.
 func (p *Pipeline) Resume(ctx context.Context, runID, reason string) error {
-	return p.operate(ctx, runID, "resume", []string{queue.RunPaused}, func(tx pgx.Tx, rc *runContext) error {
-		_, err := p.resume(ctx, tx, p.client, rc, queue.Guard{Statuses: []string{queue.RunPaused}, Step: rc.row.Step(), AnyJob: true},
+	return p.operate(ctx, runID, "resume", []string{runstore.RunPaused}, func(tx pgx.Tx, rc *runContext) error {
+		_, err := p.resume(ctx, tx, p.client, rc, runstore.Guard{Statuses: []string{runstore.RunPaused}, Step: rc.row.Step(), AnyJob: true},
 			0, "by an operator"+reasonSuffix(reason))
 		return err
 	})
@@ -94,7 +94,7 @@ func (p *Pipeline) Fail(ctx context.Context, runID, reason string) error {
 	if rc, err := p.loadRun(ctx, runID); err == nil {
 		sum = p.summaryOrWhy(ctx, rc, p.cfg.Logger.With("run", runID)) // read outside the transaction
 	}
-	return p.operate(ctx, runID, "fail", []string{queue.RunQueued, queue.RunRunning, queue.RunPaused}, func(tx pgx.Tx, rc *runContext) error {
+	return p.operate(ctx, runID, "fail", []string{runstore.RunQueued, runstore.RunRunning, runstore.RunPaused}, func(tx pgx.Tx, rc *runContext) error {
 		step := rc.row.Step()
 		msg := "failed by an operator" + reasonSuffix(reason)
 		f := failure{Error: contract.EventError{Code: contract.CodeCancelled, Message: msg}}
@@ -110,7 +110,7 @@ func (p *Pipeline) Fail(ctx context.Context, runID, reason string) error {
 				}
 			}
 		}
-		g := queue.Guard{Statuses: []string{rc.row.Status}, Step: step, AnyJob: true}
+		g := runstore.Guard{Statuses: []string{rc.row.Status}, Step: step, AnyJob: true}
 		return p.failStopped(ctx, tx, rc, g, f, rc.row.JobID, sum, "operator")
 	})
 }
@@ -119,7 +119,7 @@ func (p *Pipeline) Fail(ctx context.Context, runID, reason string) error {
 // migration it failed in from its first phase not done; what its failed phases committed is
 // not repeated.
 func (p *Pipeline) Retry(ctx context.Context, runID, reason string) error {
-	return p.operate(ctx, runID, "retry", []string{queue.RunFailed}, func(tx pgx.Tx, rc *runContext) error {
+	return p.operate(ctx, runID, "retry", []string{runstore.RunFailed}, func(tx pgx.Tx, rc *runContext) error {
 		return p.retryRun(ctx, tx, p.client, rc, "by an operator"+reasonSuffix(reason)+": the run plans again and resumes from its failed phase")
 	})
 }

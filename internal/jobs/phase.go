@@ -17,7 +17,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
@@ -36,7 +36,7 @@ func (w *phaseWorker) Timeout(*river.Job[PhaseArgs]) time.Duration { return w.p.
 type phaseAttempt struct {
 	*attempt
 	m       *contract.Migration
-	entry   queue.PlanEntry
+	entry   runstore.PlanEntry
 	planned []hooks.Planned
 	// planErr is why the phase's hooks could not be planned (a worker without a hook the
 	// request uses): the phase fails at once.
@@ -429,7 +429,7 @@ func (pa *phaseAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 		done.DurationMS = time.Since(a.rc.row.CreatedAt).Milliseconds()
 		done.Data = mustJSON(a.summary)
 		a.log.Info("run completed", "migrations", len(a.rc.row.Plan))
-		return a.p.end(ctx, tx, a.client, a.rc, a.step, a.job.ID, queue.RunCompleted, append(evs, done)...)
+		return a.p.end(ctx, tx, a.client, a.rc, a.step, a.job.ID, runstore.RunCompleted, append(evs, done)...)
 	}
 	if migrationDone {
 		nm, err := a.rc.migration(next.Version)
@@ -445,7 +445,7 @@ func (pa *phaseAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 func migrationStarted(rc *runContext, m *contract.Migration, from string) contract.Event {
 	ms := outbox.New(rc.ref, contract.KindMigrationStarted, m.Version)
 	setMigration(&ms, m)
-	if e, ok := rc.row.Plan.Entry(m.Version); ok && e.From != "" && e.From != firstPhase(rc.row.Direction, queue.PlanEntry{}) {
+	if e, ok := rc.row.Plan.Entry(m.Version); ok && e.From != "" && e.From != firstPhase(rc.row.Direction, runstore.PlanEntry{}) {
 		ms.Message = fmt.Sprintf("resuming at %s: an earlier run left it incomplete", from)
 	}
 	return ms

@@ -4,7 +4,7 @@ import (
 	"slices"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 )
 
 // The phase pipeline: which phase follows which. This is the contract users rely on
@@ -36,7 +36,7 @@ func PhasesFor(direction string) []string {
 }
 
 // firstPhase is where the run starts migration e.
-func firstPhase(direction string, e queue.PlanEntry) string {
+func firstPhase(direction string, e runstore.PlanEntry) string {
 	if e.From != "" {
 		return e.From
 	}
@@ -45,13 +45,13 @@ func firstPhase(direction string, e queue.PlanEntry) string {
 
 // FirstStep is where a run with plan starts. plan must not be empty; it is already in the
 // order the migrations run (ascending for up, descending for down).
-func FirstStep(direction string, plan queue.Plan) Step {
+func FirstStep(direction string, plan runstore.Plan) Step {
 	return Step{Version: plan[0].Version, Phase: firstPhase(direction, plan[0])}
 }
 
 // NextStep returns the step after cur, whether the migration of cur is finished with it, and
 // whether the run is finished (no next step).
-func NextStep(direction string, plan queue.Plan, cur Step) (next Step, migrationDone, runDone bool) {
+func NextStep(direction string, plan runstore.Plan, cur Step) (next Step, migrationDone, runDone bool) {
 	phases := PhasesFor(direction)
 	if i := slices.Index(phases, cur.Phase); i >= 0 && i+1 < len(phases) {
 		return Step{Version: cur.Version, Phase: phases[i+1]}, false, false

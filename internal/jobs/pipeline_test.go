@@ -7,13 +7,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 )
 
-func plan(versions ...string) queue.Plan {
-	out := make(queue.Plan, len(versions))
+func plan(versions ...string) runstore.Plan {
+	out := make(runstore.Plan, len(versions))
 	for i, v := range versions {
-		out[i] = queue.PlanEntry{Version: v}
+		out[i] = runstore.PlanEntry{Version: v}
 	}
 	return out
 }
@@ -94,7 +94,7 @@ func TestNextStepSingleMigration(t *testing.T) {
 // the order SPEC.md promises.
 func TestWalkMatchesSpec(t *testing.T) {
 	t.Parallel()
-	walk := func(direction string, plan queue.Plan) []string {
+	walk := func(direction string, plan runstore.Plan) []string {
 		var out []string
 		cur := FirstStep(direction, plan)
 		for range 100 {
@@ -123,13 +123,13 @@ func TestWalkMatchesSpec(t *testing.T) {
 // A migration left incomplete starts where its earlier run stopped; the next one from its start.
 func TestNextStepResumesAnIncompleteMigration(t *testing.T) {
 	t.Parallel()
-	p := queue.Plan{{Version: "001", From: "after_validation"}, {Version: "002"}}
+	p := runstore.Plan{{Version: "001", From: "after_validation"}, {Version: "002"}}
 	require.Equal(t, step("001", "after_validation"), FirstStep(contract.DirectionUp, p))
 	runTransitions(t, contract.DirectionUp, p, []transition{
 		{step("001", "after_validation"), step("001", "cleanup"), false, false},
 		{step("001", "cleanup"), step("002", "before_validation"), true, false},
 	})
-	p = queue.Plan{{Version: "001"}, {Version: "002", From: "cleanup"}}
+	p = runstore.Plan{{Version: "001"}, {Version: "002", From: "cleanup"}}
 	runTransitions(t, contract.DirectionUp, p, []transition{
 		{step("001", "cleanup"), step("002", "cleanup"), true, false},
 		{step("002", "cleanup"), Step{}, true, true},
@@ -152,7 +152,7 @@ func TestCompletesAt(t *testing.T) {
 	require.Equal(t, "", completesAt(m("after_ddl"), "after_validation"), "nothing left to do: marked at cleanup")
 }
 
-func runTransitions(t *testing.T, direction string, plan queue.Plan, tests []transition) {
+func runTransitions(t *testing.T, direction string, plan runstore.Plan, tests []transition) {
 	t.Helper()
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/%s", tt.from.Version, tt.from.Phase), func(t *testing.T) {

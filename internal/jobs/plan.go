@@ -15,7 +15,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
@@ -166,10 +166,10 @@ func (pl *planAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 			done.Message += fmt.Sprintf("; recorded the changed checksums of %s (force)", strings.Join(d.Forced, ", "))
 		}
 		a.log.Info("run completed", "message", done.Message)
-		if err := a.p.apply(ctx, tx, rc.row.ID, live(a.step, a.job.ID), queue.Change{Plan: queue.Plan{}}); err != nil {
+		if err := a.p.apply(ctx, tx, rc.row.ID, live(a.step, a.job.ID), runstore.Change{Plan: runstore.Plan{}}); err != nil {
 			return err
 		}
-		return a.p.end(ctx, tx, a.client, rc, a.step, a.job.ID, queue.RunCompleted, started, done)
+		return a.p.end(ctx, tx, a.client, rc, a.step, a.job.ID, runstore.RunCompleted, started, done)
 	}
 	started.Message = fmt.Sprintf("%s %d migration(s): %s", verb(d.Direction), len(d.Versions), strings.Join(d.Versions, ", "))
 	for _, r := range d.Resumed {
@@ -197,7 +197,7 @@ func (pl *planAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 // decision is what a run does, decided from its request and the target's tracking table.
 type decision struct {
 	contract.RunPlan
-	entries queue.Plan
+	entries runstore.Plan
 	// forced are the applied migrations whose checksum the run records anew (force).
 	forced []target.Applied
 	// owners maps each incomplete migration the run resumes to the run that owns it.
@@ -252,12 +252,12 @@ func decide(req *contract.Request, applied []target.Applied) (*decision, error) 
 			case beyond:
 			case tracked:
 				from := phaseAfter(a.Phase)
-				d.entries = append(d.entries, queue.PlanEntry{Version: m.Version, From: from})
+				d.entries = append(d.entries, runstore.PlanEntry{Version: m.Version, From: from})
 				d.Resumed = append(d.Resumed, contract.ResumedMigration{Version: m.Version, From: from})
 				d.owners[m.Version] = a.RunID
 				d.Versions = append(d.Versions, m.Version)
 			default:
-				d.entries = append(d.entries, queue.PlanEntry{Version: m.Version})
+				d.entries = append(d.entries, runstore.PlanEntry{Version: m.Version})
 				d.Versions = append(d.Versions, m.Version)
 			}
 		}
@@ -281,7 +281,7 @@ func decide(req *contract.Request, applied []target.Applied) (*decision, error) 
 				return nil, &planError{code: contract.CodeNoDownMigration, msg: fmt.Sprintf(
 					"migration %s has no down SQL (%s.down.sql), so it cannot be reverted", m.ID(), m.ID())}
 			}
-			d.entries = append(d.entries, queue.PlanEntry{Version: a.Version})
+			d.entries = append(d.entries, runstore.PlanEntry{Version: a.Version})
 			d.Versions = append(d.Versions, a.Version)
 			if req.To == "" {
 				break // without "to", down reverts the latest applied migration only
@@ -291,7 +291,7 @@ func decide(req *contract.Request, applied []target.Applied) (*decision, error) 
 	if req.DryRun && len(d.Resumed) > 0 {
 		// A dry-run runs whole migrations; one whose DDL committed cannot run again. It is
 		// left out and said so; a real run resumes it.
-		var keep queue.Plan
+		var keep runstore.Plan
 		var versions []string
 		for _, e := range d.entries {
 			if e.From == "" {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 )
 
 // The reconciler owns what no attempt can report: a run whose live job ended without moving it,
@@ -108,9 +108,9 @@ func (p *Pipeline) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		case errors.Is(err, errStale):
 		case err != nil:
 			errs = append(errs, fmt.Errorf("run %s: %w", d.Run, err))
-		case what == queue.RunFailed:
+		case what == runstore.RunFailed:
 			rep.Failed++
-		case what == queue.RunPaused:
+		case what == runstore.RunPaused:
 			rep.Paused++
 		default:
 			rep.Requeued++
@@ -191,13 +191,13 @@ func (p *Pipeline) rescueOrphans(ctx context.Context) (int, error) {
 }
 
 // reconcileRun moves one run whose live job ended (d) and returns the status it left it in.
-func (p *Pipeline) reconcileRun(ctx context.Context, d queue.Dead) (string, error) {
+func (p *Pipeline) reconcileRun(ctx context.Context, d runstore.Dead) (string, error) {
 	rc, err := p.loadRun(ctx, d.Run)
 	if err != nil {
 		return "", err
 	}
 	log := p.cfg.Logger.With("run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target, "job_id", d.Job)
-	g := queue.Guard{Statuses: []string{queue.RunRunning}, Step: d.Step, Job: d.Job}
+	g := runstore.Guard{Statuses: []string{runstore.RunRunning}, Step: d.Step, Job: d.Job}
 	step := describeStep(d.Step)
 	switch d.JobState {
 	case string(rivertype.JobStateCancelled):
@@ -206,14 +206,14 @@ func (p *Pipeline) reconcileRun(ctx context.Context, d queue.Dead) (string, erro
 			ev.Message = fmt.Sprintf("job %d of %s was cancelled while it was not running; its checkpoint is kept. Retry job %d (River UI) to resume it, or fail the run",
 				d.Job, step, d.Job)
 			log.Warn("run paused: the job of its batched hook was cancelled", "step", step)
-			return queue.RunPaused, p.inTx(ctx, func(tx pgx.Tx) error { return p.pause(ctx, tx, rc, g, d.Job, false, ev) })
+			return runstore.RunPaused, p.inTx(ctx, func(tx pgx.Tx) error { return p.pause(ctx, tx, rc, g, d.Job, false, ev) })
 		}
 		log.Warn("run failed: its job was cancelled", "step", step)
-		return queue.RunFailed, p.failEnded(ctx, rc, g, d, contract.CodeCancelled,
+		return runstore.RunFailed, p.failEnded(ctx, rc, g, d, contract.CodeCancelled,
 			fmt.Sprintf("job %d of %s was cancelled (River UI, or an operator) while it was not running", d.Job, step))
 	case string(rivertype.JobStateDiscarded):
 		log.Warn("run failed: River discarded its job", "step", step)
-		return queue.RunFailed, p.failEnded(ctx, rc, g, d, contract.CodeDiscarded,
+		return runstore.RunFailed, p.failEnded(ctx, rc, g, d, contract.CodeDiscarded,
 			fmt.Sprintf("job %d of %s was discarded by River: its attempts ran out (its worker died with it again and again, or it kept failing to record its outcome)", d.Job, step))
 	}
 	why := fmt.Sprintf("job %d of %s no longer exists; a new job goes on with the step", d.Job, step)
@@ -221,11 +221,11 @@ func (p *Pipeline) reconcileRun(ctx context.Context, d queue.Dead) (string, erro
 		why = fmt.Sprintf("job %d of %s ended (%s) without moving the run; a new job goes on with the step", d.Job, step, d.JobState)
 	}
 	log.Warn("run given a new job: its job was lost", "step", step, "job_state", d.JobState)
-	return queue.RunRunning, p.inTx(ctx, func(tx pgx.Tx) error { return p.requeue(ctx, tx, p.client, rc, d.Job, why) })
+	return runstore.RunRunning, p.inTx(ctx, func(tx pgx.Tx) error { return p.requeue(ctx, tx, p.client, rc, d.Job, why) })
 }
 
 // failEnded fails a run whose job ended (cancelled, discarded) at its step.
-func (p *Pipeline) failEnded(ctx context.Context, rc *runContext, g queue.Guard, d queue.Dead, code, msg string) error {
+func (p *Pipeline) failEnded(ctx context.Context, rc *runContext, g runstore.Guard, d runstore.Dead, code, msg string) error {
 	sum := p.summaryOrWhy(ctx, rc, p.cfg.Logger.With("run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target))
 	f := failure{Error: contract.EventError{Code: code, Message: msg}}
 	return p.inTx(ctx, func(tx pgx.Tx) error { return p.failStopped(ctx, tx, rc, g, f, d.Job, sum) })

@@ -10,19 +10,19 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 )
 
 // runContext is a run as a job sees it: its row (as the attempt found it), its decoded request
 // and what its events need.
 type runContext struct {
-	row *queue.Run
+	row *runstore.Run
 	req *contract.Request
 	ref outbox.RunRef
 }
 
 // newRunContext pairs a run row with its request, decoding the request unless the cache has it.
-func (p *Pipeline) newRunContext(row *queue.Run) (*runContext, error) {
+func (p *Pipeline) newRunContext(row *runstore.Run) (*runContext, error) {
 	req := p.requests.get(row.ID, row.RequestSHA256)
 	if req == nil {
 		var r contract.Request
@@ -35,7 +35,7 @@ func (p *Pipeline) newRunContext(row *queue.Run) (*runContext, error) {
 	return &runContext{row: row, req: req, ref: refOf(row)}, nil
 }
 
-func refOf(row *queue.Run) outbox.RunRef {
+func refOf(row *runstore.Run) outbox.RunRef {
 	return outbox.RunRef{Run: row.ID, RequestID: row.RequestID, Target: row.Target, Epoch: row.Epoch}
 }
 

@@ -16,7 +16,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/backfill"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/target"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
@@ -26,7 +26,7 @@ import (
 
 type machine struct {
 	p     *Pipeline
-	store *queue.Store
+	store *runstore.Store
 	db    *pgxpool.Pool
 	river *river.Client[pgx.Tx]
 }
@@ -38,18 +38,18 @@ func newMachine(t *testing.T) *machine {
 	db, err := pgxpool.New(ctx, dsn)
 	require.NoError(t, err)
 	t.Cleanup(db.Close)
-	require.NoError(t, queue.Migrate(ctx, db, queue.DefaultSchema, queue.DefaultRiverSchema, nil))
+	require.NoError(t, runstore.Migrate(ctx, db, runstore.DefaultSchema, runstore.DefaultRiverSchema, nil))
 	targets, err := target.NewSet([]target.Config{{Name: "default", DSN: dsn}})
 	require.NoError(t, err)
 	t.Cleanup(targets.Close)
 	reg := hooks.NewRegistry()
 	require.NoError(t, hooks.RegisterBuiltins(reg))
 	require.NoError(t, reg.Register(backfill.Definition()))
-	store := queue.NewStore(db, queue.DefaultSchema)
+	store := runstore.NewStore(db, runstore.DefaultSchema)
 	workers := river.NewWorkers()
 	p, err := New(&Config{Store: store, Targets: targets, Registry: reg}, workers)
 	require.NoError(t, err)
-	rc, err := river.NewClient(riverpgxv5.New(db), &river.Config{Schema: queue.DefaultRiverSchema, Workers: workers})
+	rc, err := river.NewClient(riverpgxv5.New(db), &river.Config{Schema: runstore.DefaultRiverSchema, Workers: workers})
 	require.NoError(t, err)
 	p.SetClient(rc)
 	return &machine{p: p, store: store, db: db, river: rc}
@@ -61,7 +61,7 @@ func (m *machine) submit(t *testing.T, req *contract.Request) string {
 	ctx := context.Background()
 	body, err := json.Marshal(req)
 	require.NoError(t, err)
-	run := &queue.Run{ID: contract.RunID(req.Target, req.ID), RequestID: req.ID, Target: req.Target, Direction: req.Direction,
+	run := &runstore.Run{ID: contract.RunID(req.Target, req.ID), RequestID: req.ID, Target: req.Target, Direction: req.Direction,
 		Request: body, RequestSHA256: "sha-" + req.ID}
 	require.NoError(t, pgx.BeginFunc(ctx, m.db, func(tx pgx.Tx) error {
 		if err := m.store.LockTarget(ctx, tx, req.Target); err != nil {
@@ -75,7 +75,7 @@ func (m *machine) submit(t *testing.T, req *contract.Request) string {
 	return run.ID
 }
 
-func (m *machine) row(t *testing.T, id string) *queue.Run {
+func (m *machine) row(t *testing.T, id string) *runstore.Run {
 	t.Helper()
 	r, err := m.store.GetRun(context.Background(), m.db, id)
 	require.NoError(t, err)
@@ -128,7 +128,7 @@ func (m *machine) moveTo(t *testing.T, id string, step Step) int64 {
 	rc, err := m.p.loadRun(ctx, id)
 	require.NoError(t, err)
 	require.NoError(t, m.p.inTx(ctx, func(tx pgx.Tx) error {
-		return m.p.advance(ctx, tx, m.river, rc, rc.row.Step(), rc.row.JobID, step, queue.Plan{{Version: "001"}})
+		return m.p.advance(ctx, tx, m.river, rc, rc.row.Step(), rc.row.JobID, step, runstore.Plan{{Version: "001"}})
 	}))
 	return m.row(t, id).JobID
 }
@@ -138,10 +138,10 @@ func TestAdmissionRunsOneRunOfATargetAtATimeInRecordedOrder(t *testing.T) {
 	m := newMachine(t)
 	a, b := m.submit(t, smRequest("a")), m.submit(t, smRequest("b"))
 	ra, rb := m.row(t, a), m.row(t, b)
-	require.Equal(t, queue.RunRunning, ra.Status)
+	require.Equal(t, runstore.RunRunning, ra.Status)
 	require.Equal(t, planStep, ra.Step())
 	require.Equal(t, "available", m.jobState(t, ra.JobID), "the running run has its live job")
-	require.Equal(t, queue.RunQueued, rb.Status)
+	require.Equal(t, runstore.RunQueued, rb.Status)
 	require.Zero(t, rb.JobID)
 }
 
@@ -155,40 +155,40 @@ func TestOperatorActions(t *testing.T) {
 	require.ErrorIs(t, err, ErrRunState, "a queued run cannot be paused")
 	var se *StateError
 	require.ErrorAs(t, err, &se)
-	require.Equal(t, queue.RunQueued, se.Status)
+	require.Equal(t, runstore.RunQueued, se.Status)
 
 	job := m.row(t, a).JobID
 	require.NoError(t, m.p.Pause(ctx, a, "maintenance window"))
-	require.Equal(t, queue.RunPaused, m.row(t, a).Status)
+	require.Equal(t, runstore.RunPaused, m.row(t, a).Status)
 	require.Equal(t, contract.KindRunPaused, m.lastEvent(t, a).Kind)
 	require.Contains(t, m.lastEvent(t, a).Message, "maintenance window")
 	require.ErrorIs(t, m.p.Pause(ctx, a, ""), ErrRunState, "already paused")
 
 	require.NoError(t, m.p.Resume(ctx, a, ""))
 	ra := m.row(t, a)
-	require.Equal(t, queue.RunRunning, ra.Status)
+	require.Equal(t, runstore.RunRunning, ra.Status)
 	require.Equal(t, job, ra.JobID, "its job never ran: it is still the live one")
 	require.Equal(t, 1, ra.Epoch)
 	require.Equal(t, contract.KindRunResumed, m.lastEvent(t, a).Kind)
 
 	require.NoError(t, m.p.Fail(ctx, a, "wrong deploy"))
 	ra = m.row(t, a)
-	require.Equal(t, queue.RunFailed, ra.Status)
+	require.Equal(t, runstore.RunFailed, ra.Status)
 	require.Equal(t, job, ra.StoppedByJob)
 	final := m.lastEvent(t, a)
 	require.Equal(t, contract.KindRunFailed, final.Kind)
 	require.Equal(t, contract.CodeCancelled, final.Error.Code)
 	require.Equal(t, "cancelled", m.jobState(t, job), "the failed run's job will not run")
-	require.Equal(t, queue.RunRunning, m.row(t, b).Status, "failing a run admits the next one")
+	require.Equal(t, runstore.RunRunning, m.row(t, b).Status, "failing a run admits the next one")
 
 	require.NoError(t, m.p.Retry(ctx, a, ""))
 	ra = m.row(t, a)
-	require.Equal(t, queue.RunQueued, ra.Status, "retried behind the running run")
+	require.Equal(t, runstore.RunQueued, ra.Status, "retried behind the running run")
 	require.Equal(t, contract.KindRunRetried, m.lastEvent(t, a).Kind)
 	require.Empty(t, ra.FailedPhase)
 	require.NoError(t, m.p.Fail(ctx, b, ""))
 	ra = m.row(t, a)
-	require.Equal(t, queue.RunRunning, ra.Status, "admitted once the target is free")
+	require.Equal(t, runstore.RunRunning, ra.Status, "admitted once the target is free")
 	require.Equal(t, planStep, ra.Step(), "it plans again")
 	require.Equal(t, "available", m.jobState(t, ra.JobID))
 	require.Equal(t, []string{contract.KindRunPaused, contract.KindRunResumed, contract.KindRunFailed, contract.KindRunRetried},
@@ -202,7 +202,7 @@ func TestFailingAQueuedRunAndARunInItsOnErrorHooks(t *testing.T) {
 	onError := contract.HookSpec{Phase: "on_error", Name: "notify", Hook: "sql", Params: map[string]any{"sql": "SELECT 1"}}
 	a, b := m.submit(t, smRequest("a", onError)), m.submit(t, smRequest("b"))
 	require.NoError(t, m.p.Fail(ctx, b, "not needed"))
-	require.Equal(t, queue.RunFailed, m.row(t, b).Status)
+	require.Equal(t, runstore.RunFailed, m.row(t, b).Status)
 	require.Equal(t, []string{contract.KindRunFailed}, m.events(t, b))
 	require.Equal(t, "the run failed before it started: failed by an operator: not needed", m.lastEvent(t, b).Message)
 
@@ -211,7 +211,7 @@ func TestFailingAQueuedRunAndARunInItsOnErrorHooks(t *testing.T) {
 	require.Equal(t, Step{Version: "001", Phase: "on_error"}, m.row(t, a).Step())
 	require.NoError(t, m.p.Fail(ctx, a, "second"))
 	ra := m.row(t, a)
-	require.Equal(t, queue.RunFailed, ra.Status)
+	require.Equal(t, runstore.RunFailed, ra.Status)
 	final := m.lastEvent(t, a)
 	require.Equal(t, contract.KindRunFailed, final.Kind)
 	require.Equal(t, "after_ddl", final.Phase, "the original failure")
@@ -227,7 +227,7 @@ func TestFailingARunAtAPhaseRunsItsOnErrorHooks(t *testing.T) {
 	m.moveTo(t, a, Step{Version: "001", Phase: "after_ddl"})
 	require.NoError(t, m.p.Fail(ctx, a, ""))
 	ra := m.row(t, a)
-	require.Equal(t, queue.RunRunning, ra.Status)
+	require.Equal(t, runstore.RunRunning, ra.Status)
 	require.Equal(t, Step{Version: "001", Phase: "on_error"}, ra.Step())
 	require.Equal(t, "after_ddl", ra.FailedPhase)
 	require.Equal(t, []string{contract.KindPhaseFailed, contract.KindMigrationFailed}, m.events(t, a))
@@ -244,18 +244,18 @@ func TestReconcilerMovesRunsWhoseJobEnded(t *testing.T) {
 		status, kind, code string
 	}{
 		{"cancelled while waiting", nil, func(m *machine, job int64) error { _, err := m.river.JobCancel(ctx, job); return err },
-			queue.RunFailed, contract.KindRunFailed, contract.CodeCancelled},
+			runstore.RunFailed, contract.KindRunFailed, contract.CodeCancelled},
 		{"cancelled batched hook", []contract.HookSpec{{Phase: "after_ddl", Name: "fill", Hook: "backfill", Params: map[string]any{"table": "t", "set": "x = 1"}}},
 			func(m *machine, job int64) error { _, err := m.river.JobCancel(ctx, job); return err },
-			queue.RunPaused, contract.KindRunPaused, ""},
+			runstore.RunPaused, contract.KindRunPaused, ""},
 		{"discarded", nil, func(m *machine, job int64) error {
 			_, err := m.db.Exec(ctx, `UPDATE confiture_river.river_job SET state = 'discarded', finalized_at = now() WHERE id = $1`, job)
 			return err
-		}, queue.RunFailed, contract.KindRunFailed, contract.CodeDiscarded},
+		}, runstore.RunFailed, contract.KindRunFailed, contract.CodeDiscarded},
 		{"deleted", nil, func(m *machine, job int64) error {
 			_, err := m.db.Exec(ctx, `DELETE FROM confiture_river.river_job WHERE id = $1`, job)
 			return err
-		}, queue.RunRunning, contract.KindRunResumed, ""},
+		}, runstore.RunRunning, contract.KindRunResumed, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -277,14 +277,14 @@ func TestReconcilerMovesRunsWhoseJobEnded(t *testing.T) {
 				require.Equal(t, tc.code, last.Error.Code)
 			}
 			switch tc.status {
-			case queue.RunFailed:
+			case runstore.RunFailed:
 				require.Equal(t, job, ra.StoppedByJob, "retrying the job resumes the run")
-				require.Equal(t, queue.RunRunning, m.row(t, b).Status, "the target is free for the next run")
-			case queue.RunPaused:
+				require.Equal(t, runstore.RunRunning, m.row(t, b).Status, "the target is free for the next run")
+			case runstore.RunPaused:
 				require.Equal(t, job, ra.StoppedByJob)
 				require.Zero(t, ra.JobID)
-				require.Equal(t, queue.RunQueued, m.row(t, b).Status, "a paused run keeps its target")
-			case queue.RunRunning:
+				require.Equal(t, runstore.RunQueued, m.row(t, b).Status, "a paused run keeps its target")
+			case runstore.RunRunning:
 				require.NotEqual(t, job, ra.JobID)
 				require.Equal(t, "available", m.jobState(t, ra.JobID), "a new job goes on with the step")
 			}
@@ -318,7 +318,7 @@ func TestReconcilerKeepsTheOriginalFailureOfARunStoppedInOnError(t *testing.T) {
 	_, err = m.p.Reconcile(ctx)
 	require.NoError(t, err)
 	ra = m.row(t, a)
-	require.Equal(t, queue.RunFailed, ra.Status)
+	require.Equal(t, runstore.RunFailed, ra.Status)
 	require.Equal(t, "after_ddl", ra.FailedPhase, "the run row keeps where it failed")
 	final := m.lastEvent(t, a)
 	require.Equal(t, contract.KindRunFailed, final.Kind)
@@ -375,7 +375,7 @@ func TestReconcilerAdmitsTheNextRunOfAnIdleTarget(t *testing.T) {
 	rep, err := m.p.Reconcile(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, rep.Admitted)
-	require.Equal(t, queue.RunRunning, m.row(t, b).Status)
+	require.Equal(t, runstore.RunRunning, m.row(t, b).Status)
 }
 
 // A transition and its events commit together or not at all, and a transition from a state the

@@ -11,7 +11,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 )
 
 // The run state machine. Every change of a run's state is one of the transitions below. Each
@@ -29,7 +29,7 @@ import (
 //	failed ─retry (operator)─▶ queued: the run plans again and resumes from its failed phase
 
 // Step is one position in a run: a phase of a migration; the zero Step is planning.
-type Step = queue.Step
+type Step = runstore.Step
 
 // planStep is where a run is while it is planned; dryRunStep while its dry-run runs.
 var (
@@ -44,11 +44,11 @@ var errStale = errors.New("stale job: the run has moved on")
 
 // apply makes change to run under guard g and records evs, the events that report it, in tx, in
 // one round trip. A guard that does not hold is errStale.
-func (p *Pipeline) apply(ctx context.Context, tx pgx.Tx, run string, g queue.Guard, c queue.Change, evs ...contract.Event) error {
+func (p *Pipeline) apply(ctx context.Context, tx pgx.Tx, run string, g runstore.Guard, c runstore.Change, evs ...contract.Event) error {
 	err := p.cfg.Store.Apply(ctx, tx, run, g, c, func(b *pgx.Batch) error {
 		return outbox.Queue(b, p.cfg.Store.Schema(), true, evs...)
 	})
-	if errors.Is(err, queue.ErrGuard) {
+	if errors.Is(err, runstore.ErrGuard) {
 		return errStale
 	}
 	return err
@@ -92,31 +92,31 @@ func (p *Pipeline) admitNext(ctx context.Context, tx pgx.Tx, client *river.Clien
 	if err != nil {
 		return err
 	}
-	return p.cfg.Store.Apply(ctx, tx, id, queue.Guard{Statuses: []string{queue.RunRunning}, AnyStep: true, AnyJob: true},
-		queue.Change{Job: job, SetJob: true}, nil)
+	return p.cfg.Store.Apply(ctx, tx, id, runstore.Guard{Statuses: []string{runstore.RunRunning}, AnyStep: true, AnyJob: true},
+		runstore.Change{Job: job, SetJob: true}, nil)
 }
 
 // lockRun reads run, locked for the rest of tx.
-func (p *Pipeline) lockRun(ctx context.Context, tx pgx.Tx, id string) (*queue.Run, error) {
+func (p *Pipeline) lockRun(ctx context.Context, tx pgx.Tx, id string) (*runstore.Run, error) {
 	return p.cfg.Store.GetRunForUpdate(ctx, tx, id)
 }
 
 // live is the guard of a transition made by job, the live job of a run at step: the run may
 // have been paused meanwhile (a running phase finishes, and its outcome is recorded).
-func live(step Step, job int64) queue.Guard {
-	return queue.Guard{Statuses: []string{queue.RunRunning, queue.RunPaused}, Step: step, Job: job}
+func live(step Step, job int64) runstore.Guard {
+	return runstore.Guard{Statuses: []string{runstore.RunRunning, runstore.RunPaused}, Step: step, Job: job}
 }
 
 // advance moves a run whose job at from succeeded to step to, with its job (and records the
 // run's plan, when plan is set: the planning step's success). A run paused meanwhile moves to
 // step to and waits there without a job (the job inserted for it finds the run paused when it
 // starts, and ends without effect).
-func (p *Pipeline) advance(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, from Step, job int64, to Step, plan queue.Plan, evs ...contract.Event) error {
+func (p *Pipeline) advance(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, from Step, job int64, to Step, plan runstore.Plan, evs ...contract.Event) error {
 	next, err := p.insertJob(ctx, tx, client, rc.row.ID, to)
 	if err != nil {
 		return err
 	}
-	err = p.apply(ctx, tx, rc.row.ID, live(from, job), queue.Change{
+	err = p.apply(ctx, tx, rc.row.ID, live(from, job), runstore.Change{
 		Step: &to, Attempt: "reset", Transient: "clear", Plan: plan, Job: next, SetJob: true, OnlyIfRunning: true,
 	}, evs...)
 	return err
@@ -125,12 +125,12 @@ func (p *Pipeline) advance(ctx context.Context, tx pgx.Tx, client *river.Client[
 // end ends a run whose job at from did its last step (the run's last phase, its on_error hooks,
 // planning with nothing to do, its dry-run) with status, and admits the target's next run.
 func (p *Pipeline) end(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, from Step, job int64, status string, evs ...contract.Event) error {
-	return p.endRun(ctx, tx, client, rc, live(from, job), queue.Change{Status: status}, evs...)
+	return p.endRun(ctx, tx, client, rc, live(from, job), runstore.Change{Status: status}, evs...)
 }
 
 // endRun ends a run under g with change (its status, and what else the end records) and evs,
 // its final event among them, and admits the target's next run.
-func (p *Pipeline) endRun(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, g queue.Guard, change queue.Change, evs ...contract.Event) error {
+func (p *Pipeline) endRun(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, g runstore.Guard, change runstore.Change, evs ...contract.Event) error {
 	change.ClearJob, change.Finished, change.Transient = true, true, "clear"
 	if err := p.apply(ctx, tx, rc.row.ID, g, change, evs...); err != nil {
 		return err
@@ -150,9 +150,9 @@ type failure struct {
 // ends failed, admitting the target's next run. evs report the failure so far; failAt adds
 // migration.failed and, when the run ends now, final (its run.failed). stoppedBy is the job
 // that retrying (River UI) resumes the run from.
-func (p *Pipeline) failAt(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, g queue.Guard, at Step, f failure, stoppedBy int64, evs []contract.Event, final contract.Event) error {
-	fail := &queue.Failure{Version: at.Version, Phase: at.Phase, Error: f}
-	change := queue.Change{Failure: fail, StoppedByJob: stoppedBy, Transient: "clear"}
+func (p *Pipeline) failAt(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, g runstore.Guard, at Step, f failure, stoppedBy int64, evs []contract.Event, final contract.Event) error {
+	fail := &runstore.Failure{Version: at.Version, Phase: at.Phase, Error: f}
+	change := runstore.Change{Failure: fail, StoppedByJob: stoppedBy, Transient: "clear"}
 	m, _ := rc.migration(at.Version)
 	if m != nil && at.Phase != contract.PhaseOnError {
 		mf := outbox.New(rc.ref, contract.KindMigrationFailed, m.Version)
@@ -166,11 +166,11 @@ func (p *Pipeline) failAt(ctx context.Context, tx pgx.Tx, client *river.Client[p
 		if err != nil {
 			return err
 		}
-		change.Status, change.Step, change.Job, change.SetJob, change.Attempt = queue.RunRunning, &onError, job, true, "reset"
+		change.Status, change.Step, change.Job, change.SetJob, change.Attempt = runstore.RunRunning, &onError, job, true, "reset"
 		err = p.apply(ctx, tx, rc.row.ID, g, change, evs...)
 		return err
 	}
-	change.Status = queue.RunFailed
+	change.Status = runstore.RunFailed
 	final.Message += retryHint(stoppedBy)
 	p.cfg.Logger.Error("run failed", "run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target, "reason", final.Message)
 	return p.endRun(ctx, tx, client, rc, g, change, append(evs, final)...)
@@ -181,11 +181,11 @@ func (p *Pipeline) failAt(ctx context.Context, tx pgx.Tx, client *river.Client[p
 // the job that stopped (0: none), idParts tell its phase.failed apart. At a phase, the phase
 // fails like any other (failAt: its migration's on_error hooks, or the end); in on_error, the
 // run ends with its original failure, f added; elsewhere (queued, planning, its dry-run) it ends.
-func (p *Pipeline) failStopped(ctx context.Context, tx pgx.Tx, rc *runContext, g queue.Guard, f failure, stoppedBy int64, sum contract.RunSummary, idParts ...string) error {
+func (p *Pipeline) failStopped(ctx context.Context, tx pgx.Tx, rc *runContext, g runstore.Guard, f failure, stoppedBy int64, sum contract.RunSummary, idParts ...string) error {
 	step := rc.row.Step()
 	m, _ := rc.migration(step.Version)
 	switch {
-	case rc.row.Status == queue.RunQueued:
+	case rc.row.Status == runstore.RunQueued:
 		final := p.runFailedEvent(rc, nil, "", f, "", sum)
 		final.Message = "the run failed before it started: " + f.Error.Message + incompleteNote(sum)
 		return p.failAt(ctx, tx, p.client, rc, g, step, f, stoppedBy, nil, final)
@@ -196,7 +196,7 @@ func (p *Pipeline) failStopped(ctx context.Context, tx pgx.Tx, rc *runContext, g
 		final := p.runFailedEvent(rc, m, rc.row.FailedPhase, rc.failure(), "on_error was stopped: "+f.Error.Message, sum)
 		final.Message += retryHint(rc.row.StoppedByJob)
 		p.cfg.Logger.Error("run failed", "run", rc.row.ID, "request_id", rc.row.RequestID, "target", rc.row.Target, "reason", final.Message)
-		return p.endRun(ctx, tx, p.client, rc, g, queue.Change{Status: queue.RunFailed}, final)
+		return p.endRun(ctx, tx, p.client, rc, g, runstore.Change{Status: runstore.RunFailed}, final)
 	}
 	pf := p.stepEvent(rc, contract.KindPhaseFailed, step, rc.row.Attempt, idParts...)
 	pf.Error, pf.Message = &f.Error, f.Error.Message
@@ -207,15 +207,15 @@ func (p *Pipeline) failStopped(ctx context.Context, tx pgx.Tx, rc *runContext, g
 // the job whose cancellation paused it (0: an operator's pause), which retrying resumes it.
 // keepJob leaves the run's live job in place (an operator paused it while the job runs: its
 // outcome is still recorded).
-func (p *Pipeline) pause(ctx context.Context, tx pgx.Tx, rc *runContext, g queue.Guard, stoppedBy int64, keepJob bool, evs ...contract.Event) error {
-	change := queue.Change{Status: queue.RunPaused, Paused: true, StoppedByJob: stoppedBy, ClearJob: !keepJob, Transient: "clear"}
+func (p *Pipeline) pause(ctx context.Context, tx pgx.Tx, rc *runContext, g runstore.Guard, stoppedBy int64, keepJob bool, evs ...contract.Event) error {
+	change := runstore.Change{Status: runstore.RunPaused, Paused: true, StoppedByJob: stoppedBy, ClearJob: !keepJob, Transient: "clear"}
 	err := p.apply(ctx, tx, rc.row.ID, g, change, evs...)
 	return err
 }
 
 // resume sets a paused run going again at its step: in job, when a job resumes it (the job it
 // was paused by, retried), else in its live job if it still has one, else in a new one.
-func (p *Pipeline) resume(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, g queue.Guard, in int64, why string) (int64, error) {
+func (p *Pipeline) resume(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, g runstore.Guard, in int64, why string) (int64, error) {
 	job := in
 	if job == 0 && rc.row.JobID != 0 {
 		alive, err := p.jobAlive(ctx, tx, rc.row.JobID)
@@ -235,8 +235,8 @@ func (p *Pipeline) resume(ctx context.Context, tx pgx.Tx, client *river.Client[p
 	// The event belongs to the epoch the resume ends (rc.ref's): its id is new each time.
 	ev := p.stepEvent(rc, contract.KindRunResumed, rc.row.Step(), 0)
 	ev.Message = why
-	err := p.apply(ctx, tx, rc.row.ID, g, queue.Change{
-		Status: queue.RunRunning, Job: job, SetJob: true, ClearStopped: true, NextEpoch: true, Transient: "clear",
+	err := p.apply(ctx, tx, rc.row.ID, g, runstore.Change{
+		Status: runstore.RunRunning, Job: job, SetJob: true, ClearStopped: true, NextEpoch: true, Transient: "clear",
 	}, ev)
 	return job, err
 }
@@ -246,8 +246,8 @@ func (p *Pipeline) resume(ctx context.Context, tx pgx.Tx, client *river.Client[p
 func (p *Pipeline) retryRun(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, why string) error {
 	ev := outbox.New(rc.ref, contract.KindRunRetried)
 	ev.Message = why
-	if err := p.apply(ctx, tx, rc.row.ID, queue.Guard{Statuses: []string{queue.RunFailed}, AnyStep: true, AnyJob: true},
-		queue.Change{Status: queue.RunQueued, Requeue: true, ClearJob: true, ClearStopped: true, NextEpoch: true,
+	if err := p.apply(ctx, tx, rc.row.ID, runstore.Guard{Statuses: []string{runstore.RunFailed}, AnyStep: true, AnyJob: true},
+		runstore.Change{Status: runstore.RunQueued, Requeue: true, ClearJob: true, ClearStopped: true, NextEpoch: true,
 			Attempt: "reset", Transient: "clear"}, ev); err != nil {
 		return err
 	}
@@ -264,8 +264,8 @@ func (p *Pipeline) requeue(ctx context.Context, tx pgx.Tx, client *river.Client[
 	}
 	ev := p.stepEvent(rc, contract.KindRunResumed, step, 0, "requeued", fmt.Sprint(dead))
 	ev.Message = why
-	err = p.apply(ctx, tx, rc.row.ID, queue.Guard{Statuses: []string{queue.RunRunning}, Step: step, Job: dead},
-		queue.Change{Job: job, SetJob: true, NextEpoch: true}, ev)
+	err = p.apply(ctx, tx, rc.row.ID, runstore.Guard{Statuses: []string{runstore.RunRunning}, Step: step, Job: dead},
+		runstore.Change{Job: job, SetJob: true, NextEpoch: true}, ev)
 	return err
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/internal/observe"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
@@ -30,11 +30,11 @@ func TestRiverUI(t *testing.T) {
 	pool, err := pgxpool.New(ctx, testdb.New(t))
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	require.NoError(t, queue.Migrate(ctx, pool, queue.DefaultSchema, queue.DefaultRiverSchema, nil))
+	require.NoError(t, runstore.Migrate(ctx, pool, runstore.DefaultSchema, runstore.DefaultRiverSchema, nil))
 
 	logger := slog.New(slog.DiscardHandler)
 	// Insert-only: never started, no workers.
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: queue.DefaultRiverSchema, Logger: logger})
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: runstore.DefaultRiverSchema, Logger: logger})
 	require.NoError(t, err)
 	inserted, err := client.Insert(ctx, noteArgs{Note: "hello"}, nil)
 	require.NoError(t, err)

@@ -19,7 +19,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/bus"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
@@ -36,8 +36,8 @@ func newPool(t *testing.T) *pgxpool.Pool {
 	pool, err := pgxpool.New(ctx, testdb.New(t))
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	require.NoError(t, queue.Migrate(ctx, pool, "confiture_queue", "confiture_river", nil))
-	require.Equal(t, schema, queue.NewStore(pool, "confiture_queue").Schema())
+	require.NoError(t, runstore.Migrate(ctx, pool, "confiture_queue", "confiture_river", nil))
+	require.Equal(t, schema, runstore.NewStore(pool, "confiture_queue").Schema())
 	return pool
 }
 

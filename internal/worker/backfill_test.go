@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 )
 
 // bigTable is a migration that creates a table of n rows with a counter column.
@@ -70,7 +70,7 @@ func TestBackfillRunsInSlicesBetweenTransactionalHooks(t *testing.T) {
 	require.Equal(t, []string{"completed 60000"}, b.queryStrings(t,
 		`SELECT status || ' ' || rows_affected FROM confiture.hook_ledger WHERE hook = 'fill'`))
 	// The backfill ran as several slices of one job.
-	require.Positive(t, b.count(t, `SELECT coalesce((metadata->>'snoozes')::int, 0) FROM `+queue.DefaultRiverSchema+`.river_job
+	require.Positive(t, b.count(t, `SELECT coalesce((metadata->>'snoozes')::int, 0) FROM `+runstore.DefaultRiverSchema+`.river_job
 		WHERE kind = 'confiture_phase' AND args->>'phase' = 'after_ddl'`))
 }
 
@@ -82,12 +82,12 @@ func TestBackfillPausedByCancellingItsJobResumesOnRetry(t *testing.T) {
 	pub, err := b.client.Publish(context.Background(), req)
 	require.NoError(t, err)
 
-	rc, err := river.NewClient(riverpgxv5.New(b.db), &river.Config{Schema: queue.DefaultRiverSchema})
+	rc, err := river.NewClient(riverpgxv5.New(b.db), &river.Config{Schema: runstore.DefaultRiverSchema})
 	require.NoError(t, err)
 	ctx := context.Background()
 	var jobID int64
 	require.Eventually(t, func() bool {
-		err := b.db.QueryRow(ctx, `SELECT id FROM `+queue.DefaultRiverSchema+`.river_job
+		err := b.db.QueryRow(ctx, `SELECT id FROM `+runstore.DefaultRiverSchema+`.river_job
 			WHERE kind = 'confiture_phase' AND args->>'phase' = 'after_ddl' AND state = 'running'`).Scan(&jobID)
 		return err == nil && b.count(t, `SELECT count(*) FROM big WHERE counter = 1`) > 2000
 	}, 30*time.Second, 20*time.Millisecond)
@@ -98,7 +98,7 @@ func TestBackfillPausedByCancellingItsJobResumesOnRetry(t *testing.T) {
 	require.Contains(t, pausedEv.Message, fmt.Sprintf("Retry job %d", jobID))
 	// The job's part is over, with the pause: River shows it finished, its output says why.
 	require.Equal(t, []string{"completed paused"}, b.queryStrings(t, `SELECT state || ' ' || (metadata->'output'->>'outcome')
-		FROM `+queue.DefaultRiverSchema+`.river_job WHERE id = $1`, jobID))
+		FROM `+runstore.DefaultRiverSchema+`.river_job WHERE id = $1`, jobID))
 	require.Equal(t, []string{"paused"}, b.queryStrings(t, `SELECT status FROM confiture_queue.runs`))
 	// Paused: some rows done, exactly once, the checkpoint matching them.
 	paused := b.count(t, `SELECT count(*) FROM big WHERE counter = 1`)

@@ -17,7 +17,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/logging"
 	"github.com/confiture-io/confiture-worker/internal/natsauth"
 	"github.com/confiture-io/confiture-worker/internal/observe"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
@@ -166,10 +166,10 @@ func (cfg Config) WithDefaults() Config {
 		cfg.DatabaseURL = DefaultDatabaseURL
 	}
 	if cfg.QueueSchema == "" {
-		cfg.QueueSchema = queue.DefaultSchema
+		cfg.QueueSchema = runstore.DefaultSchema
 	}
 	if cfg.RiverSchema == "" {
-		cfg.RiverSchema = queue.DefaultRiverSchema
+		cfg.RiverSchema = runstore.DefaultRiverSchema
 	}
 	if len(cfg.Targets) == 0 {
 		cfg.Targets = []target.Config{{Name: "default", DSN: cfg.DatabaseURL}}

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/confiture-io/confiture-worker/internal/queue"
 	"github.com/confiture-io/confiture-worker/internal/redact"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 )
 
 // The workers sharing a queue database must relay its outbox to one NATS system: the relay of
@@ -32,8 +32,8 @@ type NATSSystemConflictError struct {
 	// QueueSchema is the schema of the worker table in the queue database.
 	QueueSchema string
 	// This is the worker refused; Others are the live workers on other NATS systems.
-	This   queue.WorkerInfo
-	Others []queue.WorkerInfo
+	This   runstore.WorkerInfo
+	Others []runstore.WorkerInfo
 	// Now is the queue database's clock, for how long ago the others were seen.
 	Now time.Time
 	// Liveness is how long a worker counts as live after its last heartbeat.
@@ -60,9 +60,9 @@ func (e *NATSSystemConflictError) Is(target error) bool { return target == ErrNA
 
 // admitter returns the policy a worker registers under: no live worker may be connected to
 // another NATS system than me.
-func admitter(me queue.WorkerInfo, schema string, liveness time.Duration) func(queue.Roster) error {
-	return func(r queue.Roster) error {
-		var others []queue.WorkerInfo
+func admitter(me runstore.WorkerInfo, schema string, liveness time.Duration) func(runstore.Roster) error {
+	return func(r runstore.Roster) error {
+		var others []runstore.WorkerInfo
 		for _, o := range r.Live {
 			if o.NATSSystem != me.NATSSystem {
 				others = append(others, o)
@@ -78,7 +78,7 @@ func admitter(me queue.WorkerInfo, schema string, liveness time.Duration) func(q
 // register records this worker in the queue database, or refuses to start (leaving the queue
 // database as it was), then heartbeats in the background until closeAll. Call it once the
 // streams exist (the system's identity is known) and before the relay or intake start.
-func (w *Worker) register(ctx context.Context, store *queue.Store) error {
+func (w *Worker) register(ctx context.Context, store *runstore.Store) error {
 	host, err := os.Hostname()
 	if err != nil {
 		host = "unknown"
@@ -87,7 +87,7 @@ func (w *Worker) register(ctx context.Context, store *queue.Store) error {
 	if w.bus.Embedded() {
 		url += " (embedded)" // on the worker's host: 127.0.0.1 means that host
 	}
-	me := queue.WorkerInfo{ID: w.id, Host: host, PID: os.Getpid(), NATSSystem: w.bus.SystemID(), NATSURL: url}
+	me := runstore.WorkerInfo{ID: w.id, Host: host, PID: os.Getpid(), NATSSystem: w.bus.SystemID(), NATSURL: url}
 	roster, err := store.RegisterWorker(ctx, me, w.cfg.LivenessWindow, admitter(me, w.cfg.QueueSchema, w.cfg.LivenessWindow))
 	if err != nil {
 		if errors.Is(err, ErrNATSSystemConflict) {
@@ -110,7 +110,7 @@ func (w *Worker) register(ctx context.Context, store *queue.Store) error {
 // logTakeover warns when the queue database's events went to another NATS system until now.
 // A user moving from the embedded NATS server to a cluster stops the old workers and starts
 // new ones; this is the one record of it.
-func (w *Worker) logTakeover(me queue.WorkerInfo, r queue.Roster) {
+func (w *Worker) logTakeover(me runstore.WorkerInfo, r runstore.Roster) {
 	if r.Last == nil || r.Last.System == me.NATSSystem {
 		return
 	}
@@ -123,7 +123,7 @@ func (w *Worker) logTakeover(me queue.WorkerInfo, r queue.Roster) {
 }
 
 // heartbeat keeps this worker's row live until ctx ends.
-func (w *Worker) heartbeat(ctx context.Context, me queue.WorkerInfo) {
+func (w *Worker) heartbeat(ctx context.Context, me runstore.WorkerInfo) {
 	ticker := time.NewTicker(w.cfg.HeartbeatInterval)
 	defer ticker.Stop()
 	for {
@@ -140,7 +140,7 @@ func (w *Worker) heartbeat(ctx context.Context, me queue.WorkerInfo) {
 // while this one missed its heartbeats) registers again, under the same check as at start;
 // while it may not, it says so once (and its relay, which cannot be stopped from here, may
 // publish to the wrong system: a refusal at start is the real guard).
-func (w *Worker) beat(ctx context.Context, me queue.WorkerInfo) {
+func (w *Worker) beat(ctx context.Context, me runstore.WorkerInfo) {
 	report := func(problem string, log func(string, ...any), msg string, args ...any) {
 		if problem != w.beatProblem {
 			log(msg, args...)
@@ -152,8 +152,8 @@ func (w *Worker) beat(ctx context.Context, me queue.WorkerInfo) {
 	bctx, cancel := context.WithTimeout(ctx, w.cfg.LivenessWindow)
 	defer cancel()
 	err := w.store.Heartbeat(bctx, me.ID)
-	if errors.Is(err, queue.ErrWorkerGone) {
-		var r queue.Roster
+	if errors.Is(err, runstore.ErrWorkerGone) {
+		var r runstore.Roster
 		r, err = w.store.RegisterWorker(bctx, me, w.cfg.LivenessWindow, admitter(me, w.cfg.QueueSchema, w.cfg.LivenessWindow))
 		switch {
 		case errors.Is(err, ErrNATSSystemConflict):

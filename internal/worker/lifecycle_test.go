@@ -20,7 +20,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/target"
 	"github.com/confiture-io/confiture-worker/internal/tcpproxy"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
@@ -67,7 +67,7 @@ func startWorker(t *testing.T, cfg Config) *Worker {
 // riverClient is an insert-only River client on the queue database, as River UI uses.
 func riverClient(t *testing.T, db *pgxpool.Pool) *river.Client[pgx.Tx] {
 	t.Helper()
-	rc, err := river.NewClient(riverpgxv5.New(db), &river.Config{Schema: queue.DefaultRiverSchema})
+	rc, err := river.NewClient(riverpgxv5.New(db), &river.Config{Schema: runstore.DefaultRiverSchema})
 	require.NoError(t, err)
 	return rc
 }
@@ -78,7 +78,7 @@ func phaseJob(t *testing.T, db *pgxpool.Pool, run, version, phase string, states
 	t.Helper()
 	var id int64
 	require.Eventually(t, func() bool {
-		err := db.QueryRow(context.Background(), `SELECT id FROM `+queue.DefaultRiverSchema+`.river_job
+		err := db.QueryRow(context.Background(), `SELECT id FROM `+runstore.DefaultRiverSchema+`.river_job
 			WHERE kind = 'confiture_phase' AND args->>'run_id' = $1 AND args->>'version' = $2
 			AND args->>'phase' = $3 AND state = ANY($4) ORDER BY id DESC LIMIT 1`,
 			run, version, phase, states).Scan(&id)
@@ -197,7 +197,7 @@ func TestDiscardedPhaseJobFailsTheRun(t *testing.T) {
 	waitForKind(t, b, req.Target, pub.Run, contract.KindPhaseRetrying)
 	job := phaseJob(t, b.db, pub.Run, "001", contract.PhaseAfterDDL, "retryable", "scheduled")
 	// What River's rescuer does to a job whose attempts ran out.
-	_, err = b.db.Exec(context.Background(), `UPDATE `+queue.DefaultRiverSchema+`.river_job
+	_, err = b.db.Exec(context.Background(), `UPDATE `+runstore.DefaultRiverSchema+`.river_job
 		SET state = 'discarded', finalized_at = now() WHERE id = $1`, job)
 	require.NoError(t, err)
 

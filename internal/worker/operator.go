@@ -10,8 +10,8 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/confiture-io/confiture-worker/internal/jobs"
-	"github.com/confiture-io/confiture-worker/internal/queue"
 	"github.com/confiture-io/confiture-worker/internal/redact"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
@@ -65,7 +65,7 @@ func (w *Worker) operator(ctx context.Context, pool *pgxpool.Pool) (*Operator, e
 	if !ready {
 		return nil, fmt.Errorf("queue database: no run table %s.runs: no worker has run on this database (or it uses another queue_schema)", w.cfg.QueueSchema)
 	}
-	pipeline, err := w.newPipeline(queue.NewStore(pool, w.cfg.QueueSchema), river.NewWorkers())
+	pipeline, err := w.newPipeline(runstore.NewStore(pool, w.cfg.QueueSchema), river.NewWorkers())
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ func (o *Operator) Retry(ctx context.Context, run, reason string) error {
 
 // runError names the run in a not-found error.
 func runError(err error, run string) error {
-	if errors.Is(err, queue.ErrRunNotFound) {
+	if errors.Is(err, runstore.ErrRunNotFound) {
 		return fmt.Errorf("run %s: %w", run, err)
 	}
 	return err

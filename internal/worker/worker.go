@@ -29,8 +29,8 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/observe"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/plugin"
-	"github.com/confiture-io/confiture-worker/internal/queue"
 	"github.com/confiture-io/confiture-worker/internal/redact"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/signing"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
@@ -60,8 +60,8 @@ type Worker struct {
 	stopOnce    sync.Once
 
 	// store and me are set once this worker is registered in the queue database (identity.go).
-	store           *queue.Store
-	me              *queue.WorkerInfo
+	store           *runstore.Store
+	me              *runstore.WorkerInfo
 	heartbeatCancel context.CancelFunc
 	heartbeatDone   chan struct{}
 	beatProblem     string // the heartbeat's problem last logged, "" when none
@@ -107,7 +107,7 @@ func New(cfg Config) (*Worker, error) {
 
 // newPipeline returns the run pipeline of this worker's configuration on store, its job
 // workers registered in workers.
-func (w *Worker) newPipeline(store *queue.Store, workers *river.Workers) (*jobs.Pipeline, error) {
+func (w *Worker) newPipeline(store *runstore.Store, workers *river.Workers) (*jobs.Pipeline, error) {
 	return jobs.New(&jobs.Config{
 		Store: store, Targets: w.targets, Registry: w.registry, Logger: w.log,
 		MaxAttempts: w.cfg.MaxAttempts, RetryBackoff: w.cfg.RetryBackoff,
@@ -156,10 +156,10 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("queue database: %s", target.ConnectMessage(err, w.cfg.DatabaseURL))
 	}
-	if err := queue.Migrate(ctx, w.pool, w.cfg.QueueSchema, w.cfg.RiverSchema, w.log); err != nil {
+	if err := runstore.Migrate(ctx, w.pool, w.cfg.QueueSchema, w.cfg.RiverSchema, w.log); err != nil {
 		return err
 	}
-	store := queue.NewStore(w.pool, w.cfg.QueueSchema)
+	store := runstore.NewStore(w.pool, w.cfg.QueueSchema)
 
 	workers := river.NewWorkers()
 	if w.pipeline, err = w.newPipeline(store, workers); err != nil {
@@ -289,7 +289,7 @@ func (w *Worker) HTTPAddr() string {
 }
 
 // startHTTP serves /metrics, /healthz, /readyz and River UI, unless HTTPAddr is "off".
-func (w *Worker) startHTTP(ctx context.Context, store *queue.Store) error {
+func (w *Worker) startHTTP(ctx context.Context, store *runstore.Store) error {
 	if w.cfg.HTTPAddr == "off" {
 		return nil
 	}

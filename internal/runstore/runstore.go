@@ -1,6 +1,6 @@
-// Package queue owns the queue database: River's tables (migrated with rivermigrate), and the
+// Package runstore owns the queue database: River's tables (migrated with rivermigrate), and the
 // worker's own run table and event outbox, each in a schema of its own (never public).
-package queue
+package runstore
 
 import (
 	"context"

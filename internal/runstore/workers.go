@@ -1,4 +1,4 @@
-package queue
+package runstore
 
 import (
 	"context"

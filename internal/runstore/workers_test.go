@@ -1,4 +1,4 @@
-package queue_test
+package runstore_test
 
 import (
 	"context"
@@ -11,31 +11,31 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/confiture-io/confiture-worker/internal/queue"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
 const liveness = 15 * time.Second
 
-func newStore(t *testing.T) *queue.Store {
+func newStore(t *testing.T) *runstore.Store {
 	t.Helper()
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, testdb.New(t))
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	require.NoError(t, queue.Migrate(ctx, pool, queue.DefaultSchema, queue.DefaultRiverSchema, nil))
-	return queue.NewStore(pool, queue.DefaultSchema)
+	require.NoError(t, runstore.Migrate(ctx, pool, runstore.DefaultSchema, runstore.DefaultRiverSchema, nil))
+	return runstore.NewStore(pool, runstore.DefaultSchema)
 }
 
-func worker(system string) queue.WorkerInfo {
-	return queue.WorkerInfo{ID: uuid.NewString(), Host: "host-" + system, PID: 42, NATSSystem: system, NATSURL: "nats://" + system + ":4222"}
+func worker(system string) runstore.WorkerInfo {
+	return runstore.WorkerInfo{ID: uuid.NewString(), Host: "host-" + system, PID: 42, NATSSystem: system, NATSURL: "nats://" + system + ":4222"}
 }
 
 var errOtherSystem = errors.New("a live worker uses another NATS system")
 
 // sameSystem is the policy the worker applies: no live worker on another system.
-func sameSystem(me queue.WorkerInfo) func(queue.Roster) error {
-	return func(r queue.Roster) error {
+func sameSystem(me runstore.WorkerInfo) func(runstore.Roster) error {
+	return func(r runstore.Roster) error {
 		for _, w := range r.Live {
 			if w.NATSSystem != me.NATSSystem {
 				return errOtherSystem
@@ -45,7 +45,7 @@ func sameSystem(me queue.WorkerInfo) func(queue.Roster) error {
 	}
 }
 
-func register(t *testing.T, s *queue.Store, me queue.WorkerInfo) queue.Roster {
+func register(t *testing.T, s *runstore.Store, me runstore.WorkerInfo) runstore.Roster {
 	t.Helper()
 	r, err := s.RegisterWorker(context.Background(), me, liveness, sameSystem(me))
 	require.NoError(t, err)
@@ -53,7 +53,7 @@ func register(t *testing.T, s *queue.Store, me queue.WorkerInfo) queue.Roster {
 }
 
 // snapshot is the worker table and the recorded NATS system, as text.
-func snapshot(t *testing.T, s *queue.Store) []string {
+func snapshot(t *testing.T, s *runstore.Store) []string {
 	t.Helper()
 	rows, err := s.Pool.Query(context.Background(), `SELECT format('%s %s %s %s %s %s %s', id, host, pid, nats_system, nats_url, started_at, seen_at)
 		FROM confiture_queue.workers UNION ALL SELECT format('system %s %s %s', system, url, since) FROM confiture_queue.nats_system ORDER BY 1`)
@@ -68,7 +68,7 @@ func snapshot(t *testing.T, s *queue.Store) []string {
 	return out
 }
 
-func workerIDs(t *testing.T, s *queue.Store) []string {
+func workerIDs(t *testing.T, s *runstore.Store) []string {
 	t.Helper()
 	rows, err := s.Pool.Query(context.Background(), `SELECT id::text FROM confiture_queue.workers ORDER BY started_at, id`)
 	require.NoError(t, err)
@@ -82,7 +82,7 @@ func workerIDs(t *testing.T, s *queue.Store) []string {
 	return out
 }
 
-func recorded(t *testing.T, s *queue.Store) (system, url string, since time.Time) {
+func recorded(t *testing.T, s *runstore.Store) (system, url string, since time.Time) {
 	t.Helper()
 	require.NoError(t, s.Pool.QueryRow(context.Background(), `SELECT system, url, since FROM confiture_queue.nats_system`).Scan(&system, &url, &since))
 	return system, url, since
@@ -124,7 +124,7 @@ func TestRegisterWorkersOnOneSystem(t *testing.T) {
 
 	require.NoError(t, s.UnregisterWorker(ctx, a.ID))
 	require.Equal(t, []string{b.ID}, workerIDs(t, s))
-	require.ErrorIs(t, s.Heartbeat(ctx, a.ID), queue.ErrWorkerGone)
+	require.ErrorIs(t, s.Heartbeat(ctx, a.ID), runstore.ErrWorkerGone)
 	system, _, _ = recorded(t, s)
 	require.Equal(t, "x", system, "the system stays recorded when workers leave")
 }
@@ -170,7 +170,7 @@ func TestRegisterWorkerAfterTheOthersLeftOrDied(t *testing.T) {
 	b := worker("y")
 	r := register(t, s, b)
 	require.Empty(t, r.Live)
-	require.Equal(t, &queue.NATSSystem{System: "x", URL: a.NATSURL, Since: sinceX}, r.Last)
+	require.Equal(t, &runstore.NATSSystem{System: "x", URL: a.NATSURL, Since: sinceX}, r.Last)
 	require.EqualValues(t, 1, r.Unpublished)
 	require.Equal(t, []string{b.ID}, workerIDs(t, s), "the dead worker's row is gone")
 	system, url, sinceY := recorded(t, s)
@@ -178,7 +178,7 @@ func TestRegisterWorkerAfterTheOthersLeftOrDied(t *testing.T) {
 	require.Equal(t, b.NATSURL, url)
 	require.True(t, sinceY.After(sinceX))
 
-	require.ErrorIs(t, s.Heartbeat(ctx, a.ID), queue.ErrWorkerGone)
+	require.ErrorIs(t, s.Heartbeat(ctx, a.ID), runstore.ErrWorkerGone)
 	_, err = s.RegisterWorker(ctx, a, liveness, sameSystem(a))
 	require.ErrorIs(t, err, errOtherSystem, "back from the dead, it is refused like any newcomer")
 }
@@ -194,7 +194,7 @@ func TestRegisterWorkerTakesTurns(t *testing.T) {
 	for i, system := range []string{"x", "y"} {
 		wg.Go(func() {
 			me := worker(system)
-			_, errs[i] = s.RegisterWorker(ctx, me, liveness, func(r queue.Roster) error {
+			_, errs[i] = s.RegisterWorker(ctx, me, liveness, func(r runstore.Roster) error {
 				time.Sleep(200 * time.Millisecond) // the other one starts meanwhile
 				return sameSystem(me)(r)
 			})

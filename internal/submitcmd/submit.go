@@ -2,8 +2,8 @@
 // confiture.request/v1 request on NATS and, with --wait, follows the run's events until the
 // run ends.
 //
-// It depends only on the public contract (packages contract, migrations and client), never on
-// the worker's internals.
+// It depends only on the public contract (packages contract, migrations and client) and on
+// package runview, which shows the run, never on the worker's internals.
 package submitcmd
 
 import (
@@ -30,6 +30,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/migrations"
 	"github.com/confiture-io/confiture-worker/internal/natsauth"
 	"github.com/confiture-io/confiture-worker/internal/redact"
+	"github.com/confiture-io/confiture-worker/internal/runview"
 )
 
 // Exit codes of submit.
@@ -57,6 +58,11 @@ const (
 	// ExitInterrupted: interrupted (SIGINT or SIGTERM) while waiting; the run goes on.
 	ExitInterrupted = 130
 )
+
+// exitCodes are the exit codes of a run's verdicts.
+var exitCodes = map[runview.Verdict]int{
+	runview.OK: ExitOK, runview.Failed: ExitFailed, runview.Rejected: ExitRejected, runview.Warnings: ExitDryRunWarnings,
+}
 
 // Defaults and limits.
 const (
@@ -229,7 +235,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	f.BoolVar(&o.wait, "wait", false, "follow the run's events until it ends; the exit code then tells how it ended")
 	f.BoolVar(&o.json, "json", false, "with --wait: print each event as one JSON line on stdout instead of the live display")
 	f.DurationVar(&o.timeout, "timeout", DefaultTimeout, "with --wait: how long to wait for the run to end")
-	f.StringVar(&o.failOn, "fail-on", DefaultFailOn, "with --dry-run --wait: exit 5 when the report has a warning of this severity or graver: warning, error or none")
+	f.StringVar(&o.failOn, "fail-on", runview.DefaultFailOn, "with --dry-run --wait: exit 5 when the report has a warning of this severity or graver: warning, error or none")
 	addSigningFlags(cmd, &o.sign)
 	cmd.AddCommand(keygenCommand(stdout, stderr))
 
@@ -291,7 +297,7 @@ func (s *submitter) run(ctx context.Context) error {
 	if o.json && !o.wait {
 		return s.usage("--json applies to the events that --wait follows: add --wait, or drop --json")
 	}
-	if !validFailOn(o.failOn) {
+	if !runview.ValidFailOn(o.failOn) {
 		return s.usage("--fail-on must be warning, error or none, got %q", o.failOn)
 	}
 	if s.cmd.Flags().Changed("fail-on") && (!o.dryRun || !o.wait) {
@@ -437,7 +443,7 @@ func (s *submitter) publish(ctx context.Context, req *contract.Request, data []b
 
 func (s *submitter) wait(ctx context.Context, c *client.Client, req *contract.Request, run string) error {
 	o := &s.o
-	r := NewRenderer(s.stdout, RenderOptions{JSON: o.json, Color: s.env.color && !o.json, Terminal: s.env.terminal && !o.json})
+	r := runview.NewRenderer(s.stdout, runview.RenderOptions{JSON: o.json, Color: s.env.color && !o.json, Terminal: s.env.terminal && !o.json})
 	wctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	final, err := c.Wait(wctx, req.Target, run, r.Render)
@@ -463,7 +469,8 @@ func (s *submitter) wait(ctx context.Context, c *client.Client, req *contract.Re
 		s.errorf("following run %s: %s", run, s.redact(err.Error()))
 		return exit(ExitFailed)
 	}
-	code, reason := r.Verdict(final, o.dryRun, o.failOn)
+	verdict, reason := r.Verdict(final, o.dryRun, o.failOn)
+	code := exitCodes[verdict]
 	if reason != "" {
 		if code == ExitOK {
 			s.info("%s", reason)

@@ -1,4 +1,4 @@
-package submitcmd
+package runview
 
 import (
 	"encoding/json"

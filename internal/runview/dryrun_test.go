@@ -1,4 +1,4 @@
-package submitcmd
+package runview
 
 import (
 	"encoding/json"
@@ -215,7 +215,7 @@ func TestRenderDryRunJSONPrintsRawEvents(t *testing.T) {
 	require.Equal(t, string(want), lines[1], "the dryrun.report event exactly as published")
 	require.Equal(t, successfulReport(), r.Report(), "the report is kept for the exit code in JSON mode too")
 	code, _ := r.Verdict(evs[len(evs)-1], true, FailOnWarning)
-	require.Equal(t, ExitDryRunWarnings, code)
+	require.Equal(t, Warnings, code)
 }
 
 // leftIncomplete gives the final event of evs the summary of a target with an incomplete
@@ -258,33 +258,33 @@ func TestDryRunVerdict(t *testing.T) {
 		evs    []*contract.Event
 		dryRun bool
 		failOn string
-		code   int
+		code   Verdict
 		reason string
 	}{
-		{"clean, fail-on error", completed(withSeverities()), true, FailOnError, ExitOK, ""},
-		{"clean, fail-on warning", completed(withSeverities()), true, FailOnWarning, ExitOK, ""},
-		{"info only, fail-on warning", completed(withSeverities("info", "info")), true, FailOnWarning, ExitOK, ""},
-		{"warning, fail-on error", completed(withSeverities("info", "warning")), true, FailOnError, ExitOK, ""},
-		{"warning, fail-on warning", completed(withSeverities("info", "warning")), true, FailOnWarning, ExitDryRunWarnings, "found 1 warning at or above --fail-on=warning"},
-		{"error, fail-on error", completed(withSeverities("error", "warning")), true, FailOnError, ExitDryRunWarnings, "found 1 warning at or above --fail-on=error"},
-		{"error, fail-on warning", completed(withSeverities("error", "warning")), true, FailOnWarning, ExitDryRunWarnings, "found 2 warnings at or above --fail-on=warning"},
-		{"error, fail-on none", completed(withSeverities("error", "warning")), true, FailOnNone, ExitOK, ""},
-		{"unknown severity counts as error", completed(withSeverities("critical")), true, FailOnError, ExitDryRunWarnings, "found 1 warning"},
-		{"failed report", dryRunEvents(failedReport()), true, FailOnError, ExitFailed, "the dry-run failed: 002_orders_fk: ddl: line 2: ERROR: canceling statement due to lock timeout"},
-		{"failed report, fail-on none", dryRunEvents(failedReport()), true, FailOnNone, ExitFailed, "the dry-run failed"},
-		{"failed report, even if the run says completed", append(dryRunEvents(failedReport())[:2], completed(withSeverities())[2]), true, FailOnNone, ExitFailed, "the dry-run failed"},
-		{"good report, run failed", failedRun(withSeverities()), true, FailOnError, ExitFailed, ""},
-		{"no report, completed", noReport(contract.KindRunCompleted), true, FailOnError, ExitFailed, "without a dryrun.report event"},
-		{"no report, completed, fail-on none", noReport(contract.KindRunCompleted), true, FailOnNone, ExitOK, ""},
-		{"no report, failed", noReport(contract.KindRunFailed), true, FailOnError, ExitFailed, ""},
-		{"rejected", noReport(contract.KindRunRejected), true, FailOnError, ExitRejected, ""},
-		{"not a dry-run, completed", noReport(contract.KindRunCompleted), false, FailOnError, ExitOK, ""},
-		{"not a dry-run, failed", noReport(contract.KindRunFailed), false, FailOnError, ExitFailed, ""},
-		{"completed, incomplete migrations left", leftIncomplete(noReport(contract.KindRunCompleted)), false, FailOnError, ExitFailed,
+		{"clean, fail-on error", completed(withSeverities()), true, FailOnError, OK, ""},
+		{"clean, fail-on warning", completed(withSeverities()), true, FailOnWarning, OK, ""},
+		{"info only, fail-on warning", completed(withSeverities("info", "info")), true, FailOnWarning, OK, ""},
+		{"warning, fail-on error", completed(withSeverities("info", "warning")), true, FailOnError, OK, ""},
+		{"warning, fail-on warning", completed(withSeverities("info", "warning")), true, FailOnWarning, Warnings, "found 1 warning at or above --fail-on=warning"},
+		{"error, fail-on error", completed(withSeverities("error", "warning")), true, FailOnError, Warnings, "found 1 warning at or above --fail-on=error"},
+		{"error, fail-on warning", completed(withSeverities("error", "warning")), true, FailOnWarning, Warnings, "found 2 warnings at or above --fail-on=warning"},
+		{"error, fail-on none", completed(withSeverities("error", "warning")), true, FailOnNone, OK, ""},
+		{"unknown severity counts as error", completed(withSeverities("critical")), true, FailOnError, Warnings, "found 1 warning"},
+		{"failed report", dryRunEvents(failedReport()), true, FailOnError, Failed, "the dry-run failed: 002_orders_fk: ddl: line 2: ERROR: canceling statement due to lock timeout"},
+		{"failed report, fail-on none", dryRunEvents(failedReport()), true, FailOnNone, Failed, "the dry-run failed"},
+		{"failed report, even if the run says completed", append(dryRunEvents(failedReport())[:2], completed(withSeverities())[2]), true, FailOnNone, Failed, "the dry-run failed"},
+		{"good report, run failed", failedRun(withSeverities()), true, FailOnError, Failed, ""},
+		{"no report, completed", noReport(contract.KindRunCompleted), true, FailOnError, Failed, "without a dryrun.report event"},
+		{"no report, completed, fail-on none", noReport(contract.KindRunCompleted), true, FailOnNone, OK, ""},
+		{"no report, failed", noReport(contract.KindRunFailed), true, FailOnError, Failed, ""},
+		{"rejected", noReport(contract.KindRunRejected), true, FailOnError, Rejected, ""},
+		{"not a dry-run, completed", noReport(contract.KindRunCompleted), false, FailOnError, OK, ""},
+		{"not a dry-run, failed", noReport(contract.KindRunFailed), false, FailOnError, Failed, ""},
+		{"completed, incomplete migrations left", leftIncomplete(noReport(contract.KindRunCompleted)), false, FailOnError, Failed,
 			"the target has 1 incomplete migration: 002_orders (after after_ddl); once the cause is fixed, submit them again"},
-		{"failed, incomplete migrations left", leftIncomplete(noReport(contract.KindRunFailed)), false, FailOnError, ExitFailed,
+		{"failed, incomplete migrations left", leftIncomplete(noReport(contract.KindRunFailed)), false, FailOnError, Failed,
 			"the target has 1 incomplete migration"},
-		{"failed, tracking table unread", withData(noReport(contract.KindRunFailed), `{"unread":"target \"app\": connection refused"}`), false, FailOnError, ExitFailed,
+		{"failed, tracking table unread", withData(noReport(contract.KindRunFailed), `{"unread":"target \"app\": connection refused"}`), false, FailOnError, Failed,
 			"could not tell whether the target has incomplete migrations"},
 	}
 	for _, tc := range cases {
@@ -306,24 +306,7 @@ func TestDryRunVerdict(t *testing.T) {
 		})
 	}
 	code, _ := NewRenderer(new(strings.Builder), RenderOptions{}).Verdict(nil, true, FailOnError)
-	require.Equal(t, ExitFailed, code)
-}
-
-func TestFailOnUsage(t *testing.T) {
-	t.Parallel()
-	dir := validDir(t)
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{dir, "--dry-run", "--wait", "--fail-on", "info"}, `--fail-on must be warning, error or none, got "info"`},
-		{[]string{dir, "--wait", "--fail-on", "warning"}, "--fail-on applies to the report of a dry-run that submit follows"},
-		{[]string{dir, "--dry-run", "--fail-on", "none"}, "--fail-on applies to the report of a dry-run that submit follows"},
-	} {
-		r := submit(t, tc.args...)
-		require.Equal(t, ExitUsage, r.code, r)
-		require.Contains(t, r.stderr, tc.want, r)
-	}
+	require.Equal(t, Failed, code)
 }
 
 // TestDryRunDocExamplesAreReal keeps the examples of docs/DRY_RUN.md equal to what the

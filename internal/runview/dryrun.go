@@ -1,4 +1,4 @@
-package submitcmd
+package runview
 
 import (
 	"encoding/json"
@@ -9,8 +9,8 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 )
 
-// Values of --fail-on: the lowest warning severity of a dry-run report that makes submit exit
-// with ExitDryRunWarnings.
+// Values of --fail-on: the lowest warning severity of a dry-run report that makes its Verdict
+// Warnings.
 const (
 	FailOnWarning = "warning"
 	FailOnError   = "error"
@@ -19,17 +19,8 @@ const (
 	DefaultFailOn = FailOnError
 )
 
-// failOnValues lists the values --fail-on accepts.
-var failOnValues = []string{FailOnWarning, FailOnError, FailOnNone}
-
-func validFailOn(v string) bool {
-	for _, f := range failOnValues {
-		if v == f {
-			return true
-		}
-	}
-	return false
-}
+// ValidFailOn reports whether v is one of the values of --fail-on.
+func ValidFailOn(v string) bool { return v == FailOnWarning || v == FailOnError || v == FailOnNone }
 
 // decodeReport reads the data of a dryrun.report event. It is lenient, so that a report of a
 // newer worker (with fields this version does not know) still counts; ok is false when the data
@@ -65,38 +56,54 @@ func atOrAbove(sev, failOn string) bool {
 	return rank >= contract.DryRunSeverityRank(failOn)
 }
 
+// Verdict is how a run ended for the person who asked for it: the command maps it to its exit
+// code.
+type Verdict int
+
+// Verdicts.
+const (
+	// OK: the run completed, and a dry-run's report has no warning at or above failOn.
+	OK Verdict = iota
+	// Failed: the run failed, left incomplete migrations, or could not be judged.
+	Failed
+	// Rejected: the worker rejected the request.
+	Rejected
+	// Warnings: the dry-run succeeded with a warning at or above failOn.
+	Warnings
+)
+
 // Verdict decides submit's exit code once a followed run has ended with the event final, from
 // that event and, when one was seen, the run's dry-run report. reason says why for a person;
 // it is empty when the final event says it all.
 //
-//   - run.rejected: ExitRejected.
-//   - a report with success false, or run.failed: ExitFailed.
-//   - a run that ends with incomplete migrations left on the target: ExitFailed, even when it
+//   - run.rejected: Rejected.
+//   - a report with success false, or run.failed: Failed.
+//   - a run that ends with incomplete migrations left on the target: Failed, even when it
 //     completed (the next request that includes them resumes them).
-//   - a successful report with a warning at or above failOn: ExitDryRunWarnings.
-//   - otherwise ExitOK; but when a dry-run was asked for (dryRun) and failOn is not "none",
-//     a run that ends without a report is ExitFailed: --fail-on could not be checked.
-func (r *Renderer) Verdict(final *contract.Event, dryRun bool, failOn string) (code int, reason string) {
+//   - a successful report with a warning at or above failOn: Warnings.
+//   - otherwise OK; but when a dry-run was asked for (dryRun) and failOn is not "none",
+//     a run that ends without a report is Failed: --fail-on could not be checked.
+func (r *Renderer) Verdict(final *contract.Event, dryRun bool, failOn string) (v Verdict, reason string) {
 	if final == nil {
-		return ExitFailed, "the run's final event was not received"
+		return Failed, "the run's final event was not received"
 	}
 	rep := r.report
 	switch {
 	case final.Kind == contract.KindRunRejected:
-		return ExitRejected, ""
+		return Rejected, ""
 	case rep != nil && !rep.Success:
-		return ExitFailed, "the dry-run failed: " + firstFailure(rep) + "; everything was rolled back"
+		return Failed, "the dry-run failed: " + firstFailure(rep) + "; everything was rolled back"
 	case summaryOf(final).Unread != "":
-		return ExitFailed, "could not tell whether the target has incomplete migrations (" + clean(summaryOf(final).Unread) + "); check its confiture.schema_migrations"
+		return Failed, "could not tell whether the target has incomplete migrations (" + clean(summaryOf(final).Unread) + "); check its confiture.schema_migrations"
 	case len(incompleteOf(final)) > 0:
-		return ExitFailed, "the target has " + describeIncomplete(incompleteOf(final)) +
+		return Failed, "the target has " + describeIncomplete(incompleteOf(final)) +
 			"; once the cause is fixed, submit them again: each resumes at its first phase not done"
 	case final.Kind != contract.KindRunCompleted:
-		return ExitFailed, ""
+		return Failed, ""
 	case rep == nil && dryRun && failOn != FailOnNone:
-		return ExitFailed, "the run ended without a dryrun.report event, so --fail-on=" + failOn + " could not be checked"
+		return Failed, "the run ended without a dryrun.report event, so --fail-on=" + failOn + " could not be checked"
 	case rep == nil:
-		return ExitOK, ""
+		return OK, ""
 	}
 	var n int
 	for _, w := range rep.Warnings {
@@ -105,9 +112,9 @@ func (r *Renderer) Verdict(final *contract.Event, dryRun bool, failOn string) (c
 		}
 	}
 	if n > 0 {
-		return ExitDryRunWarnings, fmt.Sprintf("the dry-run succeeded but found %s at or above --fail-on=%s", count(n, "warning"), failOn)
+		return Warnings, fmt.Sprintf("the dry-run succeeded but found %s at or above --fail-on=%s", count(n, "warning"), failOn)
 	}
-	return ExitOK, ""
+	return OK, ""
 }
 
 // summaryOf returns the summary a run's final event carries.

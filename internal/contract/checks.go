@@ -1,0 +1,208 @@
+package contract
+
+// The checks of a request that its JSON Schema cannot express: limits across migrations, hook
+// names and dependencies (one cycle finder for every caller), nesting depth of parameters.
+
+import (
+	"regexp"
+	"strings"
+)
+
+var versionRE = regexp.MustCompile(`^[0-9]{1,32}$`)
+
+// Limits of a request. The schema (schemas/request.v1.json) sets the first four; the worker
+// adds the others. Every rejection for a limit names it.
+const (
+	// MaxMigrations is the most migrations one request carries.
+	MaxMigrations = 1000
+	// MaxHooksPerMigration is the most hooks one migration declares.
+	MaxHooksPerMigration = 200
+	// MaxSQLChars is the longest up_sql or down_sql, in characters.
+	MaxSQLChars = 1 << 20
+	// MaxDependsOn is the most depends_on entries of one hook.
+	MaxDependsOn = 200
+	// MaxHooksPerRequest is the most hooks all the migrations of one request declare together.
+	MaxHooksPerRequest = 10000
+	// MaxParamsDepth is how deep a hook's params may nest, the params object being level 1.
+	MaxParamsDepth = 32
+)
+
+// CheckRequest runs the checks on a request that its JSON Schema cannot express: unique
+// versions, checksums that match up_sql, unique hook names within a migration and phase,
+// depends_on naming another hook of the same migration and phase, no dependency cycle, a
+// well-formed "to", at most MaxHooksPerRequest hooks and params at most MaxParamsDepth deep.
+// It returns a *DecodeError with code CodeInvalidRequest naming the migration and hook at
+// fault, or nil. It does not repeat the schema's checks: use DecodeRequest on the marshalled
+// request for a full validation.
+func CheckRequest(r *Request) error {
+	if r == nil {
+		return invalid("request is missing")
+	}
+	if r.To != "" && !versionRE.MatchString(r.To) {
+		return invalid("to %s is not a version (1 to 32 digits)", quote(r.To, 40))
+	}
+	total := 0
+	for i := range r.Migrations {
+		total += len(r.Migrations[i].Hooks)
+	}
+	if total > MaxHooksPerRequest {
+		return invalid("the migrations declare %d hooks together, over the limit of %d hooks per request: submit fewer migrations at a time", total, MaxHooksPerRequest)
+	}
+	for i := range r.Migrations {
+		m := &r.Migrations[i]
+		for _, h := range m.Hooks {
+			if d := depthOf(h.Params, 0); d > MaxParamsDepth {
+				return invalid("params of hook %s of migration %s (phase %s) nest more than %d levels deep (the limit of params depth)",
+					quote(h.Name, 64), plain(m.ID(), 170), quote(h.Phase, 32), MaxParamsDepth)
+			}
+		}
+	}
+	versions := make(map[string]string, len(r.Migrations))
+	for i := range r.Migrations {
+		m := &r.Migrations[i]
+		id := plain(m.ID(), 170)
+		if prev, dup := versions[m.Version]; dup {
+			return invalid("migrations %s and %s have the same version %s", prev, id, quote(m.Version, 40))
+		}
+		versions[m.Version] = id
+		if m.Checksum != Checksum(m.UpSQL) {
+			return invalid("checksum of migration %s does not match its up_sql (want the sha256 hex of up_sql)", id)
+		}
+		if err := checkHooks(id, m.Hooks); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkHooks checks the hooks of one migration, phase by phase, in declaration order.
+func checkHooks(migration string, hooks []HookSpec) error {
+	type phaseHooks struct {
+		names []string            // declaration order
+		deps  map[string][]string // name -> depends_on
+	}
+	phases := map[string]*phaseHooks{}
+	for _, h := range hooks {
+		ph := phases[h.Phase]
+		if ph == nil {
+			ph = &phaseHooks{deps: map[string][]string{}}
+			phases[h.Phase] = ph
+		}
+		if _, dup := ph.deps[h.Name]; dup {
+			return invalid("migration %s declares hook %s twice in phase %s", migration, quote(h.Name, 64), quote(h.Phase, 32))
+		}
+		ph.names = append(ph.names, h.Name)
+		ph.deps[h.Name] = h.DependsOn
+		if h.DependsOn == nil {
+			ph.deps[h.Name] = []string{}
+		}
+	}
+	for _, p := range Phases { // deterministic order; unknown phases are the schema's business
+		ph := phases[p]
+		if ph == nil {
+			continue
+		}
+		for _, name := range ph.names {
+			for _, dep := range ph.deps[name] {
+				if dep == name {
+					return invalid("hook %s of migration %s (phase %s) depends on itself", quote(name, 64), migration, p)
+				}
+				if _, ok := ph.deps[dep]; !ok {
+					return invalid("hook %s of migration %s (phase %s) depends on %s, which is not a hook of that migration and phase", quote(name, 64), migration, p, quote(dep, 64))
+				}
+			}
+		}
+		if cycle := FindCycle(ph.names, ph.deps); cycle != nil {
+			for i := range cycle {
+				cycle[i] = quote(cycle[i], 64)
+			}
+			return invalid("hooks of migration %s (phase %s) form a dependency cycle: %s", migration, p, clip(strings.Join(cycle, " -> "), 400))
+		}
+	}
+	return nil
+}
+
+// depthOf returns the nesting depth of v below depth (an object or array counts one level),
+// stopping as soon as it passes MaxParamsDepth: it never recurses further than that.
+func depthOf(v any, depth int) int {
+	if depth > MaxParamsDepth {
+		return depth
+	}
+	deepest := depth
+	switch t := v.(type) {
+	case map[string]any:
+		if t == nil {
+			return depth
+		}
+		deepest = depth + 1
+		for _, e := range t {
+			if d := depthOf(e, depth+1); d > deepest {
+				deepest = d
+			}
+			if deepest > MaxParamsDepth {
+				break
+			}
+		}
+	case []any:
+		deepest = depth + 1
+		for _, e := range t {
+			if d := depthOf(e, depth+1); d > deepest {
+				deepest = d
+			}
+			if deepest > MaxParamsDepth {
+				break
+			}
+		}
+	}
+	return deepest
+}
+
+// FindCycle returns a dependency cycle among names (deps[n] are what n depends on) as a path
+// that starts and ends with the same name, or nil: the one cycle finder of requests, hooks
+// files and hook plans. Iterative, so deep chains cannot exhaust the stack.
+func FindCycle(names []string, deps map[string][]string) []string {
+	const (
+		unvisited = iota
+		active
+		done
+	)
+	state := make(map[string]int, len(names))
+	type frame struct {
+		name string
+		next int
+	}
+	for _, start := range names {
+		if state[start] != unvisited {
+			continue
+		}
+		stack := []frame{{name: start}}
+		state[start] = active
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if top.next == len(deps[top.name]) {
+				state[top.name] = done
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			dep := deps[top.name][top.next]
+			top.next++
+			switch state[dep] {
+			case unvisited:
+				state[dep] = active
+				stack = append(stack, frame{name: dep})
+			case active:
+				var cycle []string
+				for i := range stack {
+					if stack[i].name == dep {
+						for _, f := range stack[i:] {
+							cycle = append(cycle, f.name)
+						}
+						break
+					}
+				}
+				return append(cycle, dep)
+			}
+		}
+	}
+	return nil
+}

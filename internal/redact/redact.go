@@ -31,9 +31,10 @@ var (
 	// path, the end of the URL (white space, a quote) or the next URL of a comma-separated list.
 	userInfoRe = regexp.MustCompile("([A-Za-z][A-Za-z0-9+.-]*)://([^/\\s,'\"`]*)@")
 	// passwordRe matches the value of password=...: in a URL query (to the next parameter), or
-	// in a key=value connection string (a quoted value, or to the next white space). The
-	// character before a key=value password is captured, as RE2 cannot look behind.
-	passwordRe = regexp.MustCompile(`(?i)([?&]password=)([^&#\s'"` + "`" + `]*)|(^|[^?&\w])(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+	// anywhere else (a key=value connection string, PGPASSWORD=..., db_password = '...': a
+	// quoted value, or to the next white space). The leftmost match wins, so a query's
+	// "&password=" is read as the query's.
+	passwordRe = regexp.MustCompile(`(?i)([?&]password=)([^&#\s'"` + "`" + `]*)|(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 )
 
 // String returns s with its secrets hidden: URL user information, password=... values, and
@@ -50,7 +51,7 @@ func String(s string, known ...string) string {
 			if sm[1] != "" {
 				return sm[1] + Mask
 			}
-			return sm[3] + sm[4] + Mask
+			return sm[3] + Mask
 		})
 	}
 	for _, k := range known {
@@ -111,7 +112,7 @@ func Secrets(dsn string) []string {
 	for _, sm := range passwordRe.FindAllStringSubmatch(dsn, -1) {
 		v := sm[2]
 		if sm[1] == "" {
-			v = strings.Trim(sm[5], "'")
+			v = strings.Trim(sm[4], "'")
 		}
 		if v != "" {
 			out = append(out, v)

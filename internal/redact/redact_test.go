@@ -58,6 +58,10 @@ func TestRedact(t *testing.T) {
 			url:  "host=db.example.com user=alice password=xxxxx dbname=app",
 		},
 		{
+			name: "password variables", text: "env: PGPASSWORD=s3cr3t-pw db_password = 'a b c' HOME=/root",
+			want: "env: PGPASSWORD=xxxxx db_password = xxxxx HOME=/root",
+		},
+		{
 			name: "key=value upper case, spaces around =", text: "host=db.example.com user=alice PASSWORD = s3cr3t-pw",
 			want: "host=db.example.com user=alice PASSWORD = xxxxx",
 		},

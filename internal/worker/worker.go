@@ -236,6 +236,9 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	w.log.Info("configuration", "database_url", redact.URL(w.cfg.DatabaseURL), "targets", targets,
 		"queue_schema", w.cfg.QueueSchema, "river_schema", w.cfg.RiverSchema, "data_dir", w.cfg.DataDir,
 		"max_attempts", w.cfg.MaxAttempts, "phase_timeout", w.cfg.PhaseTimeout.String(),
+		"backfill_slice", w.cfg.BackfillSlice.String(), "outage_tolerance", w.cfg.OutageTolerance.String(),
+		"reconcile_interval", w.cfg.ReconcileInterval.String(), "rescue_after", w.cfg.RescueAfter.String(),
+		"liveness_window", w.cfg.LivenessWindow.String(),
 		"plugin_paths", w.cfg.PluginPaths, "nats", w.cfg.NATS) // NATS: files and user; a password or token as xxxxx
 	w.log.Info("worker started", "nats", w.bus.RedactedURL(), "embedded_nats", w.bus.Embedded(), "nats_system", w.bus.SystemID(), "http", w.HTTPAddr(),
 		"targets", w.targets.Names(), "hooks", len(w.registry.List()), "concurrency", w.cfg.Concurrency)

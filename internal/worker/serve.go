@@ -20,7 +20,8 @@ import (
 // records at level on stderr; it returns the process's exit code. It is the main of the worker
 // processes that the fault suites (this package's tests, internal/chaos) start from their own
 // test binaries, and the only reader of CONFITURE_FAULT (package fault): the worker that users
-// run (cmd/worker) never injects a fault. readyFile, when set, receives the NATS URL once the worker takes requests.
+// run (cmd/worker) never injects a fault. readyFile, when set, receives the NATS URL once the
+// worker takes requests.
 func ServeEnv(readyFile string, level slog.Level, stderr io.Writer) int {
 	var cfg Config
 	if err := ApplyEnv(&cfg, os.Getenv, os.Environ()); err != nil {

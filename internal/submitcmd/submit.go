@@ -59,9 +59,17 @@ const (
 	ExitInterrupted = 130
 )
 
-// exitCodes are the exit codes of a run's verdicts.
-var exitCodes = map[runview.Verdict]int{
-	runview.OK: ExitOK, runview.Failed: ExitFailed, runview.Rejected: ExitRejected, runview.Warnings: ExitDryRunWarnings,
+// exitCode is the exit code of a run's verdict; a verdict this version does not know fails.
+func exitCode(v runview.Verdict) int {
+	switch v {
+	case runview.OK:
+		return ExitOK
+	case runview.Rejected:
+		return ExitRejected
+	case runview.Warnings:
+		return ExitDryRunWarnings
+	}
+	return ExitFailed
 }
 
 // Defaults and limits.
@@ -470,7 +478,7 @@ func (s *submitter) wait(ctx context.Context, c *client.Client, req *contract.Re
 		return exit(ExitFailed)
 	}
 	verdict, reason := r.Verdict(final, o.dryRun, o.failOn)
-	code := exitCodes[verdict]
+	code := exitCode(verdict)
 	if reason != "" {
 		if code == ExitOK {
 			s.info("%s", reason)

@@ -286,7 +286,8 @@ func TestBackfillCancelStopsAfterTheBatchAndResumes(t *testing.T) {
 	t.Parallel()
 	e := setup(t, numbers)
 	ctx, cancel := context.WithCancel(context.Background())
-	h := newHook(t, map[string]any{"table": "items", "set": "counter = counter + 1", "batch_size": 200, "max_batch_size": 200})
+	// Batches pinned at 200: the assertions count three of them.
+	h := newHook(t, map[string]any{"table": "items", "set": "counter = counter + 1", "batch_size": 200, "min_batch_size": 200, "max_batch_size": 200})
 	batches := 0
 	out, err := h.RunBatches(ctx, e.bc(time.Time{}, func(hooks.BatchProgress) {
 		if batches++; batches == 3 {

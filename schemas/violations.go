@@ -13,6 +13,8 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
+
+	"github.com/confiture-io/confiture-worker/internal/clip"
 )
 
 // Limits of a violation report.
@@ -30,7 +32,7 @@ const (
 func Violations(err error, note func(loc []string, k jsonschema.ErrorKind) string) string {
 	var ve *jsonschema.ValidationError
 	if !errors.As(err, &ve) {
-		return clip(err.Error(), 300)
+		return clip.String(err.Error(), 300, "...")
 	}
 	type violation struct {
 		loc  []string
@@ -48,7 +50,7 @@ func Violations(err error, note func(loc []string, k jsonschema.ErrorKind) strin
 			if note != nil {
 				line += note(e.InstanceLocation, e.ErrorKind)
 			}
-			if line = clip(line, maxViolationLine); !seen[line] {
+			if line = clip.String(line, maxViolationLine, "..."); !seen[line] {
 				seen[line] = true
 				vs = append(vs, violation{loc: e.InstanceLocation, line: line})
 			}
@@ -173,16 +175,4 @@ func pointer(tokens []string) string {
 		b.WriteString(strings.ReplaceAll(t, "/", "~1"))
 	}
 	return b.String()
-}
-
-// clip shortens s to at most max bytes, on a rune boundary.
-func clip(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	cut := max - 3
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/confiture-io/confiture-worker/internal/clip"
 )
 
 // MaxJSONDepth bounds the nesting of objects and arrays in a request message. A valid request
@@ -113,7 +115,7 @@ func parseCanonical(data []byte) (any, error) {
 	case err == nil:
 		return nil, errors.New("more than one JSON value")
 	case err != io.EOF:
-		return nil, fmt.Errorf("malformed JSON after the value: %s", clip(err.Error(), 200))
+		return nil, fmt.Errorf("malformed JSON after the value: %s", clip.String(err.Error(), 200, "..."))
 	}
 	return v, nil
 }
@@ -124,7 +126,7 @@ func parseValue(dec *json.Decoder, depth int) (any, error) {
 		if err == io.EOF {
 			return nil, errors.New("unexpected end of JSON input")
 		}
-		return nil, fmt.Errorf("malformed JSON: %s", clip(err.Error(), 200))
+		return nil, fmt.Errorf("malformed JSON: %s", clip.String(err.Error(), 200, "..."))
 	}
 	switch t := tok.(type) {
 	case json.Delim:
@@ -138,7 +140,7 @@ func parseValue(dec *json.Decoder, depth int) (any, error) {
 			for dec.More() {
 				ktok, err := dec.Token()
 				if err != nil {
-					return nil, fmt.Errorf("malformed JSON: %s", clip(err.Error(), 200))
+					return nil, fmt.Errorf("malformed JSON: %s", clip.String(err.Error(), 200, "..."))
 				}
 				name, _ := ktok.(string)
 				if seen[name] {
@@ -153,7 +155,7 @@ func parseValue(dec *json.Decoder, depth int) (any, error) {
 				obj.values = append(obj.values, v)
 			}
 			if _, err := dec.Token(); err != nil { // '}'
-				return nil, fmt.Errorf("malformed JSON: %s", clip(err.Error(), 200))
+				return nil, fmt.Errorf("malformed JSON: %s", clip.String(err.Error(), 200, "..."))
 			}
 			return obj, nil
 		case '[':
@@ -166,7 +168,7 @@ func parseValue(dec *json.Decoder, depth int) (any, error) {
 				arr = append(arr, v)
 			}
 			if _, err := dec.Token(); err != nil { // ']'
-				return nil, fmt.Errorf("malformed JSON: %s", clip(err.Error(), 200))
+				return nil, fmt.Errorf("malformed JSON: %s", clip.String(err.Error(), 200, "..."))
 			}
 			return arr, nil
 		}
@@ -187,7 +189,7 @@ func parseValue(dec *json.Decoder, depth int) (any, error) {
 func FormatJSONNumber(literal string) (string, error) {
 	f, err := strconv.ParseFloat(literal, 64)
 	if err != nil {
-		return "", fmt.Errorf("number %s is not a finite double", clip(literal, 40))
+		return "", fmt.Errorf("number %s is not a finite double", clip.String(literal, 40, "..."))
 	}
 	if f == 0 {
 		return "0", nil // -0 too

@@ -6,6 +6,8 @@ package contract
 import (
 	"regexp"
 	"strings"
+
+	"github.com/confiture-io/confiture-worker/internal/clip"
 )
 
 var versionRE = regexp.MustCompile(`^[0-9]{1,32}$`)
@@ -116,7 +118,7 @@ func checkHooks(migration string, hooks []HookSpec) error {
 			for i := range cycle {
 				cycle[i] = quote(cycle[i], 64)
 			}
-			return invalid("hooks of migration %s (phase %s) form a dependency cycle: %s", migration, p, clip(strings.Join(cycle, " -> "), 400))
+			return invalid("hooks of migration %s (phase %s) form a dependency cycle: %s", migration, p, clip.String(strings.Join(cycle, " -> "), 400, "..."))
 		}
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 
+	"github.com/confiture-io/confiture-worker/internal/clip"
 	"github.com/confiture-io/confiture-worker/schemas"
 )
 
@@ -100,11 +101,11 @@ func DecodeRequestBody(data []byte) (*Request, []byte, error) {
 	}
 	var r Request
 	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, nil, invalid("malformed request: %s", clip(err.Error(), 200))
+		return nil, nil, invalid("malformed request: %s", clip.String(err.Error(), 200, "..."))
 	}
 	body, err := RequestBody(data)
 	if err != nil {
-		return nil, nil, invalid("malformed request: %s", clip(err.Error(), 200))
+		return nil, nil, invalid("malformed request: %s", clip.String(err.Error(), 200, "..."))
 	}
 	if err := CheckRequest(&r); err != nil {
 		return nil, nil, err
@@ -150,7 +151,7 @@ func decodeValid[T any](data []byte, validate func([]byte) error, what string) (
 	}
 	var v T
 	if err := json.Unmarshal(data, &v); err != nil {
-		return nil, invalid("malformed %s: %s", what, clip(err.Error(), 200))
+		return nil, invalid("malformed %s: %s", what, clip.String(err.Error(), 200, "..."))
 	}
 	return &v, nil
 }
@@ -166,7 +167,7 @@ func validate(data []byte, sch *jsonschema.Schema, what, want string) error {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return invalid("malformed JSON: unexpected end of input")
 		}
-		return invalid("malformed JSON: %s", clip(err.Error(), 200))
+		return invalid("malformed JSON: %s", clip.String(err.Error(), 200, "..."))
 	}
 	obj, ok := doc.(map[string]any)
 	if !ok {
@@ -196,7 +197,7 @@ func validateDoc(doc any, sch *jsonschema.Schema, what string) error {
 		if errors.As(err, &ve) {
 			return invalid("%s", schemas.Violations(ve, limitName))
 		}
-		return invalid("invalid %s: %s", what, clip(err.Error(), 200))
+		return invalid("invalid %s: %s", what, clip.String(err.Error(), 200, "..."))
 	}
 	return nil
 }
@@ -261,16 +262,4 @@ func plain(s string, max int) string {
 		return q[1:len(q)-4] + "..."
 	}
 	return q[1 : len(q)-1]
-}
-
-// clip shortens s to at most max bytes, on a rune boundary.
-func clip(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	cut := max - 3
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
 }

@@ -11,11 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/confiture-io/confiture-worker/internal/clip"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 )
 
@@ -69,12 +69,7 @@ func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	const note = "... (truncated)"
-	cut := max(n-len(note), 0)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + note
+	return clip.String(s, n, "... (truncated)")
 }
 
 // Insert records events in tx, in one round trip. An event whose id is already recorded is

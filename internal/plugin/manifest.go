@@ -18,6 +18,7 @@ import (
 	"github.com/goccy/go-yaml/parser"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/confiture-io/confiture-worker/internal/clip"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/schemas"
 )
@@ -378,7 +379,7 @@ func jsonValue(v any) any {
 
 // oneLine joins the lines of a multi-line error message (YAML errors quote the source).
 func oneLine(s string) string {
-	return clip(strings.Join(strings.Fields(s), " "), 500)
+	return clip.String(strings.Join(strings.Fields(s), " "), 500, "")
 }
 
 // definition turns a loaded plugin into a hook definition for the registry.

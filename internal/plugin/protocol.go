@@ -10,10 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/confiture-io/confiture-worker/internal/clip"
 	"github.com/confiture-io/confiture-worker/internal/redact"
 	"github.com/confiture-io/confiture-worker/schemas"
 )
@@ -125,7 +125,7 @@ func decodeResult(out []byte, dsn string) (*Result, error) {
 	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(out))
 	if err != nil {
-		return nil, fmt.Errorf("stdout is not one JSON object (%s); it begins with %s", clip(err.Error(), 120), quoteOutput(out))
+		return nil, fmt.Errorf("stdout is not one JSON object (%s); it begins with %s", clip.String(err.Error(), 120, ""), quoteOutput(out))
 	}
 	obj, ok := doc.(map[string]any)
 	if !ok {
@@ -139,7 +139,7 @@ func decodeResult(out []byte, dsn string) (*Result, error) {
 	}
 	var r Result
 	if err := json.Unmarshal(out, &r); err != nil {
-		return nil, fmt.Errorf("result does not match %s: %s", ResultSchemaV1, clip(err.Error(), 200))
+		return nil, fmt.Errorf("result does not match %s: %s", ResultSchemaV1, clip.String(err.Error(), 200, ""))
 	}
 	return &r, nil
 }
@@ -154,19 +154,7 @@ func quoteOutput(out []byte, dsn string) string {
 	head := out[:min(len(out), maxQuote+len(dsn)+64)]
 	s := redact.String(string(head), redact.Secrets(dsn)...)
 	if len(head) < len(out) || len(s) > maxQuote {
-		return strconv.Quote(clip(s, maxQuote)) + "..."
+		return strconv.Quote(clip.String(s, maxQuote, "")) + "..."
 	}
 	return strconv.Quote(s)
-}
-
-// clip shortens s to at most max bytes, on a rune boundary.
-func clip(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut]
 }

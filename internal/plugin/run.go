@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/confiture-io/confiture-worker/internal/clip"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/redact"
 )
@@ -123,7 +124,7 @@ func (h *hook) Run(ctx context.Context, hc *hooks.Context) (hooks.Result, error)
 	result := hooks.Result{
 		RowsAffected: res.RowsAffected,
 		Stats:        redactStats(res.Stats, hc.TargetDSN),
-		Message:      clip(redact.String(res.Message, redact.Secrets(hc.TargetDSN)...), maxMessage),
+		Message:      clip.String(redact.String(res.Message, redact.Secrets(hc.TargetDSN)...), maxMessage, ""),
 	}
 	if !res.Success {
 		result.Failed = true
@@ -172,7 +173,7 @@ func failureReason(res *Result, dsn string) string {
 			parts = append(parts, s)
 		}
 	}
-	return clip(redact.String(strings.Join(parts, ": "), redact.Secrets(dsn)...), maxMessage)
+	return clip.String(redact.String(strings.Join(parts, ": "), redact.Secrets(dsn)...), maxMessage, "")
 }
 
 // redactStats redacts the strings of a plugin's stats, at any depth.
@@ -343,8 +344,8 @@ func logStderr(r io.Reader, logLine func(string), dsn string) (last string) {
 			continue
 		}
 		if s := strings.TrimRight(string(line), "\r\n"); strings.TrimSpace(s) != "" {
-			s = clip(redact.String(s, redact.Secrets(dsn)...), maxStderrLine)
-			last = clip(s, maxQuote)
+			s = clip.String(redact.String(s, redact.Secrets(dsn)...), maxStderrLine, "")
+			last = clip.String(s, maxQuote, "")
 			switch {
 			case full:
 			case logged+len(s) > MaxStderr:

@@ -4,6 +4,9 @@
 # Safe to run again: the second time the worker finds every migration applied and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The example is self-contained: its own embedded NATS and database, whatever NATS server or
+# configuration file the environment names for other workers.
+unset CONFITURE_NATS_URL CONFITURE_CONFIG
 
 ADMIN_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 EXAMPLE_DB="${CONFITURE_EXAMPLE_DB:-confiture_example}"

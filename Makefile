@@ -32,6 +32,10 @@ worker: build ## Run the worker in the foreground (embedded NATS unless CONFITUR
 test: ## Run the whole test suite with the race detector (needs PostgreSQL; NATS is embedded)
 	$(GO) test -race -count=1 -parallel 8 -timeout 9m $(PKGS)
 
+.PHONY: docs-check
+docs-check: ## Run the shell blocks of README.md and docs/ as a reader would, in a sandbox (needs PostgreSQL)
+	CONFITURE_DOCS_RUN=1 $(GO) test -run '^TestDocsRun$$' -count=1 -timeout 15m -v ./internal/docscheck/
+
 .PHONY: test/race
 test/race: test ## Same as test (the suite always runs with -race)
 

@@ -1,6 +1,8 @@
-// Package docscheck holds the test that keeps the README and docs/ true to the repository: the
-// make targets they name exist, the repository paths they cite exist, and every `worker` and
-// `submit` command line in their shell blocks parses (its subcommands and flags exist).
+// Package docscheck holds the tests that keep the README and docs/ true to the repository: the
+// make targets they name exist, the repository paths they cite exist, every `worker` and
+// `submit` command line in their shell blocks parses (its subcommands and flags exist), and,
+// under make docs-check, their shell blocks run as a reader would run them and print what the
+// docs show (run_test.go).
 package docscheck
 
 import (

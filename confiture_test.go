@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -358,6 +360,64 @@ func TestAdapterNilStats(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "ok", res.Message)
 	require.Nil(t, got)
+}
+
+// The public types mirror the worker's own (see the doc of internal/hooks): every field of the
+// public Context and Result crosses the adapter, both ways, so that a field added to one of them
+// and forgotten in the adapter fails here.
+func TestAdapterCarriesEveryField(t *testing.T) {
+	t.Parallel()
+	// Every field of the worker's Context that the public one has, set to a value that is not
+	// its zero one.
+	in := &hooks.Context{Stats: hooks.NewStats(nil)}
+	iv := reflect.ValueOf(in).Elem()
+	pub := reflect.TypeFor[Context]()
+	for i := range pub.NumField() {
+		f := pub.Field(i)
+		dst := iv.FieldByName(f.Name)
+		require.True(t, dst.IsValid(), "hooks.Context has no field %s, which the public Context has", f.Name)
+		switch {
+		case f.Name == "Tx": // a pgx.Tx needs a database; TestAdapterRunsAPublicHookInTheWorker has one
+			continue
+		case f.Name == "Logger":
+			in.Logger = slog.New(slog.DiscardHandler)
+			continue
+		}
+		switch dst.Kind() {
+		case reflect.String:
+			dst.SetString("v-" + f.Name)
+		case reflect.Int:
+			dst.SetInt(int64(7 + i))
+		case reflect.Pointer:
+			require.False(t, dst.IsNil(), "field %s: set it above", f.Name)
+		default:
+			t.Fatalf("field %s: kind %s is not covered by this test", f.Name, dst.Kind())
+		}
+	}
+
+	var seen Context
+	want := Result{RowsAffected: 3, Stats: map[string]any{"k": 1}, Message: "m", Failed: true}
+	res, err := adapter{HookFunc(func(_ context.Context, hc *Context) (Result, error) {
+		seen = *hc
+		return want, nil
+	})}.Run(context.Background(), in)
+	require.NoError(t, err)
+	sv := reflect.ValueOf(seen)
+	for i := range pub.NumField() {
+		name := pub.Field(i).Name
+		if name == "Tx" {
+			continue
+		}
+		got, exp := sv.Field(i).Interface(), iv.FieldByName(name).Interface()
+		require.Equal(t, exp, got, "the adapter does not carry Context.%s", name)
+	}
+
+	rv, wv := reflect.ValueOf(res), reflect.ValueOf(want)
+	require.Equal(t, wv.NumField(), rv.NumField(), "Result and hooks.Result have different fields")
+	for i := range wv.NumField() {
+		name := wv.Type().Field(i).Name
+		require.Equal(t, wv.Field(i).Interface(), rv.FieldByName(name).Interface(), "the adapter does not carry Result.%s", name)
+	}
 }
 
 // The dependency between this package and the worker's internals goes one way: no internal

@@ -5,6 +5,23 @@
 // The package knows pgx transactions and log/slog and nothing of River or NATS, so a hook can be
 // tested with only a database. Our "hooks" are units of migration work; they are unrelated to
 // River's own job hooks.
+//
+// # Why the public API mirrors these types
+//
+// The root package (confiture) has its own Hook, Context, Result and Definition, and converts
+// them to these (its adapter, sampler and toInternal). Using one set of types would need this
+// package to import the root one (or the reverse, which would put the executor in every hook
+// author's build), and the mirror is the better trade:
+//   - This Context carries what the public API does not promise: Origin (a resumed migration's
+//     first run), TargetDSN (a secret, for plugins that connect on their own), TargetSchema, and
+//     a concrete *Stats with Merge, Snapshot and Err. Hidden fields in a public type would need
+//     setters exported for the worker's packages: the mirror would move, not go.
+//   - The root package checks a registration when it is made, against the built-in hooks
+//     (internal/builtin, which imports this package): a name clash or a bad Backfill fails at
+//     init, naming both packages. If this package imported the root one, that import would be a
+//     cycle, and those errors would wait for the worker's start-up.
+//   - The cost is one conversion per hook run and about sixty lines; the root package's
+//     TestAdapterCarriesEveryField fails when a field is added to one side and not carried.
 package hooks
 
 import (

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -51,9 +52,8 @@ var (
 type hooksParser struct {
 	file     string
 	problems []Problem
-	// anchors holds every anchor of the document in document order, so that an alias resolves
-	// to the last anchor of its name defined before it, as YAML says.
-	anchors map[string][]anchorDef
+	// targets maps each alias to the value of its anchor, nil when it has none (see aliasLinker).
+	targets map[*ast.AliasNode]ast.Node
 	// open holds the anchored nodes being decoded, to catch an alias inside its own anchor.
 	open     map[ast.Node]bool
 	nodes    int  // nodes decoded so far, alias expansions included
@@ -62,11 +62,6 @@ type hooksParser struct {
 	// expanding is the outermost alias being decoded: where an overflow is reported, as the
 	// node that overflows is somewhere in an anchor.
 	expanding ast.Node
-}
-
-type anchorDef struct {
-	pos   *token.Position
-	value ast.Node
 }
 
 // entry is one hook declaration with what the cross-checks need to report it.
@@ -86,21 +81,26 @@ type dep struct {
 // parseHooks parses the hooks file named file (for messages) holding data. The hooks are in
 // declaration order; they are meaningful only when there are no problems.
 func parseHooks(file string, data []byte) ([]contract.HookSpec, []Problem) {
-	p := &hooksParser{file: file, anchors: map[string][]anchorDef{}, open: map[ast.Node]bool{}}
+	p := &hooksParser{file: file, targets: map[*ast.AliasNode]ast.Node{}, open: map[ast.Node]bool{}}
 	if i := invalidUTF8(data); i >= 0 {
-		p.problems = append(p.problems, Problem{File: file, Line: lineAt(data, i), Message: "is not valid UTF-8"})
+		p.addLine(lineAt(data, i), "is not valid UTF-8")
 		return nil, p.problems
 	}
 	// The YAML parser takes time and memory quadratic in the nesting of flow collections: a
 	// 20 KB file of '[' costs it 2 seconds and 600 MB. Refuse such a file before parsing it.
 	if i := flowNesting(data); i >= 0 {
-		p.problems = append(p.problems, Problem{File: file, Line: lineAt(data, i), Message: fmt.Sprintf("nested more than %d levels deep ('[' and '{' without their closing bracket)", maxFlowNesting)})
+		p.addLine(lineAt(data, i), "nested more than %d levels deep ('[' and '{' without their closing bracket)", maxFlowNesting)
+		return nil, p.problems
+	}
+	// So do block sequences opened on one line ("- - - x"): a 1 MB line of them took 24 GB.
+	if i := dashNesting(data); i >= 0 {
+		p.addLine(lineAt(data, i), "nested more than %d levels deep (\"- \" repeated on one line)", maxLineDashes)
 		return nil, p.problems
 	}
 	// YAML allows a byte order mark, which the parser does not; it is not part of any line.
 	f, line, err := parseYAML(bytes.TrimPrefix(data, []byte("\ufeff")))
 	if err != nil {
-		p.problems = append(p.problems, Problem{File: file, Line: line, Message: "invalid YAML: " + err.Error()})
+		p.addLine(line, "invalid YAML: %s", err)
 		return nil, p.problems
 	}
 	var bodies []ast.Node
@@ -117,7 +117,7 @@ func parseHooks(file string, data []byte) ([]contract.HookSpec, []Problem) {
 	if len(bodies) > 1 {
 		p.add(bodies[1], "a hooks file holds one YAML document, this one holds %d: remove the extra \"---\"", len(bodies))
 	}
-	p.collectAnchors(bodies[0], 0)
+	ast.Walk(aliasLinker{anchors: map[string]ast.Node{}, targets: p.targets}, bodies[0])
 	entries := p.topLevel(bodies[0])
 	p.crossCheck(entries)
 	var hooks []contract.HookSpec
@@ -127,9 +127,13 @@ func parseHooks(file string, data []byte) ([]contract.HookSpec, []Problem) {
 	return hooks, p.problems
 }
 
-// maxFlowNesting bounds the raw nesting of '[' and '{' in a hooks file, counted without
-// parsing (brackets in strings and comments count too, so it is far above maxYAMLDepth).
-const maxFlowNesting = 1000
+// maxFlowNesting bounds the raw nesting of '[' and '{' in a hooks file, and maxLineDashes the
+// "- " on a line, counted without parsing (those in strings and comments count too, so they are
+// far above maxYAMLDepth).
+const (
+	maxFlowNesting = 1000
+	maxLineDashes  = 4 * maxYAMLDepth
+)
 
 // flowNesting returns the offset of the first '[' or '{' nested deeper than maxFlowNesting,
 // or -1.
@@ -144,6 +148,24 @@ func flowNesting(data []byte) int {
 			}
 		case ']', '}':
 			depth = max(depth-1, 0)
+		}
+	}
+	return -1
+}
+
+// dashNesting returns the offset of the first "- " beyond maxLineDashes on one line, or -1.
+// It counts those after a blank, as "- " starts a block sequence there: "- - - x", or "!!seq -
+// !!seq - x"; nesting by indentation costs a column a level, so a hooks file cannot afford much.
+func dashNesting(data []byte) int {
+	depth := 0
+	for i, c := range data {
+		switch {
+		case c == '\n':
+			depth = 0
+		case c == '-' && (i == 0 || data[i-1] == ' ' || data[i-1] == '\t' || data[i-1] == '\n') && i+1 < len(data) && data[i+1] == ' ':
+			if depth++; depth > maxLineDashes {
+				return i
+			}
 		}
 	}
 	return -1
@@ -199,13 +221,13 @@ func (p *hooksParser) topLevel(body ast.Node) []*entry {
 	if top == nil {
 		return nil
 	}
-	values, ok := mappingValues(top)
+	m, ok := top.(ast.MapNode)
 	if !ok {
 		p.add(body, "the top level must be a mapping of phase -> list of hooks (for example \"after_ddl:\" followed by \"  - hook: sql\"), found %s", describe(top))
 		return nil
 	}
 	var entries []*entry
-	for _, pr := range p.pairs(values, 0) {
+	for _, pr := range p.pairs(m, 0) {
 		phase := pr.key
 		if phase == contract.PhaseDDL {
 			p.add(pr.keyNode, "ddl is the migration's own SQL; hooks go in before_ddl/after_ddl")
@@ -230,7 +252,7 @@ func (p *hooksParser) topLevel(body ast.Node) []*entry {
 			}
 		default:
 			hint := ""
-			if _, isMap := mappingValues(list); isMap {
+			if _, isMap := list.(ast.MapNode); isMap {
 				hint = " (start each hook with \"- \")"
 			}
 			p.add(pr.value, "%s must be a list of hooks%s, found %s", phase, hint, describe(list))
@@ -245,7 +267,7 @@ func (p *hooksParser) entry(phase string, n ast.Node) *entry {
 	if r == nil {
 		return nil
 	}
-	values, ok := mappingValues(r)
+	m, ok := r.(ast.MapNode)
 	if !ok {
 		if s, isString := r.(*ast.StringNode); isString {
 			p.add(n, "a hook entry must be a mapping, found the string %s; to declare a hook of that type write \"- hook: %s\"", quote(s.Value), s.Value)
@@ -256,7 +278,7 @@ func (p *hooksParser) entry(phase string, n ast.Node) *entry {
 	}
 	e := &entry{spec: contract.HookSpec{Phase: phase}, line: nodeLine(n)}
 	hasHook, hasName := false, false
-	for _, pr := range p.pairs(values, 1) {
+	for _, pr := range p.pairs(m, 1) {
 		switch pr.key {
 		case "hook":
 			hasHook = true
@@ -306,7 +328,7 @@ func (p *hooksParser) params(n ast.Node) map[string]any {
 	case nil, *ast.NullNode:
 		return nil
 	default:
-		if _, ok := mappingValues(r); !ok {
+		if _, ok := r.(ast.MapNode); !ok {
 			p.add(n, "params must be a mapping of parameter names to values, found %s", describe(r))
 			return nil
 		}
@@ -316,7 +338,30 @@ func (p *hooksParser) params(n ast.Node) map[string]any {
 		return nil
 	}
 	m, _ := v.(map[string]any)
+	if jsonDepth(m) > contract.MaxParamsDepth {
+		p.add(n, "params nest more than %d levels deep, the most a request allows", contract.MaxParamsDepth)
+		return nil
+	}
 	return m
+}
+
+// jsonDepth returns how deep a decoded value nests, as contract.CheckRequest counts: a mapping
+// or a list is one level more than its deepest element, a scalar none. value bounds the recursion.
+func jsonDepth(v any) int {
+	var elems []any
+	switch t := v.(type) {
+	case map[string]any:
+		elems = slices.Collect(maps.Values(t))
+	case []any:
+		elems = t
+	default:
+		return 0
+	}
+	deepest := 0
+	for _, e := range elems {
+		deepest = max(deepest, jsonDepth(e))
+	}
+	return deepest + 1
 }
 
 func (p *hooksParser) priority(n ast.Node) int {
@@ -352,7 +397,7 @@ func (p *hooksParser) dependsOn(n ast.Node) []dep {
 	case *ast.SequenceNode:
 		items = r.Values
 	default:
-		if _, isMap := mappingValues(r); isMap {
+		if _, isMap := r.(ast.MapNode); isMap {
 			p.add(n, "depends_on must be a list of hook names, found %s", describe(r))
 			return nil
 		}
@@ -471,36 +516,22 @@ func (p *hooksParser) checkCycle(names []string, byName map[string]*entry) {
 	}
 }
 
-// collectAnchors records every anchor under n, in document order.
-func (p *hooksParser) collectAnchors(n ast.Node, depth int) {
-	if n == nil || depth > 4*maxYAMLDepth {
-		return
-	}
+// aliasLinker maps each alias to the value of the last anchor of its name before it, as YAML
+// says: ast.Walk visits the nodes in document order. (The parser leaves aliases unlinked; the
+// library's decoder links them while decoding, without the budgets below.)
+type aliasLinker struct {
+	anchors map[string]ast.Node
+	targets map[*ast.AliasNode]ast.Node
+}
+
+func (l aliasLinker) Visit(n ast.Node) ast.Visitor {
 	switch v := n.(type) {
 	case *ast.AnchorNode:
-		if v.Name != nil && v.Name.GetToken() != nil && v.GetToken() != nil && v.GetToken().Position != nil {
-			name := v.Name.GetToken().Value
-			p.anchors[name] = append(p.anchors[name], anchorDef{pos: v.GetToken().Position, value: v.Value})
-		}
-		p.collectAnchors(v.Value, depth+1)
-	case *ast.MappingNode:
-		for _, mv := range v.Values {
-			p.collectAnchors(mv, depth+1)
-		}
-	case *ast.MappingValueNode:
-		if v.Key != nil {
-			p.collectAnchors(v.Key, depth+1)
-		}
-		p.collectAnchors(v.Value, depth+1)
-	case *ast.MappingKeyNode:
-		p.collectAnchors(v.Value, depth+1)
-	case *ast.SequenceNode:
-		for _, el := range v.Values {
-			p.collectAnchors(el, depth+1)
-		}
-	case *ast.TagNode:
-		p.collectAnchors(v.Value, depth+1)
+		l.anchors[tokenText(v.Name)] = v.Value
+	case *ast.AliasNode:
+		l.targets[v] = l.anchors[tokenText(v.Value)]
 	}
+	return l
 }
 
 // step counts a decoded node; it returns false once the file has too many.
@@ -537,19 +568,9 @@ func (p *hooksParser) spend(n ast.Node, size int) bool {
 
 // alias returns the node an alias stands for, or nil after reporting why there is none.
 func (p *hooksParser) alias(a *ast.AliasNode) ast.Node {
-	if a.Value == nil || a.Value.GetToken() == nil || a.GetToken() == nil || a.GetToken().Position == nil {
-		p.add(a, "malformed alias")
-		return nil
-	}
-	name := a.Value.GetToken().Value
-	pos := a.GetToken().Position
-	var target ast.Node
-	for _, d := range p.anchors[name] {
-		if d.pos.Line < pos.Line || (d.pos.Line == pos.Line && d.pos.Column < pos.Column) {
-			target = d.value
-		}
-	}
+	target := p.targets[a]
 	if target == nil {
+		name := tokenText(a.Value)
 		p.add(a, "alias *%s refers to no anchor &%s defined before it", name, name)
 		return nil
 	}
@@ -583,17 +604,6 @@ func (p *hooksParser) resolve(n ast.Node) ast.Node {
 	return nil
 }
 
-// mappingValues returns the entries of a mapping node.
-func mappingValues(n ast.Node) ([]*ast.MappingValueNode, bool) {
-	switch m := n.(type) {
-	case *ast.MappingNode:
-		return m.Values, true
-	case *ast.MappingValueNode:
-		return []*ast.MappingValueNode{m}, true
-	}
-	return nil, false
-}
-
 type pair struct {
 	key     string
 	keyNode ast.Node
@@ -601,19 +611,20 @@ type pair struct {
 }
 
 // pairs returns the entries of a mapping with string keys, merge keys ("<<") expanded: the
-// mapping's own keys win over merged ones, and earlier merged mappings over later ones.
-func (p *hooksParser) pairs(values []*ast.MappingValueNode, depth int) []pair {
-	if depth > maxYAMLDepth {
-		if len(values) > 0 {
-			p.add(values[0], "nested more than %d levels deep", maxYAMLDepth)
-		}
-		return nil
-	}
+// mapping's own keys win over merged ones, and earlier merged mappings over later ones. (The
+// library's decoder lets a merged key override the mapping's own, and a later merged mapping an
+// earlier one, against the YAML merge key spec: see TestHooksFileYAMLUnlikeTheLibrary.)
+func (p *hooksParser) pairs(m ast.MapNode, depth int) []pair {
 	var own, merged []pair
 	seen := map[string]ast.Node{}
-	for _, mv := range values {
+	for it := m.MapRange(); it.Next(); {
+		mv := it.KeyValue()
 		if mv == nil || mv.Key == nil {
 			continue
+		}
+		if depth > maxYAMLDepth {
+			p.add(mv, "nested more than %d levels deep", maxYAMLDepth)
+			return nil
 		}
 		if mv.Key.IsMergeKey() {
 			merged = append(merged, p.merge(mv.Value, depth+1)...)
@@ -645,8 +656,8 @@ func (p *hooksParser) merge(n ast.Node, depth int) []pair {
 	if r == nil {
 		return nil
 	}
-	if values, ok := mappingValues(r); ok {
-		return p.pairs(values, depth)
+	if m, ok := r.(ast.MapNode); ok {
+		return p.pairs(m, depth)
 	}
 	seq, ok := r.(*ast.SequenceNode)
 	if !ok {
@@ -656,14 +667,14 @@ func (p *hooksParser) merge(n ast.Node, depth int) []pair {
 	var out []pair
 	for _, el := range seq.Values {
 		er := p.resolve(el)
-		values, ok := mappingValues(er)
+		m, ok := er.(ast.MapNode)
 		if !ok {
 			if er != nil {
 				p.add(el, "<< must merge a mapping or a list of mappings, found a list holding %s", describe(er))
 			}
 			continue
 		}
-		out = append(out, p.pairs(values, depth)...)
+		out = append(out, p.pairs(m, depth)...)
 	}
 	return out
 }
@@ -691,7 +702,9 @@ func (p *hooksParser) key(n ast.Node, depth int) (string, bool) {
 }
 
 // value decodes a node into plain Go values that encoding/json round-trips: map[string]any,
-// []any, string, int64 (uint64 only above math.MaxInt64), float64, bool and nil.
+// []any, string, int64 (uint64 only above math.MaxInt64), float64, bool and nil. (yaml.NodeToValue
+// has no budget: it returns an alias bomb as shared values, which encoding/json expands to
+// gigabytes; and it turns a recursive alias into nil and .inf into +Inf.)
 func (p *hooksParser) value(n ast.Node, depth int) (any, bool) {
 	if depth > maxYAMLDepth {
 		p.add(n, "nested more than %d levels deep", maxYAMLDepth)
@@ -701,10 +714,10 @@ func (p *hooksParser) value(n ast.Node, depth int) (any, bool) {
 		return nil, false
 	}
 	switch v := n.(type) {
-	case nil, *ast.NullNode:
+	case nil:
 		return nil, true
-	case *ast.BoolNode:
-		return v.Value, true
+	case *ast.NullNode, *ast.BoolNode, *ast.FloatNode:
+		return v.(ast.ScalarNode).GetValue(), true
 	case *ast.StringNode:
 		return v.Value, p.spend(n, len(v.Value))
 	case *ast.LiteralNode:
@@ -721,19 +734,14 @@ func (p *hooksParser) value(n ast.Node, depth int) (any, bool) {
 				return int64(i), true
 			}
 			return i, true
-		case int:
-			return int64(i), true
 		}
 		p.add(n, "cannot read the integer %s", quote(tokenText(n)))
 		return nil, false
-	case *ast.FloatNode:
-		return v.Value, true
 	case *ast.InfinityNode, *ast.NanNode:
 		p.add(n, "%s is not a number JSON can carry", quote(tokenText(n)))
 		return nil, false
-	case *ast.MappingNode, *ast.MappingValueNode:
-		values, _ := mappingValues(v)
-		pairs := p.pairs(values, depth+1)
+	case ast.MapNode:
+		pairs := p.pairs(v, depth+1)
 		m := make(map[string]any, len(pairs))
 		ok := true
 		for _, pr := range pairs {
@@ -785,6 +793,7 @@ func (p *hooksParser) anchored(n ast.Node, depth int) (any, bool) {
 }
 
 // tagged decodes a node with one of the standard tags; any other tag is a problem, not a guess.
+// (The library's decoder reads "!!int ten" as 0 and "!!str 0x10" as "16", and ignores other tags.)
 func (p *hooksParser) tagged(t *ast.TagNode, depth int) (any, bool) {
 	tag := tagOf(t)
 	if tag == "!!str" {
@@ -887,7 +896,7 @@ func tokenText(n ast.Node) string {
 // describe names the kind of a resolved node for messages.
 func describe(n ast.Node) string {
 	switch n.(type) {
-	case *ast.MappingNode, *ast.MappingValueNode:
+	case ast.MapNode:
 		return "a mapping"
 	case *ast.SequenceNode:
 		return "a list"

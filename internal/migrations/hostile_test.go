@@ -1,12 +1,14 @@
 package migrations
 
 import (
+	"math"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/goccy/go-yaml"
 	"github.com/stretchr/testify/require"
 )
 
@@ -40,6 +42,7 @@ func TestHooksFileBombsAreRefusedQuickly(t *testing.T) {
 		{"merge bomb", mergeBomb, "too many YAML nodes"},
 		{"deep nesting", "after_ddl:\n  - hook: sql\n    params: {a: " + strings.Repeat("[", 900) + strings.Repeat("]", 900) + "}\n", "nested more than 64 levels deep"},
 		{"absurd nesting", "after_ddl:\n  - hook: sql\n    params: {a: " + strings.Repeat("[", 1<<20-64) + "\n", "nested more than 1000 levels deep ('[' and '{' without their closing bracket)"},
+		{"dash nesting", "after_ddl:\n  - hook: sql\n    params:\n      a:\n        " + strings.Repeat("- ", 1<<19-64) + "x\n", "nested more than 256 levels deep (\"- \" repeated on one line)"},
 	} {
 		var before, after runtime.MemStats
 		runtime.GC()
@@ -60,4 +63,48 @@ func TestHooksFileBombsAreRefusedQuickly(t *testing.T) {
 		require.Less(t, elapsed, 5*time.Second, tc.name)
 		require.Less(t, allocated, uint64(256<<20), tc.name)
 	}
+}
+
+// The library's own decoder (yaml.Unmarshal, yaml.NodeToValue) reads these differently, which is
+// why hooksfile.go decodes the node tree itself. When a case fails on the library's side, the
+// library has changed: see whether it can now do that part.
+func TestHooksFileYAMLUnlikeTheLibrary(t *testing.T) {
+	t.Parallel()
+	type problem string
+	for _, tc := range []struct {
+		name, yaml string
+		library    any
+		ours       any // the decoded value, or the problem reported
+	}{
+		{"own key over merged", "{a: 1, <<: {a: 2}}", map[string]any{"a": uint64(2)}, map[string]any{"a": int64(1)}},
+		{"first merged over later", "{<<: [{a: 1}, {a: 2}]}", map[string]any{"a": uint64(2)}, map[string]any{"a": int64(1)}},
+		{"!!str keeps the text", "!!str 0x10", "16", "0x10"},
+		{"bad !!int", "!!int ten", 0, problem(`the string "ten" is not a valid !!int`)},
+		{"unknown tag", "!env HOME", "HOME", problem(`unsupported YAML tag "!env"`)},
+		{"recursive alias", "&r [*r]", []any{nil}, problem("alias *r is inside its own anchor")},
+		{".inf", ".inf", math.Inf(1), problem(`".inf" is not a number JSON can carry`)},
+	} {
+		var lib map[string]any
+		require.NoError(t, yaml.Unmarshal([]byte("v: "+tc.yaml+"\n"), &lib), tc.name)
+		require.Equal(t, tc.library, lib["v"], tc.name)
+
+		hooks, problems := parseHooks("x.hooks.yaml", []byte("after_ddl:\n  - hook: sql\n    params:\n      v: "+tc.yaml+"\n"))
+		if want, isProblem := tc.ours.(problem); isProblem {
+			require.Len(t, problems, 1, tc.name)
+			require.Contains(t, problems[0].Message, string(want), tc.name)
+			require.Equal(t, 4, problems[0].Line, tc.name)
+			continue
+		}
+		require.Empty(t, problems, tc.name)
+		require.Equal(t, tc.ours, hooks[0].Params["v"], tc.name)
+	}
+}
+
+// An alias stands for the last anchor of its name before it, even when the name is used again.
+func TestHooksFileAliasesFollowDocumentOrder(t *testing.T) {
+	t.Parallel()
+	hooks, problems := parseHooks("x.hooks.yaml", []byte("after_ddl:\n  - hook: sql\n    params:\n"+
+		"      a: &x 1\n      b: *x\n      c: &x [2]\n      d: [*x, &x 3, *x]\n      e: {? &k k : *k}\n"))
+	require.Empty(t, problems)
+	require.Equal(t, map[string]any{"a": int64(1), "b": int64(1), "c": []any{int64(2)}, "d": []any{[]any{int64(2)}, int64(3), int64(3)}, "e": map[string]any{"k": "k"}}, hooks[0].Params)
 }

@@ -304,6 +304,8 @@ func TestLoadProblems(t *testing.T) {
 			[]want{{"001_a.hooks.yaml", 4, "params must be a mapping of parameter names to values, found a list"}}},
 		{"params not JSON", withHooks("after_ddl:\n  - hook: sql\n    params:\n      ratio: .inf\n"),
 			[]want{{"001_a.hooks.yaml", 4, "\".inf\" is not a number JSON can carry"}}},
+		{"params too deep for a request", withHooks("after_ddl:\n  - hook: sql\n    params:\n      a: " + strings.Repeat("[", 32) + strings.Repeat("]", 32) + "\n"),
+			[]want{{"001_a.hooks.yaml", 4, "params nest more than 32 levels deep, the most a request allows"}}},
 		{"params with a custom tag", withHooks("after_ddl:\n  - hook: sql\n    params:\n      url: !env DATABASE_URL\n"),
 			[]want{{"001_a.hooks.yaml", 4, "unsupported YAML tag \"!env\""}}},
 		{"params with a bad !!int", withHooks("after_ddl:\n  - hook: sql\n    params:\n      n: !!int ten\n"),

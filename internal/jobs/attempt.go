@@ -45,6 +45,9 @@ type attempt struct {
 	summary contract.RunSummary
 	// cancelled says the job was cancelled while it ran (River UI, an operator's pause).
 	cancelled bool
+	// moved says the job is at another step than the one it was inserted for: a job of a ddl
+	// step that went on with the next migrations (phaseWorker.Work).
+	moved bool
 }
 
 // guard is the guard of the transition that records how the attempt ended: the run is at the
@@ -80,7 +83,7 @@ func (a *attempt) mayEndRun() bool {
 	case a.rc.row.Plan == nil:
 		return false
 	}
-	_, _, runDone := NextStep(a.rc.row.Direction, a.rc.row.Plan, a.step)
+	_, _, runDone := NextStep(a.rc.row.Direction, a.rc.row.Plan, a.step, a.rc.works)
 	return runDone
 }
 
@@ -135,7 +138,13 @@ func (p *Pipeline) begin(ctx context.Context, job *rivertype.JobRow, runID strin
 		// Start events report nothing a crash could make wrong: they commit without waiting
 		// for the WAL flush (only a crash of PostgreSQL itself loses them, with the attempt's
 		// count, which then does not count).
-		row, err := p.cfg.Store.StartAttempt(ctx, tx, runID, step, job.ID)
+		// The job of a ddl step may have moved its run on to later migrations' ddl (a chain of
+		// migrations without hooks, see phaseWorker.Work): tried again, it goes on where the
+		// run is.
+		row, err := p.cfg.Store.StartAttempt(ctx, tx, runID, step, job.ID, step.Phase == contract.PhaseDDL)
+		if err == nil {
+			a.step, a.moved = row.Step(), row.Step() != step
+		}
 		if errors.Is(err, runstore.ErrGuard) {
 			row, done, err = p.notLive(ctx, tx, a, runID)
 			if err != nil || done {
@@ -148,7 +157,7 @@ func (p *Pipeline) begin(ctx context.Context, job *rivertype.JobRow, runID strin
 			return err
 		}
 		a.n = row.Attempt
-		a.log = p.cfg.Logger.With("run", row.ID, "request_id", row.RequestID, "target", row.Target, "attempt", a.n, "job_id", job.ID)
+		a.log = p.attemptLog(row, a.n, job.ID)
 		return p.record(ctx, tx, startEvents(a)...)
 	})
 	switch {
@@ -161,6 +170,11 @@ func (p *Pipeline) begin(ctx context.Context, job *rivertype.JobRow, runID strin
 		return nil, true, fmt.Errorf("begin attempt of %s: %w", describeStep(step), err)
 	}
 	return a, done, nil
+}
+
+// attemptLog is the logger of attempt n of job at run's step.
+func (p *Pipeline) attemptLog(row *runstore.Run, n int, job int64) *slog.Logger {
+	return p.cfg.Logger.With("run", row.ID, "request_id", row.RequestID, "target", row.Target, "attempt", n, "job_id", job)
 }
 
 // notLive decides, in tx, what becomes of a job that is not its run's live job. It returns the
@@ -189,7 +203,7 @@ func (p *Pipeline) notLive(ctx context.Context, tx pgx.Tx, a *attempt, runID str
 			job.ID, fmt.Sprintf("job %d, which paused the run, was retried (River UI)", job.ID)); err != nil {
 			return nil, false, err
 		}
-		row, err := p.cfg.Store.StartAttempt(ctx, tx, runID, step, job.ID)
+		row, err := p.cfg.Store.StartAttempt(ctx, tx, runID, step, job.ID, false)
 		if err != nil {
 			return nil, false, err
 		}
@@ -356,6 +370,11 @@ func (a *attempt) conclude(ctx context.Context, err error) error {
 			return aerr
 		}); rerr != nil && !errors.Is(rerr, errStale) {
 			a.log.Warn("could not record the failed attempt", "error", rerr.Error())
+		}
+		if a.moved {
+			// River counts its attempts per job, and this job went through other steps'
+			// attempts: a snooze, which River does not count, waits the same back-off.
+			return river.JobSnooze(wait)
 		}
 		return err
 	}

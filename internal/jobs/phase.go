@@ -43,8 +43,18 @@ type phaseAttempt struct {
 	planErr error
 	// hookLog carries the run's attributes; the executor's records add migration and phase.
 	hookLog *slog.Logger
+	// plain says the migration is its ddl phase alone (no hooks in the phases the run takes
+	// it through): its only event is migration.completed.
+	plain bool
 }
 
+// Work runs the job's step. The job of a ddl step goes on, in the same job, with the next
+// migration's ddl when that is the run's next step (migrations without hooks in a row): each
+// migration is applied in its own target transaction with its tracking row, and the run is
+// moved to the next one in a queue transaction, without a job inserted. A crash, a stop or a
+// retry finds the run at the migration in progress (begin follows it), and the target's
+// tracking table says what committed. The job gives its worker slot back after a slice
+// (BackfillSlice), as a backfill does.
 func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error {
 	p, args := w.p, job.Args
 	pa := &phaseAttempt{}
@@ -54,8 +64,68 @@ func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error
 		return err
 	}
 	pa.attempt = a
-	a.succeed = pa.succeeded
-	return a.conclude(ctx, pa.run(ctx))
+	since := time.Now()
+	for {
+		pa.succeed = pa.succeeded
+		err := pa.run(ctx)
+		if next, ok := pa.chainNext(ctx, err, since); ok {
+			npa, herr := pa.hop(ctx, next)
+			if herr == nil {
+				pa = npa
+				continue
+			}
+			if !errors.Is(herr, errStale) {
+				pa.log.Warn("could not move the run on to the next migration in this job; it goes on in a job of its own", "error", herr.Error())
+			}
+			// Stale: the run was paused meanwhile. Either way the usual transition follows.
+		}
+		return pa.conclude(ctx, err)
+	}
+}
+
+// chainNext returns the step this job goes on with after its step ended with err: the next
+// migration's ddl, when the step was a ddl that succeeded, the migration has no later phase
+// with work and the next has none before its ddl, and the job's slice is not over.
+func (pa *phaseAttempt) chainNext(ctx context.Context, err error, since time.Time) (Step, bool) {
+	a := pa.attempt
+	if err != nil || a.step.Phase != contract.PhaseDDL || ctx.Err() != nil || time.Since(since) >= a.p.cfg.BackfillSlice {
+		return Step{}, false
+	}
+	next, migrationDone, runDone := NextStep(a.rc.row.Direction, a.rc.row.Plan, a.step, a.rc.works)
+	return next, migrationDone && !runDone && next.Phase == contract.PhaseDDL
+}
+
+// hop records that the attempt's step succeeded and moves the run, still running, to next with
+// this job, which goes on there: the events of succeeded and next's start events, in one queue
+// transaction that commits without waiting for the WAL flush (a crash of PostgreSQL that loses
+// it finds the run at the step before, whose migration the tracking table shows committed, and
+// the same events have the same ids). It returns next's attempt; errStale when the run is not
+// running at the step with this job any more (an operator paused it).
+func (pa *phaseAttempt) hop(ctx context.Context, next Step) (*phaseAttempt, error) {
+	a := pa.attempt
+	na := &attempt{p: a.p, job: a.job, client: a.client, completeJob: a.completeJob, step: next, rc: a.rc,
+		n: 1, fetched: a.fetched, log: a.p.attemptLog(a.rc.row, 1, a.job.ID), moved: true}
+	npa := &phaseAttempt{attempt: na}
+	start := npa.prepare()
+	evs, err := pa.doneEvents(next, true)
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := recordCtx(ctx)
+	defer cancel()
+	if err := a.p.inTx(rctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(rctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return err
+		}
+		return a.p.apply(rctx, tx, a.rc.row.ID, runstore.Guard{Statuses: []string{runstore.RunRunning}, Step: a.step, Job: a.job.ID},
+			runstore.Change{Step: &next, Attempt: "first", Transient: "clear"}, append(evs, start...)...)
+	}); err != nil {
+		return nil, err
+	}
+	a.observe(outCompleted)
+	row := a.rc.row
+	row.StepVersion, row.StepPhase, row.Attempt, row.TransientSince = next.Version, next.Phase, 1, nil
+	return npa, nil
 }
 
 // completer returns the function that completes job in a transaction.
@@ -83,6 +153,9 @@ func (pa *phaseAttempt) prepare() []contract.Event {
 	}
 	pa.hookLog = a.log.With("version", m.Version)
 	a.log = pa.hookLog.With("migration", m.ID(), "phase", a.step.Phase)
+	if pa.plain = a.step.Phase == contract.PhaseDDL && a.rc.plain(m.Version); pa.plain {
+		return nil
+	}
 	if a.step.Phase != contract.PhaseDDL {
 		if pa.planned, err = a.p.cfg.Registry.Plan(a.step.Phase, m.Hooks); err != nil {
 			pa.planErr = hooks.Permanent(err)
@@ -406,24 +479,15 @@ func (pa *phaseAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 	if a.step.Phase == contract.PhaseOnError {
 		return a.onErrorDone(ctx, tx, nil)
 	}
-	evs := make([]contract.Event, 0, len(a.res.hooks)+4)
-	for _, h := range a.res.hooks {
-		evs = append(evs, a.hookEvent(h))
-	}
-	pc := a.p.stepEvent(a.rc, contract.KindPhaseCompleted, a.step, a.n)
-	pc.DurationMS, pc.RowsAffected, pc.Message = a.res.duration.Milliseconds(), a.res.rows, a.res.message
-	if pc.Message == "" && a.step.Phase != contract.PhaseDDL {
-		pc.Message = fmt.Sprintf("%d hook(s)", len(a.res.hooks))
-	}
-	evs = append(evs, pc)
-	next, migrationDone, runDone := NextStep(a.rc.row.Direction, a.rc.row.Plan, a.step)
-	if migrationDone {
-		mc := outbox.New(a.rc.ref, contract.KindMigrationCompleted, pa.m.Version)
-		setMigration(&mc, pa.m)
-		evs = append(evs, mc)
-		a.log.Info("migration completed")
+	next, migrationDone, runDone := NextStep(a.rc.row.Direction, a.rc.row.Plan, a.step, a.rc.works)
+	evs, err := pa.doneEvents(next, migrationDone && !runDone)
+	if err != nil {
+		return err
 	}
 	if runDone {
+		if migrationDone {
+			evs = append(evs, pa.migrationCompleted())
+		}
 		done := outbox.New(a.rc.ref, contract.KindRunCompleted)
 		done.Message = fmt.Sprintf("%s %d migration(s)", pastVerb(a.rc.row.Direction), len(a.rc.row.Plan)) + incompleteNote(a.summary)
 		done.DurationMS = time.Since(a.rc.row.CreatedAt).Milliseconds()
@@ -431,14 +495,51 @@ func (pa *phaseAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 		a.log.Info("run completed", "migrations", len(a.rc.row.Plan))
 		return a.p.end(ctx, tx, a.client, a.rc, a.step, a.job.ID, runstore.RunCompleted, append(evs, done)...)
 	}
-	if migrationDone {
-		nm, err := a.rc.migration(next.Version)
-		if err != nil {
-			return err
+	return a.p.advance(ctx, tx, a.client, a.rc, a.step, a.job.ID, next, nil, evs...)
+}
+
+// doneEvents returns the events of the phase's success: its hooks', phase.completed (not for a
+// plain migration), and, when the run goes on to next, another migration, migration.completed
+// and next's migration.started (not for a plain one).
+func (pa *phaseAttempt) doneEvents(next Step, nextMigration bool) ([]contract.Event, error) {
+	a := pa.attempt
+	evs := make([]contract.Event, 0, len(a.res.hooks)+3)
+	for _, h := range a.res.hooks {
+		evs = append(evs, a.hookEvent(h))
+	}
+	if !pa.plain {
+		pc := a.p.stepEvent(a.rc, contract.KindPhaseCompleted, a.step, a.n)
+		pc.DurationMS, pc.RowsAffected, pc.Message = a.res.duration.Milliseconds(), a.res.rows, a.res.message
+		if pc.Message == "" && a.step.Phase != contract.PhaseDDL {
+			pc.Message = fmt.Sprintf("%d hook(s)", len(a.res.hooks))
 		}
+		evs = append(evs, pc)
+	}
+	if !nextMigration {
+		return evs, nil
+	}
+	evs = append(evs, pa.migrationCompleted())
+	nm, err := a.rc.migration(next.Version)
+	if err != nil {
+		return nil, err
+	}
+	if !a.rc.plain(nm.Version) {
 		evs = append(evs, migrationStarted(a.rc, nm, next.Phase))
 	}
-	return a.p.advance(ctx, tx, a.client, a.rc, a.step, a.job.ID, next, nil, evs...)
+	return evs, nil
+}
+
+// migrationCompleted is the migration.completed of the phase's migration, which it completes;
+// for a plain migration, with what its ddl did.
+func (pa *phaseAttempt) migrationCompleted() contract.Event {
+	a := pa.attempt
+	mc := outbox.New(a.rc.ref, contract.KindMigrationCompleted, pa.m.Version)
+	setMigration(&mc, pa.m)
+	if pa.plain {
+		mc.DurationMS, mc.RowsAffected, mc.Message = a.res.duration.Milliseconds(), a.res.rows, a.res.message
+	}
+	a.log.Info("migration completed")
+	return mc
 }
 
 // migrationStarted is the migration.started of m, which the run begins at phase from.

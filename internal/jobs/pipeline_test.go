@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -41,7 +42,7 @@ func TestNextStepUp(t *testing.T) {
 	t.Parallel()
 	v1, v2 := "20240101000000", "20240102000000"
 	plan := plan(v1, v2)
-	require.Equal(t, step(v1, "before_validation"), FirstStep(contract.DirectionUp, plan))
+	require.Equal(t, step(v1, "before_validation"), FirstStep(contract.DirectionUp, plan, nil))
 	tests := []transition{
 		{step(v1, "before_validation"), step(v1, "before_ddl"), false, false},
 		{step(v1, "before_ddl"), step(v1, "ddl"), false, false},
@@ -63,7 +64,7 @@ func TestNextStepDown(t *testing.T) {
 	t.Parallel()
 	// A down plan is already in reverse version order.
 	plan := plan("003", "002", "001")
-	require.Equal(t, step("003", "before_ddl"), FirstStep(contract.DirectionDown, plan))
+	require.Equal(t, step("003", "before_ddl"), FirstStep(contract.DirectionDown, plan, nil))
 	tests := []transition{
 		{step("003", "before_ddl"), step("003", "ddl"), false, false},
 		{step("003", "ddl"), step("003", "cleanup"), false, false},
@@ -80,11 +81,11 @@ func TestNextStepDown(t *testing.T) {
 
 func TestNextStepSingleMigration(t *testing.T) {
 	t.Parallel()
-	next, migDone, runDone := NextStep(contract.DirectionUp, plan("001"), step("001", "cleanup"))
+	next, migDone, runDone := NextStep(contract.DirectionUp, plan("001"), step("001", "cleanup"), nil)
 	require.Equal(t, Step{}, next)
 	require.True(t, migDone)
 	require.True(t, runDone)
-	next, migDone, runDone = NextStep(contract.DirectionDown, plan("001"), step("001", "cleanup"))
+	next, migDone, runDone = NextStep(contract.DirectionDown, plan("001"), step("001", "cleanup"), nil)
 	require.Equal(t, Step{}, next)
 	require.True(t, migDone)
 	require.True(t, runDone)
@@ -96,10 +97,10 @@ func TestWalkMatchesSpec(t *testing.T) {
 	t.Parallel()
 	walk := func(direction string, plan runstore.Plan) []string {
 		var out []string
-		cur := FirstStep(direction, plan)
+		cur := FirstStep(direction, plan, nil)
 		for range 100 {
 			out = append(out, cur.Version+"/"+cur.Phase)
-			next, _, done := NextStep(direction, plan, cur)
+			next, _, done := NextStep(direction, plan, cur, nil)
 			if done {
 				return out
 			}
@@ -124,7 +125,7 @@ func TestWalkMatchesSpec(t *testing.T) {
 func TestNextStepResumesAnIncompleteMigration(t *testing.T) {
 	t.Parallel()
 	p := runstore.Plan{{Version: "001", From: "after_validation"}, {Version: "002"}}
-	require.Equal(t, step("001", "after_validation"), FirstStep(contract.DirectionUp, p))
+	require.Equal(t, step("001", "after_validation"), FirstStep(contract.DirectionUp, p, nil))
 	runTransitions(t, contract.DirectionUp, p, []transition{
 		{step("001", "after_validation"), step("001", "cleanup"), false, false},
 		{step("001", "cleanup"), step("002", "before_validation"), true, false},
@@ -157,10 +158,50 @@ func runTransitions(t *testing.T, direction string, plan runstore.Plan, tests []
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/%s", tt.from.Version, tt.from.Phase), func(t *testing.T) {
 			t.Parallel()
-			next, migDone, runDone := NextStep(direction, plan, tt.from)
+			next, migDone, runDone := NextStep(direction, plan, tt.from, nil)
 			require.Equal(t, tt.to, next)
 			require.Equal(t, tt.migrationDone, migDone, "migrationDone")
 			require.Equal(t, tt.runDone, runDone, "runDone")
 		})
 	}
+}
+
+// Phases without hooks are passed: a migration without hooks is its ddl step alone, and the
+// run goes from one migration's ddl to the next's. A resumed migration with no work left keeps
+// its last phase, where it is recorded complete; a step that has no work (the job of a worker
+// that ran every phase) goes on to the migration's next step with work.
+func TestNextStepSkipsPhasesWithoutWork(t *testing.T) {
+	t.Parallel()
+	hooksIn := map[string][]string{"002": {"before_ddl", "after_validation"}}
+	works := func(s Step) bool { return s.Phase == "ddl" || slices.Contains(hooksIn[s.Version], s.Phase) }
+	p := plan("001", "002", "003")
+	require.Equal(t, step("001", "ddl"), FirstStep(contract.DirectionUp, p, works))
+	var got []Step
+	for cur := FirstStep(contract.DirectionUp, p, works); ; {
+		got = append(got, cur)
+		next, _, done := NextStep(contract.DirectionUp, p, cur, works)
+		if done {
+			break
+		}
+		cur = next
+	}
+	require.Equal(t, []Step{step("001", "ddl"), step("002", "before_ddl"), step("002", "ddl"),
+		step("002", "after_validation"), step("003", "ddl")}, got)
+
+	next, migDone, _ := NextStep(contract.DirectionUp, p, step("002", "before_validation"), works)
+	require.Equal(t, step("002", "before_ddl"), next)
+	require.False(t, migDone)
+	next, migDone, _ = NextStep(contract.DirectionUp, p, step("002", "after_ddl"), works)
+	require.Equal(t, step("002", "after_validation"), next)
+	require.False(t, migDone)
+
+	resumed := runstore.Plan{{Version: "001", From: "after_ddl"}, {Version: "003"}}
+	require.Equal(t, step("001", "cleanup"), FirstStep(contract.DirectionUp, resumed, works))
+	next, migDone, _ = NextStep(contract.DirectionUp, resumed, step("001", "cleanup"), works)
+	require.Equal(t, step("003", "ddl"), next)
+	require.True(t, migDone)
+
+	require.Equal(t, step("003", "ddl"), FirstStep(contract.DirectionDown, plan("003", "002"), works))
+	next, _, _ = NextStep(contract.DirectionDown, plan("003", "002"), step("003", "ddl"), works)
+	require.Equal(t, step("002", "before_ddl"), next)
 }

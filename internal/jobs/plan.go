@@ -185,13 +185,17 @@ func (pl *planAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 		return a.p.advance(ctx, tx, a.client, rc, a.step, a.job.ID, dryRunStep, d.entries, started)
 	}
 	rc.row.Plan = d.entries
-	first := FirstStep(d.Direction, d.entries)
+	first := FirstStep(d.Direction, d.entries, rc.works)
 	m, err := rc.migration(first.Version)
 	if err != nil {
 		return err
 	}
 	a.log.Info("run started", "plan", d.Versions, "direction", d.Direction)
-	return a.p.advance(ctx, tx, a.client, rc, a.step, a.job.ID, first, d.entries, started, migrationStarted(rc, m, first.Phase))
+	evs := []contract.Event{started}
+	if !rc.plain(m.Version) {
+		evs = append(evs, migrationStarted(rc, m, first.Phase))
+	}
+	return a.p.advance(ctx, tx, a.client, rc, a.step, a.job.ID, first, d.entries, evs...)
 }
 
 // decision is what a run does, decided from its request and the target's tracking table.

@@ -19,6 +19,8 @@ type runContext struct {
 	row *runstore.Run
 	req *contract.Request
 	ref outbox.RunRef
+	// byVersion indexes req.Migrations by version, once a step looks one up.
+	byVersion map[string]int
 }
 
 // newRunContext pairs a run row with its request, decoding the request unless the cache has it.
@@ -49,12 +51,37 @@ func (p *Pipeline) loadRun(ctx context.Context, runID string) (*runContext, erro
 }
 
 func (rc *runContext) migration(version string) (*contract.Migration, error) {
-	for i := range rc.req.Migrations {
-		if rc.req.Migrations[i].Version == version {
-			return &rc.req.Migrations[i], nil
+	if rc.byVersion == nil {
+		rc.byVersion = make(map[string]int, len(rc.req.Migrations))
+		for i := range rc.req.Migrations {
+			rc.byVersion[rc.req.Migrations[i].Version] = i
 		}
 	}
+	if i, ok := rc.byVersion[version]; ok {
+		return &rc.req.Migrations[i], nil
+	}
 	return nil, fmt.Errorf("run %s: migration %s is not in the request", rc.row.ID, version)
+}
+
+// works reports whether step s of the run has work to do (see Works): the ddl phase always, a
+// hook phase when the migration declares hooks in it.
+func (rc *runContext) works(s Step) bool {
+	if s.Phase == contract.PhaseDDL {
+		return true
+	}
+	m, err := rc.migration(s.Version)
+	return err != nil || hasHooks(m, s.Phase)
+}
+
+// plain reports whether migration version of the run is its ddl phase alone: it has no hooks
+// in the phases the run takes it through. Its events are one migration.completed.
+func (rc *runContext) plain(version string) bool {
+	e, ok := rc.row.Plan.Entry(version)
+	if !ok {
+		return false
+	}
+	ss := steps(rc.row.Direction, e, rc.works)
+	return len(ss) == 1 && ss[0].Phase == contract.PhaseDDL
 }
 
 // requestCache keeps the decoded requests of the runs this process worked on, least recently

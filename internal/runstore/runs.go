@@ -236,7 +236,8 @@ type Change struct {
 	OnlyIfRunning bool
 	ClearJob      bool
 	// Attempt: "inc" counts an attempt starting, "dec" takes back one that did not count,
-	// "reset" starts a new step's count.
+	// "reset" starts a new step's count, "first" starts it with the attempt of a job that goes on
+	// at the new step.
 	Attempt string
 	// Transient: "start" marks a transient failure (keeping an earlier start), "clear" ends
 	// the row.
@@ -314,7 +315,7 @@ func (s *Store) Apply(ctx context.Context, tx pgx.Tx, run string, guard Guard, c
 		job_id = CASE $10::text WHEN 'set' THEN $11::bigint WHEN 'clear' THEN NULL
 			WHEN 'set-if-running' THEN CASE WHEN status = 'running' THEN $11::bigint END ELSE job_id END,
 		attempt = CASE $12 WHEN 'inc' THEN attempt + 1 WHEN 'dec' THEN greatest(attempt - 1, 0)
-			WHEN 'reset' THEN 0 ELSE attempt END,
+			WHEN 'reset' THEN 0 WHEN 'first' THEN 1 ELSE attempt END,
 		transient_since = CASE $13 WHEN 'start' THEN coalesce(transient_since, now()) WHEN 'clear' THEN NULL
 			ELSE transient_since END,
 		plan = coalesce($14::jsonb, plan),
@@ -358,14 +359,16 @@ func (s *Store) Apply(ctx context.Context, tx pgx.Tx, run string, guard Guard, c
 }
 
 // StartAttempt counts an attempt of job at step of run, if the run is running there with job
-// as its live job, and returns the run as the attempt leaves it; ErrGuard otherwise. The
-// transaction commits without waiting for the WAL flush (see jobs.begin).
-func (s *Store) StartAttempt(ctx context.Context, tx pgx.Tx, run string, step Step, job int64) (*Run, error) {
+// as its live job, and returns the run as the attempt leaves it; ErrGuard otherwise. With
+// follow, the run may be at any step of step's phase (a job that moved its run on to the next
+// migration's step, and is tried again there). The transaction commits without waiting for
+// the WAL flush (see jobs.begin).
+func (s *Store) StartAttempt(ctx context.Context, tx pgx.Tx, run string, step Step, job int64, follow bool) (*Run, error) {
 	batch := &pgx.Batch{}
 	batch.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
 	batch.Queue(`UPDATE `+s.schema+`.runs SET attempt = attempt + 1, updated_at = now()
-		WHERE id = $1 AND status = 'running' AND step_version = $2 AND step_phase = $3 AND job_id = $4
-		RETURNING `+runColumns, run, step.Version, step.Phase, job)
+		WHERE id = $1 AND status = 'running' AND step_phase = $3 AND job_id = $4 AND ($5 OR step_version = $2)
+		RETURNING `+runColumns, run, step.Version, step.Phase, job, follow)
 	br := tx.SendBatch(ctx, batch)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {

@@ -139,21 +139,22 @@ func TestRenderBackfillProgressBarMakesWayForOtherLines(t *testing.T) {
 		r.Render(ev)
 	}
 	lines := screen(b.String())
-	require.Equal(t, []string{"  after_ddl          started   2 hook(s)", "run.note: something to say"}, lines[:2])
-	require.Len(t, lines, 3)
-	require.Contains(t, lines[2], "fill_a  500/2000 rows, 250 rows/s, ETA 6s", "drawn again under the line, with the new total")
-	require.Contains(t, lines[2], " 25% |")
+	require.Equal(t, []string{m1, "  after_ddl          started   2 hook(s)", "run.note: something to say"}, lines[:3],
+		"the migration's name heads its first phase event when no migration.started came")
+	require.Len(t, lines, 4)
+	require.Contains(t, lines[3], "fill_a  500/2000 rows, 250 rows/s, ETA 6s", "drawn again under the line, with the new total")
+	require.Contains(t, lines[3], " 25% |")
 
 	for _, ev := range es.list[5:] {
 		r.Render(ev)
 	}
 	lines = screen(b.String())
-	require.Len(t, lines, 4)
-	require.Equal(t, "    ✓ fill_a                   1000 rows    4.0s", lines[2])
-	require.Regexp(t, `^    [⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] fill_b  600 rows so far, 300 rows/s\s*$`, lines[3])
+	require.Len(t, lines, 5)
+	require.Equal(t, "    ✓ fill_a                   1000 rows    4.0s", lines[3])
+	require.Regexp(t, `^    [⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] fill_b  600 rows so far, 300 rows/s\s*$`, lines[4])
 
 	r.Close()
-	require.Equal(t, []string{"  after_ddl          started   2 hook(s)", "run.note: something to say",
+	require.Equal(t, []string{m1, "  after_ddl          started   2 hook(s)", "run.note: something to say",
 		"    ✓ fill_a                   1000 rows    4.0s"}, screen(b.String()), "Close erases the bar")
 }
 

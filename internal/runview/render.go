@@ -49,6 +49,10 @@ type Renderer struct {
 
 	// bar is the backfill progress bar being drawn (RenderOptions.Terminal), or nil.
 	bar *liveBar
+	// migration is the migration whose name heads the lines below it ("" for none): its
+	// migration.started, or the first of its phase events (a migration without hooks has no
+	// migration.started, only a migration.completed line, or a failure).
+	migration string
 }
 
 // NewRenderer returns a Renderer writing to w.
@@ -114,6 +118,12 @@ func (r *Renderer) human(ev *contract.Event) {
 	if r.endsBar(ev) {
 		r.endBar()
 	}
+	if strings.HasPrefix(ev.Kind, "phase.") || strings.HasPrefix(ev.Kind, "hook.") {
+		if ev.Migration != "" && ev.Migration != r.migration {
+			r.line(r.paint(ansiBold, migrationName(ev)))
+			r.migration = ev.Migration
+		}
+	}
 	switch ev.Kind {
 	case contract.KindRunAccepted:
 		r.line(r.paint(ansiBold, "run "+clean(ev.Run)+" accepted") + suffix(": ", ev.Message))
@@ -147,7 +157,13 @@ func (r *Renderer) human(ev *contract.Event) {
 
 	case contract.KindMigrationStarted:
 		r.line(r.paint(ansiBold, migrationName(ev)))
+		r.migration = ev.Migration
 	case contract.KindMigrationCompleted:
+		if r.migration != ev.Migration && ev.DurationMS > 0 {
+			// A migration without hooks: its one line says what its ddl did.
+			r.line(migrationName(ev) + " " + r.paint(ansiGreen, "completed") + "  " + strings.TrimSpace(stats(ev.RowsAffected, ev.DurationMS)) + suffix("  ", ev.Message))
+			return
+		}
 		r.line(migrationName(ev) + " " + r.paint(ansiGreen, "completed") + suffix("  ", ev.Message))
 	case contract.KindMigrationFailed:
 		where := ""

@@ -83,7 +83,7 @@ func TestE2EWaitCompletes(t *testing.T) {
 		"\n  ddl                done ",
 		"    ✓ seed_users               2 rows ",
 		"\n001_create_users completed\n",
-		"\n002_add_email\n",
+		"\n002_add_email completed  0 rows ", // without hooks: one line
 		"run completed in ",
 		": applied 2 migration(s)\n",
 	} {
@@ -134,7 +134,7 @@ func TestE2EDDLErrorExit1(t *testing.T) {
 	require.Equal(t, ExitFailed, r.code, r)
 	for _, s := range []string{
 		"\n001_create_users completed\n",
-		"\n002_broken\n  ddl                started\n  ddl                failed    after ",
+		"\n002_broken\n  ddl                failed    after ",
 		"    ✗ sql_error: ",
 		"syntax error at or near \")\" (SQLSTATE 42601)",
 		"\n002_broken failed at ddl\n",

@@ -49,10 +49,13 @@ func effectsRequest() *contract.Request {
 		mig("002", "more", `INSERT INTO effects VALUES ('002.ddl'); ALTER TABLE effects ADD COLUMN note text;`, "ALTER TABLE effects DROP COLUMN note",
 			sqlHook(contract.PhaseBeforeDDL, "before", `INSERT INTO effects VALUES ('002.before_ddl')`),
 			sqlHook(contract.PhaseAfterDDL, "after", `INSERT INTO effects VALUES ('002.after_ddl')`)),
+		// Without hooks: 003 has a job of its own, and 004 follows in the same job.
+		mig("003", "plain", `INSERT INTO effects VALUES ('003.ddl');`, "DELETE FROM effects WHERE what = '003.ddl'"),
+		mig("004", "plainer", `INSERT INTO effects VALUES ('004.ddl');`, "DELETE FROM effects WHERE what = '004.ddl'"),
 	)
 }
 
-var wantEffects = []string{"001.after_ddl 1", "001.cleanup 1", "001.ddl 1", "002.after_ddl 1", "002.before_ddl 1", "002.ddl 1"}
+var wantEffects = []string{"001.after_ddl 1", "001.cleanup 1", "001.ddl 1", "002.after_ddl 1", "002.before_ddl 1", "002.ddl 1", "003.ddl 1", "004.ddl 1"}
 
 // checkExactlyOnce asserts that the run of req completed with every effect once, each migration
 // tracked once, every ledger row completed, and every event the worker recorded for the run in
@@ -61,9 +64,9 @@ func checkExactlyOnce(t *testing.T, db *pgxpool.Pool, natsURL string, run string
 	t.Helper()
 	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
 	require.Equal(t, wantEffects, queryStrings(t, db, `SELECT what || ' ' || count(*) FROM effects GROUP BY what ORDER BY what`))
-	require.Equal(t, []string{"001", "002"}, queryStrings(t, db, `SELECT version FROM confiture.schema_migrations ORDER BY version`))
-	require.Equal(t, []string{"completed 7"}, queryStrings(t, db, `SELECT status || ' ' || count(*) FROM confiture.hook_ledger GROUP BY status`),
-		"ddl, after, check and cleanup of 001; before, ddl and after of 002: one completed row each")
+	require.Equal(t, []string{"001 true", "002 true", "003 true", "004 true"}, queryStrings(t, db, `SELECT version || ' ' || complete FROM confiture.schema_migrations ORDER BY version`))
+	require.Equal(t, []string{"completed 9"}, queryStrings(t, db, `SELECT status || ' ' || count(*) FROM confiture.hook_ledger GROUP BY status`),
+		"ddl, after, check and cleanup of 001; before, ddl and after of 002; ddl of 003 and 004: one completed row each")
 	require.Equal(t, []string{"1"}, queryStrings(t, db, `SELECT count(*)::text FROM confiture_queue.runs`))
 
 	// Every event in the outbox, in JetStream once.
@@ -130,17 +133,21 @@ func TestFaultsSIGKILL(t *testing.T) {
 	t.Parallel()
 	for _, sc := range []struct{ point, nth string }{
 		{fault.IntakeAfterCommit, "1"},
-		// Phases that commit on the target: 001 ddl, after_ddl, after_validation, cleanup; 002
-		// before_ddl, ddl, after_ddl.
+		// Phases that commit on the target, those with work: 001 ddl, after_ddl,
+		// after_validation, cleanup; 002 before_ddl, ddl, after_ddl; 003 ddl, and 004 ddl in
+		// the job of 003.
 		{fault.PhaseBeforeCommit, "1"}, // 001 ddl
 		{fault.PhaseBeforeCommit, "4"}, // 001 cleanup
 		{fault.PhaseBeforeCommit, "6"}, // 002 ddl
-		// Every phase job, six per migration: the next job is in the queue transaction that has
-		// not committed when the worker dies, so River rescues this one, which finds its phase in
-		// the ledger and does not run it again.
-		{fault.PhaseAfterCommit, "4"},  // 001 after_ddl
-		{fault.PhaseAfterCommit, "9"},  // 002 ddl
-		{fault.PhaseAfterCommit, "12"}, // 002 cleanup: the run's last phase
+		{fault.PhaseBeforeCommit, "9"}, // 004 ddl, in the job of 003 that moved the run on
+		// After a phase committed: the transition to the next step (its job inserted, or the
+		// run moved on in the same job) has not committed when the worker dies, so River
+		// rescues this job, which finds its phase in the ledger and does not run it again.
+		{fault.PhaseAfterCommit, "2"}, // 001 after_ddl
+		{fault.PhaseAfterCommit, "6"}, // 002 ddl
+		{fault.PhaseAfterCommit, "7"}, // 002 after_ddl
+		{fault.PhaseAfterCommit, "8"}, // 003 ddl, before the run moves on to 004 in its job
+		{fault.PhaseAfterCommit, "9"}, // 004 ddl: the run's last phase, in the job of 003
 		{fault.OutboxAfterPublish, "1"},
 		{fault.OutboxAfterPublish, "3"},
 	} {

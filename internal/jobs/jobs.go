@@ -105,8 +105,9 @@ type Config struct {
 	// not only those of the workers that died.
 	SteadySince func() time.Time
 	// BackfillSlice is how long one job of a batched hook (a backfill) works before it gives
-	// its worker slot back and goes on in the next job slice. Defaults to a minute, and at most
-	// half of PhaseTimeout.
+	// its worker slot back and goes on in the next job slice; and how long the job of a ddl
+	// step goes on with the next migrations without hooks (phaseWorker.Work). Defaults to a
+	// minute, and at most half of PhaseTimeout.
 	BackfillSlice time.Duration
 	// Observer receives the pipeline's measurements (the worker's Prometheus metrics).
 	// Defaults to none.

@@ -79,8 +79,9 @@ type Config struct {
 	// rescues the job of a crashed worker only once its timeout has passed.
 	PhaseTimeout time.Duration `yaml:"phase_timeout"`
 	// BackfillSlice is how long one River job of a batched backfill works before it gives its
-	// slot back and the backfill goes on, from its checkpoint, in the next job slice. Defaults
-	// to 1m, and at most half of PhaseTimeout.
+	// slot back and the backfill goes on, from its checkpoint, in the next job slice; and how
+	// long a job that applies migrations without hooks in a row goes on with the next one.
+	// Defaults to 1m, and at most half of PhaseTimeout.
 	BackfillSlice time.Duration `yaml:"backfill_slice"`
 	// RescueAfter is how long a phase job may run before River takes it for the job of a dead
 	// worker and retries it. Defaults to PhaseTimeout + 5m; it may not be below PhaseTimeout.

@@ -305,6 +305,17 @@ type RunSummary struct {
 	// Unread, when set, says why the tracking table could not be read (a failed run whose
 	// target is unreachable): Incomplete is then unknown, and submit does not exit 0 either.
 	Unread string `json:"unread,omitempty"`
+	// Applied lists the migrations whose DDL this run applied, in version order, with the time
+	// their DDL took: the run's per-migration times, read from the tracking table.
+	Applied []AppliedMigration `json:"applied,omitempty"`
+}
+
+// AppliedMigration is one migration a run applied, in its RunSummary.
+type AppliedMigration struct {
+	Version string `json:"version"`
+	Name    string `json:"name"`
+	// DDLMS is how long its DDL took, in milliseconds.
+	DDLMS int64 `json:"ddl_ms"`
 }
 
 // BackfillProgress is the data of a backfill.progress event. The event's rows_affected holds

@@ -362,6 +362,9 @@ func (p *Pipeline) summary(ctx context.Context, rc *runContext) (contract.RunSum
 		if !a.Complete {
 			s.Incomplete = append(s.Incomplete, contract.IncompleteMigration{Version: a.Version, Name: a.Name, Phase: a.Phase})
 		}
+		if a.RunID == rc.row.ID {
+			s.Applied = append(s.Applied, contract.AppliedMigration{Version: a.Version, Name: a.Name, DDLMS: a.ExecutionTimeMS})
+		}
 	}
 	return s, nil
 }

@@ -127,7 +127,10 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 }
 
 func (r *Relay) relayBatch(ctx context.Context) (int, bool, error) {
-	tx, err := r.Pool.Begin(ctx)
+	// The marks commit without waiting for the WAL flush: a crash of PostgreSQL that loses them
+	// publishes the events again, and the bus drops them as duplicates (their ids are its
+	// de-duplication ids).
+	tx, err := r.Pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: "BEGIN; SET LOCAL synchronous_commit = off"})
 	if err != nil {
 		return 0, false, fmt.Errorf("outbox relay: %w", err)
 	}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -91,4 +92,21 @@ func TestAChainOfMigrationsGivesItsSlotBackAfterASlice(t *testing.T) {
 	require.Equal(t, 3, b.count(t, `SELECT count(*) FROM `+runstore.DefaultRiverSchema+`.river_job
 		WHERE kind = 'confiture_phase' AND args->>'run_id' = $1`, last(evs).Run), "one ddl job a migration")
 	require.Len(t, ofKind(evs, contract.KindMigrationCompleted), 3)
+}
+
+// The run's final event lists the migrations it applied with their DDL's time.
+func TestRunCompletedListsTheMigrationsItApplied(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	first := b.run(t, request("up", mig("001", "a", "CREATE TABLE a (id int);", "DROP TABLE a;")))
+	require.Equal(t, contract.KindRunCompleted, last(first).Kind)
+	evs := b.run(t, request("up", mig("001", "a", "CREATE TABLE a (id int);", "DROP TABLE a;"),
+		mig("002", "b", "CREATE TABLE b (id int); SELECT pg_sleep(0.02);", "DROP TABLE b;")))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
+	var sum contract.RunSummary
+	require.NoError(t, json.Unmarshal(last(evs).Data, &sum))
+	require.Len(t, sum.Applied, 1, "001 was applied by the run before: %+v", sum.Applied)
+	require.Equal(t, "002", sum.Applied[0].Version)
+	require.Equal(t, "b", sum.Applied[0].Name)
+	require.GreaterOrEqual(t, sum.Applied[0].DDLMS, int64(20))
 }

@@ -97,10 +97,11 @@ func (pa *phaseAttempt) chainNext(ctx context.Context, err error, since time.Tim
 
 // hop records that the attempt's step succeeded and moves the run, still running, to next with
 // this job, which goes on there: the events of succeeded and next's start events, in one queue
-// transaction that commits without waiting for the WAL flush (a crash of PostgreSQL that loses
-// it finds the run at the step before, whose migration the tracking table shows committed, and
-// the same events have the same ids). It returns next's attempt; errStale when the run is not
-// running at the step with this job any more (an operator paused it).
+// transaction. For a plain migration it commits without waiting for the WAL flush: a crash of
+// PostgreSQL that loses it finds the run at the step before, whose migration the tracking
+// table shows committed, and its migration.completed has the same id. It returns next's
+// attempt; errStale when the run is not running at the step with this job any more (an
+// operator paused it).
 func (pa *phaseAttempt) hop(ctx context.Context, next Step) (*phaseAttempt, error) {
 	a := pa.attempt
 	na := &attempt{p: a.p, job: a.job, client: a.client, completeJob: a.completeJob, step: next, rc: a.rc,
@@ -114,8 +115,13 @@ func (pa *phaseAttempt) hop(ctx context.Context, next Step) (*phaseAttempt, erro
 	rctx, cancel := recordCtx(ctx)
 	defer cancel()
 	if err := a.p.inTx(rctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(rctx, `SET LOCAL synchronous_commit = off`); err != nil {
-			return err
+		if pa.plain {
+			// Its events have the same ids when a crash of PostgreSQL loses this commit and
+			// the migration's job moves the run on again; a phase.completed would not (its
+			// id holds the attempt), so a migration with hooks waits for the flush.
+			if _, err := tx.Exec(rctx, `SET LOCAL synchronous_commit = off`); err != nil {
+				return err
+			}
 		}
 		return a.p.apply(rctx, tx, a.rc.row.ID, runstore.Guard{Statuses: []string{runstore.RunRunning}, Step: a.step, Job: a.job.ID},
 			runstore.Change{Step: &next, Attempt: "first", Transient: "clear"}, append(evs, start...)...)

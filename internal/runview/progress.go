@@ -187,6 +187,34 @@ func (r *Renderer) progress(ev *contract.Event) {
 	b.shown = true
 }
 
+// runBarMin is the fewest migrations of a run that draws the run's progress bar.
+const runBarMin = 10
+
+// runBarKey is the key of the run's progress bar (a backfill's is its phase and hook).
+const runBarKey = "run"
+
+// runProgress draws, on a terminal, the run's progress below its lines: the migrations
+// completed of the plan's. A backfill's bar takes its place while it runs, and the next
+// migration that completes draws it again.
+func (r *Renderer) runProgress() {
+	if !r.opts.Terminal || r.err != nil || r.planned < runBarMin || r.done >= r.planned {
+		return // the library draws a bar at its total no more: the run's end says it all
+	}
+	if b := r.bar; b != nil && b.key != runBarKey {
+		r.endBar()
+	}
+	desc := barIndent + fmt.Sprintf("migrations %d of %d", r.done, r.planned)
+	b := r.bar
+	if b == nil {
+		b = &liveBar{key: runBarKey, known: true}
+		r.startBar(b, backfillProgress{BackfillProgress: contract.BackfillProgress{EstimatedTotal: int64(r.planned)}}, desc)
+		r.bar = b
+	}
+	_ = b.bar.Set64(int64(r.done))
+	b.bar.Describe(desc) // draws the bar
+	b.shown = true
+}
+
 // startBar starts b's progress bar, not yet drawn.
 func (r *Renderer) startBar(b *liveBar, p backfillProgress, desc string) {
 	b.max = -1 // a spinner

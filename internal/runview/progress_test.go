@@ -2,6 +2,7 @@ package runview
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -212,4 +213,44 @@ func screen(s string) []string {
 		lines = append(lines, l)
 	}
 	return lines
+}
+
+// A run of many migrations draws its progress below its lines on a terminal: migrations done
+// of the plan's; the run's end erases it. Without a terminal, no bar.
+func TestRenderRunProgressBar(t *testing.T) {
+	t.Parallel()
+	const n = 12
+	plan := contract.RunPlan{Direction: "up"}
+	for i := range n {
+		plan.Versions = append(plan.Versions, fmt.Sprintf("%03d", i+1))
+	}
+	data, err := json.Marshal(plan)
+	require.NoError(t, err)
+	es := &events{}
+	es.add(contract.KindRunStarted, msg("applying 12 migration(s)"), func(ev *contract.Event) { ev.Data = data })
+	for i := range n {
+		m := fmt.Sprintf("%03d_plain", i+1)
+		es.add(contract.KindMigrationCompleted, mig(m), took(2, 0), msg("applied "+m+": 1 statement(s)"))
+	}
+	var b strings.Builder
+	r := NewRenderer(&b, RenderOptions{Terminal: true})
+	for _, ev := range es.list[:6] {
+		r.Render(ev)
+	}
+	lines := screen(b.String())
+	require.Len(t, lines, 7, "run started, 5 migrations, the bar: %q", lines)
+	require.Equal(t, "005_plain completed  0 rows        2ms  applied 005_plain: 1 statement(s)", lines[5])
+	require.Contains(t, lines[6], "migrations 5 of 12")
+	require.Contains(t, lines[6], " 41% |")
+
+	es.add(contract.KindRunCompleted, msg("applied 12 migration(s)"))
+	for _, ev := range es.list[6:] {
+		r.Render(ev)
+	}
+	lines = screen(b.String())
+	require.Len(t, lines, n+2, "the bar is gone: %q", lines)
+	require.NotContains(t, strings.Join(lines, "\n"), "migrations 1")
+
+	plain := render(RenderOptions{}, es.list)
+	require.NotContains(t, plain, "migrations 5 of 12", "no bar without a terminal")
 }

@@ -49,6 +49,9 @@ type Renderer struct {
 
 	// bar is the backfill progress bar being drawn (RenderOptions.Terminal), or nil.
 	bar *liveBar
+	// planned counts the migrations of the run's plan (its run.started), and done those
+	// completed since: a run of at least runBarMin draws its progress bar on a terminal.
+	planned, done int
 	// migration is the migration whose name heads the lines below it ("" for none): its
 	// migration.started, or the first of its phase events (a migration without hooks has no
 	// migration.started, only a migration.completed line, or a failure).
@@ -135,6 +138,10 @@ func (r *Renderer) human(ev *contract.Event) {
 		}
 	case contract.KindRunStarted:
 		r.line(r.paint(ansiBold, "run started") + suffix(": ", ev.Message))
+		var plan contract.RunPlan
+		if json.Unmarshal(ev.Data, &plan) == nil {
+			r.planned, r.done = len(plan.Versions), 0
+		}
 	case contract.KindRunCompleted:
 		head := "run completed"
 		if ev.DurationMS > 0 {
@@ -159,12 +166,14 @@ func (r *Renderer) human(ev *contract.Event) {
 		r.line(r.paint(ansiBold, migrationName(ev)))
 		r.migration = ev.Migration
 	case contract.KindMigrationCompleted:
+		r.done++
 		if r.migration != ev.Migration && ev.DurationMS > 0 {
 			// A migration without hooks: its one line says what its ddl did.
 			r.line(migrationName(ev) + " " + r.paint(ansiGreen, "completed") + "  " + strings.TrimSpace(stats(ev.RowsAffected, ev.DurationMS)) + suffix("  ", ev.Message))
-			return
+		} else {
+			r.line(migrationName(ev) + " " + r.paint(ansiGreen, "completed") + suffix("  ", ev.Message))
 		}
-		r.line(migrationName(ev) + " " + r.paint(ansiGreen, "completed") + suffix("  ", ev.Message))
+		r.runProgress()
 	case contract.KindMigrationFailed:
 		where := ""
 		if ev.Phase != "" {

@@ -87,10 +87,9 @@ func (pa *phaseAttempt) runDDL(ctx context.Context, t *target.Target) error {
 	}
 	for first := true; ; first = false {
 		var st ddlStep
-		err := pa.ddlTx(ctx, t, pool, func(tx pgx.Tx) error {
-			var err error
-			if st, err = pa.ddlProgress(ctx, t, tx); err != nil || st.done {
-				return err
+		err := pa.ddlTx(ctx, t, pool, func(tx pgx.Tx, progress ddlStep) error {
+			if st = progress; st.done {
+				return nil
 			}
 			if first && st.cp.Next > 0 {
 				a.log.Info("resuming ddl after its last committed segment", "segment", st.cp.Next, "segments", len(segs))
@@ -127,11 +126,16 @@ type ddlStep struct {
 
 // ddlProgress reads the ddl phase's checkpoint; call it holding the target's lock.
 func (pa *phaseAttempt) ddlProgress(ctx context.Context, t *target.Target, q target.Querier) (ddlStep, error) {
-	var st ddlStep
 	rows, err := t.Ledger(ctx, q, pa.rc.row.ID, pa.m.Version, contract.PhaseDDL)
 	if err != nil {
-		return st, err
+		return ddlStep{}, err
 	}
+	return progressOf(rows)
+}
+
+// progressOf is the ddl phase's checkpoint in its ledger rows.
+func progressOf(rows []target.LedgerRow) (ddlStep, error) {
+	var st ddlStep
 	for _, r := range rows {
 		if len(r.Checkpoint) > 0 {
 			if err := json.Unmarshal(r.Checkpoint, &st.cp); err != nil {
@@ -162,12 +166,19 @@ func (pa *phaseAttempt) ddlSegment(ctx context.Context, t *target.Target, tx pgx
 	return t.WriteLedger(ctx, tx, pa.ddlLedger(target.StatusRunning, *cp))
 }
 
-func (pa *phaseAttempt) ddlTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+// ddlTx runs fn in a target transaction that holds the target's lock, with the ddl phase's
+// progress read under it (in the lock's round trip).
+func (pa *phaseAttempt) ddlTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, fn func(pgx.Tx, ddlStep) error) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if err := t.Lock(ctx, tx); err != nil {
+		rows, err := t.LockLedger(ctx, tx, pa.rc.row.ID, pa.m.Version, contract.PhaseDDL)
+		if err != nil {
 			return err
 		}
-		if err := fn(tx); err != nil {
+		st, err := progressOf(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx, st); err != nil {
 			return err
 		}
 		return pa.fault(ctx, fault.PhaseBeforeCommit)
@@ -188,13 +199,11 @@ func (pa *phaseAttempt) finishDDL(ctx context.Context, t *target.Target, tx pgx.
 		if by == "" {
 			by = "confiture-worker"
 		}
-		if err := t.RecordApplied(ctx, tx, target.Applied{
+		return t.RecordApplied(ctx, tx, target.Applied{
 			Version: pa.m.Version, Name: pa.m.Name, Checksum: pa.m.Checksum, ExecutionTimeMS: cp.MS,
 			AppliedBy: by, RunID: a.rc.row.ID, Phase: contract.PhaseDDL,
 			Complete: completesAt(pa.m, firstPhase(a.rc.row.Direction, pa.entry)) == contract.PhaseDDL,
-		}); err != nil {
-			return err
-		}
+		}, pa.ddlLedger(target.StatusCompleted, cp))
 	}
 	return t.WriteLedger(ctx, tx, pa.ddlLedger(target.StatusCompleted, cp))
 }
@@ -349,7 +358,9 @@ func alreadyDone(err error) bool {
 func execStatements(ctx context.Context, tx pgx.Tx, stmts []sqlscript.Statement) (int64, error) {
 	var rows int64
 	for _, s := range stmts {
-		tag, err := tx.Exec(ctx, s.SQL)
+		// A migration's statements have no parameters and run once: the simple protocol takes
+		// one round trip each, and leaves no prepared statement behind in the connection.
+		tag, err := tx.Exec(ctx, s.SQL, pgx.QueryExecModeSimpleProtocol)
 		if err != nil {
 			return rows, fmt.Errorf("statement at line %d (%s): %w", s.Line, s.Summary(), err)
 		}

@@ -268,6 +268,12 @@ func (p *Pipeline) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, p.cfg.Store.Pool, fn)
 }
 
+// inTxNoFlush is inTx for a transaction whose commit need not wait for the WAL flush (set in
+// the BEGIN's round trip).
+func (p *Pipeline) inTxNoFlush(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, p.cfg.Store.Pool, pgx.TxOptions{BeginQuery: "BEGIN; SET LOCAL synchronous_commit = off"}, fn)
+}
+
 func mustJSON(v any) json.RawMessage {
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -51,10 +51,11 @@ type phaseAttempt struct {
 // Work runs the job's step. The job of a ddl step goes on, in the same job, with the next
 // migration's ddl when that is the run's next step (migrations without hooks in a row): each
 // migration is applied in its own target transaction with its tracking row, and the run is
-// moved to the next one in a queue transaction, without a job inserted. A crash, a stop or a
-// retry finds the run at the migration in progress (begin follows it), and the target's
-// tracking table says what committed. The job gives its worker slot back after a slice
-// (BackfillSlice), as a backfill does.
+// moved on to the migration in progress in queue transactions, at most chainFlush apart (and
+// before the job's outcome is recorded), without a job inserted. A crash, a stop or a retry
+// finds the run at a migration the job reached (begin follows it), and the target's tracking
+// table and ledger say which committed: those are not run again, and their events keep their
+// ids. The job gives its worker slot back after a slice (BackfillSlice), as a backfill does.
 func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error {
 	p, args := w.p, job.Args
 	pa := &phaseAttempt{}
@@ -64,23 +65,90 @@ func (w *phaseWorker) Work(ctx context.Context, job *river.Job[PhaseArgs]) error
 		return err
 	}
 	pa.attempt = a
-	since := time.Now()
+	c := &chain{at: pa.step, since: time.Now(), flushed: time.Now()}
 	for {
 		pa.succeed = pa.succeeded
 		err := pa.run(ctx)
-		if next, ok := pa.chainNext(ctx, err, since); ok {
-			npa, herr := pa.hop(ctx, next)
+		if next, ok := pa.chainNext(ctx, err, c.since); ok {
+			npa, evs, herr := pa.hop(next)
 			if herr == nil {
+				c.pending = append(c.pending, evs...)
+				c.wait = c.wait || !pa.plain
 				pa = npa
+				if time.Since(c.flushed) < chainFlush && len(c.pending) < chainFlushEvents {
+					continue
+				}
+				if ferr := c.flush(ctx, pa); ferr != nil {
+					return c.lost(pa, ferr)
+				}
 				continue
 			}
-			if !errors.Is(herr, errStale) {
-				pa.log.Warn("could not move the run on to the next migration in this job; it goes on in a job of its own", "error", herr.Error())
-			}
-			// Stale: the run was paused meanwhile. Either way the usual transition follows.
+			pa.log.Warn("could not go on with the next migration in this job; it goes on in a job of its own", "error", herr.Error())
+		}
+		if ferr := c.flush(ctx, pa); ferr != nil {
+			return c.lost(pa, ferr)
 		}
 		return pa.conclude(ctx, err)
 	}
+}
+
+// How often a job that goes on with the next migrations moves its run on: at most this long
+// after its last move, or with this many events waiting.
+const (
+	chainFlush       = 100 * time.Millisecond
+	chainFlushEvents = 200
+)
+
+// chain is what a phase job that goes on with the next migrations has not recorded yet.
+type chain struct {
+	// at is the run's step as recorded, since is when the job began, flushed when it last
+	// moved the run on.
+	at             Step
+	since, flushed time.Time
+	// pending are the events of the migrations done since, and wait says one of them was a
+	// migration with hooks (its phase.completed's id holds the attempt: its commit waits for
+	// the WAL flush).
+	pending []contract.Event
+	wait    bool
+}
+
+// flush moves the run, still running at c.at with this job, to pa's step, with the pending
+// events. A plain migration's one event has the same id when a crash of PostgreSQL loses this
+// commit and the job moves the run on again, so without a migration with hooks among them the
+// commit does not wait for the WAL flush. errStale when the run is not running at c.at with
+// this job any more (an operator paused it meanwhile).
+func (c *chain) flush(ctx context.Context, pa *phaseAttempt) error {
+	a := pa.attempt
+	if c.at == a.step && len(c.pending) == 0 {
+		return nil
+	}
+	rctx, cancel := recordCtx(ctx)
+	defer cancel()
+	inTx := a.p.inTxNoFlush
+	if c.wait {
+		inTx = a.p.inTx
+	}
+	if err := inTx(rctx, func(tx pgx.Tx) error {
+		return a.p.apply(rctx, tx, a.rc.row.ID, runstore.Guard{Statuses: []string{runstore.RunRunning}, Step: c.at, Job: a.job.ID},
+			runstore.Change{Step: &a.step, Attempt: "first", Transient: "clear"}, c.pending...)
+	}); err != nil {
+		return err
+	}
+	c.at, c.pending, c.wait, c.flushed = a.step, nil, false, time.Now()
+	row := a.rc.row
+	row.StepVersion, row.StepPhase, row.Attempt, row.TransientSince = a.step.Version, a.step.Phase, 1, nil
+	return nil
+}
+
+// lost ends a job whose run could not be moved on: when the run was paused (or moved) meanwhile,
+// without effect, as any stale job; otherwise River tries the job again, which finds the run at
+// its last recorded step and goes on from there.
+func (c *chain) lost(pa *phaseAttempt, err error) error {
+	if errors.Is(err, errStale) {
+		pa.log.Info("the run changed while this job went on with the next migrations; the migrations it applied since are recorded when the run goes on", "applied_since", describeStep(c.at))
+		return nil
+	}
+	return fmt.Errorf("move the run on to %s: %w", describeStep(pa.step), err)
 }
 
 // chainNext returns the step this job goes on with after its step ended with err: the next
@@ -95,14 +163,9 @@ func (pa *phaseAttempt) chainNext(ctx context.Context, err error, since time.Tim
 	return next, migrationDone && !runDone && next.Phase == contract.PhaseDDL
 }
 
-// hop records that the attempt's step succeeded and moves the run, still running, to next with
-// this job, which goes on there: the events of succeeded and next's start events, in one queue
-// transaction. For a plain migration it commits without waiting for the WAL flush: a crash of
-// PostgreSQL that loses it finds the run at the step before, whose migration the tracking
-// table shows committed, and its migration.completed has the same id. It returns next's
-// attempt; errStale when the run is not running at the step with this job any more (an
-// operator paused it).
-func (pa *phaseAttempt) hop(ctx context.Context, next Step) (*phaseAttempt, error) {
+// hop returns the attempt at next that this job goes on with, and the events of the step that
+// succeeded (those of succeeded) and next's start events, for the chain to record.
+func (pa *phaseAttempt) hop(next Step) (*phaseAttempt, []contract.Event, error) {
 	a := pa.attempt
 	na := &attempt{p: a.p, job: a.job, client: a.client, completeJob: a.completeJob, step: next, rc: a.rc,
 		n: 1, fetched: a.fetched, log: a.p.attemptLog(a.rc.row, 1, a.job.ID), moved: true}
@@ -110,28 +173,10 @@ func (pa *phaseAttempt) hop(ctx context.Context, next Step) (*phaseAttempt, erro
 	start := npa.prepare()
 	evs, err := pa.doneEvents(next, true)
 	if err != nil {
-		return nil, err
-	}
-	rctx, cancel := recordCtx(ctx)
-	defer cancel()
-	if err := a.p.inTx(rctx, func(tx pgx.Tx) error {
-		if pa.plain {
-			// Its events have the same ids when a crash of PostgreSQL loses this commit and
-			// the migration's job moves the run on again; a phase.completed would not (its
-			// id holds the attempt), so a migration with hooks waits for the flush.
-			if _, err := tx.Exec(rctx, `SET LOCAL synchronous_commit = off`); err != nil {
-				return err
-			}
-		}
-		return a.p.apply(rctx, tx, a.rc.row.ID, runstore.Guard{Statuses: []string{runstore.RunRunning}, Step: a.step, Job: a.job.ID},
-			runstore.Change{Step: &next, Attempt: "first", Transient: "clear"}, append(evs, start...)...)
-	}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	a.observe(outCompleted)
-	row := a.rc.row
-	row.StepVersion, row.StepPhase, row.Attempt, row.TransientSince = next.Version, next.Phase, 1, nil
-	return npa, nil
+	return npa, append(evs, start...), nil
 }
 
 // completer returns the function that completes job in a transaction.

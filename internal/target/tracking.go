@@ -139,15 +139,22 @@ func (t *Target) AppliedMigrations(ctx context.Context, q Querier) ([]Applied, e
 
 // RecordApplied writes the tracking row of a migration whose DDL has run (complete or not),
 // replacing an existing row of the same version.
-func (t *Target) RecordApplied(ctx context.Context, q Querier, a Applied) error {
-	_, err := q.Exec(ctx, `INSERT INTO `+t.schema+`.schema_migrations
+func (t *Target) RecordApplied(ctx context.Context, q Querier, a Applied, ledger ...LedgerRow) error {
+	batch := &pgx.Batch{}
+	batch.Queue(`INSERT INTO `+t.schema+`.schema_migrations
 		(version, name, checksum, execution_time_ms, applied_by, run_id, complete, phase) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, checksum = EXCLUDED.checksum,
 		applied_at = now(), execution_time_ms = EXCLUDED.execution_time_ms,
 		applied_by = EXCLUDED.applied_by, run_id = EXCLUDED.run_id, complete = EXCLUDED.complete,
 		phase = EXCLUDED.phase`,
 		a.Version, a.Name, a.Checksum, a.ExecutionTimeMS, a.AppliedBy, a.RunID, a.Complete, a.Phase)
-	return err
+	if err := t.queueLedger(batch, ledger); err != nil {
+		return err
+	}
+	if err := q.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("record migration %s: %w", a.Version, err)
+	}
+	return nil
 }
 
 // UpdateChecksum records a migration's new checksum and name (a forced request), keeping the
@@ -269,6 +276,17 @@ func (t *Target) WriteLedger(ctx context.Context, q Querier, rows ...LedgerRow) 
 		return nil
 	}
 	batch := &pgx.Batch{}
+	if err := t.queueLedger(batch, rows); err != nil {
+		return err
+	}
+	if err := q.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("write hook ledger: %w", err)
+	}
+	return nil
+}
+
+// queueLedger adds the statements that insert or update ledger rows to batch.
+func (t *Target) queueLedger(batch *pgx.Batch, rows []LedgerRow) error {
 	for _, r := range rows {
 		var stats []byte
 		if len(r.Stats) > 0 {
@@ -297,9 +315,6 @@ func (t *Target) WriteLedger(ctx context.Context, q Querier, rows ...LedgerRow) 
 			r.Run, r.Version, r.Phase, r.Hook, r.Status, r.Attempt, r.RowsAffected, r.DurationMS,
 			stats, checkpoint, r.Message, r.Error, t.schema+".hook_ledger", origin)
 	}
-	if err := q.SendBatch(ctx, batch).Close(); err != nil {
-		return fmt.Errorf("write hook ledger: %w", err)
-	}
 	return nil
 }
 
@@ -326,6 +341,17 @@ func (t *Target) BeginPhase(ctx context.Context, pool *pgxpool.Pool, run, versio
 			_ = tx.Rollback(ctx)
 		}
 	}()
+	p := &Phase{Tx: tx}
+	if p.Done, err = t.LockLedger(ctx, tx, run, version, phase); err != nil {
+		return nil, err
+	}
+	ok = true
+	return p, nil
+}
+
+// LockLedger takes the target's lock for the rest of tx and reads the ledger rows of one phase
+// of one migration of a run, oldest first, in one round trip.
+func (t *Target) LockLedger(ctx context.Context, tx pgx.Tx, run, version, phase string) ([]LedgerRow, error) {
 	batch := &pgx.Batch{}
 	batch.Queue(lockSQL, t.cfg.TrackingSchema)
 	batch.Queue(ledgerSelect+t.schema+`.hook_ledger WHERE run_id = $1 AND version = $2 AND phase = $3 ORDER BY seq`, run, version, phase)
@@ -334,16 +360,12 @@ func (t *Target) BeginPhase(ctx context.Context, pool *pgxpool.Pool, run, versio
 		br.Close()
 		return nil, fmt.Errorf("advisory lock on target %q: %w", t.cfg.Name, err)
 	}
-	p := &Phase{Tx: tx}
-	if p.Done, err = scanLedger(br.Query()); err != nil {
+	rows, err := scanLedger(br.Query())
+	if err != nil {
 		br.Close()
 		return nil, err
 	}
-	if err := br.Close(); err != nil {
-		return nil, err
-	}
-	ok = true
-	return p, nil
+	return rows, br.Close()
 }
 
 // Ledger returns the ledger rows of one phase of one migration of a run, oldest first.

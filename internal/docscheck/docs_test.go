@@ -39,34 +39,23 @@ func docs(t *testing.T) map[string]string {
 	return out
 }
 
-// shellLines returns the logical lines of the ```sh blocks of doc: continuation lines joined,
-// comments and pipes cut off.
-func shellLines(doc string) []string {
+// shellLines returns the command lines of the ```sh blocks of doc (blocks, logicalLines), with
+// comments and whatever follows a pipe or a command separator cut off.
+func shellLines(t *testing.T, path, doc string) []string {
+	t.Helper()
 	var out []string
-	in, cont := false, ""
-	for _, l := range strings.Split(doc, "\n") {
-		switch {
-		case strings.HasPrefix(l, "```sh"):
-			in = true
-			continue
-		case strings.HasPrefix(l, "```"):
-			in = false
-			continue
-		case !in:
-			continue
+	for _, b := range blocks(t, path, doc) {
+		if b.want != nil {
+			continue // a transcript
 		}
-		if strings.HasSuffix(l, "\\") {
-			cont += strings.TrimSuffix(l, "\\") + " "
-			continue
-		}
-		l = cont + l
-		cont = ""
-		for _, cut := range []string{" | ", " #", " && ", "; "} {
-			if i := strings.Index(l, cut); i >= 0 {
-				l = l[:i]
+		for _, l := range logicalLines(b.script) {
+			for _, cut := range []string{" | ", " #", " && ", "; "} {
+				if i := strings.Index(l, cut); i >= 0 {
+					l = l[:i]
+				}
 			}
+			out = append(out, strings.TrimSpace(l))
 		}
-		out = append(out, strings.TrimSpace(l))
 	}
 	return out
 }
@@ -116,7 +105,7 @@ func TestCommandLinesInTheDocsParse(t *testing.T) {
 	}
 	n := 0
 	for path, doc := range docs(t) {
-		for _, line := range shellLines(doc) {
+		for _, line := range shellLines(t, path, doc) {
 			fields := strings.Fields(line)
 			for len(fields) > 0 && strings.Contains(fields[0], "=") && !strings.HasPrefix(fields[0], "-") {
 				fields = fields[1:] // VAR=value before the command

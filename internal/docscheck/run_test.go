@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,12 +45,11 @@ type block struct {
 	// script is the block's text; for a transcript, its command.
 	script string
 	// want is a transcript's expected output; nil for a ```sh block.
-	want       []string
-	skip       string
-	dir        string
-	without    []string
-	fails      map[string]int
-	directives int
+	want    []string
+	skip    string
+	dir     string
+	without []string
+	fails   map[string]int
 }
 
 var directiveRe = regexp.MustCompile(`^<!-- docs-check: (.*) -->$`)
@@ -100,7 +100,6 @@ var (
 
 func parseDirective(t *testing.T, b *block, d string) {
 	t.Helper()
-	b.directives++
 	switch {
 	case strings.HasPrefix(d, "skip: ") && len(d) > len("skip: "):
 		b.skip = strings.TrimPrefix(d, "skip: ")
@@ -117,28 +116,17 @@ func parseDirective(t *testing.T, b *block, d string) {
 	}
 }
 
-// logical is one command line of a block: its text, continuation lines joined, and the range
-// of the block's lines it spans (1-based, inclusive).
-type logical struct {
-	text        string
-	first, last int
-}
-
-func logicalLines(script string) []logical {
-	var out []logical
-	var cur logical
-	for i, l := range strings.Split(script, "\n") {
-		if cur.text == "" {
-			cur.first = i + 1
-		}
-		cur.text += l
+// logicalLines returns the command lines of a block's script, continuation lines joined.
+func logicalLines(script string) []string {
+	var out []string
+	cur := ""
+	for _, l := range strings.Split(script, "\n") {
 		if strings.HasSuffix(l, "\\") {
-			cur.text = strings.TrimSuffix(cur.text, "\\") + " "
+			cur += strings.TrimSuffix(l, "\\") + " "
 			continue
 		}
-		cur.last = i + 1
-		out = append(out, cur)
-		cur = logical{}
+		out = append(out, cur+l)
+		cur = ""
 	}
 	return out
 }
@@ -322,12 +310,12 @@ func (sb *sandbox) run(t *testing.T, b block) {
 	lines := logicalLines(sb.replace(t, b.script))
 	used := map[string]bool{}
 	for _, l := range lines {
-		text := strings.TrimSpace(l.text)
+		text := strings.TrimSpace(l)
 		if i := slices.IndexFunc(b.without, func(p string) bool { return strings.HasPrefix(text, p) }); i >= 0 {
 			used[b.without[i]] = true
 			continue
 		}
-		script = append(script, l.text)
+		script = append(script, l)
 	}
 	for _, p := range b.without {
 		require.True(t, used[p], "%s: no line starts with %q, which a directive leaves out", where, p)
@@ -379,7 +367,7 @@ func (sb *sandbox) run(t *testing.T, b block) {
 		t.Fatalf("%s: %v:\n%s", where, runErr, strings.Join(printed, "\n"))
 	}
 	for p := range b.fails {
-		require.True(t, slices.ContainsFunc(slices.Collect(mapKeys(failed)), func(s string) bool { return strings.HasPrefix(strings.TrimSpace(s), p) }),
+		require.True(t, slices.ContainsFunc(slices.Collect(maps.Keys(failed)), func(s string) bool { return strings.HasPrefix(strings.TrimSpace(s), p) }),
 			"%s: the docs say %q fails; it did not:\n%s", where, p, strings.Join(printed, "\n"))
 	}
 	if b.want != nil {
@@ -387,24 +375,10 @@ func (sb *sandbox) run(t *testing.T, b block) {
 	}
 }
 
-func mapKeys(m map[string]int) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-// commandAt returns the command of script (its logical lines) that spans line n, 1-based.
+// commandAt returns the command at line n of script (its logical lines, one a line), 1-based.
 func commandAt(script []string, n int) string {
-	line := 0
-	for _, c := range script {
-		line += strings.Count(c, "\n") + 1
-		if n <= line {
-			return c
-		}
+	if n >= 1 && n <= len(script) {
+		return script[n-1]
 	}
 	return fmt.Sprintf("line %d", n)
 }

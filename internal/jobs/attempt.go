@@ -14,6 +14,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
+	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/transient"
 )
@@ -133,6 +134,12 @@ func (p *Pipeline) begin(ctx context.Context, job *rivertype.JobRow, runID strin
 	if job.AttemptedAt != nil {
 		a.fetched = *job.AttemptedAt
 	}
+	if ok, err := p.beginExpected(ctx, a, runID, startEvents); ok || err != nil {
+		if err != nil {
+			return nil, true, fmt.Errorf("begin attempt of %s: %w", describeStep(step), err)
+		}
+		return a, false, nil
+	}
 	err = p.inTx(ctx, func(tx pgx.Tx) error {
 		// The common case first, in one round trip: the run's live job counts its attempt.
 		// Start events report nothing a crash could make wrong: they commit without waiting
@@ -170,6 +177,39 @@ func (p *Pipeline) begin(ctx context.Context, job *rivertype.JobRow, runID strin
 		return nil, true, fmt.Errorf("begin attempt of %s: %w", describeStep(step), err)
 	}
 	return a, done, nil
+}
+
+// beginExpected begins attempt a the short way, when this process's last advance of the run
+// inserted a's job (the common case): from the run row that advance left, it builds the start
+// events and counts the attempt with them in one statement, guarded by what the events were
+// built from (the run at a's step with a's job, its epoch, the attempts counted). ok false
+// when the run is not as expected: begin then reads it and decides as for any job.
+func (p *Pipeline) beginExpected(ctx context.Context, a *attempt, runID string, startEvents func(a *attempt) []contract.Event) (ok bool, err error) {
+	exp := p.runs.expected(runID, a.job.ID)
+	if exp == nil || exp.Step() != a.step || exp.Status != runstore.RunRunning {
+		return false, nil
+	}
+	rc, err := p.newRunContext(exp)
+	if err != nil {
+		return false, nil
+	}
+	a.rc, a.n = rc, exp.Attempt+1
+	a.log = p.attemptLog(exp, a.n, a.job.ID)
+	ids, subjects, payloads, err := outbox.Encode(startEvents(a))
+	if err != nil {
+		return false, err
+	}
+	row, err := p.cfg.Store.StartAttemptExpected(ctx, p.cfg.Store.Pool, runID,
+		runstore.Expected{Step: a.step, Job: a.job.ID, Epoch: exp.Epoch, Attempts: exp.Attempt}, ids, subjects, payloads)
+	if errors.Is(err, runstore.ErrGuard) {
+		a.rc, a.n, a.log = nil, 0, nil
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	rc.row, rc.ref = row, refOf(row)
+	return true, nil
 }
 
 // attemptLog is the logger of attempt n of job at run's step.

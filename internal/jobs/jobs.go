@@ -196,7 +196,7 @@ func (c *Config) riverMaxAttempts() int { return c.MaxAttempts + 3 }
 type Pipeline struct {
 	cfg      *Config
 	client   *river.Client[pgx.Tx]
-	requests *requestCache
+	runs     *runCache
 	progress progressClock
 }
 
@@ -207,7 +207,7 @@ func New(cfg *Config, workers *river.Workers) (*Pipeline, error) {
 	if cfg.Store == nil || cfg.Targets == nil || cfg.Registry == nil {
 		return nil, errors.New("jobs: Config.Store, Config.Targets and Config.Registry are required")
 	}
-	p := &Pipeline{cfg: cfg.WithDefaults(), requests: newRequestCache(256)}
+	p := &Pipeline{cfg: cfg.WithDefaults(), runs: newRunCache(256)}
 	for _, add := range []func() error{
 		func() error { return river.AddWorkerSafely(workers, &runStartWorker{p: p}) },
 		func() error { return river.AddWorkerSafely(workers, &phaseWorker{p: p}) },

@@ -11,7 +11,7 @@ import (
 
 func TestRequestCacheEvictsTheLeastRecentlyUsedAndStaysBounded(t *testing.T) {
 	t.Parallel()
-	c := newRequestCache(2)
+	c := newRunCache(2)
 	req := func(id string) *contract.Request { return &contract.Request{ID: id} }
 	c.put("a", "sa", req("a"))
 	c.put("b", "sb", req("b"))

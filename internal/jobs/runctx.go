@@ -25,14 +25,14 @@ type runContext struct {
 
 // newRunContext pairs a run row with its request, decoding the request unless the cache has it.
 func (p *Pipeline) newRunContext(row *runstore.Run) (*runContext, error) {
-	req := p.requests.get(row.ID, row.RequestSHA256)
+	req := p.runs.get(row.ID, row.RequestSHA256)
 	if req == nil {
 		var r contract.Request
 		if err := json.Unmarshal(row.Request, &r); err != nil {
 			return nil, fmt.Errorf("run %s: stored request: %w", row.ID, err)
 		}
 		req = &r
-		p.requests.put(row.ID, row.RequestSHA256, req)
+		p.runs.put(row.ID, row.RequestSHA256, req)
 	}
 	return &runContext{row: row, req: req, ref: refOf(row)}, nil
 }
@@ -84,54 +84,89 @@ func (rc *runContext) plain(version string) bool {
 	return len(ss) == 1 && ss[0].Phase == contract.PhaseDDL
 }
 
-// requestCache keeps the decoded requests of the runs this process worked on, least recently
-// used first out: a request never changes once recorded, and decoding a large one for each of
-// its many phases would cost more than its phases.
-type requestCache struct {
+// runCache keeps, for the runs this process worked on, least recently used first out, their
+// decoded requests (a request never changes once recorded, and decoding a large one for each of
+// its many phases would cost more than its phases) and the run row as this process's last
+// advance left it, which the next attempt expects (see begin).
+type runCache struct {
 	mu   sync.Mutex
-	byID map[string]*list.Element // of *cachedRequest
+	byID map[string]*list.Element // of *cachedRun
 	lru  *list.List               // front: most recently used
 	max  int
 }
 
-type cachedRequest struct {
+type cachedRun struct {
 	run, sha string
 	req      *contract.Request
+	// next is the run row as the last advance in this process left it; nil once taken.
+	next *runstore.Run
 }
 
-func newRequestCache(max int) *requestCache {
-	return &requestCache{byID: map[string]*list.Element{}, lru: list.New(), max: max}
+func newRunCache(max int) *runCache {
+	return &runCache{byID: map[string]*list.Element{}, lru: list.New(), max: max}
 }
 
 // get returns the request of run if the cache holds the one whose body hashes to sha.
-func (c *requestCache) get(run, sha string) *contract.Request {
+func (c *runCache) get(run, sha string) *contract.Request {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.byID[run]
-	if !ok || e.Value.(*cachedRequest).sha != sha {
+	if !ok || e.Value.(*cachedRun).sha != sha {
 		return nil
 	}
 	c.lru.MoveToFront(e)
-	return e.Value.(*cachedRequest).req
+	return e.Value.(*cachedRun).req
 }
 
-func (c *requestCache) put(run, sha string, req *contract.Request) {
+func (c *runCache) put(run, sha string, req *contract.Request) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.byID[run]; ok {
-		e.Value = &cachedRequest{run: run, sha: sha, req: req}
+		cr := e.Value.(*cachedRun)
+		if cr.sha != sha {
+			cr.sha, cr.next = sha, nil
+		}
+		cr.req = req
 		c.lru.MoveToFront(e)
 		return
 	}
-	c.byID[run] = c.lru.PushFront(&cachedRequest{run: run, sha: sha, req: req})
+	c.byID[run] = c.lru.PushFront(&cachedRun{run: run, sha: sha, req: req})
 	for c.lru.Len() > c.max {
 		oldest := c.lru.Back()
 		c.lru.Remove(oldest)
-		delete(c.byID, oldest.Value.(*cachedRequest).run)
+		delete(c.byID, oldest.Value.(*cachedRun).run)
 	}
 }
 
-func (c *requestCache) drop(run string) {
+// expect keeps row, with its request, as the next attempt at the run is expected to find it.
+// It replaces whatever was expected before; a run whose request is not cached is not kept.
+func (c *runCache) expect(row runstore.Run) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byID[row.ID]; ok && e.Value.(*cachedRun).sha == row.RequestSHA256 {
+		e.Value.(*cachedRun).next = &row
+	}
+}
+
+// expected takes the row kept for the next attempt at run, if it is the attempt of job: an
+// expectation serves one attempt.
+func (c *runCache) expected(run string, job int64) *runstore.Run {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byID[run]
+	if !ok {
+		return nil
+	}
+	cr := e.Value.(*cachedRun)
+	next := cr.next
+	cr.next = nil
+	if next == nil || next.JobID != job {
+		return nil
+	}
+	return next
+}
+
+func (c *runCache) drop(run string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.byID[run]; ok {

@@ -116,10 +116,20 @@ func (p *Pipeline) advance(ctx context.Context, tx pgx.Tx, client *river.Client[
 	if err != nil {
 		return err
 	}
-	err = p.apply(ctx, tx, rc.row.ID, live(from, job), runstore.Change{
+	if err := p.apply(ctx, tx, rc.row.ID, live(from, job), runstore.Change{
 		Step: &to, Attempt: "reset", Transient: "clear", Plan: plan, Job: next, SetJob: true, OnlyIfRunning: true,
-	}, evs...)
-	return err
+	}, evs...); err != nil {
+		return err
+	}
+	// The next job most often starts in this process, and finds the run as this leaves it
+	// (unless tx rolls back, or the run was paused meanwhile: begin then finds it otherwise).
+	row := *rc.row
+	row.StepVersion, row.StepPhase, row.JobID, row.Attempt, row.TransientSince = to.Version, to.Phase, next, 0, nil
+	if plan != nil {
+		row.Plan = plan
+	}
+	p.runs.expect(row)
+	return nil
 }
 
 // end ends a run whose job at from did its last step (the run's last phase, its on_error hooks,
@@ -283,7 +293,7 @@ func (p *Pipeline) jobAlive(ctx context.Context, tx pgx.Tx, job int64) (bool, er
 // ended is called when a run reaches an end state in a transaction (which may still roll
 // back: the observer counts are best-effort).
 func (p *Pipeline) ended(rc *runContext, status string) {
-	p.requests.drop(rc.row.ID)
+	p.runs.drop(rc.row.ID)
 	p.cfg.Observer.RunFinished(status)
 }
 

@@ -103,11 +103,12 @@ func Queue(batch *pgx.Batch, schema string, notify bool, events ...contract.Even
 	return nil
 }
 
-// insertStatement inserts events in order and notifies the relay, in one statement.
-func insertStatement(schema string, events []contract.Event, notify bool) (string, []any, error) {
-	ids := make([]string, len(events))
-	subjects := make([]string, len(events))
-	payloads := make([][]byte, len(events))
+// Encode returns the outbox rows of events, in order: their ids, subjects and payloads (an
+// event's messages cut to MaxText), for a statement that inserts them into the outbox.
+func Encode(events []contract.Event) (ids, subjects []string, payloads [][]byte, err error) {
+	ids = make([]string, len(events))
+	subjects = make([]string, len(events))
+	payloads = make([][]byte, len(events))
 	for i, ev := range events {
 		ev.Message = Truncate(ev.Message, MaxText)
 		if ev.Error != nil {
@@ -117,9 +118,18 @@ func insertStatement(schema string, events []contract.Event, notify bool) (strin
 		}
 		b, err := json.Marshal(ev)
 		if err != nil {
-			return "", nil, fmt.Errorf("outbox: encode %s event: %w", ev.Kind, err)
+			return nil, nil, nil, fmt.Errorf("outbox: encode %s event: %w", ev.Kind, err)
 		}
 		ids[i], subjects[i], payloads[i] = ev.ID, contract.EventSubject(ev.Target, ev.Run, ev.Kind), b
+	}
+	return ids, subjects, payloads, nil
+}
+
+// insertStatement inserts events in order and notifies the relay, in one statement.
+func insertStatement(schema string, events []contract.Event, notify bool) (string, []any, error) {
+	ids, subjects, payloads, err := Encode(events)
+	if err != nil {
+		return "", nil, err
 	}
 	channel := ""
 	if notify {

@@ -381,6 +381,39 @@ func (s *Store) StartAttempt(ctx context.Context, tx pgx.Tx, run string, step St
 	return r, err
 }
 
+// Expected is what a caller expects of a run whose job starts an attempt: the run running at
+// Step with Job as its live job, in Epoch, with Attempts counted there so far.
+type Expected struct {
+	Step     Step
+	Job      int64
+	Epoch    int
+	Attempts int
+}
+
+// StartAttemptExpected counts an attempt, as StartAttempt does, when the run is as exp says,
+// and records the attempt's start events (their outbox rows: ids, subjects, payloads, built by
+// the caller from exp) in the same statement, outside any transaction of the caller: one round
+// trip, committed without waiting for the WAL flush. It returns the run as the attempt leaves
+// it; ErrGuard when the run is not as expected, and then nothing is changed.
+func (s *Store) StartAttemptExpected(ctx context.Context, q Querier, run string, exp Expected, ids, subjects []string, payloads [][]byte) (*Run, error) {
+	r, err := scanRun(q.QueryRow(ctx, `WITH nosync AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)),
+		counted AS (UPDATE `+s.schema+`.runs SET attempt = attempt + 1, updated_at = now()
+			WHERE id = $1 AND status = 'running' AND step_version = $2 AND step_phase = $3 AND job_id = $4
+			AND epoch = $5 AND attempt = $6 AND EXISTS (SELECT 1 FROM nosync)
+			RETURNING `+runColumns+`),
+		recorded AS (INSERT INTO `+s.schema+`.outbox (id, subject, payload)
+			SELECT e.id, e.subject, e.payload
+			FROM unnest($7::uuid[], $8::text[], $9::bytea[]) WITH ORDINALITY AS e(id, subject, payload, n)
+			WHERE EXISTS (SELECT 1 FROM counted)
+			ORDER BY n ON CONFLICT (id) DO NOTHING)
+		SELECT * FROM counted`,
+		run, exp.Step.Version, exp.Step.Phase, exp.Job, exp.Epoch, exp.Attempts, ids, subjects, payloads))
+	if errors.Is(err, ErrRunNotFound) {
+		return nil, ErrGuard
+	}
+	return r, err
+}
+
 // Dead is a running run whose step has no live job, as the reconciler finds it.
 type Dead struct {
 	Run  string

@@ -31,13 +31,13 @@ func (a *holdingAdmitter) Admit(ctx context.Context, tx pgx.Tx, run *runstore.Ru
 		close(a.entered)
 		a.hold(ctx)
 	}
-	id, err := a.store.AdmitNext(ctx, tx, run.Target)
-	if err != nil || id == "" {
+	started, err := a.store.AdmitNext(ctx, tx, run.Target)
+	if err != nil || started == nil {
 		return err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.started = append(a.started, id)
+	a.started = append(a.started, started.ID)
 	return nil
 }
 

@@ -49,6 +49,8 @@ type attempt struct {
 	// moved says the job is at another step than the one it was inserted for: a job of a ddl
 	// step that went on with the next migrations (phaseWorker.Work).
 	moved bool
+	// nothingToDo says planning found nothing to do: its success ends the run.
+	nothingToDo bool
 }
 
 // guard is the guard of the transition that records how the attempt ended: the run is at the
@@ -79,7 +81,9 @@ func (a *attempt) key() string {
 // the summary).
 func (a *attempt) mayEndRun() bool {
 	switch {
-	case a.step == planStep, a.step == dryRunStep, a.step.Phase == contract.PhaseOnError:
+	case a.step == planStep:
+		return a.nothingToDo
+	case a.step == dryRunStep, a.step.Phase == contract.PhaseOnError:
 		return true
 	case a.rc.row.Plan == nil:
 		return false

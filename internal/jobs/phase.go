@@ -303,13 +303,11 @@ func (pa *phaseAttempt) runHooks(ctx context.Context, t *target.Target) error {
 				j++
 			}
 			last := j == len(pa.planned)
-			var finalize func(context.Context, pgx.Tx) error
+			var reached *target.Reached
 			if last && mark {
-				finalize = func(ctx context.Context, tx pgx.Tx) error {
-					return t.MarkReached(ctx, tx, pa.m.Version, a.step.Phase, complete)
-				}
+				reached = &target.Reached{Version: pa.m.Version, Phase: a.step.Phase, Complete: complete}
 			}
-			err = pa.runInTx(ctx, t, pool, pa.planned[i:j], hooks.RunOptions{Segment: segmented}, finalize)
+			err = pa.runInTx(ctx, t, pool, pa.planned[i:j], hooks.RunOptions{Segment: segmented}, reached)
 			i = j
 			if last {
 				mark = false // recorded with the last segment
@@ -382,8 +380,9 @@ func (pa *phaseAttempt) add(hs ...hookOutcome) {
 }
 
 // runInTx runs planned in one target transaction with their ledger rows, skipping the hooks
-// the ledger shows committed, and runs finalize (the phase's tracking mark) before it commits.
-func (pa *phaseAttempt) runInTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, planned []hooks.Planned, opts hooks.RunOptions, finalize func(context.Context, pgx.Tx) error) error {
+// the ledger shows committed, and records reached (the phase's tracking mark, if set) with
+// their ledger rows.
+func (pa *phaseAttempt) runInTx(ctx context.Context, t *target.Target, pool *pgxpool.Pool, planned []hooks.Planned, opts hooks.RunOptions, reached *target.Reached) error {
 	a := pa.attempt
 	ph, err := t.BeginPhase(ctx, pool, a.rc.row.ID, pa.m.Version, a.step.Phase)
 	if err != nil {
@@ -398,12 +397,13 @@ func (pa *phaseAttempt) runInTx(ctx context.Context, t *target.Target, pool *pgx
 	}
 	var runErr error
 	ran := len(pa.res.hooks)
+	var rows []target.LedgerRow
 	if len(todo) > 0 {
 		exec := hooks.Executor{Logger: pa.hookLog}
 		stats := hooks.NewLazyStats(func() (map[string]any, error) { return t.RunStats(ctx, tx, a.rc.row.ID) })
 		var outs []hooks.Outcome
 		outs, runErr = exec.Run(ctx, pa.info(t), tx, stats, todo, opts)
-		rows := make([]target.LedgerRow, 0, len(outs))
+		rows = make([]target.LedgerRow, 0, len(outs))
 		for _, o := range outs {
 			pa.add(hookOutcome{name: o.Name, kind: o.Hook, duration: o.Duration, rows: o.Result.RowsAffected, message: o.Result.Message, err: o.Err})
 			rows = append(rows, pa.ledgerRow(o))
@@ -418,17 +418,12 @@ func (pa *phaseAttempt) runInTx(ctx context.Context, t *target.Target, pool *pgx
 			}
 			return runErr
 		}
-		if err := t.WriteLedger(ctx, tx, rows...); err != nil {
-			return err
-		}
 	}
-	if finalize != nil {
-		if err := finalize(ctx, tx); err != nil {
-			return err
-		}
-	}
-	if len(todo) == 0 && finalize == nil {
+	if len(todo) == 0 && reached == nil {
 		return nil
+	}
+	if err := t.RecordPhase(ctx, tx, reached, rows...); err != nil {
+		return err
 	}
 	if err := pa.fault(ctx, fault.PhaseBeforeCommit); err != nil {
 		return err

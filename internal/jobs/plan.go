@@ -37,7 +37,9 @@ func (w *runStartWorker) Work(ctx context.Context, job *river.Job[RunStartArgs])
 	}
 	pl.attempt = a
 	a.succeed = pl.succeeded
-	return a.conclude(ctx, pl.run(ctx))
+	err = pl.run(ctx)
+	a.nothingToDo = pl.d != nil && len(pl.d.entries) == 0
+	return a.conclude(ctx, err)
 }
 
 // planAttempt is an attempt at planning a run.

@@ -84,16 +84,24 @@ func (p *Pipeline) insertJob(ctx context.Context, tx pgx.Tx, client *river.Clien
 
 // admitNext starts the oldest queued run of target if the target has no running or paused run.
 func (p *Pipeline) admitNext(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], targetName string) error {
-	id, err := p.cfg.Store.AdmitNext(ctx, tx, targetName)
-	if err != nil || id == "" {
+	row, err := p.cfg.Store.AdmitNext(ctx, tx, targetName)
+	if err != nil || row == nil {
 		return err
 	}
-	job, err := p.insertJob(ctx, tx, client, id, planStep)
+	job, err := p.insertJob(ctx, tx, client, row.ID, planStep)
 	if err != nil {
 		return err
 	}
-	return p.cfg.Store.Apply(ctx, tx, id, runstore.Guard{Statuses: []string{runstore.RunRunning}, AnyStep: true, AnyJob: true},
-		runstore.Change{Job: job, SetJob: true}, nil)
+	if err := p.cfg.Store.Apply(ctx, tx, row.ID, runstore.Guard{Statuses: []string{runstore.RunRunning}, AnyStep: true, AnyJob: true},
+		runstore.Change{Job: job, SetJob: true}, nil); err != nil {
+		return err
+	}
+	// Its planning most often starts in this process (see advance).
+	row.JobID = job
+	if _, err := p.newRunContext(row); err == nil {
+		p.runs.expect(*row)
+	}
+	return nil
 }
 
 // lockRun reads run, locked for the rest of tx.

@@ -187,28 +187,31 @@ func (s *Store) LockTarget(ctx context.Context, tx pgx.Tx, target string) error 
 }
 
 // AdmitNext starts the oldest queued run of target unless a run of target is running or
-// paused, and returns its id ("" when none starts). It holds the target's admission lock for
-// the rest of tx, so admissions on one target are serialized and follow the order the queue
-// database recorded the runs in. Call it in the transaction that queued a run or ended one;
-// the caller inserts the started run's job and records it with SetJob.
-func (s *Store) AdmitNext(ctx context.Context, tx pgx.Tx, target string) (string, error) {
+// paused, and returns it as started (nil when none starts). It holds the target's admission
+// lock for the rest of tx, so admissions on one target are serialized and follow the order the
+// queue database recorded the runs in. Call it in the transaction that queued a run or ended
+// one; the caller inserts the started run's job and records it with SetJob.
+func (s *Store) AdmitNext(ctx context.Context, tx pgx.Tx, target string) (*Run, error) {
 	batch := &pgx.Batch{}
 	batch.Queue(admissionLockSQL, target)
 	batch.Queue(`UPDATE `+s.schema+`.runs SET status = 'running', started_at = coalesce(started_at, now()),
 		step_version = '', step_phase = '', attempt = 0, transient_since = NULL, updated_at = now()
 		WHERE id = (SELECT id FROM `+s.schema+`.runs WHERE target = $1 AND status = 'queued' ORDER BY seq LIMIT 1)
 		AND NOT EXISTS (SELECT 1 FROM `+s.schema+`.runs WHERE target = $1 AND status IN ('running', 'paused'))
-		RETURNING id::text`, target)
+		RETURNING `+runColumns, target)
 	br := tx.SendBatch(ctx, batch)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
-		return "", fmt.Errorf("admission lock: %w", err)
+		return nil, fmt.Errorf("admission lock: %w", err)
 	}
-	var id string
-	if err := br.QueryRow().Scan(&id); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return "", fmt.Errorf("admit run: %w", err)
+	r, err := scanRun(br.QueryRow())
+	if errors.Is(err, ErrRunNotFound) {
+		return nil, nil
 	}
-	return id, nil
+	if err != nil {
+		return nil, fmt.Errorf("admit run: %w", err)
+	}
+	return r, nil
 }
 
 // Guard is the state a transition expects the run in; a run found otherwise is left alone.

@@ -165,12 +165,37 @@ func (t *Target) UpdateChecksum(ctx context.Context, q Querier, version, name, c
 	return err
 }
 
+// Reached is the mark of a phase of an applied migration that commits: the phase, and whether
+// it completes the migration (its last phase).
+type Reached struct {
+	Version, Phase string
+	Complete       bool
+}
+
 // MarkReached records that phase of an applied migration committed, and, when complete is
 // set, that the migration is complete: its last phase has committed.
 func (t *Target) MarkReached(ctx context.Context, q Querier, version, phase string, complete bool) error {
-	_, err := q.Exec(ctx, `UPDATE `+t.schema+`.schema_migrations SET phase = $2, complete = complete OR $3
-		WHERE version = $1`, version, phase, complete)
-	return err
+	return t.RecordPhase(ctx, q, &Reached{Version: version, Phase: phase, Complete: complete})
+}
+
+// RecordPhase inserts or updates ledger rows and, when reached is set, records the phase's
+// mark (MarkReached), in one round trip.
+func (t *Target) RecordPhase(ctx context.Context, q Querier, reached *Reached, rows ...LedgerRow) error {
+	batch := &pgx.Batch{}
+	if err := t.queueLedger(batch, rows); err != nil {
+		return err
+	}
+	if reached != nil {
+		batch.Queue(`UPDATE `+t.schema+`.schema_migrations SET phase = $2, complete = complete OR $3
+			WHERE version = $1`, reached.Version, reached.Phase, reached.Complete)
+	}
+	if batch.Len() == 0 {
+		return nil
+	}
+	if err := q.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("record phase: %w", err)
+	}
+	return nil
 }
 
 // Claim makes run the owner of an incomplete migration (the run that resumes it).
@@ -272,17 +297,7 @@ type LedgerRow struct {
 
 // WriteLedger inserts or updates ledger rows, in one round trip.
 func (t *Target) WriteLedger(ctx context.Context, q Querier, rows ...LedgerRow) error {
-	if len(rows) == 0 {
-		return nil
-	}
-	batch := &pgx.Batch{}
-	if err := t.queueLedger(batch, rows); err != nil {
-		return err
-	}
-	if err := q.SendBatch(ctx, batch).Close(); err != nil {
-		return fmt.Errorf("write hook ledger: %w", err)
-	}
-	return nil
+	return t.RecordPhase(ctx, q, nil, rows...)
 }
 
 // queueLedger adds the statements that insert or update ledger rows to batch.

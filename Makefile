@@ -1,6 +1,9 @@
 # Confiture hook worker. `make help` lists the targets.
 GO        ?= go
 BIN       := bin
+# The binaries' --version names the commit they were built from: stamp it even where GOFLAGS
+# turns version control stamping off (a build outside a git checkout stamps nothing, and says so).
+VCS_FLAG  := -buildvcs=auto
 PKGS      := ./...
 # Tests create one database each on this server.
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
@@ -12,13 +15,13 @@ help: ## Show this help
 	@grep -E '^[a-zA-Z_/-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## Build bin/worker and bin/submit
-	$(GO) build -o $(BIN)/worker ./cmd/worker
-	$(GO) build -o $(BIN)/submit ./cmd/submit
+build: ## Build bin/worker and bin/submit (their --version names the commit)
+	$(GO) build $(VCS_FLAG) -o $(BIN)/worker ./cmd/worker
+	$(GO) build $(VCS_FLAG) -o $(BIN)/submit ./cmd/submit
 
 .PHONY: install
 install: ## Install worker and submit into $(go env GOBIN) (or $(go env GOPATH)/bin), the names the docs use
-	$(GO) install ./cmd/worker ./cmd/submit
+	$(GO) install $(VCS_FLAG) ./cmd/worker ./cmd/submit
 
 .PHONY: run
 run: build ## Run the example: worker on embedded NATS + local PostgreSQL, submit examples/migrations, follow it

@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/confiture-io/confiture-worker/internal/buildinfo"
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/migrations"
@@ -208,6 +209,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	var o options
 	cmd := &cobra.Command{
 		Use:           "submit DIR",
+		Version:       buildinfo.String(),
 		Short:         "Publish a migrations directory as a request to the Confiture worker",
 		Long:          longHelp,
 		Example:       examples,

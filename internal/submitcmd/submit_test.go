@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/confiture-io/confiture-worker/internal/buildinfo"
 )
 
 // result is what one submit invocation did.
@@ -163,4 +165,11 @@ func TestDefaults(t *testing.T) {
 
 	require.Equal(t, "./migrations", shellQuote("./migrations"))
 	require.Equal(t, `'my dir/it'\''s'`, shellQuote("my dir/it's"))
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	require.Equal(t, 0, Main([]string{"--version"}, &stdout, &stderr), stderr.String())
+	require.Equal(t, "submit version "+buildinfo.String()+"\n", stdout.String(), "no DIR is needed to ask for the version")
 }

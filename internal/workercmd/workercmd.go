@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/confiture-io/confiture-worker/internal/buildinfo"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/logging"
@@ -64,8 +65,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 func MainWithHooks(args []string, stdout, stderr io.Writer, defs []hooks.Definition) int {
 	o := options{compiled: defs}
 	root := &cobra.Command{
-		Use:   "worker",
-		Short: "Run PostgreSQL migrations and their hooks as durable jobs",
+		Use:     "worker",
+		Version: buildinfo.String(),
+		Short:   "Run PostgreSQL migrations and their hooks as durable jobs",
 		Long: `worker takes migration requests from NATS (confiture.requests.<target>), runs each hook
 phase of each migration as a retryable River job on PostgreSQL, and publishes every step as an
 event (confiture.events.<target>.<run>.<kind>).

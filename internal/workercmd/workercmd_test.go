@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/confiture-io/confiture-worker/internal/buildinfo"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/logging"
 )
@@ -262,4 +263,11 @@ func TestConfigPrecedence(t *testing.T) {
 		require.Equal(t, "nats://file.example:4222", cfg.NATSURL)
 	}
 	require.Equal(t, "extra", cfg.Targets[len(cfg.Targets)-1].Name)
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	require.Equal(t, 0, Main([]string{"--version"}, &stdout, &stderr), stderr.String())
+	require.Equal(t, "worker version "+buildinfo.String()+"\n", stdout.String())
 }

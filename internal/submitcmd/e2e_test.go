@@ -3,6 +3,8 @@ package submitcmd
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/internal/bus"
+	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 	"github.com/confiture-io/confiture-worker/internal/worker"
@@ -283,4 +286,58 @@ func TestE2EPublishWithoutWorkerStreamsExit1(t *testing.T) {
 	require.Equal(t, ExitFailed, r.code, r)
 	require.Contains(t, r.stderr, "error: could not publish request ", r)
 	require.Contains(t, r.stderr, "is a worker running against this NATS server?", r)
+}
+
+// A worker whose embedded NATS server could not have 4222 records the port it took in its data
+// directory; submit, given no URL, finds it there, and says which file misled it when the
+// worker that wrote it is gone.
+func TestE2EFindsTheWorkerThroughItsURLFile(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("end-to-end test: needs PostgreSQL")
+	}
+	dataDir := t.TempDir()
+	w, err := worker.New(worker.Config{DatabaseURL: testdb.New(t), DataDir: dataDir, EmbeddedNATSPort: -1,
+		HTTPAddr: "off", Logger: slog.New(slog.DiscardHandler), FetchCooldown: time.Millisecond})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, w.Start(ctx))
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			require.NoError(t, w.Stop(context.Background()))
+		}
+	})
+	recorded, err := os.ReadFile(filepath.Join(dataDir, client.URLFile))
+	require.NoError(t, err)
+	require.Equal(t, w.NATSURL()+"\n", string(recorded))
+	require.NotContains(t, w.NATSURL(), ":4222", "the test's worker took a free port")
+
+	e := testEnv(map[string]string{client.DataDirEnv: dataDir})
+	r := submitEnv(t, e, usersDir(t), "--wait", "--timeout", "30s")
+	require.Equal(t, ExitOK, r.code, r)
+	require.Contains(t, r.stdout, "run completed", r)
+
+	require.NoError(t, w.Stop(context.Background()))
+	stopped = true
+	require.NoFileExists(t, filepath.Join(dataDir, client.URLFile), "a worker that stops removes its URL file")
+
+	// A file left by a worker that was killed names a server that is gone.
+	require.NoError(t, os.WriteFile(filepath.Join(dataDir, client.URLFile), []byte(w.NATSURL()+"\n"), 0o644))
+	r = submitEnv(t, e, usersDir(t), "--timeout", "5s")
+	require.Equal(t, ExitFailed, r.code, r)
+	require.Contains(t, r.stderr, "cannot connect to NATS at "+w.NATSURL(), r)
+	require.Contains(t, r.stderr, filepath.Join(dataDir, client.URLFile)+", which a worker with an embedded NATS server writes", r)
+
+	// --nats-url and $CONFITURE_NATS_URL win over the file.
+	r = submitEnv(t, testEnv(map[string]string{client.DataDirEnv: dataDir, NATSURLEnv: "nats://127.0.0.1:1"}), usersDir(t), "--timeout", "5s")
+	require.Contains(t, r.stderr, "cannot connect to NATS at nats://127.0.0.1:1", r)
+	require.NotContains(t, r.stderr, client.URLFile, r)
+
+	// A file that holds no URL is a usage error that names it; nothing is published.
+	require.NoError(t, os.WriteFile(filepath.Join(dataDir, client.URLFile), []byte("<html>\n"), 0o644))
+	r = submitEnv(t, e, usersDir(t))
+	require.Equal(t, ExitUsage, r.code, r)
+	require.Contains(t, r.stderr, filepath.Join(dataDir, client.URLFile)+" does not hold a NATS URL", r)
 }

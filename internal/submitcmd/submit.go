@@ -75,7 +75,8 @@ func exitCode(v runview.Verdict) int {
 
 // Defaults and limits.
 const (
-	// DefaultNATSURL is used when neither --nats-url nor $CONFITURE_NATS_URL is set.
+	// DefaultNATSURL is used when neither --nats-url, $CONFITURE_NATS_URL nor a worker's URL file
+	// (client.URLFile) gives one.
 	DefaultNATSURL = "nats://127.0.0.1:4222"
 	// NATSURLEnv names the environment variable that sets the default NATS URL.
 	NATSURLEnv = "CONFITURE_NATS_URL"
@@ -240,7 +241,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	f.BoolVar(&o.force, "force", false, "accept changed checksums of applied migrations")
 	f.BoolVar(&o.dryRun, "dry-run", false, "ask for a dry-run: run everything in a transaction, report, roll back")
 	f.StringVar(&o.requestedBy, "requested-by", "", "who asks, recorded as applied_by (default $USER@$HOSTNAME)")
-	f.StringVar(&o.natsURL, "nats-url", "", "NATS server URL (default $"+NATSURLEnv+", else "+DefaultNATSURL+")")
+	f.StringVar(&o.natsURL, "nats-url", "", "NATS server URL (default $"+NATSURLEnv+", else the URL a worker with an embedded NATS server wrote in "+
+		client.URLPath(client.DefaultDataDir)+" ($"+client.DataDirEnv+"), else "+DefaultNATSURL+")")
 	addNATSFlags(cmd, &o.nats)
 	f.BoolVar(&o.wait, "wait", false, "follow the run's events until it ends; the exit code then tells how it ended")
 	f.BoolVar(&o.json, "json", false, "with --wait: print each event as one JSON line on stdout instead of the live display")
@@ -275,6 +277,8 @@ type submitter struct {
 	cmd    *cobra.Command
 	url    string           // NATS URL in use
 	auth   natsauth.Options // NATS credentials and TLS in use
+	// urlFile is the worker's URL file that url was read from, if it was.
+	urlFile string
 }
 
 func (s *submitter) errorf(format string, args ...any) {
@@ -319,12 +323,8 @@ func (s *submitter) run(ctx context.Context) error {
 	if !s.cmd.Flags().Changed("requested-by") {
 		o.requestedBy = s.defaultRequestedBy()
 	}
-	s.url = o.natsURL
-	if s.url == "" {
-		s.url = s.env.getenv(NATSURLEnv)
-	}
-	if s.url == "" {
-		s.url = DefaultNATSURL
+	if err := s.resolveURL(); err != nil {
+		return err
 	}
 	if err := s.natsAuth(); err != nil {
 		return err
@@ -402,6 +402,32 @@ func (s *submitter) build() (*contract.Request, []byte, error) {
 	return req, data, nil
 }
 
+// resolveURL decides which NATS server to talk to: --nats-url, else $CONFITURE_NATS_URL, else
+// the URL a worker with an embedded NATS server recorded in its data directory
+// ($CONFITURE_DATA_DIR, else ./.confiture), else DefaultNATSURL.
+func (s *submitter) resolveURL() error {
+	if s.url = s.o.natsURL; s.url != "" {
+		return nil
+	}
+	if s.url = s.env.getenv(NATSURLEnv); s.url != "" {
+		return nil
+	}
+	dir := s.env.getenv(client.DataDirEnv)
+	if dir == "" {
+		dir = client.DefaultDataDir
+	}
+	url, path, err := client.ReadURL(dir)
+	if err != nil {
+		return s.usage("%v", err)
+	}
+	if url != "" {
+		s.url, s.urlFile = url, path
+		return nil
+	}
+	s.url = DefaultNATSURL
+	return nil
+}
+
 func (s *submitter) publish(ctx context.Context, req *contract.Request, data []byte) error {
 	o := &s.o
 	shown := redact.URL(s.url)
@@ -415,7 +441,11 @@ func (s *submitter) publish(ctx context.Context, req *contract.Request, data []b
 			return s.refused(d, shown)
 		}
 		s.errorf("cannot connect to NATS at %s: %s", shown, s.redact(err.Error()))
-		fmt.Fprintf(s.stderr, "hint: start a worker (it embeds a NATS server) or point --nats-url or $%s at a NATS server; nothing was published\n", NATSURLEnv)
+		if s.urlFile != "" {
+			fmt.Fprintf(s.stderr, "hint: %s, which a worker with an embedded NATS server writes while it runs, names that URL: the worker that wrote it may have stopped without removing it (start it again, or remove the file); nothing was published\n", s.urlFile)
+		} else {
+			fmt.Fprintf(s.stderr, "hint: start a worker (it embeds a NATS server) or point --nats-url or $%s at a NATS server; nothing was published\n", NATSURLEnv)
+		}
 		return exit(ExitFailed)
 	}
 	defer c.Close()

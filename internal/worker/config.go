@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/fault"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/jobs"
@@ -176,7 +177,7 @@ func (cfg Config) WithDefaults() Config {
 		cfg.Targets = []target.Config{{Name: "default", DSN: cfg.DatabaseURL}}
 	}
 	if cfg.DataDir == "" {
-		cfg.DataDir = ".confiture"
+		cfg.DataDir = client.DefaultDataDir
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 10

@@ -22,6 +22,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/builtin"
 	"github.com/confiture-io/confiture-worker/internal/bus"
+	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/dryrun"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/intake"
@@ -242,6 +243,12 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		"plugin_paths", w.cfg.PluginPaths, "nats", w.cfg.NATS) // NATS: files and user; a password or token as xxxxx
 	w.log.Info("worker started", "nats", w.bus.RedactedURL(), "embedded_nats", w.bus.Embedded(), "nats_system", w.bus.SystemID(), "http", w.HTTPAddr(),
 		"targets", w.targets.Names(), "hooks", len(w.registry.List()), "concurrency", w.cfg.Concurrency)
+	if w.bus.Embedded() {
+		// Where submit looks when it is given no URL: the port may not be 4222.
+		if err := writeFileAtomic(client.URLPath(w.cfg.DataDir), []byte(w.bus.URL()+"\n")); err != nil {
+			w.log.Warn("could not record the embedded NATS server's URL in the data directory; clients must be given it", "error", err.Error(), "nats", w.bus.RedactedURL())
+		}
+	}
 	if w.cfg.ReadyFile != "" {
 		if err := writeFileAtomic(w.cfg.ReadyFile, []byte(w.bus.RedactedURL()+"\n")); err != nil {
 			return fmt.Errorf("ready file: %w", err)
@@ -362,6 +369,9 @@ func (w *Worker) closeAll() {
 	}
 	w.unregister()
 	if w.bus != nil {
+		if w.bus.Embedded() {
+			_ = os.Remove(client.URLPath(w.cfg.DataDir))
+		}
 		if w.cfg.LogSink != nil {
 			// Push the last records out before the connection goes.
 			flushCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

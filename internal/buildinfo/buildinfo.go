@@ -5,12 +5,16 @@ package buildinfo
 
 import (
 	"fmt"
+	"reflect"
 	"runtime/debug"
 	"strings"
 )
 
-// Module is this project's module path.
-const Module = "github.com/confiture-io/confiture-worker"
+// Module is this project's module path (read from this package's own path, so that no source
+// file but go.mod spells it out as a string).
+var Module = strings.TrimSuffix(reflect.TypeFor[marker]().PkgPath(), "/internal/buildinfo")
+
+type marker struct{}
 
 // String describes the running binary's build: its main module's version, then the commit it
 // was built from (with its time, and "modified" when the tree had uncommitted changes), the

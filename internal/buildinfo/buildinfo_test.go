@@ -28,3 +28,10 @@ func TestStringDescribesThisBinary(t *testing.T) {
 	t.Parallel()
 	require.Contains(t, String(), "go1.")
 }
+
+func TestModuleIsThisProjects(t *testing.T) {
+	t.Parallel()
+	bi, ok := debug.ReadBuildInfo()
+	require.True(t, ok)
+	require.Equal(t, bi.Main.Path, Module, "the test binary's main module is this project's")
+}

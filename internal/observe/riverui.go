@@ -21,8 +21,9 @@ import (
 // client may be insert-only (never started): River UI reads and changes jobs through the
 // client's driver. The River tables must be migrated.
 //
-// River UI has no authentication and can retry, cancel and delete jobs. The Server binds to
-// loopback by default; operators who expose it put it behind their authenticating proxy.
+// River UI has no authentication of its own and can retry, cancel and delete jobs. The Server
+// binds to loopback by default, and beyond loopback serves River UI only to operators'
+// credentials (ServerOptions.Credentials).
 func NewRiverUI(ctx context.Context, client *river.Client[pgx.Tx], logger *slog.Logger) (http.Handler, func(), error) {
 	if client == nil {
 		return nil, nil, errors.New("observe: NewRiverUI needs a River client")

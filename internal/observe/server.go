@@ -15,7 +15,7 @@ import (
 )
 
 // DefaultAddr is where the server listens when ServerOptions.Addr is empty: loopback only,
-// since nothing it serves authenticates anyone.
+// where the server needs no credentials.
 const DefaultAddr = "127.0.0.1:9090"
 
 // RiverUIPrefix is the path River UI is mounted under.
@@ -49,6 +49,10 @@ type ServerOptions struct {
 	Health *Health
 	// RiverUI is mounted at RiverUIPrefix+"/" (see NewRiverUI). Defaults to none.
 	RiverUI http.Handler
+	// Credentials, when set, are required on every path but /healthz and /readyz, with their
+	// roles (see guard). Without them, a server on a loopback address serves everything to
+	// anyone, and one that listens beyond loopback serves only /healthz and /readyz.
+	Credentials *Credentials
 	// Logger receives the listening address and serving errors. Defaults to discarding.
 	Logger *slog.Logger
 }
@@ -80,7 +84,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, handler: newMux(&opts)}
+	s := &Server{opts: opts, handler: guard(&opts, newMux(&opts))}
 	s.srv = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -110,7 +114,7 @@ func newMux(opts *ServerOptions) http.Handler {
 		// Every method: River UI retries, cancels and deletes jobs with POST, PUT and PATCH.
 		// The mux redirects /riverui to /riverui/.
 		mux.Handle(RiverUIPrefix+"/", opts.RiverUI)
-		index = append(index, endpoint{RiverUIPrefix + "/", "River UI: phase jobs, queues, retries (no authentication of its own)"})
+		index = append(index, endpoint{RiverUIPrefix + "/", "River UI: phase jobs, queues, retries (operators only, when the server has credentials)"})
 	}
 	page := indexPage(index)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
@@ -152,7 +156,12 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 	s.opts.Logger.Info("http server listening", "addr", s.addr,
-		"metrics", s.opts.Metrics != nil, "river_ui", s.opts.RiverUI != nil)
+		"metrics", s.opts.Metrics != nil, "river_ui", s.opts.RiverUI != nil, "credentials", s.opts.Credentials != nil)
+	if s.opts.Credentials == nil && !isLoopback(s.opts.Addr) {
+		s.opts.Logger.Warn("the http server listens beyond loopback without credentials: it serves only /healthz and /readyz; "+
+			"give it a credentials file (http_credentials_file, see docs/SECURITY.md) to serve /metrics and River UI, or listen on 127.0.0.1",
+			"addr", s.addr)
+	}
 	return nil
 }
 

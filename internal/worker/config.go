@@ -117,8 +117,13 @@ type Config struct {
 	DryRunLargeTable int64 `yaml:"dry_run_large_table"`
 	// HTTPAddr is where /metrics, /healthz, /readyz and River UI (/riverui/) are served.
 	// Defaults to 127.0.0.1:9090, or a free port when that one is taken; "off" disables the
-	// server. River UI has no authentication of its own: keep it on loopback or behind a proxy.
+	// server. Beyond loopback the server needs HTTPCredentialsFile to serve more than
+	// /healthz and /readyz.
 	HTTPAddr string `yaml:"http_addr"`
+	// HTTPCredentialsFile holds the HTTP server's callers: bearer tokens and users, each a
+	// viewer (reads /metrics) or an operator (also River UI), see docs/SECURITY.md. With it,
+	// every path but /healthz and /readyz needs credentials, on any address. Defaults to none.
+	HTTPCredentialsFile string `yaml:"http_credentials_file"`
 	// HeartbeatInterval is how often the worker records in the queue database that it is
 	// alive. Defaults to 5s.
 	HeartbeatInterval time.Duration `yaml:"-"`

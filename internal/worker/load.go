@@ -41,7 +41,8 @@ func LoadFile(path string) (Config, error) {
 // CONFITURE_MAX_ATTEMPTS, CONFITURE_EMBEDDED_NATS_PORT, CONFITURE_MAX_REQUEST_BYTES,
 // CONFITURE_PHASE_TIMEOUT, CONFITURE_BACKFILL_SLICE, CONFITURE_RESCUE_AFTER, CONFITURE_SHUTDOWN_TIMEOUT, CONFITURE_RETRY_BACKOFF,
 // CONFITURE_LIVENESS_WINDOW,
-// CONFITURE_RETRY_BACKOFF_MAX, CONFITURE_DRY_RUN_LOCK_TIMEOUT, CONFITURE_HTTP_ADDR, CONFITURE_PLUGIN_PATH (directories separated by ':'),
+// CONFITURE_RETRY_BACKOFF_MAX, CONFITURE_DRY_RUN_LOCK_TIMEOUT, CONFITURE_HTTP_ADDR,
+// CONFITURE_HTTP_CREDENTIALS_FILE, CONFITURE_PLUGIN_PATH (directories separated by ':'),
 // the NATS security options CONFITURE_NATS_CREDS, ..._NKEY, ..._USER, ..._PASSWORD,
 // ..._PASSWORD_FILE, ..._TOKEN, ..._TOKEN_FILE, ..._CA, ..._CERT, ..._KEY, ..._TLS, and one
 // CONFITURE_TARGET_<NAME>=<dsn> per target (the name lower-cased); CONFITURE_SIGNATURE_MAX_AGE,
@@ -51,6 +52,7 @@ func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 	str := map[string]*string{
 		"NATS_URL": &cfg.NATSURL, "DATABASE_URL": &cfg.DatabaseURL, "DATA_DIR": &cfg.DataDir,
 		"QUEUE_SCHEMA": &cfg.QueueSchema, "RIVER_SCHEMA": &cfg.RiverSchema, "HTTP_ADDR": &cfg.HTTPAddr,
+		"HTTP_CREDENTIALS_FILE": &cfg.HTTPCredentialsFile,
 	}
 	for k, p := range str {
 		if v := getenv(EnvPrefix + k); v != "" {

@@ -45,6 +45,9 @@ type Worker struct {
 	// on the jobs it works.
 	id string
 
+	// httpCreds are the HTTP server's callers (Config.HTTPCredentialsFile), or nil.
+	httpCreds *observe.Credentials
+
 	pool     *pgxpool.Pool
 	targets  *target.Set
 	signing  *signing.Policy
@@ -103,7 +106,13 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{cfg: cfg, log: cfg.Logger, registry: reg, targets: targets, signing: policy, id: uuid.NewString()}, nil
+	var creds *observe.Credentials
+	if cfg.HTTPCredentialsFile != "" && cfg.HTTPAddr != "off" {
+		if creds, err = observe.LoadCredentials(cfg.HTTPCredentialsFile); err != nil {
+			return nil, err
+		}
+	}
+	return &Worker{cfg: cfg, log: cfg.Logger, registry: reg, targets: targets, signing: policy, httpCreds: creds, id: uuid.NewString()}, nil
 }
 
 // newPipeline returns the run pipeline of this worker's configuration on store, its job
@@ -333,7 +342,7 @@ func (w *Worker) startHTTP(ctx context.Context, store *runstore.Store) error {
 	}
 	w.stopUI = stopUI
 	w.http, err = observe.NewServer(observe.ServerOptions{
-		Addr: w.cfg.HTTPAddr, Metrics: w.cfg.Metrics, Health: health, RiverUI: ui,
+		Addr: w.cfg.HTTPAddr, Metrics: w.cfg.Metrics, Health: health, RiverUI: ui, Credentials: w.httpCreds,
 		Logger: w.log.With("component", "http"),
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -578,4 +579,34 @@ func TestMetricsHealthAndRiverUIAreServed(t *testing.T) {
 	code, body = get("/riverui/api/jobs?state=completed&limit=20")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "confiture_phase")
+}
+
+// A worker given a credentials file puts its HTTP server behind it; a file it cannot use stops
+// it from starting, naming the file and the line.
+func TestHTTPCredentialsFile(t *testing.T) {
+	t.Parallel()
+	dsn := testdb.New(t)
+	file := filepath.Join(t.TempDir(), "http-credentials")
+	require.NoError(t, os.WriteFile(file, []byte("viewer token prometheus-scrape-token\n"), 0o600))
+	w := startWorker(t, Config{DatabaseURL: dsn, HTTPAddr: "127.0.0.1:0", HTTPCredentialsFile: file})
+	get := func(path, token string) int {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+w.HTTPAddr()+path, nil)
+		require.NoError(t, err)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusOK, get("/readyz", ""))
+	require.Equal(t, http.StatusUnauthorized, get("/metrics", ""))
+	require.Equal(t, http.StatusOK, get("/metrics", "prometheus-scrape-token"))
+	require.Equal(t, http.StatusForbidden, get("/riverui/", "prometheus-scrape-token"), "a viewer does not get River UI")
+
+	require.NoError(t, os.WriteFile(file, []byte("# tokens\nviewer token too-short\n"), 0o600))
+	_, err := New(Config{DatabaseURL: dsn, HTTPAddr: "127.0.0.1:0", HTTPCredentialsFile: file})
+	require.ErrorContains(t, err, file+":2: the token is shorter than 16 characters")
+	require.NotContains(t, err.Error(), "too-short")
 }

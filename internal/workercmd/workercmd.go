@@ -35,18 +35,19 @@ const (
 )
 
 type options struct {
-	configFile  string
-	natsURL     string
-	databaseURL string
-	dataDir     string
-	targets     []string
-	concurrency int
-	logFormat   string
-	logLevel    string
-	readyFile   string
-	httpAddr    string
-	natsPort    int
-	shutdown    time.Duration
+	configFile      string
+	natsURL         string
+	databaseURL     string
+	dataDir         string
+	targets         []string
+	concurrency     int
+	logFormat       string
+	logLevel        string
+	readyFile       string
+	httpAddr        string
+	httpCredentials string
+	natsPort        int
+	shutdown        time.Duration
 	// nats holds the NATS security flags (no password or token: those come from the
 	// environment or a file, never the command line).
 	nats natsauth.Options
@@ -101,6 +102,7 @@ CONFITURE_* environment variables, then flags.`,
 	f.StringVar(&o.readyFile, "ready-file", "", "write the NATS URL to this file once taking requests")
 	f.IntVar(&o.natsPort, "embedded-nats-port", 0, "client port of the embedded NATS server (default 4222, or a free port if taken; -1 always free)")
 	f.StringVar(&o.httpAddr, "http-addr", "", "address of /metrics, /healthz, /readyz and /riverui/ (CONFITURE_HTTP_ADDR; default 127.0.0.1:9090, or a free port if taken; \"off\" disables)")
+	f.StringVar(&o.httpCredentials, "http-credentials-file", "", "the HTTP server's bearer tokens and users, each a viewer or an operator (CONFITURE_HTTP_CREDENTIALS_FILE; needed beyond loopback, see docs/SECURITY.md)")
 	f.DurationVar(&o.shutdown, "shutdown-timeout", 0, "how long running phases may finish after SIGTERM (default 30s)")
 	f.StringVar(&o.nats.Creds, "nats-creds", "", "NATS credentials file (user JWT and seed) (CONFITURE_NATS_CREDS)")
 	f.StringVar(&o.nats.NKey, "nats-nkey", "", "NATS NKey user seed file (CONFITURE_NATS_NKEY)")
@@ -193,6 +195,7 @@ func (o *options) config(logger *slog.Logger) (worker.Config, error) {
 	set(&cfg.DataDir, o.dataDir)
 	set(&cfg.ReadyFile, o.readyFile)
 	set(&cfg.HTTPAddr, o.httpAddr)
+	set(&cfg.HTTPCredentialsFile, o.httpCredentials)
 	if o.concurrency != 0 {
 		cfg.Concurrency = o.concurrency
 	}

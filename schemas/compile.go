@@ -10,6 +10,26 @@ import (
 // Compile compiles schema files of this directory, given as file name → $id, and returns them
 // by file name. Formats are asserted; nothing outside these files is ever loaded.
 func Compile(files map[string]string) (map[string]*jsonschema.Schema, error) {
+	refs := make([]string, 0, len(files))
+	for _, url := range files {
+		refs = append(refs, url)
+	}
+	byRef, err := CompileRefs(files, refs...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*jsonschema.Schema, len(files))
+	for file, url := range files {
+		out[file] = byRef[url]
+	}
+	return out, nil
+}
+
+// CompileRefs compiles schema files of this directory, given as file name → $id, and returns
+// the schemas at refs, by ref: absolute URLs of a part of one of them, such as
+// "https://confiture.dev/schemas/api.v1.json#/$defs/request" for a file whose definitions are
+// each validated on its own.
+func CompileRefs(files map[string]string, refs ...string) (map[string]*jsonschema.Schema, error) {
 	c := newCompiler()
 	c.AssertFormat()
 	for file, url := range files {
@@ -25,13 +45,13 @@ func Compile(files map[string]string) (map[string]*jsonschema.Schema, error) {
 			return nil, fmt.Errorf("schema %s: %w", file, err)
 		}
 	}
-	out := make(map[string]*jsonschema.Schema, len(files))
-	for file, url := range files {
-		s, err := c.Compile(url)
+	out := make(map[string]*jsonschema.Schema, len(refs))
+	for _, ref := range refs {
+		s, err := c.Compile(ref)
 		if err != nil {
-			return nil, fmt.Errorf("schema %s: %w", file, err)
+			return nil, fmt.Errorf("schema %s: %w", ref, err)
 		}
-		out[file] = s
+		out[ref] = s
 	}
 	return out, nil
 }

@@ -61,8 +61,13 @@ func TestEverySchemaIsDocumentedAndStrict(t *testing.T) {
 			}
 		}
 		walk("", "", doc)
-		_, err = Compile(map[string]string{file: doc["$id"].(string)})
-		require.NoError(t, err, file)
 	}
+	// Each compiles, with the others it refers to (api.v1.json uses event.v1.json's).
+	all := map[string]string{}
+	for _, file := range files {
+		all[file] = "https://confiture.dev/schemas/" + file
+	}
+	_, err = Compile(all)
+	require.NoError(t, err)
 	require.True(t, slices.Contains(files, "request.v1.json"))
 }

@@ -141,3 +141,28 @@ func insertStatement(schema string, events []contract.Event, notify bool) (strin
 		ORDER BY n ON CONFLICT (id) DO NOTHING RETURNING 1)
 		SELECT CASE WHEN $4 <> '' THEN pg_notify($4, '') END`, []any{ids, subjects, payloads, channel}, nil
 }
+
+// RunEvents returns the events of run (of target) that the outbox still holds, in the order
+// they were recorded. schema is the quoted schema of the outbox table.
+func RunEvents(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, schema, target, run string) ([]contract.Event, error) {
+	prefix := contract.EventSubjectPrefix + target + "." + run + "."
+	rows, err := q.Query(ctx, `SELECT payload FROM `+schema+`.outbox WHERE starts_with(subject, $1) ORDER BY seq`, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: events of run %s: %w", run, err)
+	}
+	payloads, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return nil, fmt.Errorf("outbox: events of run %s: %w", run, err)
+	}
+	evs := make([]contract.Event, 0, len(payloads))
+	for _, p := range payloads {
+		var ev contract.Event
+		if err := json.Unmarshal(p, &ev); err != nil {
+			return nil, fmt.Errorf("outbox: an event of run %s: %w", run, err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs, nil
+}

@@ -455,3 +455,54 @@ func (s *Store) IdleTargets(ctx context.Context) ([]string, error) {
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
+
+// Listed is a run as a listing shows it: its row without the request and the plan, with how
+// many migrations the plan holds and when it started and ended.
+type Listed struct {
+	ID, RequestID, Target, Direction string
+	DryRun                           bool
+	Status                           string
+	StepVersion, StepPhase           string
+	FailedVersion, FailedPhase       string
+	Error                            json.RawMessage
+	Migrations                       int
+	CreatedAt                        time.Time
+	StartedAt, FinishedAt            *time.Time
+}
+
+const listedColumns = `id::text, request_id, target, direction, dry_run, status, step_version, step_phase,
+	failed_version, failed_phase, error, coalesce(jsonb_array_length(plan), 0), created_at, started_at, finished_at`
+
+func scanListed(row pgx.CollectableRow) (Listed, error) {
+	var l Listed
+	err := row.Scan(&l.ID, &l.RequestID, &l.Target, &l.Direction, &l.DryRun, &l.Status, &l.StepVersion, &l.StepPhase,
+		&l.FailedVersion, &l.FailedPhase, &l.Error, &l.Migrations, &l.CreatedAt, &l.StartedAt, &l.FinishedAt)
+	return l, err
+}
+
+// ListRuns returns the latest runs of target, newest first, at most limit.
+func (s *Store) ListRuns(ctx context.Context, target string, limit int) ([]Listed, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT `+listedColumns+` FROM `+s.schema+`.runs WHERE target = $1 ORDER BY seq DESC LIMIT $2`,
+		target, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list runs of %s: %w", target, err)
+	}
+	return pgx.CollectRows(rows, scanListed)
+}
+
+// ListedRun returns run id of target as a listing shows it; ErrRunNotFound when target has no
+// such run.
+func (s *Store) ListedRun(ctx context.Context, target, id string) (*Listed, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT `+listedColumns+` FROM `+s.schema+`.runs WHERE id = $1::uuid AND target = $2`, id, target)
+	if err != nil {
+		return nil, fmt.Errorf("read run %s: %w", id, err)
+	}
+	l, err := pgx.CollectExactlyOneRow(rows, scanListed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrRunNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read run %s: %w", id, err)
+	}
+	return &l, nil
+}

@@ -17,9 +17,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/confiture-io/confiture-worker/internal/api"
+	"github.com/confiture-io/confiture-worker/internal/buildinfo"
 	"github.com/confiture-io/confiture-worker/internal/builtin"
 	"github.com/confiture-io/confiture-worker/internal/bus"
 	"github.com/confiture-io/confiture-worker/internal/client"
@@ -55,7 +58,9 @@ type Worker struct {
 	river    *river.Client[pgx.Tx]
 	pipeline *jobs.Pipeline
 	intake   *intake.Intake
-	relay    *outbox.Relay
+	// api serves the service API (internal/api) on the bus.
+	api   micro.Service
+	relay *outbox.Relay
 
 	http        *observe.Server
 	stopUI      func()
@@ -236,6 +241,10 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if err := w.intake.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
+	if w.api, err = api.Serve(w.bus.NC, api.Config{Store: store, Targets: w.targets, Actions: w.pipeline,
+		Build: buildinfo.String(), Logger: w.log.With("component", "api")}); err != nil {
+		return err
+	}
 	if err := w.startHTTP(ctx, store); err != nil {
 		return err
 	}
@@ -275,6 +284,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.log.Info("worker stopping")
 		if w.intake != nil {
 			w.intake.Stop()
+		}
+		if w.api != nil {
+			_ = w.api.Stop()
 		}
 		if w.river != nil {
 			soft, cancel := context.WithTimeout(ctx, w.cfg.ShutdownTimeout)

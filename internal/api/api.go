@@ -1,0 +1,257 @@
+// Package api serves the worker's service API on NATS (nats.go's micro package; the contract is
+// in internal/contract, api.go, and schemas/api.v1.json): a target's status, its latest runs,
+// one run with its events, and the operator actions on a run. Every worker serves it in one
+// queue group, so one of them answers each request; all read the same queue database.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/jobs"
+	"github.com/confiture-io/confiture-worker/internal/outbox"
+	"github.com/confiture-io/confiture-worker/internal/runstore"
+	"github.com/confiture-io/confiture-worker/internal/target"
+)
+
+// Actions are the operator actions on runs (jobs.Pipeline has them).
+type Actions interface {
+	Pause(ctx context.Context, run, reason string) error
+	Resume(ctx context.Context, run, reason string) error
+	Fail(ctx context.Context, run, reason string) error
+	Retry(ctx context.Context, run, reason string) error
+}
+
+// Config is what the API reads and acts on.
+type Config struct {
+	Store   *runstore.Store
+	Targets *target.Set
+	Actions Actions
+	// Build describes the worker's build, for the service's metadata.
+	Build  string
+	Logger *slog.Logger
+}
+
+// requestTimeout bounds the work of one request.
+const requestTimeout = 10 * time.Second
+
+// Serve adds the service to nc; Stop on the returned service removes it.
+func Serve(nc *nats.Conn, cfg Config) (micro.Service, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        contract.APIService,
+		Version:     contract.APIVersion,
+		Description: "Confiture worker: the status of a target, its runs, one run's events, and the operator actions on a run",
+		Metadata:    map[string]string{"build": cfg.Build, "schema": contract.APISchemaURL},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	s := &server{cfg: cfg}
+	for _, e := range []struct {
+		name, about string
+		handle      func(context.Context, string, *contract.APIRequest) (any, error)
+	}{
+		{contract.APIStatus, "the target's migrations, from its tracking table", s.status},
+		{contract.APIRuns, "the target's latest runs, newest first (limit)", s.runs},
+		{contract.APIRun, "one run of the target (run: its id or request id) and its events", s.run},
+		{contract.APIAction, "pause, resume, fail or retry one run of the target (run, action, reason)", s.action},
+	} {
+		err := svc.AddEndpoint(e.name, s.handler(e.name, e.handle),
+			micro.WithEndpointSubject(contract.APISubjectPrefix+e.name+".*"),
+			micro.WithEndpointMetadata(map[string]string{"description": e.about, "subject": contract.APISubjectPrefix + e.name + ".<target>"}))
+		if err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("api: endpoint %s: %w", e.name, err)
+		}
+	}
+	return svc, nil
+}
+
+type server struct {
+	cfg Config
+}
+
+// apiError is a refusal with its micro error code.
+type apiError struct {
+	code, msg string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func refuse(code, format string, args ...any) error {
+	return &apiError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// handler decodes a request to endpoint, runs handle with the target its subject names, and
+// replies with what handle returns, or with the refusal.
+func (s *server) handler(endpoint string, handle func(context.Context, string, *contract.APIRequest) (any, error)) micro.HandlerFunc {
+	return func(req micro.Request) {
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		defer cancel()
+		targetName := strings.TrimPrefix(req.Subject(), contract.APISubjectPrefix+endpoint+".")
+		reply, err := func() (any, error) {
+			r, err := contract.DecodeAPIRequest(req.Data())
+			if err != nil {
+				return nil, refuse(contract.APIErrBadRequest, "%v", err)
+			}
+			if _, err := s.cfg.Targets.Get(targetName); err != nil {
+				return nil, refuse(contract.APIErrNotFound, "%v", err)
+			}
+			return handle(ctx, targetName, r)
+		}()
+		if err == nil {
+			var data []byte
+			if data, err = json.Marshal(reply); err == nil {
+				err = req.Respond(data)
+				if err != nil {
+					s.cfg.Logger.Warn("api: could not reply", "endpoint", endpoint, "error", err.Error())
+				}
+				return
+			}
+		}
+		var ae *apiError
+		if !errors.As(err, &ae) {
+			s.cfg.Logger.Error("api: request failed", "endpoint", endpoint, "target", targetName, "error", err.Error())
+			ae = &apiError{code: contract.APIErrInternal, msg: err.Error()}
+		}
+		if rerr := req.Error(ae.code, ae.msg, nil); rerr != nil {
+			s.cfg.Logger.Warn("api: could not reply", "endpoint", endpoint, "error", rerr.Error())
+		}
+	}
+}
+
+func (s *server) status(ctx context.Context, targetName string, _ *contract.APIRequest) (any, error) {
+	t, _ := s.cfg.Targets.Get(targetName)
+	pool, err := t.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	applied, err := t.AppliedMigrations(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("target %q: read the tracking table: %w", targetName, err)
+	}
+	reply := contract.StatusReply{Schema: contract.APIStatusSchemaV1, Target: targetName, Migrations: []contract.MigrationStatus{}}
+	for _, a := range applied {
+		state := contract.MigrationApplied
+		if !a.Complete {
+			state = contract.MigrationIncomplete
+		}
+		reply.Migrations = append(reply.Migrations, contract.MigrationStatus{
+			Version: a.Version, Name: a.Name, Checksum: a.Checksum, State: state, Phase: a.Phase,
+			AppliedAt: a.AppliedAt.UTC(), ExecutionTimeMS: a.ExecutionTimeMS, AppliedBy: a.AppliedBy, Run: a.RunID,
+		})
+	}
+	return reply, nil
+}
+
+func (s *server) runs(ctx context.Context, targetName string, r *contract.APIRequest) (any, error) {
+	limit := r.Limit
+	if limit == 0 {
+		limit = contract.APIRunsDefault
+	}
+	listed, err := s.cfg.Store.ListRuns(ctx, targetName, limit)
+	if err != nil {
+		return nil, err
+	}
+	reply := contract.RunsReply{Schema: contract.APIRunsSchemaV1, Target: targetName, Runs: make([]contract.RunInfo, 0, len(listed))}
+	for i := range listed {
+		reply.Runs = append(reply.Runs, runInfo(&listed[i]))
+	}
+	return reply, nil
+}
+
+// lookup returns the run of targetName that r names.
+func (s *server) lookup(ctx context.Context, targetName string, r *contract.APIRequest) (*runstore.Listed, error) {
+	if r.Run == "" {
+		return nil, refuse(contract.APIErrBadRequest, "name the run: \"run\" holds its id or the request id it was published with")
+	}
+	l, err := s.cfg.Store.ListedRun(ctx, targetName, contract.RunIDOf(targetName, r.Run))
+	if errors.Is(err, runstore.ErrRunNotFound) {
+		return nil, refuse(contract.APIErrNotFound, "target %q has no run %q (by run id or request id)", targetName, r.Run)
+	}
+	return l, err
+}
+
+func (s *server) run(ctx context.Context, targetName string, r *contract.APIRequest) (any, error) {
+	l, err := s.lookup(ctx, targetName, r)
+	if err != nil {
+		return nil, err
+	}
+	evs, err := outbox.RunEvents(ctx, s.cfg.Store.Pool, s.cfg.Store.Schema(), targetName, l.ID)
+	if err != nil {
+		return nil, err
+	}
+	complete := len(evs) > 0 && evs[0].Kind == contract.KindRunAccepted
+	return contract.RunReply{Schema: contract.APIRunSchemaV1, Run: runInfo(l), Events: evs, EventsComplete: complete}, nil
+}
+
+func (s *server) action(ctx context.Context, targetName string, r *contract.APIRequest) (any, error) {
+	l, err := s.lookup(ctx, targetName, r)
+	if err != nil {
+		return nil, err
+	}
+	act := map[string]func(context.Context, string, string) error{
+		contract.ActionPause: s.cfg.Actions.Pause, contract.ActionResume: s.cfg.Actions.Resume,
+		contract.ActionFail: s.cfg.Actions.Fail, contract.ActionRetry: s.cfg.Actions.Retry,
+	}[r.Action]
+	if act == nil {
+		return nil, refuse(contract.APIErrBadRequest, "name the action: \"action\" is pause, resume, fail or retry")
+	}
+	err = act(ctx, l.ID, r.Reason)
+	var se *jobs.StateError
+	switch {
+	case errors.As(err, &se):
+		return nil, refuse(contract.APIErrConflict, "%v", err)
+	case errors.Is(err, runstore.ErrRunNotFound):
+		return nil, refuse(contract.APIErrNotFound, "target %q has no run %q", targetName, r.Run)
+	case err != nil:
+		return nil, err
+	}
+	if l, err = s.cfg.Store.ListedRun(ctx, targetName, l.ID); err != nil {
+		return nil, err
+	}
+	return contract.ActionReply{Schema: contract.APIActionSchemaV1, Action: r.Action, Run: runInfo(l)}, nil
+}
+
+// runInfo is l as the API shows it.
+func runInfo(l *runstore.Listed) contract.RunInfo {
+	ri := contract.RunInfo{
+		ID: l.ID, RequestID: l.RequestID, Target: l.Target, Direction: l.Direction, DryRun: l.DryRun, Status: l.Status,
+		Version: l.StepVersion, Phase: l.StepPhase, FailedVersion: l.FailedVersion, FailedPhase: l.FailedPhase,
+		Migrations: l.Migrations, CreatedAt: l.CreatedAt.UTC(), StartedAt: utc(l.StartedAt), FinishedAt: utc(l.FinishedAt),
+	}
+	end := time.Now()
+	if l.FinishedAt != nil {
+		end = *l.FinishedAt
+	}
+	ri.DurationMS = max(end.Sub(l.CreatedAt).Milliseconds(), 0)
+	if len(l.Error) > 0 {
+		var f struct {
+			Error contract.EventError `json:"error"`
+		}
+		if json.Unmarshal(l.Error, &f) == nil && f.Error.Code != "" {
+			ri.Error = &f.Error
+		}
+	}
+	return ri
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

@@ -341,3 +341,52 @@ func TestE2EFindsTheWorkerThroughItsURLFile(t *testing.T) {
 	require.Equal(t, ExitUsage, r.code, r)
 	require.Contains(t, r.stderr, filepath.Join(dataDir, client.URLFile)+" does not hold a NATS URL", r)
 }
+
+// status, runs and run against a real worker's service API: what a person reads, --json for
+// scripts (valid against schemas/api.v1.json), and the exit codes.
+func TestE2EStatusRunsAndRun(t *testing.T) {
+	t.Parallel()
+	url := startWorker(t)
+	r := submit(t, usersDir(t), "--nats-url", url, "--id", "first", "--wait", "--timeout", "30s")
+	require.Equal(t, ExitOK, r.code, r)
+
+	r = submit(t, "status", "--nats-url", url)
+	require.Equal(t, ExitOK, r.code, r)
+	require.Contains(t, r.stdout, "target default: 2 migration(s) applied\n", r)
+	require.Regexp(t, `(?m)^VERSION\s+NAME\s+STATE\s+APPLIED \(UTC\)\s+DDL\s+RUN$`, r.stdout)
+	require.Regexp(t, `(?m)^001\s+create_users\s+applied\s+`, r.stdout)
+	for _, line := range strings.Split(r.stdout, "\n") {
+		require.LessOrEqual(t, len(line), 100, "status fits a 100-column terminal: %q", line)
+	}
+	r = submit(t, "status", "--nats-url", url, "--json")
+	require.Equal(t, ExitOK, r.code, r)
+	require.NoError(t, contract.ValidateAPI(contract.APIStatusSchemaV1, []byte(r.stdout)), r.stdout)
+
+	r = submit(t, "runs", "--nats-url", url)
+	require.Equal(t, ExitOK, r.code, r)
+	require.Regexp(t, `(?m)^RUN\s+REQUEST\s+STATUS\s+MIGRATIONS\s+CREATED \(UTC\)\s+TOOK$`, r.stdout)
+	require.Regexp(t, `(?m)^\S{8}\s+first\s+completed\s+2\s+`, r.stdout)
+	r = submit(t, "runs", "--nats-url", url, "--json", "--limit", "1")
+	require.Equal(t, ExitOK, r.code, r)
+	require.NoError(t, contract.ValidateAPI(contract.APIRunsSchemaV1, []byte(r.stdout)), r.stdout)
+
+	r = submit(t, "run", "show", "first", "--nats-url", url)
+	require.Equal(t, ExitOK, r.code, r)
+	require.Contains(t, r.stdout, "request first, target default, up\nstatus completed, 2 migration(s)", r)
+	require.Regexp(t, `(?m)^\+\S+\s+hook\.completed\s+001_create_users after_ddl seed_users\s+`, r.stdout)
+	require.Regexp(t, `(?m)^\+\S+\s+run\.completed\s+`, r.stdout)
+
+	r = submit(t, "run", "resume", "first", "--nats-url", url)
+	require.Equal(t, ExitFailed, r.code, r)
+	require.Contains(t, r.stderr, "completed", r)
+	r = submit(t, "run", "show", "nobody", "--nats-url", url)
+	require.Equal(t, ExitFailed, r.code, r)
+	require.Contains(t, r.stderr, `error: target "default" has no run "nobody"`, r)
+	r = submit(t, "status", "--nats-url", url, "--target", "elsewhere")
+	require.Equal(t, ExitFailed, r.code, r)
+	require.Contains(t, r.stderr, `unknown target "elsewhere"`, r)
+	r = submit(t, "runs", "--nats-url", url, "--limit", "0")
+	require.Equal(t, ExitUsage, r.code, r)
+	r = submit(t, "run", "show", "--nats-url", url)
+	require.Equal(t, ExitUsage, r.code, r)
+}

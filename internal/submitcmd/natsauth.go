@@ -21,7 +21,7 @@ var natsFlags = []string{"nats-creds", "nats-nkey", "nats-user", "nats-password-
 
 // addNATSFlags declares the NATS security flags into o.
 func addNATSFlags(cmd *cobra.Command, o *natsauth.Options) {
-	f := cmd.Flags()
+	f := cmd.PersistentFlags()
 	f.StringVar(&o.Creds, "nats-creds", "", "NATS credentials file: user JWT and NKey seed, as nsc writes it ($CONFITURE_NATS_CREDS)")
 	f.StringVar(&o.NKey, "nats-nkey", "", "NATS NKey user seed file ($CONFITURE_NATS_NKEY)")
 	f.StringVar(&o.User, "nats-user", "", "NATS user ($CONFITURE_NATS_USER); the password from --nats-password-file or $CONFITURE_NATS_PASSWORD")
@@ -52,12 +52,12 @@ func (s *submitter) natsAuth() error {
 
 // refused reports a connection that the server refused (authorization or TLS) and returns
 // exit code 1, like any other connection failure.
-func (s *submitter) refused(d natsauth.Diagnosis, shown string) error {
+func (s *submitter) refused(d natsauth.Diagnosis, shown, consequence string) error {
 	s.errorf("%s at %s: %s", d.Problem, shown, s.redact(d.Detail))
 	if d.Auth {
-		fmt.Fprintln(s.stderr, "hint: give the credentials this server expects (--nats-creds, --nats-nkey, --nats-user with $CONFITURE_NATS_PASSWORD, or $CONFITURE_NATS_TOKEN; see 'submit --help'); nothing was published")
+		fmt.Fprintf(s.stderr, "hint: give the credentials this server expects (--nats-creds, --nats-nkey, --nats-user with $CONFITURE_NATS_PASSWORD, or $CONFITURE_NATS_TOKEN; see 'submit --help'); %s\n", consequence)
 	} else {
-		fmt.Fprintln(s.stderr, "hint: check --nats-ca, --nats-cert and --nats-key against the server's TLS configuration; nothing was published")
+		fmt.Fprintf(s.stderr, "hint: check --nats-ca, --nats-cert and --nats-key against the server's TLS configuration; %s\n", consequence)
 	}
 	return exit(ExitFailed)
 }

@@ -112,6 +112,13 @@ it is the data of the dryrun.report event. --fail-on chooses which warnings fail
 
 ` + signingHelp + `
 
+'submit status', 'submit runs' and 'submit run show|pause|resume|fail|retry RUN' ask the
+workers' service API (confiture.api.<endpoint>.<target>) about --target: its migrations, its
+latest runs, one run and its events (RUN is the run's id or its request id), or an operator
+action on a run. --json prints the reply as the API sends it (schemas/api.v1.json). They exit
+0 when answered, 1 when refused (no such target or run, a state that does not allow the
+action), when no worker answers or NATS cannot be reached, and 2 on a usage error.
+
 Exit codes:
   0    the run completed (with --wait), or the request was published (without --wait); for a
        dry-run: it succeeded with no warning at or above --fail-on
@@ -235,13 +242,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	f := cmd.Flags()
 	f.SortFlags = false
 	f.StringVar(&o.id, "id", "", "request id, the idempotency key: 1 to 200 of A-Z a-z 0-9 . _ : - (default: generated, submit-<UTC time>-<random hex>)")
-	f.StringVar(&o.target, "target", "default", "target database, as named in the worker's configuration")
+	cmd.PersistentFlags().StringVar(&o.target, "target", "default", "target database, as named in the worker's configuration")
 	f.StringVar(&o.direction, "direction", contract.DirectionUp, "up or down")
 	f.StringVar(&o.to, "to", "", "version to stop at: up applies nothing after it; down reverts everything after it (default: up applies all, down reverts the latest)")
 	f.BoolVar(&o.force, "force", false, "accept changed checksums of applied migrations")
 	f.BoolVar(&o.dryRun, "dry-run", false, "ask for a dry-run: run everything in a transaction, report, roll back")
 	f.StringVar(&o.requestedBy, "requested-by", "", "who asks, recorded as applied_by (default $USER@$HOSTNAME)")
-	f.StringVar(&o.natsURL, "nats-url", "", "NATS server URL (default $"+NATSURLEnv+", else the URL a worker with an embedded NATS server wrote in "+
+	cmd.PersistentFlags().StringVar(&o.natsURL, "nats-url", "", "NATS server URL (default $"+NATSURLEnv+", else the URL a worker with an embedded NATS server wrote in "+
 		client.URLPath(client.DefaultDataDir)+" ($"+client.DataDirEnv+"), else "+DefaultNATSURL+")")
 	addNATSFlags(cmd, &o.nats)
 	f.BoolVar(&o.wait, "wait", false, "follow the run's events until it ends; the exit code then tells how it ended")
@@ -250,6 +257,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	f.StringVar(&o.failOn, "fail-on", runview.DefaultFailOn, "with --dry-run --wait: exit 5 when the report has a warning of this severity or graver: warning, error or none")
 	addSigningFlags(cmd, &o.sign)
 	cmd.AddCommand(keygenCommand(stdout, stderr))
+	cmd.AddCommand(opsCommands(&o, stdout, stderr, e)...)
 
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
@@ -428,25 +436,37 @@ func (s *submitter) resolveURL() error {
 	return nil
 }
 
-func (s *submitter) publish(ctx context.Context, req *contract.Request, data []byte) error {
-	o := &s.o
+// connect connects to NATS with the URL and credentials resolved (resolveURL, natsAuth). A
+// failure is reported, its hint ending with consequence ("nothing was published"), and returned
+// as the exit code.
+func (s *submitter) connect(consequence string) (*client.Client, error) {
 	shown := redact.URL(s.url)
-	natsOpts, err := s.auth.NATSOptions() // validated in run
+	natsOpts, err := s.auth.NATSOptions() // validated by natsAuth
 	if err != nil {
-		return s.usage("%v", err)
+		return nil, s.usage("%v", err)
 	}
 	c, err := client.Connect(s.url, natsOpts...)
 	if err != nil {
 		if d, ok := s.auth.Diagnose(err); ok {
-			return s.refused(d, shown)
+			return nil, s.refused(d, shown, consequence)
 		}
 		s.errorf("cannot connect to NATS at %s: %s", shown, s.redact(err.Error()))
 		if s.urlFile != "" {
-			fmt.Fprintf(s.stderr, "hint: %s, which a worker with an embedded NATS server writes while it runs, names that URL: the worker that wrote it may have stopped without removing it (start it again, or remove the file); nothing was published\n", s.urlFile)
+			fmt.Fprintf(s.stderr, "hint: %s, which a worker with an embedded NATS server writes while it runs, names that URL: the worker that wrote it may have stopped without removing it (start it again, or remove the file); %s\n", s.urlFile, consequence)
 		} else {
-			fmt.Fprintf(s.stderr, "hint: start a worker (it embeds a NATS server) or point --nats-url or $%s at a NATS server; nothing was published\n", NATSURLEnv)
+			fmt.Fprintf(s.stderr, "hint: start a worker (it embeds a NATS server) or point --nats-url or $%s at a NATS server; %s\n", NATSURLEnv, consequence)
 		}
-		return exit(ExitFailed)
+		return nil, exit(ExitFailed)
+	}
+	return c, nil
+}
+
+func (s *submitter) publish(ctx context.Context, req *contract.Request, data []byte) error {
+	o := &s.o
+	shown := redact.URL(s.url)
+	c, err := s.connect("nothing was published")
+	if err != nil {
+		return err
 	}
 	defer c.Close()
 

@@ -1,0 +1,254 @@
+package submitcmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/confiture-io/confiture-worker/internal/client"
+	"github.com/confiture-io/confiture-worker/internal/clip"
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/redact"
+)
+
+// opsTimeout bounds one request to the workers' service API.
+const opsTimeout = 15 * time.Second
+
+// opsCommands are the observer's and the operator's commands: status, runs and run, answered by
+// the workers' service API (internal/api) on the NATS server that --nats-url and the NATS
+// flags of the root command name. They share o with the root command for those flags.
+func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
+	var asJSON bool
+	var limit int
+	var reason string
+	// call connects, runs fn with the client, and maps what went wrong to an exit code: 1
+	// for a refusal (no such target or run, a state that does not allow the action) or no
+	// worker, 2 for a request the API found malformed.
+	call := func(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) (any, error), show func(any)) error {
+		s := &submitter{o: *o, stdout: stdout, stderr: stderr, env: e, cmd: cmd}
+		if err := s.resolveURL(); err != nil {
+			return err
+		}
+		if err := s.natsAuth(); err != nil {
+			return err
+		}
+		c, err := s.connect("nothing was asked")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(cmd.Context(), opsTimeout)
+		defer cancel()
+		reply, err := fn(ctx, c)
+		var ae *client.APIError
+		switch {
+		case errors.As(err, &ae) && ae.Code == contract.APIErrBadRequest:
+			return s.usage("%s", ae.Message)
+		case errors.As(err, &ae):
+			s.errorf("%s", ae.Message)
+			return exit(ExitFailed)
+		case errors.Is(err, client.ErrNoWorker):
+			s.errorf("no worker answered at %s: start one, or point --nats-url at the NATS server the workers use", redact.URL(s.url))
+			return exit(ExitFailed)
+		case err != nil:
+			s.errorf("%s", s.redact(err.Error()))
+			return exit(ExitFailed)
+		}
+		if asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(reply)
+		}
+		show(reply)
+		return nil
+	}
+
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the target's migrations: applied, or incomplete with the phase reached",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(cmd, func(ctx context.Context, c *client.Client) (any, error) { return c.Status(ctx, o.target) },
+				func(r any) { showStatus(stdout, r.(*contract.StatusReply)) })
+		},
+	}
+	status.Flags().BoolVar(&asJSON, "json", false, "print the reply (schemas/api.v1.json, status_reply) instead of the table")
+
+	runs := &cobra.Command{
+		Use:   "runs",
+		Short: "List the target's latest runs, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 1 || limit > contract.APIRunsMax {
+				return (&submitter{stderr: stderr}).usage("--limit must be 1 to %d, got %d", contract.APIRunsMax, limit)
+			}
+			return call(cmd, func(ctx context.Context, c *client.Client) (any, error) { return c.Runs(ctx, o.target, limit) },
+				func(r any) { showRuns(stdout, r.(*contract.RunsReply)) })
+		},
+	}
+	runs.Flags().IntVar(&limit, "limit", contract.APIRunsDefault, "how many runs")
+	runs.Flags().BoolVar(&asJSON, "json", false, "print the reply (schemas/api.v1.json, runs_reply) instead of the table")
+
+	run := &cobra.Command{
+		Use:   "run show|pause|resume|fail|retry RUN",
+		Short: "Show one run of the target with its events, or act on it; RUN is its id or its request id",
+	}
+	show := &cobra.Command{
+		Use:   "show RUN",
+		Short: "Show the run and its events (its timeline)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(cmd, func(ctx context.Context, c *client.Client) (any, error) { return c.Run(ctx, o.target, args[0]) },
+				func(r any) { showRun(stdout, r.(*contract.RunReply)) })
+		},
+	}
+	show.Flags().BoolVar(&asJSON, "json", false, "print the reply (schemas/api.v1.json, run_reply) instead of the timeline")
+	run.AddCommand(show)
+	for _, a := range []struct{ action, short string }{
+		{contract.ActionPause, "Pause a running run at its step (a running phase finishes; a backfill stops after its batch)"},
+		{contract.ActionResume, "Set a paused run going again"},
+		{contract.ActionFail, "Fail a queued, running or paused run (a running phase is cancelled; on_error hooks run)"},
+		{contract.ActionRetry, "Queue a failed run again: it plans again and resumes from its failed phase"},
+	} {
+		cmd := &cobra.Command{
+			Use:   a.action + " RUN",
+			Short: a.short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
+					return c.Act(ctx, o.target, args[0], a.action, reason)
+				}, func(r any) {
+					ar := r.(*contract.ActionReply)
+					fmt.Fprintf(stdout, "%s: run %s (request %s) is %s\n", ar.Action, ar.Run.ID, ar.Run.RequestID, ar.Run.Status)
+				})
+			},
+		}
+		cmd.Flags().StringVar(&reason, "reason", "", "why, recorded in the run's event")
+		cmd.Flags().BoolVar(&asJSON, "json", false, "print the reply (schemas/api.v1.json, action_reply)")
+		run.AddCommand(cmd)
+	}
+	return []*cobra.Command{status, runs, run}
+}
+
+// table writes rows under a header, in columns.
+func table(w io.Writer, header string, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	_ = tw.Flush()
+}
+
+func showStatus(w io.Writer, r *contract.StatusReply) {
+	incomplete := 0
+	for _, m := range r.Migrations {
+		if m.State == contract.MigrationIncomplete {
+			incomplete++
+		}
+	}
+	fmt.Fprintf(w, "target %s: %d migration(s) applied", r.Target, len(r.Migrations)-incomplete)
+	if incomplete > 0 {
+		fmt.Fprintf(w, ", %d incomplete (a run that includes it resumes it)", incomplete)
+	}
+	fmt.Fprintln(w)
+	if len(r.Migrations) == 0 {
+		return
+	}
+	rows := make([][]string, 0, len(r.Migrations))
+	for _, m := range r.Migrations {
+		state := m.State
+		if m.State == contract.MigrationIncomplete {
+			state += " (" + m.Phase + ")"
+		}
+		rows = append(rows, []string{m.Version, clip.String(m.Name, 28, "…"), state, m.AppliedAt.UTC().Format("2006-01-02 15:04:05"),
+			(time.Duration(m.ExecutionTimeMS) * time.Millisecond).String(), shortID(m.Run)})
+	}
+	table(w, "VERSION\tNAME\tSTATE\tAPPLIED (UTC)\tDDL\tRUN", rows)
+}
+
+func showRuns(w io.Writer, r *contract.RunsReply) {
+	if len(r.Runs) == 0 {
+		fmt.Fprintf(w, "target %s: no run\n", r.Target)
+		return
+	}
+	rows := make([][]string, 0, len(r.Runs))
+	for _, ri := range r.Runs {
+		rows = append(rows, []string{shortID(ri.ID), clip.String(ri.RequestID, 32, "…"), runState(ri), fmt.Sprint(ri.Migrations),
+			ri.CreatedAt.UTC().Format("2006-01-02 15:04:05"), duration(ri.DurationMS)})
+	}
+	table(w, "RUN\tREQUEST\tSTATUS\tMIGRATIONS\tCREATED (UTC)\tTOOK", rows)
+}
+
+// runState is a run's status, with where it is or where it failed.
+func runState(ri contract.RunInfo) string {
+	s := ri.Status
+	if ri.DryRun {
+		s += " (dry-run)"
+	}
+	switch {
+	case ri.Status == "failed" && ri.FailedVersion != "":
+		s += " at " + ri.FailedVersion + " " + ri.FailedPhase
+	case (ri.Status == "running" || ri.Status == "paused") && ri.Version != "":
+		s += " at " + ri.Version + " " + ri.Phase
+	case ri.Status == "running":
+		s += " (planning)"
+	}
+	return s
+}
+
+func showRun(w io.Writer, r *contract.RunReply) {
+	ri := r.Run
+	fmt.Fprintf(w, "run %s\nrequest %s, target %s, %s", ri.ID, ri.RequestID, ri.Target, ri.Direction)
+	if ri.DryRun {
+		fmt.Fprint(w, ", dry-run")
+	}
+	fmt.Fprintf(w, "\nstatus %s, %d migration(s), created %s UTC, %s\n", runState(ri), ri.Migrations,
+		ri.CreatedAt.UTC().Format("2006-01-02 15:04:05"), duration(ri.DurationMS))
+	if ri.Error != nil {
+		fmt.Fprintf(w, "error %s: %s\n", ri.Error.Code, ri.Error.Message)
+	}
+	if len(r.Events) == 0 {
+		fmt.Fprintln(w, "no events left in the outbox (events are kept 24 hours)")
+		return
+	}
+	if !r.EventsComplete {
+		fmt.Fprintln(w, "its first events have left the outbox (events are kept 24 hours)")
+	}
+	start := r.Events[0].Time
+	rows := make([][]string, 0, len(r.Events))
+	for _, ev := range r.Events {
+		where := strings.TrimSpace(strings.Join([]string{ev.Migration, ev.Phase, ev.Hook}, " "))
+		what := ev.Message
+		if ev.Error != nil {
+			what = ev.Error.Code + ": " + ev.Error.Message
+		}
+		took := ""
+		if ev.DurationMS > 0 {
+			took = duration(ev.DurationMS)
+		}
+		att := ""
+		if ev.Attempt > 1 {
+			att = fmt.Sprint(ev.Attempt)
+		}
+		rows = append(rows, []string{"+" + duration(ev.Time.Sub(start).Milliseconds()), ev.Kind, where, att, took, clip.String(what, 40, "…")})
+	}
+	table(w, "AT\tEVENT\tWHERE\tATTEMPT\tTOOK\tWHAT", rows)
+}
+
+func shortID(id string) string { return clip.String(id, 8, "") }
+
+func duration(ms int64) string {
+	d := time.Duration(ms) * time.Millisecond
+	if d >= time.Minute {
+		return d.Round(time.Second).String()
+	}
+	return d.String()
+}

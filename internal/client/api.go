@@ -32,7 +32,13 @@ func (c *Client) call(ctx context.Context, endpoint, target string, req contract
 	if err != nil {
 		return err
 	}
-	msg, err := c.NC.RequestWithContext(ctx, contract.APISubject(endpoint, target), data)
+	subject := contract.APISubject(endpoint, target)
+	ctx, done := c.watch(ctx, func(pe *PermissionError) bool { return isSubscribe(pe) || pe.Subject == subject })
+	defer done()
+	msg, err := c.NC.RequestWithContext(ctx, subject, data)
+	if pe := denied(ctx); err != nil && pe != nil {
+		return pe
+	}
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return ErrNoWorker

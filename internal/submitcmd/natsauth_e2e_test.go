@@ -99,6 +99,25 @@ func TestE2EExampleNATSServerConfig(t *testing.T) {
 	require.Equal(t, ExitFailed, r.code, r)
 	require.Contains(t, r.stderr, "permission denied: the NATS server does not allow this user to publish on confiture.requests.billing", r)
 
+	// The service API under the same permissions: the submitter sees and acts on its own
+	// targets only; the observer reads every target and cannot act.
+	r = submitEnv(t, env, "status", "--nats-url", url, "--nats-user", "deploy-app", "--target", "app")
+	require.Equal(t, ExitOK, r.code, r)
+	require.Contains(t, r.stdout, "target app: 2 migration(s) applied", r)
+	r = submitEnv(t, env, "run", "pause", "nobody", "--nats-url", url, "--nats-user", "deploy-app", "--target", "app")
+	require.Equal(t, ExitFailed, r.code, r)
+	require.Contains(t, r.stderr, `target "app" has no run "nobody"`, r, "the action reached the worker")
+	r = submitEnv(t, env, "status", "--nats-url", url, "--nats-user", "deploy-app", "--target", "billing")
+	require.Equal(t, ExitFailed, r.code, r)
+	require.Contains(t, r.stderr, "permission denied: the NATS server does not allow this user to publish on confiture.api.status.billing", r)
+	observerEnv := testEnv(map[string]string{"CONFITURE_NATS_PASSWORD": observerPW})
+	r = submitEnv(t, observerEnv, "runs", "--nats-url", url, "--nats-user", "observer", "--target", "app")
+	require.Equal(t, ExitOK, r.code, r)
+	require.Regexp(t, `completed\s+2\s`, r.stdout)
+	r = submitEnv(t, observerEnv, "run", "fail", "nobody", "--nats-url", url, "--nats-user", "observer", "--target", "app")
+	require.Equal(t, ExitFailed, r.code, r)
+	require.Contains(t, r.stderr, "permission denied: the NATS server does not allow this user to publish on confiture.api.action.app", r)
+
 	msg, err := logRecords.NextMsg(10 * time.Second)
 	require.NoError(t, err, "the worker's NATS log sink publishes on its authenticated connection")
 	require.True(t, strings.HasPrefix(msg.Subject, "confiture.logs."), msg.Subject)

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -201,16 +202,48 @@ func (c *Client) Follow(ctx context.Context, target, run string, fn func(*contra
 
 // follow is Follow that also tells fn how many of the run's events are stored after this one.
 func (c *Client) follow(ctx context.Context, target, run string, fn func(ev *contract.Event, pending uint64) error) error {
+	return c.followFilter(ctx, contract.RunEventsFilter(target, run), jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}, fn)
+}
+
+// Replay says which of a target's stored events following it begins with; the zero Replay
+// begins with the next event.
+type Replay struct {
+	// Since begins with the events stored this long ago.
+	Since time.Duration
+	// Last begins with the target's last Last events.
+	Last int
+}
+
+// FollowTarget calls fn with every event of every run of target, in the order they were
+// stored, from where replay says, until fn returns an error (or ErrStopFollowing) or ctx ends.
+func (c *Client) FollowTarget(ctx context.Context, target string, replay Replay, fn func(*contract.Event) error) error {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}
+	switch {
+	case replay.Since > 0:
+		start := time.Now().Add(-replay.Since)
+		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start}
+	case replay.Last > 0:
+		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	}
+	return c.followFilter(ctx, contract.EventSubjectPrefix+target+".>", cfg, func(ev *contract.Event, pending uint64) error {
+		if replay.Last > 0 && pending >= uint64(replay.Last) {
+			return nil // older than the last Last
+		}
+		return fn(ev)
+	})
+}
+
+// followFilter calls fn with each event stored on the subjects filter matches, from where cfg
+// says, and how many are stored after it.
+func (c *Client) followFilter(ctx context.Context, filter string, cfg jetstream.OrderedConsumerConfig, fn func(ev *contract.Event, pending uint64) error) error {
 	// Following takes JetStream API requests ($JS.API.CONSUMER.CREATE..., ...MSG.NEXT...).
 	ctx, done := c.watch(ctx, func(pe *PermissionError) bool {
 		return isSubscribe(pe) || strings.HasPrefix(pe.Subject, "$JS.")
 	})
 	defer done()
 	// An ordered consumer with a single filter subject works on every JetStream server version.
-	cons, err := c.JS.OrderedConsumer(ctx, contract.EventStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{contract.RunEventsFilter(target, run)},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
+	cfg.FilterSubjects = []string{filter}
+	cons, err := c.JS.OrderedConsumer(ctx, contract.EventStream, cfg)
 	if err != nil {
 		if pe := denied(ctx); pe != nil {
 			return fmt.Errorf("follow events: %w", pe)

@@ -2,6 +2,7 @@ package submitcmd
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/bus"
 	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 	"github.com/confiture-io/confiture-worker/internal/worker"
 )
@@ -388,5 +390,70 @@ func TestE2EStatusRunsAndRun(t *testing.T) {
 	r = submit(t, "runs", "--nats-url", url, "--limit", "0")
 	require.Equal(t, ExitUsage, r.code, r)
 	r = submit(t, "run", "show", "--nats-url", url)
+	require.Equal(t, ExitUsage, r.code, r)
+}
+
+// follow prints every event of every run of the target as it is stored, from where --since or
+// --last says, until interrupted (exit 130).
+func TestE2EFollowTarget(t *testing.T) {
+	t.Parallel()
+	url := startWorker(t)
+	r := submit(t, usersDir(t), "--nats-url", url, "--id", "before", "--wait", "--timeout", "30s")
+	require.Equal(t, ExitOK, r.code, r)
+	shown := submit(t, "run", "show", "before", "--nats-url", url, "--json")
+	require.Equal(t, ExitOK, shown.code, shown)
+	var before contract.RunReply
+	require.NoError(t, json.Unmarshal([]byte(shown.stdout), &before))
+
+	follow := func(args ...string) (stop func() (int, []string), out *syncbuf.Buffer) {
+		ctx, cancel := context.WithCancel(context.Background())
+		out = &syncbuf.Buffer{}
+		var errOut syncbuf.Buffer
+		code := make(chan int, 1)
+		go func() { code <- run(ctx, append([]string{"follow", "--nats-url", url}, args...), out, &errOut, testEnv(nil)) }()
+		return func() (int, []string) {
+			cancel()
+			c := <-code
+			return c, strings.Split(strings.TrimSpace(out.String()), "\n")
+		}, out
+	}
+
+	// The last 3 events of the target, then the next run's as they come, as JSON lines.
+	stop, out := follow("--last", "3", "--json")
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "\n") >= 3 }, 30*time.Second, 10*time.Millisecond)
+	r = submit(t, usersDir(t), "--nats-url", url, "--id", "after", "--wait", "--timeout", "30s") // nothing to do
+	require.Equal(t, ExitOK, r.code, r)
+	afterRun := contract.RunID("default", "after")
+	require.Eventually(t, func() bool {
+		return strings.Contains(out.String(), `"kind":"run.completed","run":"`+afterRun+`"`)
+	}, 30*time.Second, 10*time.Millisecond, out.String())
+	code, lines := stop()
+	require.Equal(t, ExitInterrupted, code)
+	var kinds []string
+	for i, line := range lines {
+		ev, err := contract.DecodeEvent([]byte(line))
+		require.NoError(t, err, line)
+		if i < 3 {
+			require.Equal(t, before.Run.ID, ev.Run)
+		} else {
+			require.Equal(t, afterRun, ev.Run)
+		}
+		kinds = append(kinds, ev.Kind)
+	}
+	var lastThree []string
+	for _, ev := range before.Events[len(before.Events)-3:] {
+		lastThree = append(lastThree, ev.Kind)
+	}
+	require.Equal(t, lastThree, kinds[:3])
+	require.Equal(t, contract.KindRunAccepted, kinds[3])
+
+	// As lines a person reads, from 10 minutes ago: both runs.
+	stop, out = follow("--since", "10m")
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "run.completed") == 2 }, 30*time.Second, 10*time.Millisecond, out.String())
+	_, lines = stop()
+	require.Regexp(t, `^\d\d:\d\d:\d\d\.\d{3}  \S{8}  before\s+run\.accepted\s+up of 2 migration\(s\) accepted$`, lines[0])
+	require.Regexp(t, `after\s+run\.completed\s+\S+  nothing to do`, lines[len(lines)-1])
+
+	r = submit(t, "follow", "--nats-url", url, "--since", "1m", "--last", "2")
 	require.Equal(t, ExitUsage, r.code, r)
 }

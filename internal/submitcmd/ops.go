@@ -134,7 +134,71 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 		cmd.Flags().BoolVar(&asJSON, "json", false, "print the reply (schemas/api.v1.json, action_reply)")
 		run.AddCommand(cmd)
 	}
-	return []*cobra.Command{status, runs, run}
+	var since time.Duration
+	var last int
+	follow := &cobra.Command{
+		Use:   "follow",
+		Short: "Print every event of every run of the target as it happens, until interrupted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s := &submitter{o: *o, stdout: stdout, stderr: stderr, env: e, cmd: cmd}
+			switch {
+			case since < 0 || last < 0:
+				return s.usage("--since and --last must not be negative")
+			case since > 0 && last > 0:
+				return s.usage("--since and --last both say where to begin: give one")
+			}
+			if err := s.resolveURL(); err != nil {
+				return err
+			}
+			if err := s.natsAuth(); err != nil {
+				return err
+			}
+			c, err := s.connect("nothing was followed")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			enc := json.NewEncoder(stdout)
+			err = c.FollowTarget(cmd.Context(), o.target, client.Replay{Since: since, Last: last}, func(ev *contract.Event) error {
+				if asJSON {
+					return enc.Encode(ev)
+				}
+				fmt.Fprintln(stdout, eventLine(ev))
+				return nil
+			})
+			switch {
+			case cmd.Context().Err() != nil:
+				return exit(ExitInterrupted)
+			case err != nil:
+				s.errorf("%s", s.redact(err.Error()))
+				return exit(ExitFailed)
+			}
+			return nil
+		},
+	}
+	follow.Flags().DurationVar(&since, "since", 0, "begin with the events of this long ago (say 30m), not with the next one")
+	follow.Flags().IntVar(&last, "last", 0, "begin with the target's last N events, not with the next one")
+	follow.Flags().BoolVar(&asJSON, "json", false, "print each event as one JSON line, exactly as published")
+	return []*cobra.Command{status, runs, run, follow}
+}
+
+// eventLine is one line for an event of any run: its time, run, request, kind, where and what.
+func eventLine(ev *contract.Event) string {
+	where := strings.TrimSpace(strings.Join([]string{ev.Migration, ev.Phase, ev.Hook}, " "))
+	what := ev.Message
+	if ev.Error != nil {
+		what = ev.Error.Code + ": " + ev.Error.Message
+	}
+	if ev.DurationMS > 0 && ev.Kind != contract.KindRunAccepted {
+		what = strings.TrimSpace(duration(ev.DurationMS) + "  " + what)
+	}
+	line := fmt.Sprintf("%s  %s  %-20s  %-19s  %s", ev.Time.UTC().Format("15:04:05.000"), shortID(ev.Run),
+		clip.String(ev.RequestID, 20, "…"), ev.Kind, where)
+	if what != "" {
+		line = strings.TrimRight(line, " ") + "  " + clip.String(what, 80, "…")
+	}
+	return strings.TrimRight(line, " ")
 }
 
 // table writes rows under a header, in columns.

@@ -118,6 +118,9 @@ latest runs, one run and its events (RUN is the run's id or its request id), or 
 action on a run. --json prints the reply as the API sends it (schemas/api.v1.json). They exit
 0 when answered, 1 when refused (no such target or run, a state that does not allow the
 action), when no worker answers or NATS cannot be reached, and 2 on a usage error.
+'submit follow' prints every event of every run of --target as it is stored (--json: as
+published), from now, --since a while ago, or from the target's --last N events, until
+interrupted (exit 130).
 
 Exit codes:
   0    the run completed (with --wait), or the request was published (without --wait); for a

@@ -12,8 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/confiture-io/confiture-worker/client"
 	"github.com/confiture-io/confiture-worker/internal/bus"
-	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/syncbuf"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
@@ -410,7 +410,9 @@ func TestE2EFollowTarget(t *testing.T) {
 		out = &syncbuf.Buffer{}
 		var errOut syncbuf.Buffer
 		code := make(chan int, 1)
-		go func() { code <- run(ctx, append([]string{"follow", "--nats-url", url}, args...), out, &errOut, testEnv(nil)) }()
+		go func() {
+			code <- run(ctx, append([]string{"follow", "--nats-url", url}, args...), out, &errOut, testEnv(nil))
+		}()
 		return func() (int, []string) {
 			cancel()
 			c := <-code

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"strings"
@@ -29,14 +30,33 @@ func AdminURL() string {
 // New creates an empty database, drops it when the test ends, and returns its URL.
 func New(tb testing.TB) string {
 	tb.Helper()
+	u, drop, err := Create()
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(func() {
+		if err := drop(); err != nil {
+			tb.Logf("%v", err)
+		}
+	})
+	return u
+}
+
+// Create creates an empty database and returns its URL and the function that drops it, for
+// code that runs outside a test (TestMain).
+func Create() (dbURL string, drop func() error, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "confiture_test_" + hex.EncodeToString(b[:])
+	u, err := url.Parse(AdminURL())
+	if err != nil {
+		return "", nil, fmt.Errorf("testdb: TEST_DATABASE_URL must be a URL: %w", err)
+	}
 	admin, err := pgx.Connect(ctx, AdminURL())
 	if err != nil {
-		tb.Fatalf("testdb: connect to %s (set TEST_DATABASE_URL): %v", AdminURL(), err)
+		return "", nil, fmt.Errorf("testdb: connect to %s (set TEST_DATABASE_URL): %w", AdminURL(), err)
 	}
 	defer admin.Close(ctx)
 	// CREATE DATABASE copies template1 and fails if another session uses it at that moment;
@@ -49,25 +69,21 @@ func New(tb testing.TB) string {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {
-		tb.Fatalf("testdb: create database: %v", err)
+		return "", nil, fmt.Errorf("testdb: create database: %w", err)
 	}
-	tb.Cleanup(func() {
+	drop = func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		admin, err := pgx.Connect(ctx, AdminURL())
 		if err != nil {
-			tb.Logf("testdb: drop %s: %v", name, err)
-			return
+			return fmt.Errorf("testdb: drop %s: %w", name, err)
 		}
 		defer admin.Close(ctx)
 		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			tb.Logf("testdb: drop %s: %v", name, err)
+			return fmt.Errorf("testdb: drop %s: %w", name, err)
 		}
-	})
-	u, err := url.Parse(AdminURL())
-	if err != nil {
-		tb.Fatalf("testdb: TEST_DATABASE_URL must be a URL: %v", err)
+		return nil
 	}
 	u.Path = "/" + name
-	return u.String()
+	return u.String(), drop, nil
 }

@@ -21,11 +21,11 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/confiture-io/confiture-worker/client"
 	"github.com/confiture-io/confiture-worker/internal/api"
 	"github.com/confiture-io/confiture-worker/internal/buildinfo"
 	"github.com/confiture-io/confiture-worker/internal/builtin"
 	"github.com/confiture-io/confiture-worker/internal/bus"
-	"github.com/confiture-io/confiture-worker/internal/client"
 	"github.com/confiture-io/confiture-worker/internal/dryrun"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/intake"

@@ -1,6 +1,19 @@
-// Package client publishes migration requests and follows their runs' events. It depends only
-// on the public contract (package contract and NATS), never on the worker's internals: it is
-// what cmd/submit and any other Go service use to talk to workers.
+// Package client is the Go client of Confiture workers: a service publishes a migration request
+// (built in code, or read from a migrations directory with LoadDir) and follows its run to the
+// end; an observer follows every run of a target; an operator reads a target's status and runs
+// and acts on a run, through the workers' service API. cmd/submit is built on it.
+//
+// It talks to the workers only through NATS and the public contract (the JSON Schemas in
+// schemas/), never through their database. Its types are the contract's: Request, Event and the
+// API's replies.
+//
+//	c, err := client.Connect("nats://127.0.0.1:4222")
+//	...
+//	ms, err := client.LoadDir("migrations")
+//	req := &client.Request{Schema: client.RequestSchemaV1, ID: "deploy-42", Target: "app",
+//		Direction: client.DirectionUp, Migrations: ms}
+//	pub, err := c.Publish(ctx, req)
+//	final, err := c.Wait(ctx, req.Target, pub.Run, nil) // run.completed or run.failed
 package client
 
 import (

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -101,4 +102,28 @@ func TestBeginTakesTheShortWayOnlyWhenTheRunIsAsItsLastAdvanceLeftIt(t *testing.
 		require.Empty(t, phaseStarted(id))
 		require.Equal(t, runstore.RunPaused, m.row(t, id).Status)
 	})
+}
+
+// A job's arguments say, in River UI, whose run it is and what it does.
+func TestJobArgumentsNameTheTargetTheMigrationAndItsHooks(t *testing.T) {
+	t.Parallel()
+	m := newMachine(t)
+	ctx := context.Background()
+	hooks := []contract.HookSpec{
+		{Phase: contract.PhaseAfterDDL, Name: "fill", Hook: "sql", Params: map[string]any{"sql": "SELECT 1"}},
+		{Phase: contract.PhaseAfterDDL, Name: "check", Hook: "assert", Params: map[string]any{"sql": "SELECT true"}},
+		{Phase: contract.PhaseCleanup, Name: "tidy", Hook: "sql", Params: map[string]any{"sql": "SELECT 1"}},
+	}
+	id := m.submit(t, smRequest("args", hooks...))
+	args := func(job int64) map[string]any {
+		var raw []byte
+		require.NoError(t, m.db.QueryRow(ctx, `SELECT args FROM confiture_river.river_job WHERE id = $1`, job).Scan(&raw))
+		var a map[string]any
+		require.NoError(t, json.Unmarshal(raw, &a))
+		return a
+	}
+	require.Equal(t, map[string]any{"run_id": id, "target": "default", "request_id": "args"}, args(m.row(t, id).JobID))
+	job := m.moveTo(t, id, Step{Version: "001", Phase: contract.PhaseAfterDDL})
+	require.Equal(t, map[string]any{"run_id": id, "version": "001", "phase": "after_ddl", "target": "default", "migration": "001_m",
+		"hooks": []any{"fill", "check"}}, args(job))
 }

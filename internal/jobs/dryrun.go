@@ -21,6 +21,9 @@ import (
 // one job, not one per phase: nothing commits, so there is nothing to resume.
 type DryRunArgs struct {
 	RunID string `json:"run_id"`
+	// Target and RequestID say, in River UI, whose run it is.
+	Target    string `json:"target,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // Kind is River's job kind.

@@ -41,11 +41,19 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
+// QueueName is the River queue of the pipeline's jobs: a name River UI shows that no one takes
+// for a target (River's own default queue is "default", the name of the default target).
+// Workers also work River's default queue, where workers before this one put their jobs.
+const QueueName = "confiture_jobs"
+
 // RunStartArgs is the job that plans a run once it is admitted: it reads the target's tracking
 // table, verifies checksums and decides which migrations to apply or revert, and from which
 // phase.
 type RunStartArgs struct {
 	RunID string `json:"run_id"`
+	// Target and RequestID say, in River UI, whose run it is; the job reads the run itself.
+	Target    string `json:"target,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // Kind is River's job kind.
@@ -56,6 +64,11 @@ type PhaseArgs struct {
 	RunID   string `json:"run_id"`
 	Version string `json:"version"`
 	Phase   string `json:"phase"`
+	// Target, Migration (<version>_<name>) and Hooks (the phase's hook names) say, in River
+	// UI, what the job does; the job reads the run itself.
+	Target    string   `json:"target,omitempty"`
+	Migration string   `json:"migration,omitempty"`
+	Hooks     []string `json:"hooks,omitempty"`
 }
 
 // Kind is River's job kind.
@@ -85,7 +98,7 @@ type Config struct {
 	// DryRun holds the dry-run's options (lock timeout, large-table threshold). Defaults to
 	// dryrun's defaults.
 	DryRun dryrun.Options
-	// Queue is the River queue phase jobs go to. Defaults to river.QueueDefault.
+	// Queue is the River queue the pipeline's jobs go to. Defaults to QueueName.
 	Queue string
 	// RiverSchema is the schema of River's tables, which the reconciler reads. Defaults to
 	// runstore.DefaultRiverSchema.
@@ -175,7 +188,7 @@ func (c *Config) WithDefaults() *Config {
 		out.BackfillSlice = min(out.BackfillSlice, out.PhaseTimeout/2)
 	}
 	if out.Queue == "" {
-		out.Queue = river.QueueDefault
+		out.Queue = QueueName
 	}
 	if out.RiverSchema == "" {
 		out.RiverSchema = runstore.DefaultRiverSchema

@@ -59,23 +59,33 @@ func (p *Pipeline) record(ctx context.Context, tx pgx.Tx, evs ...contract.Event)
 	return outbox.Insert(ctx, tx, p.cfg.Store.Schema(), evs...)
 }
 
-// jobArgs returns the River job of step of run.
-func jobArgs(run string, s Step) river.JobArgs {
+// jobArgs returns the River job of step of the run: what the job needs (the run and the step),
+// and what River UI shows of it (the target, the request, the migration and its hooks).
+func jobArgs(rc *runContext, s Step) river.JobArgs {
 	switch s {
 	case planStep:
-		return RunStartArgs{RunID: run}
+		return RunStartArgs{RunID: rc.row.ID, Target: rc.row.Target, RequestID: rc.row.RequestID}
 	case dryRunStep:
-		return DryRunArgs{RunID: run}
+		return DryRunArgs{RunID: rc.row.ID, Target: rc.row.Target, RequestID: rc.row.RequestID}
 	}
-	return PhaseArgs{RunID: run, Version: s.Version, Phase: s.Phase}
+	args := PhaseArgs{RunID: rc.row.ID, Version: s.Version, Phase: s.Phase, Target: rc.row.Target}
+	if m, err := rc.migration(s.Version); err == nil {
+		args.Migration = m.ID()
+		for _, h := range m.Hooks {
+			if h.Phase == s.Phase {
+				args.Hooks = append(args.Hooks, h.Name)
+			}
+		}
+	}
+	return args
 }
 
-// insertJob inserts the job of step of run in tx and returns its id.
-func (p *Pipeline) insertJob(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], run string, s Step) (int64, error) {
+// insertJob inserts the job of step of the run in tx and returns its id.
+func (p *Pipeline) insertJob(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, s Step) (int64, error) {
 	if client == nil {
 		return 0, errors.New("jobs: no River client")
 	}
-	res, err := client.InsertTx(ctx, tx, jobArgs(run, s), &river.InsertOpts{Queue: p.cfg.Queue, MaxAttempts: p.cfg.riverMaxAttempts()})
+	res, err := client.InsertTx(ctx, tx, jobArgs(rc, s), &river.InsertOpts{Queue: p.cfg.Queue, MaxAttempts: p.cfg.riverMaxAttempts()})
 	if err != nil {
 		return 0, fmt.Errorf("insert job of %s: %w", describeStep(s), err)
 	}
@@ -88,7 +98,11 @@ func (p *Pipeline) admitNext(ctx context.Context, tx pgx.Tx, client *river.Clien
 	if err != nil || row == nil {
 		return err
 	}
-	job, err := p.insertJob(ctx, tx, client, row.ID, planStep)
+	rc, decodeErr := p.newRunContext(row)
+	if decodeErr != nil { // its planning fails, saying why
+		rc = &runContext{row: row, ref: refOf(row)}
+	}
+	job, err := p.insertJob(ctx, tx, client, rc, planStep)
 	if err != nil {
 		return err
 	}
@@ -97,8 +111,8 @@ func (p *Pipeline) admitNext(ctx context.Context, tx pgx.Tx, client *river.Clien
 		return err
 	}
 	// Its planning most often starts in this process (see advance).
-	row.JobID = job
-	if _, err := p.newRunContext(row); err == nil {
+	if decodeErr == nil {
+		row.JobID = job
 		p.runs.expect(*row)
 	}
 	return nil
@@ -120,7 +134,7 @@ func live(step Step, job int64) runstore.Guard {
 // step to and waits there without a job (the job inserted for it finds the run paused when it
 // starts, and ends without effect).
 func (p *Pipeline) advance(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, from Step, job int64, to Step, plan runstore.Plan, evs ...contract.Event) error {
-	next, err := p.insertJob(ctx, tx, client, rc.row.ID, to)
+	next, err := p.insertJob(ctx, tx, client, rc, to)
 	if err != nil {
 		return err
 	}
@@ -180,7 +194,7 @@ func (p *Pipeline) failAt(ctx context.Context, tx pgx.Tx, client *river.Client[p
 	}
 	if m != nil && at.Phase != contract.PhaseOnError && hasHooks(m, contract.PhaseOnError) {
 		onError := Step{Version: m.Version, Phase: contract.PhaseOnError}
-		job, err := p.insertJob(ctx, tx, client, rc.row.ID, onError)
+		job, err := p.insertJob(ctx, tx, client, rc, onError)
 		if err != nil {
 			return err
 		}
@@ -246,7 +260,7 @@ func (p *Pipeline) resume(ctx context.Context, tx pgx.Tx, client *river.Client[p
 	}
 	if job == 0 {
 		var err error
-		if job, err = p.insertJob(ctx, tx, client, rc.row.ID, rc.row.Step()); err != nil {
+		if job, err = p.insertJob(ctx, tx, client, rc, rc.row.Step()); err != nil {
 			return 0, err
 		}
 	}
@@ -276,7 +290,7 @@ func (p *Pipeline) retryRun(ctx context.Context, tx pgx.Tx, client *river.Client
 // outside the pipeline) a new job for its step.
 func (p *Pipeline) requeue(ctx context.Context, tx pgx.Tx, client *river.Client[pgx.Tx], rc *runContext, dead int64, why string) error {
 	step := rc.row.Step()
-	job, err := p.insertJob(ctx, tx, client, rc.row.ID, step)
+	job, err := p.insertJob(ctx, tx, client, rc, step)
 	if err != nil {
 		return err
 	}

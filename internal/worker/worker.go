@@ -182,9 +182,14 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	}
 	w.river, err = river.NewClient(riverpgxv5.New(w.pool), &river.Config{
 		// The reconciler knows a gone worker's jobs by it (jobs.RiverClientID).
-		ID:                jobs.RiverClientID(w.id),
-		Schema:            w.cfg.RiverSchema,
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: w.cfg.Concurrency}},
+		ID:     jobs.RiverClientID(w.id),
+		Schema: w.cfg.RiverSchema,
+		Queues: map[string]river.QueueConfig{
+			jobs.QueueName: {MaxWorkers: w.cfg.Concurrency},
+			// Where workers before jobs.QueueName put their jobs: what an upgrade finds there
+			// still runs.
+			river.QueueDefault: {MaxWorkers: 2},
+		},
 		Workers:           workers,
 		Logger:            w.log.With("component", "river"),
 		FetchCooldown:     w.cfg.FetchCooldown,

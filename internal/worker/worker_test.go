@@ -13,11 +13,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/fault"
+	"github.com/confiture-io/confiture-worker/internal/jobs"
 	"github.com/confiture-io/confiture-worker/internal/target"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
@@ -609,4 +612,24 @@ func TestHTTPCredentialsFile(t *testing.T) {
 	_, err := New(Config{DatabaseURL: dsn, HTTPAddr: "127.0.0.1:0", HTTPCredentialsFile: file})
 	require.ErrorContains(t, err, file+":2: the token is shorter than 16 characters")
 	require.NotContains(t, err.Error(), "too-short")
+}
+
+// The pipeline's jobs go to their own River queue, which River UI does not confuse with the
+// target "default"; the worker still works River's default queue, where workers before this
+// one put their jobs.
+func TestJobsGoToTheirOwnQueueAndTheDefaultQueueIsStillWorked(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	evs := b.run(t, request("up", mig("001", "queued", "SELECT 1;", "", sqlHook("after_ddl", "noop", "SELECT 1"))))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind)
+	require.Equal(t, []string{jobs.QueueName}, b.queryStrings(t,
+		`SELECT DISTINCT queue FROM confiture_river.river_job WHERE kind IN ('confiture_run_start', 'confiture_phase')`))
+
+	ctx := t.Context()
+	res, err := b.w.river.Insert(ctx, jobs.ReconcileArgs{}, &river.InsertOpts{Queue: river.QueueDefault})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		j, err := b.w.river.JobGet(ctx, res.Job.ID)
+		return err == nil && j.State == rivertype.JobStateCompleted
+	}, 30*time.Second, 10*time.Millisecond, "a job in River's default queue runs")
 }

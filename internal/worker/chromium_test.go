@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/jobs"
 )
 
 // chromium finds the browser: $CHROMIUM, or Debian's package.
@@ -54,6 +55,8 @@ func TestRiverUIShowsPhaseJobsInChromium(t *testing.T) {
 	url := "http://" + b.w.HTTPAddr() + "/riverui/jobs?state=completed"
 	dom := runChromium(t, browser, url, "--dump-dom")
 	require.Contains(t, dom, "confiture_phase", "the completed phase jobs are listed")
+	require.Contains(t, dom, "001_seen_in_ui", "with the migration they ran")
+	require.Contains(t, dom, jobs.QueueName, "in the pipeline's queue")
 
 	dir := t.TempDir()
 	if keep := os.Getenv("CONFITURE_SCREENSHOT_DIR"); keep != "" {

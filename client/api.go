@@ -2,9 +2,11 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -32,6 +34,12 @@ func (c *Client) call(ctx context.Context, endpoint, target string, req contract
 	if err != nil {
 		return err
 	}
+	return c.send(ctx, endpoint, target, data, id, reply)
+}
+
+// send sends the request data to endpoint for target and decodes the reply, of schema
+// identifier id, into reply.
+func (c *Client) send(ctx context.Context, endpoint, target string, data []byte, id string, reply any) error {
 	subject := contract.APISubject(endpoint, target)
 	ctx, done := c.watch(ctx, func(pe *PermissionError) bool { return isSubscribe(pe) || pe.Subject == subject })
 	defer done()
@@ -72,9 +80,35 @@ func (c *Client) Run(ctx context.Context, target, run string) (*contract.RunRepl
 	return &r, c.call(ctx, contract.APIRun, target, contract.APIRequest{Run: run}, contract.APIRunSchemaV1, &r)
 }
 
-// Act does action (contract.ActionPause, ...) on the run of target that run names, with reason
-// for its event, and returns the run after it.
-func (c *Client) Act(ctx context.Context, target, run, action, reason string) (*contract.ActionReply, error) {
+// Signer signs operator actions: a target that accepts only signed requests accepts only
+// actions signed by one of its signers.
+type Signer struct {
+	// Key is the Ed25519 private key (contract.ParsePrivateKey reads a PKCS#8 PEM file's).
+	Key ed25519.PrivateKey
+	// KeyID is the key's id in the target's signers.
+	KeyID string
+	// Expires, when set, is how long after signing the signature holds; the worker's
+	// signature_max_age bounds it anyway.
+	Expires time.Duration
+}
+
+// Act does action (ActionPause, ...) on the run of target that run names, with reason for its
+// event, signed by signer when it is not nil, and returns the run after it.
+func (c *Client) Act(ctx context.Context, target, run, action, reason string, signer *Signer) (*contract.ActionReply, error) {
 	var r contract.ActionReply
-	return &r, c.call(ctx, contract.APIAction, target, contract.APIRequest{Run: run, Action: action, Reason: reason}, contract.APIActionSchemaV1, &r)
+	req := contract.APIRequest{Schema: contract.APIRequestSchemaV1, Run: run, Action: action, Reason: reason}
+	if signer == nil {
+		return &r, c.call(ctx, contract.APIAction, target, req, contract.APIActionSchemaV1, &r)
+	}
+	req.Target = target
+	now := time.Now()
+	var expires time.Time
+	if signer.Expires > 0 {
+		expires = now.Add(signer.Expires)
+	}
+	data, err := contract.SignAPIRequest(&req, signer.Key, signer.KeyID, now, expires)
+	if err != nil {
+		return nil, err
+	}
+	return &r, c.send(ctx, contract.APIAction, target, data, contract.APIActionSchemaV1, &r)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/jobs"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/runstore"
+	"github.com/confiture-io/confiture-worker/internal/signing"
 	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
@@ -36,6 +37,9 @@ type Config struct {
 	Store   *runstore.Store
 	Targets *target.Set
 	Actions Actions
+	// Signing checks the signatures of actions, by the rules and signers of requests: a
+	// target that accepts only signed requests accepts only signed actions. Nil checks none.
+	Signing *signing.Policy
 	// Build describes the worker's build, for the service's metadata.
 	Build  string
 	Logger *slog.Logger
@@ -109,6 +113,11 @@ func (s *server) handler(endpoint string, handle func(context.Context, string, *
 			if _, err := s.cfg.Targets.Get(targetName); err != nil {
 				return nil, refuse(contract.APIErrNotFound, "%v", err)
 			}
+			if endpoint == contract.APIAction {
+				if err := s.checkSigned(targetName, r, req.Data()); err != nil {
+					return nil, err
+				}
+			}
 			return handle(ctx, targetName, r)
 		}()
 		if err == nil {
@@ -130,6 +139,21 @@ func (s *server) handler(endpoint string, handle func(context.Context, string, *
 			s.cfg.Logger.Warn("api: could not reply", "endpoint", endpoint, "error", rerr.Error())
 		}
 	}
+}
+
+// checkSigned refuses an action on targetName that the target's signing policy refuses, and a
+// signed action that names another target than its subject's.
+func (s *server) checkSigned(targetName string, r *contract.APIRequest, data []byte) error {
+	if r.Signature != nil && r.Target != targetName {
+		return refuse(contract.APIErrForbidden, "the signed action names target %q, not %q, the target of its subject", r.Target, targetName)
+	}
+	if s.cfg.Signing == nil {
+		return nil
+	}
+	if err := s.cfg.Signing.VerifyAction(targetName, data, r.Signature, time.Now()); err != nil {
+		return refuse(contract.APIErrForbidden, "%v", err)
+	}
+	return nil
 }
 
 func (s *server) status(ctx context.Context, targetName string, _ *contract.APIRequest) (any, error) {

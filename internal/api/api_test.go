@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/client"
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/target"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 	"github.com/confiture-io/confiture-worker/internal/worker"
 )
@@ -116,11 +118,11 @@ func TestServiceAPI(t *testing.T) {
 
 	// Actions: the failed run is retried (it fails again, the table is still missing); a
 	// completed one cannot be resumed.
-	act, err := c.Act(ctx, "default", "bad", contract.ActionRetry, "the table exists now")
+	act, err := c.Act(ctx, "default", "bad", contract.ActionRetry, "the table exists now", nil)
 	require.NoError(t, err)
 	require.Equal(t, contract.ActionRetry, act.Action)
 	require.Contains(t, []string{"queued", "running", "failed"}, act.Run.Status)
-	_, err = c.Act(ctx, "default", "ok", contract.ActionResume, "")
+	_, err = c.Act(ctx, "default", "ok", contract.ActionResume, "", nil)
 	require.Equal(t, contract.APIErrConflict, apiCode(t, err))
 	require.ErrorContains(t, err, "completed")
 
@@ -133,7 +135,7 @@ func TestServiceAPI(t *testing.T) {
 	require.ErrorContains(t, err, `unknown target "elsewhere"`)
 	_, err = c.Run(ctx, "default", "")
 	require.Equal(t, contract.APIErrBadRequest, apiCode(t, err))
-	_, err = c.Act(ctx, "default", "ok", "explode", "")
+	_, err = c.Act(ctx, "default", "ok", "explode", "", nil)
 	require.Equal(t, contract.APIErrBadRequest, apiCode(t, err))
 	require.ErrorContains(t, err, "action")
 	for _, body := range []string{`{"schema":"confiture.api.request/v2"}`, `[1]`, `{"schema":"confiture.api.request/v1","limit":5000}`, `{"schema":"confiture.api.request/v1","dsn":"x"}`} {
@@ -167,4 +169,58 @@ func TestServiceAPIIsDiscoverable(t *testing.T) {
 	require.Equal(t, map[string]string{
 		"status": "confiture.api.status.*", "runs": "confiture.api.runs.*", "run": "confiture.api.run.*", "action": "confiture.api.action.*",
 	}, subjects)
+}
+
+// An action on a target that accepts only signed requests must be signed by one of its signers,
+// for that target; reading needs no signature.
+func TestSignedActions(t *testing.T) {
+	t.Parallel()
+	pub, key, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	_, otherKey, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	pubText, err := contract.MarshalPublicKey(pub)
+	require.NoError(t, err)
+	dsn := testdb.New(t)
+	w, err := worker.New(worker.Config{DatabaseURL: dsn, DataDir: t.TempDir(), EmbeddedNATSPort: -1, HTTPAddr: "off",
+		Logger: slog.New(slog.DiscardHandler),
+		Targets: []target.Config{{Name: "secure", DSN: dsn, RequireSigned: true, Signers: []target.Signer{{ID: "ops", PublicKey: pubText}}}}})
+	require.NoError(t, err)
+	require.NoError(t, w.Start(t.Context()))
+	t.Cleanup(func() { require.NoError(t, w.Stop(context.Background())) })
+	c, err := client.Connect(w.NATSURL())
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	ctx := t.Context()
+
+	_, err = c.Status(ctx, "secure")
+	require.NoError(t, err, "reading needs no signature")
+	_, err = c.Act(ctx, "secure", "some-run", contract.ActionFail, "", nil)
+	require.Equal(t, contract.APIErrForbidden, apiCode(t, err))
+	require.ErrorContains(t, err, `target "secure" accepts only signed actions`)
+	_, err = c.Act(ctx, "secure", "some-run", contract.ActionFail, "", &client.Signer{Key: otherKey, KeyID: "ops"})
+	require.Equal(t, contract.APIErrForbidden, apiCode(t, err))
+	require.ErrorContains(t, err, "signature by key \"ops\" is not valid")
+	_, err = c.Act(ctx, "secure", "some-run", contract.ActionFail, "", &client.Signer{Key: key, KeyID: "someone"})
+	require.Equal(t, contract.APIErrForbidden, apiCode(t, err))
+
+	// Signed by a signer of the target: it reaches the run lookup.
+	_, err = c.Act(ctx, "secure", "some-run", contract.ActionFail, "", &client.Signer{Key: key, KeyID: "ops"})
+	require.Equal(t, contract.APIErrNotFound, apiCode(t, err))
+
+	// A signed action replayed on another target's subject, or signed too long ago.
+	req := contract.APIRequest{Schema: contract.APIRequestSchemaV1, Run: "some-run", Action: contract.ActionFail, Target: "elsewhere"}
+	data, err := contract.SignAPIRequest(&req, key, "ops", time.Now(), time.Time{})
+	require.NoError(t, err)
+	msg, err := c.NC.RequestWithContext(ctx, contract.APISubject(contract.APIAction, "secure"), data)
+	require.NoError(t, err)
+	require.Equal(t, contract.APIErrForbidden, msg.Header.Get(micro.ErrorCodeHeader))
+	require.Contains(t, msg.Header.Get(micro.ErrorHeader), `names target "elsewhere"`)
+	req = contract.APIRequest{Schema: contract.APIRequestSchemaV1, Run: "some-run", Action: contract.ActionFail, Target: "secure"}
+	data, err = contract.SignAPIRequest(&req, key, "ops", time.Now().Add(-time.Hour), time.Time{})
+	require.NoError(t, err)
+	msg, err = c.NC.RequestWithContext(ctx, contract.APISubject(contract.APIAction, "secure"), data)
+	require.NoError(t, err)
+	require.Equal(t, contract.APIErrForbidden, msg.Header.Get(micro.ErrorCodeHeader))
+	require.Contains(t, msg.Header.Get(micro.ErrorHeader), "signature expired")
 }

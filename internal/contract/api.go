@@ -25,7 +25,8 @@ import (
 //
 // A request's body is an APIRequest (an empty body is a request without options). A reply is a
 // StatusReply, RunsReply, RunReply or ActionReply; a refusal is a micro error: the headers
-// Nats-Service-Error-Code (APIErrBadRequest, APIErrNotFound, APIErrConflict, APIErrInternal)
+// Nats-Service-Error-Code (APIErrBadRequest, APIErrForbidden, APIErrNotFound, APIErrConflict,
+// APIErrInternal)
 // and Nats-Service-Error (why), with an empty body.
 const (
 	APIService       = "confiture"
@@ -45,6 +46,7 @@ const (
 
 	// Error codes of a refused API request.
 	APIErrBadRequest = "400" // the request is malformed, or names no run where one is needed
+	APIErrForbidden  = "403" // the target accepts only signed actions, and this one's signature is missing or not valid
 	APIErrNotFound   = "404" // no such target, or no such run of the target
 	APIErrConflict   = "409" // the run's state does not allow the action
 	APIErrInternal   = "500" // the worker could not answer (the database is unreachable, ...)
@@ -78,6 +80,11 @@ type APIRequest struct {
 	// Limit is how many runs to return, newest first (runs): 1 to APIRunsMax, default
 	// APIRunsDefault.
 	Limit int `json:"limit,omitempty"`
+	// Target and Signature sign an action (SignAPIRequest): a target that accepts only signed
+	// requests accepts only signed actions, by the same signers, and the signature names the
+	// target so that it holds for that one only.
+	Target    string     `json:"target,omitempty"`
+	Signature *Signature `json:"signature,omitempty"`
 }
 
 // RunIDOf returns the id of the run of target that ref names: ref itself when it is a run id,
@@ -194,7 +201,8 @@ func apiSchema(id string) (*jsonschema.Schema, error) {
 		for _, def := range apiDefs {
 			refs = append(refs, APISchemaURL+"#/$defs/"+def)
 		}
-		apiCompiled, errAPI = schemas.CompileRefs(map[string]string{APISchemaFile: APISchemaURL, EventSchemaFile: EventSchemaURL}, refs...)
+		apiCompiled, errAPI = schemas.CompileRefs(map[string]string{APISchemaFile: APISchemaURL, EventSchemaFile: EventSchemaURL,
+			RequestSchemaFile: RequestSchemaURL}, refs...)
 		if errAPI != nil {
 			errAPI = fmt.Errorf("contract: %w", errAPI)
 		}

@@ -40,33 +40,60 @@ var KeyIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
 // UTC, whole seconds; expires_at = expiresAt when it is not zero) and returns the message to
 // publish.
 func SignRequest(req *Request, key ed25519.PrivateKey, keyID string, signedAt, expiresAt time.Time) ([]byte, error) {
-	if len(key) != ed25519.PrivateKeySize {
-		return nil, errors.New("sign request: not an Ed25519 private key")
-	}
-	if !KeyIDPattern.MatchString(keyID) {
-		return nil, fmt.Errorf("sign request: key id %q must match %s", keyID, KeyIDPattern)
-	}
-	sig := &Signature{KeyID: keyID, Alg: SignatureAlgEd25519, SignedAt: signedAt.UTC().Truncate(time.Second).Format(time.RFC3339)}
-	if !expiresAt.IsZero() {
-		sig.ExpiresAt = expiresAt.UTC().Truncate(time.Second).Format(time.RFC3339)
-	}
 	r := *req
-	r.Signature = sig
-	unsigned, err := json.Marshal(&r)
-	if err != nil {
-		return nil, fmt.Errorf("sign request: %w", err)
-	}
-	input, err := SigningInput(unsigned)
-	if err != nil {
-		return nil, fmt.Errorf("sign request: %w", err)
-	}
-	sig.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(key, input))
-	data, err := json.Marshal(&r)
+	sig, data, err := signMessage(key, keyID, signedAt, expiresAt, func(sig *Signature) ([]byte, error) {
+		r.Signature = sig
+		return json.Marshal(&r)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("sign request: %w", err)
 	}
 	req.Signature = sig
 	return data, nil
+}
+
+// SignAPIRequest signs an API request (an operator action) as SignRequest signs a migration
+// request; r.Target must name the target, so that the signature holds for that target only.
+func SignAPIRequest(r *APIRequest, key ed25519.PrivateKey, keyID string, signedAt, expiresAt time.Time) ([]byte, error) {
+	if r.Target == "" {
+		return nil, errors.New("sign action: name its target")
+	}
+	c := *r
+	sig, data, err := signMessage(key, keyID, signedAt, expiresAt, func(sig *Signature) ([]byte, error) {
+		c.Signature = sig
+		return json.Marshal(&c)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sign action: %w", err)
+	}
+	r.Signature = sig
+	return data, nil
+}
+
+// signMessage builds the signature of the message that encode writes with it: encode is called
+// with the signature without its sig (the signing input), then with it (the message).
+func signMessage(key ed25519.PrivateKey, keyID string, signedAt, expiresAt time.Time, encode func(*Signature) ([]byte, error)) (*Signature, []byte, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, nil, errors.New("not an Ed25519 private key")
+	}
+	if !KeyIDPattern.MatchString(keyID) {
+		return nil, nil, fmt.Errorf("key id %q must match %s", keyID, KeyIDPattern)
+	}
+	sig := &Signature{KeyID: keyID, Alg: SignatureAlgEd25519, SignedAt: signedAt.UTC().Truncate(time.Second).Format(time.RFC3339)}
+	if !expiresAt.IsZero() {
+		sig.ExpiresAt = expiresAt.UTC().Truncate(time.Second).Format(time.RFC3339)
+	}
+	unsigned, err := encode(sig)
+	if err != nil {
+		return nil, nil, err
+	}
+	input, err := SigningInput(unsigned)
+	if err != nil {
+		return nil, nil, err
+	}
+	sig.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(key, input))
+	data, err := encode(sig)
+	return sig, data, err
 }
 
 // VerifySignature checks that the request message data carries a signature (the decoded

@@ -85,25 +85,36 @@ func (p *Policy) Requires(targetName string) bool {
 // *contract.DecodeError with code CodeSignatureRequired, CodeInvalidSignature or
 // CodeSignatureExpired. A target with no signers ignores a signature it cannot check.
 func (p *Policy) Verify(req *contract.Request, data []byte, receivedAt time.Time) error {
-	tp := p.targets[req.Target]
+	return p.verify(req.Target, "request", "submit --sign-key FILE --key-id ID", data, req.Signature, receivedAt)
+}
+
+// VerifyAction checks the signature of an operator action on target (an API request, decoded
+// from data) as Verify checks a request's, by the same rules and signers, at receivedAt.
+func (p *Policy) VerifyAction(target string, data []byte, sig *contract.Signature, receivedAt time.Time) error {
+	return p.verify(target, "action", "submit run ACTION RUN --sign-key FILE --key-id ID", data, sig, receivedAt)
+}
+
+// verify checks sig, the signature of a message of kind what (decoded from data) for target;
+// how says how to sign one.
+func (p *Policy) verify(target, what, how string, data []byte, sig *contract.Signature, receivedAt time.Time) error {
+	tp := p.targets[target]
 	if tp == nil || len(tp.keys) == 0 {
 		return nil // an unknown target is the checker's to reject
 	}
-	sig := req.Signature
 	if sig == nil {
 		if !tp.require {
 			return nil
 		}
 		return reject(contract.CodeSignatureRequired,
-			"target %q accepts only signed requests: sign it with a key of the target's signers (submit --sign-key FILE --key-id ID)", req.Target)
+			"target %q accepts only signed %ss: sign it with a key of the target's signers (%s)", target, what, how)
 	}
 	pub, ok := tp.keys[sig.KeyID]
 	if !ok {
-		return reject(contract.CodeInvalidSignature, "key %q is not one of the signers of target %q", sig.KeyID, req.Target)
+		return reject(contract.CodeInvalidSignature, "key %q is not one of the signers of target %q", sig.KeyID, target)
 	}
 	if err := contract.VerifySignature(data, sig, pub); err != nil {
 		return reject(contract.CodeInvalidSignature,
-			"signature by key %q is not valid: %v (the request was changed after it was signed, or signed with another key)", sig.KeyID, err)
+			"signature by key %q is not valid: %v (the %s was changed after it was signed, or signed with another key)", sig.KeyID, err, what)
 	}
 	// The times are covered by the signature: check them only once it is authentic.
 	signedAt, err := contract.ParseSignatureTime(sig.SignedAt)
@@ -113,12 +124,12 @@ func (p *Policy) Verify(req *contract.Request, data []byte, receivedAt time.Time
 	at := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 	if signedAt.After(receivedAt.Add(MaxClockSkew)) {
 		return reject(contract.CodeSignatureExpired,
-			"signed_at %s is %s after the request reached NATS (%s), more than the %s allowed for clock skew",
+			"signed_at %s is %s after the "+what+" reached NATS (%s), more than the %s allowed for clock skew",
 			at(signedAt), signedAt.Sub(receivedAt).Round(time.Second), at(receivedAt), MaxClockSkew)
 	}
 	if age := receivedAt.Sub(signedAt); age > p.maxAge {
 		return reject(contract.CodeSignatureExpired,
-			"signature expired: signed at %s, %s before the request reached NATS, over the signature_max_age of %s; sign it again",
+			"signature expired: signed at %s, %s before the "+what+" reached NATS, over the signature_max_age of %s; sign it again",
 			at(signedAt), age.Round(time.Second), p.maxAge)
 	}
 	if sig.ExpiresAt != "" {
@@ -131,7 +142,7 @@ func (p *Policy) Verify(req *contract.Request, data []byte, receivedAt time.Time
 		}
 		if receivedAt.After(expiresAt) {
 			return reject(contract.CodeSignatureExpired,
-				"signature expired at %s (expires_at), before the request reached NATS (%s); sign it again", at(expiresAt), at(receivedAt))
+				"signature expired at %s (expires_at), before the "+what+" reached NATS (%s); sign it again", at(expiresAt), at(receivedAt))
 		}
 	}
 	return nil

@@ -31,13 +31,18 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 	// call connects, runs fn with the client, and maps what went wrong to an exit code: 1
 	// for a refusal (no such target or run, a state that does not allow the action) or no
 	// worker, 2 for a request the API found malformed.
-	call := func(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) (any, error), show func(any)) error {
+	call := func(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client, s *submitter) (any, error), show func(any)) error {
 		s := &submitter{o: *o, stdout: stdout, stderr: stderr, env: e, cmd: cmd}
 		if err := s.resolveURL(); err != nil {
 			return err
 		}
 		if err := s.natsAuth(); err != nil {
 			return err
+		}
+		if cmd.Flags().Lookup("sign-key") != nil {
+			if err := s.signingSetup(); err != nil {
+				return err
+			}
 		}
 		c, err := s.connect("nothing was asked")
 		if err != nil {
@@ -46,7 +51,7 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 		defer c.Close()
 		ctx, cancel := context.WithTimeout(cmd.Context(), opsTimeout)
 		defer cancel()
-		reply, err := fn(ctx, c)
+		reply, err := fn(ctx, c, s)
 		var ae *client.APIError
 		switch {
 		case errors.As(err, &ae) && ae.Code == contract.APIErrBadRequest:
@@ -75,7 +80,7 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 		Short: "Show the target's migrations: applied, or incomplete with the phase reached",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call(cmd, func(ctx context.Context, c *client.Client) (any, error) { return c.Status(ctx, o.target) },
+			return call(cmd, func(ctx context.Context, c *client.Client, _ *submitter) (any, error) { return c.Status(ctx, o.target) },
 				func(r any) { showStatus(stdout, r.(*contract.StatusReply)) })
 		},
 	}
@@ -89,7 +94,7 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 			if limit < 1 || limit > contract.APIRunsMax {
 				return (&submitter{stderr: stderr}).usage("--limit must be 1 to %d, got %d", contract.APIRunsMax, limit)
 			}
-			return call(cmd, func(ctx context.Context, c *client.Client) (any, error) { return c.Runs(ctx, o.target, limit) },
+			return call(cmd, func(ctx context.Context, c *client.Client, _ *submitter) (any, error) { return c.Runs(ctx, o.target, limit) },
 				func(r any) { showRuns(stdout, r.(*contract.RunsReply)) })
 		},
 	}
@@ -105,7 +110,7 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 		Short: "Show the run and its events (its timeline)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(cmd, func(ctx context.Context, c *client.Client) (any, error) { return c.Run(ctx, o.target, args[0]) },
+			return call(cmd, func(ctx context.Context, c *client.Client, _ *submitter) (any, error) { return c.Run(ctx, o.target, args[0]) },
 				func(r any) { showRun(stdout, r.(*contract.RunReply)) })
 		},
 	}
@@ -122,8 +127,12 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 			Short: a.short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return call(cmd, func(ctx context.Context, c *client.Client) (any, error) {
-					return c.Act(ctx, o.target, args[0], a.action, reason)
+				return call(cmd, func(ctx context.Context, c *client.Client, s *submitter) (any, error) {
+					var signer *client.Signer
+					if k := s.o.sign; k.key != nil {
+						signer = &client.Signer{Key: k.key, KeyID: k.keyID, Expires: k.expires}
+					}
+					return c.Act(ctx, o.target, args[0], a.action, reason, signer)
 				}, func(r any) {
 					ar := r.(*contract.ActionReply)
 					fmt.Fprintf(stdout, "%s: run %s (request %s) is %s\n", ar.Action, ar.Run.ID, ar.Run.RequestID, ar.Run.Status)
@@ -131,6 +140,7 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 			},
 		}
 		cmd.Flags().StringVar(&reason, "reason", "", "why, recorded in the run's event")
+		addSigningFlags(cmd, &o.sign) // a target that accepts only signed requests accepts only signed actions
 		cmd.Flags().BoolVar(&asJSON, "json", false, "print the reply (schemas/api.v1.json, action_reply)")
 		run.AddCommand(cmd)
 	}

@@ -143,3 +143,21 @@ func TestE2ESignedSubmit(t *testing.T) {
 	r = submitEnv(t, testEnv(map[string]string{SignKeyEnv: key, SignKeyIDEnv: "ci"}), dir, "--nats-url", url, "--wait", "--timeout", "30s", "--id", "signed-1")
 	require.Equal(t, ExitOK, r.code, r)
 }
+
+// An action on a target that accepts only signed requests is signed with the same flags.
+func TestE2ESignedAction(t *testing.T) {
+	t.Parallel()
+	key, pub := keygen(t, "ci")
+	url := startSigningWorker(t, pub)
+	r := submit(t, "run", "fail", "signed-2", "--nats-url", url, "--reason", "wrong deploy")
+	require.Equal(t, ExitFailed, r.code, r)
+	require.Contains(t, r.stderr, `target "default" accepts only signed actions`, r)
+
+	r = submit(t, validDir(t), "--nats-url", url, "--id", "signed-2", "--sign-key", key, "--key-id", "ci", "--wait", "--timeout", "30s")
+	require.Equal(t, ExitOK, r.code, r)
+	r = submit(t, "run", "pause", "signed-2", "--nats-url", url, "--sign-key", key, "--key-id", "ci")
+	require.Equal(t, ExitFailed, r.code, r)
+	require.Contains(t, r.stderr, "it is completed", r, "signed, the action reached the run, whose state refuses it")
+	r = submit(t, "run", "pause", "signed-2", "--nats-url", url, "--key-id", "ci")
+	require.Equal(t, ExitUsage, r.code, r)
+}

@@ -246,7 +246,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if err := w.intake.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
-	if w.api, err = api.Serve(w.bus.NC, api.Config{Store: store, Targets: w.targets, Actions: w.pipeline,
+	if w.api, err = api.Serve(w.bus.NC, api.Config{Store: store, Targets: w.targets, Actions: w.pipeline, Signing: w.signing,
 		Build: buildinfo.String(), Logger: w.log.With("component", "api")}); err != nil {
 		return err
 	}

@@ -183,7 +183,7 @@ func TestSignedActions(t *testing.T) {
 	require.NoError(t, err)
 	dsn := testdb.New(t)
 	w, err := worker.New(worker.Config{DatabaseURL: dsn, DataDir: t.TempDir(), EmbeddedNATSPort: -1, HTTPAddr: "off",
-		Logger: slog.New(slog.DiscardHandler),
+		Logger:  slog.New(slog.DiscardHandler),
 		Targets: []target.Config{{Name: "secure", DSN: dsn, RequireSigned: true, Signers: []target.Signer{{ID: "ops", PublicKey: pubText}}}}})
 	require.NoError(t, err)
 	require.NoError(t, w.Start(t.Context()))

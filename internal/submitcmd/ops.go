@@ -94,7 +94,9 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 			if limit < 1 || limit > contract.APIRunsMax {
 				return (&submitter{stderr: stderr}).usage("--limit must be 1 to %d, got %d", contract.APIRunsMax, limit)
 			}
-			return call(cmd, func(ctx context.Context, c *client.Client, _ *submitter) (any, error) { return c.Runs(ctx, o.target, limit) },
+			return call(cmd, func(ctx context.Context, c *client.Client, _ *submitter) (any, error) {
+				return c.Runs(ctx, o.target, limit)
+			},
 				func(r any) { showRuns(stdout, r.(*contract.RunsReply)) })
 		},
 	}
@@ -110,7 +112,9 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 		Short: "Show the run and its events (its timeline)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(cmd, func(ctx context.Context, c *client.Client, _ *submitter) (any, error) { return c.Run(ctx, o.target, args[0]) },
+			return call(cmd, func(ctx context.Context, c *client.Client, _ *submitter) (any, error) {
+				return c.Run(ctx, o.target, args[0])
+			},
 				func(r any) { showRun(stdout, r.(*contract.RunReply)) })
 		},
 	}

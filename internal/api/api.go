@@ -191,7 +191,7 @@ func (s *server) runs(ctx context.Context, targetName string, r *contract.APIReq
 	}
 	reply := contract.RunsReply{Schema: contract.APIRunsSchemaV1, Target: targetName, Runs: make([]contract.RunInfo, 0, len(listed))}
 	for i := range listed {
-		reply.Runs = append(reply.Runs, runInfo(&listed[i]))
+		reply.Runs = append(reply.Runs, RunInfo(&listed[i]))
 	}
 	return reply, nil
 }
@@ -218,7 +218,7 @@ func (s *server) run(ctx context.Context, targetName string, r *contract.APIRequ
 		return nil, err
 	}
 	complete := len(evs) > 0 && evs[0].Kind == contract.KindRunAccepted
-	return contract.RunReply{Schema: contract.APIRunSchemaV1, Run: runInfo(l), Events: evs, EventsComplete: complete}, nil
+	return contract.RunReply{Schema: contract.APIRunSchemaV1, Run: RunInfo(l), Events: evs, EventsComplete: complete}, nil
 }
 
 func (s *server) action(ctx context.Context, targetName string, r *contract.APIRequest) (any, error) {
@@ -246,11 +246,11 @@ func (s *server) action(ctx context.Context, targetName string, r *contract.APIR
 	if l, err = s.cfg.Store.ListedRun(ctx, targetName, l.ID); err != nil {
 		return nil, err
 	}
-	return contract.ActionReply{Schema: contract.APIActionSchemaV1, Action: r.Action, Run: runInfo(l)}, nil
+	return contract.ActionReply{Schema: contract.APIActionSchemaV1, Action: r.Action, Run: RunInfo(l)}, nil
 }
 
-// runInfo is l as the API shows it.
-func runInfo(l *runstore.Listed) contract.RunInfo {
+// RunInfo is l as the API (and the runs page) shows it.
+func RunInfo(l *runstore.Listed) contract.RunInfo {
 	ri := contract.RunInfo{
 		ID: l.ID, RequestID: l.RequestID, Target: l.Target, Direction: l.Direction, DryRun: l.DryRun, Status: l.Status,
 		Version: l.StepVersion, Phase: l.StepPhase, FailedVersion: l.FailedVersion, FailedPhase: l.FailedPhase,

@@ -49,6 +49,8 @@ type ServerOptions struct {
 	Health *Health
 	// RiverUI is mounted at RiverUIPrefix+"/" (see NewRiverUI). Defaults to none.
 	RiverUI http.Handler
+	// Runs, the runs page, is mounted at /runs/ (GET). Defaults to none.
+	Runs http.Handler
 	// Credentials, when set, are required on every path but /healthz and /readyz, with their
 	// roles (see guard). Without them, a server on a loopback address serves everything to
 	// anyone, and one that listens beyond loopback serves only /healthz and /readyz.
@@ -115,6 +117,10 @@ func newMux(opts *ServerOptions) http.Handler {
 		// The mux redirects /riverui to /riverui/.
 		mux.Handle(RiverUIPrefix+"/", opts.RiverUI)
 		index = append(index, endpoint{RiverUIPrefix + "/", "River UI: phase jobs, queues, retries (operators only, when the server has credentials)"})
+	}
+	if opts.Runs != nil {
+		mux.Handle("GET /runs/", opts.Runs)
+		index = append(index, endpoint{"/runs/", "the runs page: each target's latest runs, and each run's timeline"})
 	}
 	page := indexPage(index)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {

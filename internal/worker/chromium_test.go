@@ -69,3 +69,42 @@ func TestRiverUIShowsPhaseJobsInChromium(t *testing.T) {
 	require.Greater(t, info.Size(), int64(10_000), "a real page, not a blank one")
 	t.Logf("screenshot: %s", shot)
 }
+
+// TestRunsPageInChromium opens the runs page in a real headless browser after a run whose
+// flaky hook was retried: the list names the run, and the run's page draws its timeline (a bar
+// for each phase and hook, the retry marked) above its events; it saves screenshots of both.
+func TestRunsPageInChromium(t *testing.T) {
+	t.Parallel()
+	browser := chromium(t)
+	b := setup(t, func(c *Config) { c.MaxAttempts = 3 })
+	_, err := b.db.Exec(context.Background(), auditTable)
+	require.NoError(t, err)
+	m := mig("001", "accounts", "CREATE TABLE accounts (id int);", "",
+		audit("before_validation", "checked"),
+		hook("after_ddl", "flaky", "flaky", map[string]any{"succeed_on": 2}),
+		audit("cleanup", "tidied"))
+	evs := b.run(t, request("up", m, mig("002", "plain", "CREATE TABLE plain (id int);", "")))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
+	run := last(evs).Run
+
+	base := "http://" + b.w.HTTPAddr()
+	list := runChromium(t, browser, base+"/runs/", "--dump-dom")
+	require.Contains(t, list, `href="/runs/`+run+`"`, "the list links the run")
+	require.Contains(t, list, "completed")
+	page := runChromium(t, browser, base+"/runs/"+run, "--dump-dom")
+	for _, s := range []string{"<svg", "001_accounts after_ddl", ">flaky<", "002_plain ddl", `class="retry"`, "phase.retrying", "run.completed"} {
+		require.Contains(t, page, s)
+	}
+
+	dir := t.TempDir()
+	if keep := os.Getenv("CONFITURE_SCREENSHOT_DIR"); keep != "" {
+		dir = keep
+	}
+	for name, url := range map[string]string{"runs-page-list.png": base + "/runs/", "runs-page-run.png": base + "/runs/" + run} {
+		shot := filepath.Join(dir, name)
+		runChromium(t, browser, url, "--screenshot="+shot)
+		info, err := os.Stat(shot)
+		require.NoError(t, err)
+		require.Greater(t, info.Size(), int64(5_000), "a real page, not a blank one")
+	}
+}

@@ -34,6 +34,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/plugin"
 	"github.com/confiture-io/confiture-worker/internal/redact"
+	"github.com/confiture-io/confiture-worker/internal/runspage"
 	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/signing"
 	"github.com/confiture-io/confiture-worker/internal/target"
@@ -360,6 +361,7 @@ func (w *Worker) startHTTP(ctx context.Context, store *runstore.Store) error {
 	w.stopUI = stopUI
 	w.http, err = observe.NewServer(observe.ServerOptions{
 		Addr: w.cfg.HTTPAddr, Metrics: w.cfg.Metrics, Health: health, RiverUI: ui, Credentials: w.httpCreds,
+		Runs:   runspage.Handler(store, w.targets.Names(), w.log.With("component", "runspage")),
 		Logger: w.log.With("component", "http"),
 	})
 	if err != nil {

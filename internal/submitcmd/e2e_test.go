@@ -364,6 +364,18 @@ func TestE2EStatusRunsAndRun(t *testing.T) {
 	require.Equal(t, ExitOK, r.code, r)
 	require.NoError(t, contract.ValidateAPI(contract.APIStatusSchemaV1, []byte(r.stdout)), r.stdout)
 
+	// With a directory: what it holds that is pending, and what changed since it was applied.
+	dir := usersDir(t)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "003_add_phone.up.sql"), []byte("alter table users add column phone text;\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "002_add_email.up.sql"), []byte("alter table users add column email varchar(200);\n"), 0o644))
+	r = submit(t, "status", dir, "--nats-url", url)
+	require.Equal(t, ExitOK, r.code, r)
+	require.Contains(t, r.stdout, "target default: 2 migration(s) applied; 1 pending in the directory, 1 changed since applied (submit refuses them without --force)\n", r)
+	require.Regexp(t, `(?m)^002\s+add_email\s+applied, SQL changed\s+`, r.stdout)
+	require.Regexp(t, `(?m)^003\s+add_phone\s+pending$`, r.stdout)
+	r = submit(t, "status", writeDir(t, map[string]string{"001_bad.sql": "x"}), "--nats-url", url)
+	require.Equal(t, ExitUsage, r.code, r)
+
 	r = submit(t, "runs", "--nats-url", url)
 	require.Equal(t, ExitOK, r.code, r)
 	require.Regexp(t, `(?m)^RUN\s+REQUEST\s+STATUS\s+MIGRATIONS\s+CREATED \(UTC\)\s+TOOK$`, r.stdout)

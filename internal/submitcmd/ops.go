@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -76,12 +77,22 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 	}
 
 	status := &cobra.Command{
-		Use:   "status",
-		Short: "Show the target's migrations: applied, or incomplete with the phase reached",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "status [DIR]",
+		Short: "Show the target's migrations: applied, or incomplete with the phase reached; with DIR, also those of DIR still pending",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var dir []contract.Migration
+			if len(args) == 1 {
+				s := &submitter{o: *o, stdout: stdout, stderr: stderr, env: e, cmd: cmd}
+				s.o.dir = args[0]
+				ms, err := s.load()
+				if err != nil {
+					return err
+				}
+				dir = ms
+			}
 			return call(cmd, func(ctx context.Context, c *client.Client, _ *submitter) (any, error) { return c.Status(ctx, o.target) },
-				func(r any) { showStatus(stdout, r.(*contract.StatusReply)) })
+				func(r any) { showStatus(stdout, r.(*contract.StatusReply), dir) })
 		},
 	}
 	status.Flags().BoolVar(&asJSON, "json", false, "print the reply (schemas/api.v1.json, status_reply) instead of the table")
@@ -215,41 +226,80 @@ func eventLine(ev *contract.Event) string {
 	return strings.TrimRight(line, " ")
 }
 
-// table writes rows under a header, in columns.
+// table writes rows under a header, in columns, without trailing blanks.
 func table(w io.Writer, header string, rows [][]string) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
 	for _, r := range rows {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
 	_ = tw.Flush()
+	for line := range strings.Lines(b.String()) {
+		fmt.Fprintln(w, strings.TrimRight(line, " \n"))
+	}
 }
 
-func showStatus(w io.Writer, r *contract.StatusReply) {
+// showStatus shows a target's migrations and, with the migrations of a directory (dir), the
+// directory's that are pending and those whose SQL changed since they were applied.
+func showStatus(w io.Writer, r *contract.StatusReply, dir []contract.Migration) {
 	incomplete := 0
+	applied := map[string]contract.MigrationStatus{}
 	for _, m := range r.Migrations {
+		applied[m.Version] = m
 		if m.State == contract.MigrationIncomplete {
 			incomplete++
 		}
 	}
-	fmt.Fprintf(w, "target %s: %d migration(s) applied", r.Target, len(r.Migrations)-incomplete)
-	if incomplete > 0 {
-		fmt.Fprintf(w, ", %d incomplete (a run that includes it resumes it)", incomplete)
+	var pending, changed int
+	type row struct {
+		version string
+		cells   []string
 	}
-	fmt.Fprintln(w)
-	if len(r.Migrations) == 0 {
-		return
-	}
-	rows := make([][]string, 0, len(r.Migrations))
+	var rows []row
 	for _, m := range r.Migrations {
 		state := m.State
 		if m.State == contract.MigrationIncomplete {
 			state += " (" + m.Phase + ")"
 		}
-		rows = append(rows, []string{m.Version, clip.String(m.Name, 28, "…"), state, m.AppliedAt.UTC().Format("2006-01-02 15:04:05"),
-			(time.Duration(m.ExecutionTimeMS) * time.Millisecond).String(), shortID(m.Run)})
+		rows = append(rows, row{m.Version, []string{m.Version, clip.String(m.Name, 28, "…"), state, m.AppliedAt.UTC().Format("2006-01-02 15:04:05"),
+			(time.Duration(m.ExecutionTimeMS) * time.Millisecond).String(), shortID(m.Run)}})
 	}
-	table(w, "VERSION\tNAME\tSTATE\tAPPLIED (UTC)\tDDL\tRUN", rows)
+	for _, m := range dir {
+		a, ok := applied[m.Version]
+		switch {
+		case !ok:
+			pending++
+			rows = append(rows, row{m.Version, []string{m.Version, clip.String(m.Name, 28, "…"), "pending", "", "", ""}})
+		case a.Checksum != m.Checksum:
+			changed++
+			for i := range rows {
+				if rows[i].version == m.Version {
+					rows[i].cells[2] += ", SQL changed"
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(rows, func(a, b row) int { return strings.Compare(a.version, b.version) })
+	fmt.Fprintf(w, "target %s: %d migration(s) applied", r.Target, len(r.Migrations)-incomplete)
+	if incomplete > 0 {
+		fmt.Fprintf(w, ", %d incomplete (a run that includes it resumes it)", incomplete)
+	}
+	if dir != nil {
+		fmt.Fprintf(w, "; %d pending in the directory", pending)
+		if changed > 0 {
+			fmt.Fprintf(w, ", %d changed since applied (submit refuses them without --force)", changed)
+		}
+	}
+	fmt.Fprintln(w)
+	if len(rows) == 0 {
+		return
+	}
+	cells := make([][]string, 0, len(rows))
+	for _, r := range rows {
+		cells = append(cells, r.cells)
+	}
+	table(w, "VERSION\tNAME\tSTATE\tAPPLIED (UTC)\tDDL\tRUN", cells)
 }
 
 func showRuns(w io.Writer, r *contract.RunsReply) {

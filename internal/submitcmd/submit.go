@@ -112,9 +112,9 @@ it is the data of the dryrun.report event. --fail-on chooses which warnings fail
 
 ` + signingHelp + `
 
-'submit status', 'submit runs' and 'submit run show|pause|resume|fail|retry RUN' ask the
-workers' service API (confiture.api.<endpoint>.<target>) about --target: its migrations, its
-latest runs, one run and its events (RUN is the run's id or its request id), or an operator
+'submit status [DIR]', 'submit runs' and 'submit run show|pause|resume|fail|retry RUN' ask
+the workers' service API (confiture.api.<endpoint>.<target>) about --target: its migrations
+(with DIR, also DIR's still pending and those changed since they were applied), its latest runs, one run and its events (RUN is the run's id or its request id), or an operator
 action on a run. --json prints the reply as the API sends it (schemas/api.v1.json). They exit
 0 when answered, 1 when refused (no such target or run, a state that does not allow the
 action), when no worker answers or NATS cannot be reached, and 2 on a usage error.
@@ -351,33 +351,44 @@ func (s *submitter) run(ctx context.Context) error {
 	return s.publish(ctx, req, data)
 }
 
+// load reads the migrations directory; a problem is reported, each with its file and line, and
+// returned as a usage error.
+func (s *submitter) load() ([]contract.Migration, error) {
+	o := &s.o
+	ms, err := migrations.Load(o.dir)
+	if err == nil {
+		return ms, nil
+	}
+	var le *migrations.LoadError
+	if errors.As(err, &le) {
+		if len(le.Problems) > 1 {
+			fmt.Fprintf(s.stderr, "error: %d problems in the migrations directory %s:\n", len(le.Problems), o.dir)
+		} else {
+			fmt.Fprint(s.stderr, "error: ")
+		}
+		for _, p := range le.Problems {
+			loc := o.dir
+			if p.File != "" {
+				loc = filepath.Join(o.dir, p.File)
+			}
+			if p.Line > 0 {
+				loc = fmt.Sprintf("%s:%d", loc, p.Line)
+			}
+			fmt.Fprintf(s.stderr, "%s: %s\n", loc, p.Message)
+		}
+	} else {
+		s.errorf("%s: %v", o.dir, err)
+	}
+	fmt.Fprintln(s.stderr, "hint: fix the files above and submit again (files are <version>_<name>.up.sql, .down.sql and .hooks.yaml); nothing was published")
+	return nil, exit(ExitUsage)
+}
+
 // build loads the directory and builds and validates the request.
 func (s *submitter) build() (*contract.Request, []byte, error) {
 	o := &s.o
-	ms, err := migrations.Load(o.dir)
+	ms, err := s.load()
 	if err != nil {
-		var le *migrations.LoadError
-		if errors.As(err, &le) {
-			if len(le.Problems) > 1 {
-				fmt.Fprintf(s.stderr, "error: %d problems in the migrations directory %s:\n", len(le.Problems), o.dir)
-			} else {
-				fmt.Fprint(s.stderr, "error: ")
-			}
-			for _, p := range le.Problems {
-				loc := o.dir
-				if p.File != "" {
-					loc = filepath.Join(o.dir, p.File)
-				}
-				if p.Line > 0 {
-					loc = fmt.Sprintf("%s:%d", loc, p.Line)
-				}
-				fmt.Fprintf(s.stderr, "%s: %s\n", loc, p.Message)
-			}
-		} else {
-			s.errorf("%s: %v", o.dir, err)
-		}
-		fmt.Fprintln(s.stderr, "hint: fix the files above and submit again (files are <version>_<name>.up.sql, .down.sql and .hooks.yaml); nothing was published")
-		return nil, nil, exit(ExitUsage)
+		return nil, nil, err
 	}
 	req := &contract.Request{
 		Schema:      contract.RequestSchemaV1,

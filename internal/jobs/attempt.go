@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
@@ -455,9 +457,10 @@ func (p *Pipeline) nextRetry(job *rivertype.JobRow) time.Time {
 // returns to River, which tries the job again: the next attempt finds in the ledger what this
 // one committed.
 //
-// The job completes even when the run failed or paused: had it ended cancelled or failed in
-// River only after the transaction, a worker dying in between would leave a running job that
-// River rescues later, indistinguishable from an operator's retry of it (which resumes the run).
+// The job ends in the same transaction, even when its step failed (discarded, as River ends a
+// job that failed for good) or the run paused (completed): had it ended in River only after the
+// transaction, a worker dying in between would leave a running job that River rescues later,
+// indistinguishable from an operator's retry of it (which resumes the run).
 func (a *attempt) finish(ctx context.Context, outcome string, cause error, fn func(context.Context, pgx.Tx) error) error {
 	out := jobOutput{Outcome: outcome, Run: a.rc.row.ID, Step: describeStep(a.step), Attempt: a.n}
 	if cause != nil {
@@ -470,6 +473,10 @@ func (a *attempt) finish(ctx context.Context, outcome string, cause error, fn fu
 		if err := fn(ctx, tx); err != nil {
 			return err
 		}
+		if outcome == "failed" && !a.cancelled {
+			// River UI then shows the job as River's own failures, not as completed.
+			return a.discard(ctx, tx, out)
+		}
 		return a.completeJob(ctx, tx)
 	})
 	if errors.Is(err, errStale) {
@@ -478,6 +485,36 @@ func (a *attempt) finish(ctx context.Context, outcome string, cause error, fn fu
 	}
 	if err != nil {
 		return fmt.Errorf("record the outcome of %s: %w", describeStep(a.step), err)
+	}
+	return nil
+}
+
+// discard ends the job, in tx, as River ends a job that failed for good (discarded), with
+// out as its output and its error in its errors, as River UI shows them.
+func (a *attempt) discard(ctx context.Context, tx pgx.Tx, out jobOutput) error {
+	if a.client == nil {
+		return errors.New("jobs: no River client")
+	}
+	meta, err := json.Marshal(map[string]any{"output": out})
+	if err != nil {
+		return err
+	}
+	errData, err := json.Marshal(rivertype.AttemptError{At: time.Now().UTC(), Attempt: a.job.Attempt, Error: out.Error})
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	p := riverdriver.JobSetStateDiscarded(a.job.ID, now, errData, meta)
+	rows, err := a.client.Driver().UnwrapExecutor(tx).JobSetStateIfRunningMany(ctx, &riverdriver.JobSetStateIfRunningManyParams{
+		ID: []int64{p.ID}, Attempt: []*int{p.Attempt}, ErrData: [][]byte{p.ErrData}, FinalizedAt: []*time.Time{p.FinalizedAt},
+		MetadataDoMerge: []bool{p.MetadataDoMerge}, MetadataUpdates: [][]byte{p.MetadataUpdates}, ScheduledAt: []*time.Time{p.ScheduledAt},
+		Schema: a.p.cfg.RiverSchema, State: []rivertype.JobState{p.State},
+	})
+	if err != nil {
+		return fmt.Errorf("discard job %d: %w", a.job.ID, err)
+	}
+	if len(rows) == 0 {
+		return fmt.Errorf("discard job %d: it is not running", a.job.ID)
 	}
 	return nil
 }

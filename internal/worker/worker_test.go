@@ -633,3 +633,35 @@ func TestJobsGoToTheirOwnQueueAndTheDefaultQueueIsStillWorked(t *testing.T) {
 		return err == nil && j.State == rivertype.JobStateCompleted
 	}, 30*time.Second, 10*time.Millisecond, "a job in River's default queue runs")
 }
+
+// A phase that fails for good ends its job as River ends a job that failed for good
+// (discarded, with the error and the job's output), not as completed; retrying that job (River
+// UI) retries the run, which resumes from its failed phase.
+func TestAFailedPhaseJobIsDiscardedAndRetryingItRetriesTheRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	req := request("up", mig("001", "later", "CREATE TABLE later_t (id int REFERENCES missing_t (id));", ""))
+	evs := b.run(t, req)
+	final := last(evs)
+	require.Equal(t, contract.KindRunFailed, final.Kind, "%v", kinds(evs))
+	var job int64
+	var state, outcome, errText string
+	require.NoError(t, b.db.QueryRow(t.Context(), `SELECT id, state::text, metadata->'output'->>'outcome', errors[array_length(errors, 1)]->>'error'
+		FROM confiture_river.river_job WHERE kind = 'confiture_phase'`).Scan(&job, &state, &outcome, &errText))
+	require.Equal(t, "discarded", state)
+	require.Equal(t, "failed", outcome)
+	require.Contains(t, errText, `relation "missing_t" does not exist`)
+	require.Contains(t, final.Message, fmt.Sprintf("retry job %d", job))
+
+	_, err := b.db.Exec(t.Context(), `CREATE TABLE missing_t (id int PRIMARY KEY)`)
+	require.NoError(t, err)
+	_, err = b.w.river.JobRetry(t.Context(), job)
+	require.NoError(t, err)
+	waitForKind(t, b, req.Target, final.Run, contract.KindRunRetried)
+	require.Eventually(t, func() bool {
+		return b.queryStrings(t, `SELECT status FROM confiture_queue.runs`)[0] == "completed"
+	}, 60*time.Second, 10*time.Millisecond)
+	evs = b.wait(t, req.Target, final.Run)
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
+	require.Len(t, ofKind(evs, contract.KindRunRetried), 1, "%v", kinds(evs))
+}

@@ -2,20 +2,14 @@ package observe_test
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/confiture-io/confiture-worker/internal/observe"
-	"github.com/confiture-io/confiture-worker/internal/runstore"
-	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
 const credentialsFile = `# roles and secrets
@@ -75,17 +69,7 @@ func loopbackURL(base string) string {
 // an operator.
 func TestServerCredentialsEachRoleAgainstEachPath(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
-	pool, err := pgxpool.New(ctx, testdb.New(t))
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	require.NoError(t, runstore.Migrate(ctx, pool, runstore.DefaultSchema, runstore.DefaultRiverSchema, nil))
-	logger := slog.New(slog.DiscardHandler)
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: runstore.DefaultRiverSchema, Logger: logger})
-	require.NoError(t, err)
-	ui, stop, err := observe.NewRiverUI(ctx, client, logger)
-	require.NoError(t, err)
-	t.Cleanup(stop)
+	ui, client := newRiverUI(t)
 	creds, err := observe.ParseCredentials("creds", []byte(credentialsFile))
 	require.NoError(t, err)
 	// Beyond loopback (every interface), as the credentials are for; the test calls it on

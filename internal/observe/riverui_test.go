@@ -24,24 +24,30 @@ type noteArgs struct {
 
 func (noteArgs) Kind() string { return "observe_test_note" }
 
-func TestRiverUI(t *testing.T) {
-	t.Parallel()
+// newRiverUI returns River UI on a queue database of its own, and the insert-only River client
+// (never started, no workers) whose jobs it shows.
+func newRiverUI(t *testing.T) (http.Handler, *river.Client[pgx.Tx]) {
+	t.Helper()
 	ctx := t.Context()
 	pool, err := pgxpool.New(ctx, testdb.New(t))
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	require.NoError(t, runstore.Migrate(ctx, pool, runstore.DefaultSchema, runstore.DefaultRiverSchema, nil))
-
 	logger := slog.New(slog.DiscardHandler)
-	// Insert-only: never started, no workers.
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: runstore.DefaultRiverSchema, Logger: logger})
 	require.NoError(t, err)
-	inserted, err := client.Insert(ctx, noteArgs{Note: "hello"}, nil)
-	require.NoError(t, err)
-
 	ui, stop, err := observe.NewRiverUI(ctx, client, logger)
 	require.NoError(t, err)
 	t.Cleanup(stop)
+	return ui, client
+}
+
+func TestRiverUI(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ui, client := newRiverUI(t)
+	inserted, err := client.Insert(ctx, noteArgs{Note: "hello"}, nil)
+	require.NoError(t, err)
 	s, err := observe.NewServer(observe.ServerOptions{Addr: "127.0.0.1:0", RiverUI: ui})
 	require.NoError(t, err)
 	base := startServer(t, s)

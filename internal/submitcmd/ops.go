@@ -34,18 +34,12 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 	// worker, 2 for a request the API found malformed.
 	call := func(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client, s *submitter) (any, error), show func(any)) error {
 		s := &submitter{o: *o, stdout: stdout, stderr: stderr, env: e, cmd: cmd}
-		if err := s.resolveURL(); err != nil {
-			return err
-		}
-		if err := s.natsAuth(); err != nil {
-			return err
-		}
 		if cmd.Flags().Lookup("sign-key") != nil {
 			if err := s.signingSetup(); err != nil {
 				return err
 			}
 		}
-		c, err := s.connect("nothing was asked")
+		c, err := s.dial("nothing was asked")
 		if err != nil {
 			return err
 		}
@@ -173,13 +167,7 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 			case since > 0 && last > 0:
 				return s.usage("--since and --last both say where to begin: give one")
 			}
-			if err := s.resolveURL(); err != nil {
-				return err
-			}
-			if err := s.natsAuth(); err != nil {
-				return err
-			}
-			c, err := s.connect("nothing was followed")
+			c, err := s.dial("nothing was followed")
 			if err != nil {
 				return err
 			}
@@ -224,6 +212,19 @@ func eventLine(ev *contract.Event) string {
 		line = strings.TrimRight(line, " ") + "  " + clip.String(what, 80, "…")
 	}
 	return strings.TrimRight(line, " ")
+}
+
+// dial resolves the NATS URL and credentials (flags, environment, the worker's URL file) and
+// connects; what goes wrong is reported, its hint ending with consequence, and returned as the
+// exit code.
+func (s *submitter) dial(consequence string) (*client.Client, error) {
+	if err := s.resolveURL(); err != nil {
+		return nil, err
+	}
+	if err := s.natsAuth(); err != nil {
+		return nil, err
+	}
+	return s.connect(consequence)
 }
 
 // table writes rows under a header, in columns, without trailing blanks.

@@ -44,12 +44,13 @@ var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	},
 }).ParseFS(pageFS, "page.html"))
 
-// Handler serves the page from the queue database of store, for targets.
-func Handler(store *runstore.Store, targets []string, log *slog.Logger) http.Handler {
+// Handler serves the page from the queue database of store (River's tables in riverSchema),
+// for targets.
+func Handler(store *runstore.Store, riverSchema string, targets []string, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{store: store, targets: targets, log: log}
+	h := &handler{store: store, riverSchema: riverSchema, targets: targets, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Prefix+"{$}", h.list)
 	mux.HandleFunc("GET "+Prefix+"{run}", h.run)
@@ -57,9 +58,10 @@ func Handler(store *runstore.Store, targets []string, log *slog.Logger) http.Han
 }
 
 type handler struct {
-	store   *runstore.Store
-	targets []string
-	log     *slog.Logger
+	store       *runstore.Store
+	riverSchema string
+	targets     []string
+	log         *slog.Logger
 }
 
 type targetRuns struct {
@@ -119,12 +121,17 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the run's events could not be read: the queue database did not answer", http.StatusServiceUnavailable)
 		return
 	}
+	jobs, err := h.store.RunJobs(ctx, h.riverSchema, l.ID)
+	if err != nil { // the page is still worth showing
+		h.log.Warn("runs page: read jobs", "run", id, "error", err.Error())
+	}
 	data := struct {
 		Run      contract.RunInfo
 		Timeline Timeline
 		Events   []contract.Event
 		Complete bool
-	}{Run: api.RunInfo(l), Timeline: Build(evs), Events: evs, Complete: len(evs) > 0 && evs[0].Kind == contract.KindRunAccepted}
+		Jobs     []runstore.RunJob
+	}{Run: api.RunInfo(l), Timeline: Build(evs), Events: evs, Complete: len(evs) > 0 && evs[0].Kind == contract.KindRunAccepted, Jobs: jobs}
 	h.render(w, "run", data)
 }
 

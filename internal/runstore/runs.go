@@ -506,3 +506,27 @@ func (s *Store) ListedRun(ctx context.Context, target, id string) (*Listed, erro
 	}
 	return &l, nil
 }
+
+// RunJob is one River job of a run, as the runs page lists it.
+type RunJob struct {
+	ID             int64
+	Kind           string
+	Version, Phase string
+	State          string
+	Attempt        int
+}
+
+// RunJobs returns the River jobs of run (in riverSchema, unquoted) that River still holds,
+// oldest first: its steps' jobs, by the run id in their arguments.
+func (s *Store) RunJobs(ctx context.Context, riverSchema, run string) ([]RunJob, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT id, kind, coalesce(args->>'version', ''), coalesce(args->>'phase', ''), state::text, attempt
+		FROM `+pgx.Identifier{riverSchema}.Sanitize()+`.river_job WHERE args->>'run_id' = $1 ORDER BY id`, run)
+	if err != nil {
+		return nil, fmt.Errorf("jobs of run %s: %w", run, err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (RunJob, error) {
+		var j RunJob
+		err := r.Scan(&j.ID, &j.Kind, &j.Version, &j.Phase, &j.State, &j.Attempt)
+		return j, err
+	})
+}

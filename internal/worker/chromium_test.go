@@ -92,7 +92,8 @@ func TestRunsPageInChromium(t *testing.T) {
 	require.Contains(t, list, `href="/runs/`+run+`"`, "the list links the run")
 	require.Contains(t, list, "completed")
 	page := runChromium(t, browser, base+"/runs/"+run, "--dump-dom")
-	for _, s := range []string{"<svg", "001_accounts after_ddl", ">flaky<", "002_plain ddl", `class="retry"`, "phase.retrying", "run.completed"} {
+	for _, s := range []string{"<svg", "001_accounts after_ddl", ">flaky<", "002_plain ddl", `class="retry"`, "phase.retrying", "run.completed",
+		`href="/riverui/jobs/`, "confiture_phase"} {
 		require.Contains(t, page, s)
 	}
 

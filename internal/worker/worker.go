@@ -361,7 +361,7 @@ func (w *Worker) startHTTP(ctx context.Context, store *runstore.Store) error {
 	w.stopUI = stopUI
 	w.http, err = observe.NewServer(observe.ServerOptions{
 		Addr: w.cfg.HTTPAddr, Metrics: w.cfg.Metrics, Health: health, RiverUI: ui, Credentials: w.httpCreds,
-		Runs:   runspage.Handler(store, w.targets.Names(), w.log.With("component", "runspage")),
+		Runs:   runspage.Handler(store, w.cfg.RiverSchema, w.targets.Names(), w.log.With("component", "runspage")),
 		Logger: w.log.With("component", "http"),
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package runspage
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -12,6 +13,8 @@ import (
 // the order they began.
 type Timeline struct {
 	Lanes []Lane
+	// Backfills are the latest progress of each backfill hook, a line each.
+	Backfills []string
 	// Width and Height are the SVG's size; Axis marks its time scale.
 	Width, Height int
 	Axis          []Tick
@@ -127,7 +130,7 @@ func Build(evs []contract.Event) Timeline {
 			k.hook = ev.Hook
 			s := get(k, ev.Time)
 			s.to = ev.Time
-			s.progress = fmt.Sprintf("%d row(s) so far", ev.RowsAffected)
+			s.progress = progressText(ev)
 		case contract.KindMigrationCompleted:
 			if seen[ev.Migration] {
 				continue
@@ -162,6 +165,7 @@ func Build(evs []contract.Event) Timeline {
 		}
 		if s.progress != "" {
 			title += ", " + s.progress
+			tl.Backfills = append(tl.Backfills, label+": "+s.progress)
 		}
 		if s.message != "" {
 			title += ": " + s.message
@@ -192,4 +196,23 @@ func errText(ev contract.Event) string {
 		return ev.Error.Code + ": " + ev.Error.Message
 	}
 	return ev.Message
+}
+
+// progressText says how far a backfill.progress event's backfill got: its rows, of the
+// estimate, at what rate, and the time left when known.
+func progressText(ev contract.Event) string {
+	var p contract.BackfillProgress
+	_ = json.Unmarshal(ev.Data, &p) // an older worker sends rows only
+	rows := max(p.Rows, ev.RowsAffected)
+	text := fmt.Sprintf("%d row(s) so far", rows)
+	if p.EstimatedTotal > 0 && rows < p.EstimatedTotal {
+		text = fmt.Sprintf("%d of about %d row(s) (%d%%)", rows, p.EstimatedTotal, rows*100/p.EstimatedTotal)
+	}
+	if p.RowsPerSecond > 0 {
+		text += fmt.Sprintf(", %.0f rows/s", p.RowsPerSecond)
+	}
+	if p.ETAMS > 0 {
+		text += ", about " + took(p.ETAMS) + " left"
+	}
+	return text + " (at " + ev.Time.UTC().Format("15:04:05") + ")"
 }

@@ -53,4 +53,10 @@ func TestBuildLaysOutPhasesHooksRetriesAndPlainMigrations(t *testing.T) {
 	require.Equal(t, time.Second, tl.Span)
 	require.Equal(t, "+1s", tl.Axis[4].Label)
 	require.Empty(t, Build(nil).Lanes)
+
+	progress := ev(400, contract.KindBackfillProgress, "001_a", "after_ddl", "fill")
+	progress.RowsAffected = 12000
+	progress.Data = []byte(`{"rows":12000,"estimated_total":40000,"rows_per_second":2000,"eta_ms":14000}`)
+	tl = Build(append(evs[:3:3], progress))
+	require.Equal(t, []string{"fill: 12000 of about 40000 row(s) (30%), 2000 rows/s, about 14s left (at 12:00:00)"}, tl.Backfills)
 }

@@ -178,8 +178,14 @@ func (p *Pipeline) begin(ctx context.Context, job *rivertype.JobRow, runID strin
 		return nil, true, nil
 	case errors.Is(err, runstore.ErrRunNotFound):
 		return nil, true, river.JobCancel(fmt.Errorf("run %s: %w", runID, errRunGone))
+	case err != nil && transient.Is(err):
+		// The queue database is failing: the job waits and tries again, and as the attempt has
+		// not counted, neither does River's (a snooze), which stays equal to the run's.
+		wait := p.backoff(2)
+		p.cfg.Logger.Warn("could not begin an attempt: the queue database is failing; trying again", "run", runID,
+			"step", describeStep(step), "error", err.Error(), "retry_in", wait.String())
+		return nil, true, river.JobSnooze(wait)
 	case err != nil:
-		// The queue database is failing: River retries the job later. (It has not counted.)
 		return nil, true, fmt.Errorf("begin attempt of %s: %w", describeStep(step), err)
 	}
 	return a, done, nil

@@ -199,11 +199,12 @@ func (c *Config) WithDefaults() *Config {
 	return &out
 }
 
-// RiverMaxAttempts is the max_attempts of the pipeline's River jobs: the pipeline counts
-// attempts itself (a crash, a stop or transient trouble may not count), and River's own
-// count is only the backstop of a job that keeps dying with its worker. When River discards a
-// job, the reconciler fails its run.
-func (c *Config) riverMaxAttempts() int { return c.MaxAttempts + 3 }
+// riverMaxAttempts is the max_attempts of the pipeline's River jobs: MaxAttempts, so that River
+// UI shows the attempts the run counts. River's count follows the run's: both count an attempt
+// when it begins (the run's durably, before any work), and neither counts one that a stop,
+// transient trouble or a snooze cut short. River's is the backstop of a job that keeps dying
+// with its worker: when it discards the job, the reconciler fails the run.
+func (c *Config) riverMaxAttempts() int { return c.MaxAttempts }
 
 // Pipeline owns the River workers of the phase pipeline and admits runs to it.
 type Pipeline struct {

@@ -177,6 +177,8 @@ func TestFlakyHookIsRetriedWithoutRepeatingCommittedWork(t *testing.T) {
 	// Each effect exactly once although after_ddl ran three times and cleanup twice.
 	require.Equal(t, []string{"before_flaky", "flaky", "cleanup_once"}, b.queryStrings(t, `SELECT what FROM audit ORDER BY id`))
 	require.Equal(t, []string{"3"}, b.queryStrings(t, `SELECT attempt::text FROM confiture.hook_ledger WHERE hook = 'flaky'`))
+	require.Equal(t, []string{"3 of 4"}, b.queryStrings(t, `SELECT attempt || ' of ' || max_attempts FROM confiture_river.river_job
+		WHERE kind = 'confiture_phase' AND args->>'phase' = 'after_ddl'`), "River UI shows the attempts the run counted, of max_attempts")
 	require.Equal(t, []string{"1"}, b.queryStrings(t, `SELECT attempt::text FROM confiture.hook_ledger WHERE hook = 'cleanup_once'`))
 
 	retrying := ofKind(evs, contract.KindPhaseRetrying)

@@ -113,19 +113,48 @@ func writeHooks(w io.Writer, defs []hooks.Definition, failures []hooks.LoadFailu
 		enc.SetIndent("", "  ")
 		return enc.Encode(list)
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSOURCE\tVERSION\tPHASES\tTRANSACTIONAL\tSTATUS\tDESCRIPTION")
+	// The table fits listWidth columns: a source is cut at its start, a long list of phases is
+	// counted, and descriptions wrap under their column (or, when the other columns leave them
+	// too little room, under the row). `hooks describe` and --json show everything whole.
+	var table strings.Builder
+	tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSOURCE\tVERSION\tPHASES\tTX\tSTATUS\tDESCRIPTION")
+	descriptions := make([]string, 0, len(list.Hooks)+len(list.LoadErrors))
 	for _, h := range list.Hooks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\tok\t%s\n", h.Name, h.Source, orDash(h.Version),
-			phaseSummary(h.Phases), yesNo(h.Transactional), h.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\tok\t\n", h.Name, tail(h.Source, sourceWidth), orDash(h.Version),
+			phaseSummary(h.Phases), yesNo(h.Transactional))
+		descriptions = append(descriptions, oneLine(h.Description))
 	}
 	// A hook that failed to load has only what its source said about it; its reason, which can
 	// be long, follows the table, so that it does not widen every row.
 	for i, f := range list.LoadErrors {
-		fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\tfailed (%d)\t\n", orDash(f.Name), orDash(f.Source), i+1)
+		fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\tfailed (%d)\t\n", orDash(f.Name), tail(orDash(f.Source), sourceWidth), i+1)
+		descriptions = append(descriptions, "")
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	lines := strings.Split(strings.TrimRight(table.String(), "\n"), "\n")
+	at := strings.Index(lines[0], "DESCRIPTION")
+	if listWidth-at < minDescriptionWidth { // the descriptions go under their rows
+		fmt.Fprintln(w, strings.TrimRight(lines[0][:at], " "))
+	} else {
+		fmt.Fprintln(w, strings.TrimRight(lines[0], " "))
+	}
+	for i, line := range lines[1:] {
+		parts := wrap(descriptions[i], listWidth-at)
+		if listWidth-at < minDescriptionWidth || len(parts) == 0 { // the description under the row
+			fmt.Fprintln(w, strings.TrimRight(line, " "))
+			for _, part := range wrap(descriptions[i], listWidth-4) {
+				fmt.Fprintln(w, "    "+part)
+			}
+			continue
+		}
+		prefix := line + strings.Repeat(" ", max(at-len(line), 0))
+		fmt.Fprintln(w, prefix[:at]+parts[0])
+		for _, part := range parts[1:] {
+			fmt.Fprintln(w, strings.Repeat(" ", at)+part)
+		}
 	}
 	if len(list.LoadErrors) == 0 {
 		return nil
@@ -255,11 +284,32 @@ func phasesOf(def *hooks.Definition) []string {
 	return def.Phases
 }
 
+// Widths of hooks list: it fits listWidth columns.
+const (
+	listWidth           = 100
+	sourceWidth         = 24
+	phasesWidth         = 28
+	minDescriptionWidth = 24
+)
+
 func phaseSummary(phases []string) string {
 	if slices.Equal(phases, hooks.HookPhases) {
 		return "all"
 	}
-	return strings.Join(phases, ",")
+	if s := strings.Join(phases, ","); len(s) <= phasesWidth {
+		return s
+	}
+	return fmt.Sprintf("%d phases", len(phases))
+}
+
+// tail is s cut at its start to at most n runes, the cut marked: the end of a source (its
+// package or file) says the most.
+func tail(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return "…" + string(r[len(r)-n+1:])
 }
 
 func transactionalNote(def hooks.Definition) string {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -47,11 +48,14 @@ func TestHooksListShowsCompiledHooksAndLoadFailures(t *testing.T) {
 	require.True(t, ok, out)
 	lines := strings.Split(table, "\n")
 	rows := map[string][][]string{}
-	for _, l := range lines[1:] {
+	for _, l := range joinContinued(lines[1:]) {
 		f := strings.Fields(l)
 		rows[f[0]] = append(rows[f[0]], f)
 	}
-	require.Equal(t, [][]string{{"row_count_at_least", "example.com/custom-worker/rowcount", "1.0.0",
+	for _, l := range lines {
+		require.LessOrEqual(t, utf8.RuneCountInString(l), listWidth, "hooks list fits 100 columns: %q", l)
+	}
+	require.Equal(t, [][]string{{"row_count_at_least", "…/custom-worker/rowcount", "1.0.0",
 		"after_ddl,after_validation", "yes", "ok", "fail", "unless", "a", "table", "holds", "at", "least", "min", "rows"}},
 		rows["row_count_at_least"], out)
 	// sql: the built-in loaded, the clash is a failed row naming both sources.
@@ -162,4 +166,18 @@ func TestHooksDescribeUnknownAndFailed(t *testing.T) {
 		code, _, errOut = runMain(t, args...)
 		require.Equal(t, ExitUsage, code, "%v: %s", args, errOut)
 	}
+}
+
+// joinContinued joins each line of the hooks table that goes on with a description (it starts
+// with a blank) to the row it continues.
+func joinContinued(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, " ") && len(out) > 0 {
+			out[len(out)-1] += " " + strings.TrimSpace(l)
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
 }

@@ -32,9 +32,9 @@ func TestHooksListTable(t *testing.T) {
 	code, out, errOut := runMain(t, "hooks", "list")
 	require.Equal(t, ExitOK, code, errOut)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	require.Equal(t, []string{"NAME", "SOURCE", "VERSION", "PHASES", "TRANSACTIONAL", "STATUS", "DESCRIPTION"}, strings.Fields(lines[0]))
+	require.Equal(t, []string{"NAME", "SOURCE", "VERSION", "PHASES", "TX", "STATUS", "DESCRIPTION"}, strings.Fields(lines[0]))
 	rows := map[string][]string{}
-	for _, l := range lines[1:] {
+	for _, l := range joinContinued(lines[1:]) {
 		f := strings.Fields(l)
 		rows[f[0]] = f
 	}

@@ -167,6 +167,14 @@ func (s *server) status(ctx context.Context, targetName string, _ *contract.APIR
 		return nil, fmt.Errorf("target %q: read the tracking table: %w", targetName, err)
 	}
 	reply := contract.StatusReply{Schema: contract.APIStatusSchemaV1, Target: targetName, Migrations: []contract.MigrationStatus{}}
+	latest, err := s.cfg.Store.ListRuns(ctx, targetName, 1)
+	if err != nil {
+		return nil, err
+	}
+	if len(latest) == 1 {
+		ri := RunInfo(&latest[0])
+		reply.LastRun = &ri
+	}
 	for _, a := range applied {
 		state := contract.MigrationApplied
 		if !a.Complete {

@@ -84,6 +84,9 @@ func TestServiceAPI(t *testing.T) {
 	require.Equal(t, contract.MigrationApplied, st.Migrations[1].State)
 	require.Equal(t, contract.Checksum("ALTER TABLE api_t ADD COLUMN name text"), st.Migrations[1].Checksum)
 	require.Equal(t, pub.Run, st.Migrations[1].Run)
+	require.Equal(t, "failed", st.LastRun.Status, "the status says what the tracking table cannot: 003 failed in its DDL")
+	require.Equal(t, "003", st.LastRun.FailedVersion)
+	require.Equal(t, contract.PhaseDDL, st.LastRun.FailedPhase)
 
 	runs, err := c.Runs(ctx, "default", 0)
 	require.NoError(t, err)

@@ -101,6 +101,9 @@ type StatusReply struct {
 	Schema     string            `json:"schema"`
 	Target     string            `json:"target"`
 	Migrations []MigrationStatus `json:"migrations"`
+	// LastRun is the target's latest run, if it has one: whether it failed, and where, says
+	// what the tracking table cannot (a migration whose DDL failed left no row).
+	LastRun *RunInfo `json:"last_run,omitempty"`
 }
 
 // Migration states in a StatusReply.

@@ -375,6 +375,15 @@ func TestE2EStatusRunsAndRun(t *testing.T) {
 	require.Regexp(t, `(?m)^003\s+add_phone\s+pending$`, r.stdout)
 	r = submit(t, "status", writeDir(t, map[string]string{"001_bad.sql": "x"}), "--nats-url", url)
 	require.Equal(t, ExitUsage, r.code, r)
+	// A run that fails in a DDL leaves no row: the status says where the latest run failed.
+	r = submit(t, dir, "--nats-url", url, "--id", "phone", "--force", "--wait", "--timeout", "30s")
+	require.Equal(t, ExitOK, r.code, r)
+	failing := writeDir(t, map[string]string{"004_bad.up.sql": "alter table nowhere add column x int;\n"})
+	r = submit(t, failing, "--nats-url", url, "--id", "bad", "--wait", "--timeout", "30s")
+	require.Equal(t, ExitFailed, r.code, r)
+	r = submit(t, "status", "--nats-url", url)
+	require.Equal(t, ExitOK, r.code, r)
+	require.Regexp(t, `(?m)^004\s+failed in ddl \(run \S{8}\)$`, r.stdout)
 
 	r = submit(t, "runs", "--nats-url", url)
 	require.Equal(t, ExitOK, r.code, r)

@@ -281,6 +281,21 @@ func showStatus(w io.Writer, r *contract.StatusReply, dir []contract.Migration) 
 			}
 		}
 	}
+	// The latest run's failure, at a migration: the DDL of one that has no row, or a later
+	// phase of one that is incomplete.
+	if lr := r.LastRun; lr != nil && lr.Status == "failed" && lr.FailedVersion != "" {
+		where := "failed in " + lr.FailedPhase + " (run " + shortID(lr.ID) + ")"
+		found := false
+		for i := range rows {
+			if rows[i].version == lr.FailedVersion {
+				rows[i].cells[2] += ", " + where
+				found = true
+			}
+		}
+		if !found {
+			rows = append(rows, row{lr.FailedVersion, []string{lr.FailedVersion, "", where, "", "", ""}})
+		}
+	}
 	slices.SortStableFunc(rows, func(a, b row) int { return strings.Compare(a.version, b.version) })
 	fmt.Fprintf(w, "target %s: %d migration(s) applied", r.Target, len(r.Migrations)-incomplete)
 	if incomplete > 0 {

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -479,4 +481,47 @@ func TestE2EFollowTarget(t *testing.T) {
 
 	r = submit(t, "follow", "--nats-url", url, "--since", "1m", "--last", "2")
 	require.Equal(t, ExitUsage, r.code, r)
+}
+
+// goldenVolatile are the parts of the commands' output that differ from run to run: run ids,
+// times, durations.
+var goldenVolatile = []struct {
+	re   *regexp.Regexp
+	with string
+}{
+	{regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`), "<run-id>"},
+	{regexp.MustCompile(`\b[0-9a-f]{8}\b`), "<run>"},
+	{regexp.MustCompile(`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`), "<time>"},
+	// A duration is left out, not replaced: one of 0 ms is not shown at all.
+	{regexp.MustCompile(` *\+?\d+(\.\d+)?(ms|s|µs)\b`), ""},
+	{regexp.MustCompile(` {2,}`), "  "},
+	{regexp.MustCompile(`(?m) +$`), ""},
+}
+
+// The outputs a person reads (status, runs, run show) and the refusals, against golden files:
+// CONFITURE_UPDATE_GOLDEN=1 rewrites them.
+func TestE2EOutputsMatchTheGoldenFiles(t *testing.T) {
+	t.Parallel()
+	url := startWorker(t)
+	r := submit(t, usersDir(t), "--nats-url", url, "--id", "golden", "--wait", "--timeout", "30s")
+	require.Equal(t, ExitOK, r.code, r)
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"status"}, {"runs"}, {"run", "show", "golden"}, {"run", "pause", "golden"}, {"status", "--target", "nowhere"}, {"run", "show"},
+	} {
+		r := submit(t, append(args, "--nats-url", url)...)
+		out := "$ submit " + strings.Join(args, " ") + "\n" + r.stdout + r.stderr + "(exit " + strconv.Itoa(r.code) + ")\n\n"
+		for _, v := range goldenVolatile {
+			out = v.re.ReplaceAllString(out, v.with)
+		}
+		b.WriteString(strings.ReplaceAll(out, url, "<nats-url>"))
+	}
+	golden := filepath.Join("testdata", "golden", "ops.txt")
+	if os.Getenv("CONFITURE_UPDATE_GOLDEN") != "" {
+		require.NoError(t, os.MkdirAll(filepath.Dir(golden), 0o755))
+		require.NoError(t, os.WriteFile(golden, []byte(b.String()), 0o644))
+	}
+	want, err := os.ReadFile(golden)
+	require.NoError(t, err, "CONFITURE_UPDATE_GOLDEN=1 go test -run TestE2EOutputsMatchTheGoldenFiles ./internal/submitcmd/ writes it")
+	require.Equal(t, string(want), b.String())
 }

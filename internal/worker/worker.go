@@ -251,6 +251,11 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		Build: buildinfo.String(), Logger: w.log.With("component", "api")}); err != nil {
 		return err
 	}
+	// The server has the API's subscriptions before anyone is told the worker started: a
+	// client's first request finds it.
+	if err := w.bus.NC.FlushTimeout(10 * time.Second); err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
 	if err := w.startHTTP(ctx, store); err != nil {
 		return err
 	}

@@ -171,7 +171,17 @@ func (pl *planAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 		if err := a.p.apply(ctx, tx, rc.row.ID, live(a.step, a.job.ID), runstore.Change{Plan: runstore.Plan{}}); err != nil {
 			return err
 		}
-		return a.p.end(ctx, tx, a.client, rc, a.step, a.job.ID, runstore.RunCompleted, started, done)
+		evs := []contract.Event{started}
+		if rc.row.DryRun {
+			// A dry-run with nothing pending is a clean report that says so.
+			rep := outbox.New(rc.ref, contract.KindDryRunReport)
+			rep.Message = "nothing pending: " + nothingToDo(rc.req, d)
+			rep.Data = mustJSON(contract.DryRunReport{Run: rc.row.ID, RequestID: rc.row.RequestID, Target: rc.row.Target,
+				Direction: d.Direction, Success: true, Migrations: []contract.DryRunMigrationReport{}, Warnings: []contract.DryRunWarning{}})
+			evs = append(evs, rep)
+			done.Message = "dry-run: " + done.Message
+		}
+		return a.p.end(ctx, tx, a.client, rc, a.step, a.job.ID, runstore.RunCompleted, append(evs, done)...)
 	}
 	started.Message = fmt.Sprintf("%s %d migration(s): %s", verb(d.Direction), len(d.Versions), strings.Join(d.Versions, ", "))
 	for _, r := range d.Resumed {

@@ -172,6 +172,11 @@ func (r *Renderer) dryRunReport(ev *contract.Event) {
 		return
 	}
 
+	if rep.Success && len(rep.Migrations) == 0 {
+		r.line(fmt.Sprintf("dry-run report (%s): %s", clean(fallback(rep.Direction, contract.DirectionUp)),
+			r.paint(ansiGreen, fallback(clean(ev.Message), "nothing pending"))))
+		return
+	}
 	status, color := "succeeded", ansiGreen
 	if !rep.Success {
 		status, color = "failed", ansiRed

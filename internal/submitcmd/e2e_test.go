@@ -525,3 +525,19 @@ func TestE2EOutputsMatchTheGoldenFiles(t *testing.T) {
 	require.NoError(t, err, "CONFITURE_UPDATE_GOLDEN=1 go test -run TestE2EOutputsMatchTheGoldenFiles ./internal/submitcmd/ writes it")
 	require.Equal(t, string(want), b.String())
 }
+
+// A dry-run with nothing pending (every migration applied) is a clean report that says so:
+// exit 0, as a CI gate on an up-to-date directory wants.
+func TestE2EDryRunWithNothingPendingIsACleanReport(t *testing.T) {
+	t.Parallel()
+	url := startWorker(t)
+	dir := usersDir(t)
+	r := submit(t, dir, "--nats-url", url, "--wait", "--timeout", "30s", "--id", "applied")
+	require.Equal(t, ExitOK, r.code, r)
+	r = submit(t, dir, "--nats-url", url, "--wait", "--timeout", "30s", "--dry-run", "--id", "dry-nothing")
+	require.Equal(t, ExitOK, r.code, r)
+	require.Contains(t, r.stdout, "dry-run report (up): nothing pending: all 2 migration(s) already applied", r)
+	r = submit(t, dir, "--nats-url", url, "--wait", "--timeout", "30s", "--dry-run", "--id", "dry-nothing-json", "--json")
+	require.Equal(t, ExitOK, r.code, r)
+	require.Contains(t, r.stdout, `"kind":"dryrun.report"`, r)
+}

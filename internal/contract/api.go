@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/confiture-io/confiture-worker/internal/clip"
-	"github.com/confiture-io/confiture-worker/schemas"
 )
 
 // The service API (schemas/api.v1.json): every worker serves it on NATS as the micro service
@@ -192,32 +190,15 @@ var apiDefs = map[string]string{
 	APIActionSchemaV1:  "action_reply",
 }
 
-var (
-	apiOnce     sync.Once
-	apiCompiled map[string]*jsonschema.Schema
-	errAPI      error
-)
+// apiDefRef is the ref of the part def of api.v1.json.
+func apiDefRef(def string) string { return APISchemaURL + "#/$defs/" + def }
 
 func apiSchema(id string) (*jsonschema.Schema, error) {
-	apiOnce.Do(func() {
-		refs := make([]string, 0, len(apiDefs))
-		for _, def := range apiDefs {
-			refs = append(refs, APISchemaURL+"#/$defs/"+def)
-		}
-		apiCompiled, errAPI = schemas.CompileRefs(map[string]string{APISchemaFile: APISchemaURL, EventSchemaFile: EventSchemaURL,
-			RequestSchemaFile: RequestSchemaURL}, refs...)
-		if errAPI != nil {
-			errAPI = fmt.Errorf("contract: %w", errAPI)
-		}
-	})
-	if errAPI != nil {
-		return nil, errAPI
-	}
 	def, ok := apiDefs[id]
 	if !ok {
 		return nil, fmt.Errorf("contract: no API message %q", id)
 	}
-	return apiCompiled[APISchemaURL+"#/$defs/"+def], nil
+	return compiled(apiDefRef(def))
 }
 
 // DecodeAPIRequest parses and validates the body of an API request. An empty body is a request

@@ -54,18 +54,24 @@ func Checksum(upSQL string) string {
 
 var (
 	compileOnce sync.Once
-	compiledSet map[string]*jsonschema.Schema
+	compiledSet map[string]*jsonschema.Schema // by ref: a contract file's $id, or one of its parts
 	errCompile  error
 )
 
-// compiled returns the compiled schema of file, compiling every contract schema on first use.
-func compiled(file string) (*jsonschema.Schema, error) {
+// compiled returns the compiled schema at ref (a contract schema file's $id, or a part of one
+// validated on its own), compiling every contract schema on first use.
+func compiled(ref string) (*jsonschema.Schema, error) {
 	compileOnce.Do(func() {
-		compiledSet, errCompile = schemas.Compile(map[string]string{
+		refs := []string{RequestSchemaURL, EventSchemaURL, DryRunReportSchemaURL}
+		for _, def := range apiDefs {
+			refs = append(refs, apiDefRef(def))
+		}
+		compiledSet, errCompile = schemas.CompileRefs(map[string]string{
 			RequestSchemaFile:      RequestSchemaURL,
 			EventSchemaFile:        EventSchemaURL,
 			DryRunReportSchemaFile: DryRunReportSchemaURL,
-		})
+			APISchemaFile:          APISchemaURL,
+		}, refs...)
 		if errCompile != nil {
 			errCompile = fmt.Errorf("contract: %w", errCompile)
 		}
@@ -73,7 +79,11 @@ func compiled(file string) (*jsonschema.Schema, error) {
 	if errCompile != nil {
 		return nil, errCompile
 	}
-	return compiledSet[file], nil
+	sch, ok := compiledSet[ref]
+	if !ok {
+		return nil, fmt.Errorf("contract: no schema %s", ref)
+	}
+	return sch, nil
 }
 
 // DecodeRequest parses, validates and checks a request message. It checks the schema
@@ -89,7 +99,7 @@ func DecodeRequest(data []byte) (*Request, error) {
 // schema it refuses JSON nested deeper than MaxJSONDepth and objects with a duplicate member
 // name (which JSON parsers disagree about).
 func DecodeRequestBody(data []byte) (*Request, []byte, error) {
-	reqSchema, err := compiled(RequestSchemaFile)
+	reqSchema, err := compiled(RequestSchemaURL)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -116,7 +126,7 @@ func DecodeRequestBody(data []byte) (*Request, []byte, error) {
 // ValidateEvent checks an event message against schemas/event.v1.json, schema identifier
 // first. Every rejection is a *DecodeError.
 func ValidateEvent(data []byte) error {
-	evSchema, err := compiled(EventSchemaFile)
+	evSchema, err := compiled(EventSchemaURL)
 	if err != nil {
 		return err
 	}
@@ -127,7 +137,7 @@ func ValidateEvent(data []byte) error {
 // schemas/dryrun-report.v1.json. A report carries no schema identifier of its own (the event
 // that carries it does). Every rejection is a *DecodeError with code CodeInvalidRequest.
 func ValidateDryRunReport(data []byte) error {
-	sch, err := compiled(DryRunReportSchemaFile)
+	sch, err := compiled(DryRunReportSchemaURL)
 	if err != nil {
 		return err
 	}

@@ -99,16 +99,10 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	var l *runstore.Listed
-	var err error
-	for _, name := range h.targets {
-		if l, err = h.store.ListedRun(ctx, name, id); err == nil || !errors.Is(err, runstore.ErrRunNotFound) {
-			break
-		}
-	}
+	l, err := h.store.ListedRun(ctx, "", id)
 	switch {
-	case errors.Is(err, runstore.ErrRunNotFound) || l == nil:
-		http.Error(w, "no run "+id+" on this worker's targets", http.StatusNotFound)
+	case errors.Is(err, runstore.ErrRunNotFound):
+		http.Error(w, "no run "+id+" in this worker's queue database", http.StatusNotFound)
 		return
 	case err != nil:
 		h.log.Warn("runs page: read run", "run", id, "error", err.Error())

@@ -490,10 +490,10 @@ func (s *Store) ListRuns(ctx context.Context, target string, limit int) ([]Liste
 	return pgx.CollectRows(rows, scanListed)
 }
 
-// ListedRun returns run id of target as a listing shows it; ErrRunNotFound when target has no
-// such run.
+// ListedRun returns run id of target ("": of any target) as a listing shows it;
+// ErrRunNotFound when there is no such run.
 func (s *Store) ListedRun(ctx context.Context, target, id string) (*Listed, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT `+listedColumns+` FROM `+s.schema+`.runs WHERE id = $1::uuid AND target = $2`, id, target)
+	rows, err := s.Pool.Query(ctx, `SELECT `+listedColumns+` FROM `+s.schema+`.runs WHERE id = $1::uuid AND ($2 = '' OR target = $2)`, id, target)
 	if err != nil {
 		return nil, fmt.Errorf("read run %s: %w", id, err)
 	}

@@ -164,7 +164,7 @@ func (r *Renderer) dryRunReport(ev *contract.Event) {
 			head += " for " + migrationName(ev)
 		}
 		if ev.DurationMS > 0 || ev.RowsAffected > 0 {
-			head += ": " + rows(ev.RowsAffected) + " in " + duration(ev.DurationMS)
+			head += ": " + rows(ev.RowsAffected) + " in " + Duration(ev.DurationMS)
 		}
 		r.line(r.paint(ansiBold, head) + suffix("  ", ev.Message))
 		r.errorLine(ev.Error)
@@ -449,7 +449,7 @@ func msDuration(ms float64) string {
 	case ms < 10:
 		return fmt.Sprintf("%.1fms", ms)
 	default:
-		return duration(int64(ms + 0.5))
+		return Duration(int64(ms + 0.5))
 	}
 }
 

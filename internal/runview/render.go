@@ -145,7 +145,7 @@ func (r *Renderer) human(ev *contract.Event) {
 	case contract.KindRunCompleted:
 		head := "run completed"
 		if ev.DurationMS > 0 {
-			head += " in " + duration(ev.DurationMS)
+			head += " in " + Duration(ev.DurationMS)
 		}
 		r.line(r.paint(ansiBold+ansiGreen, head) + suffix(": ", ev.Message))
 	case contract.KindRunFailed:
@@ -200,7 +200,7 @@ func (r *Renderer) human(ev *contract.Event) {
 		}
 	case contract.KindPhaseFailed:
 		r.showPhaseStart(ev)
-		rest := "after " + duration(ev.DurationMS)
+		rest := "after " + Duration(ev.DurationMS)
 		if ev.Hook != "" {
 			rest += " in hook " + clean(ev.Hook)
 		}
@@ -239,7 +239,7 @@ func (r *Renderer) human(ev *contract.Event) {
 func (r *Renderer) runFailed(ev *contract.Event) {
 	head := "run failed"
 	if ev.DurationMS > 0 {
-		head += " after " + duration(ev.DurationMS)
+		head += " after " + Duration(ev.DurationMS)
 	}
 	r.block("  ", r.paint(ansiBold+ansiRed, head)+suffix(": ", ev.Message))
 	if ev.Migration != "" {
@@ -441,11 +441,11 @@ func rows(n int64) string {
 
 // stats is the rows and duration columns.
 func stats(n, ms int64) string {
-	return fmt.Sprintf("%-9s %7s", rows(n), duration(ms))
+	return fmt.Sprintf("%-9s %7s", rows(n), Duration(ms))
 }
 
-// duration renders milliseconds for a person: 12ms, 1.4s, 2m5s.
-func duration(ms int64) string {
+// Duration renders milliseconds for a person: 12ms, 1.4s, 2m5s.
+func Duration(ms int64) string {
 	d := time.Duration(ms) * time.Millisecond
 	switch {
 	case d < time.Second:

@@ -262,7 +262,7 @@ func TestRenderJSONLines(t *testing.T) {
 func TestDuration(t *testing.T) {
 	t.Parallel()
 	for ms, want := range map[int64]string{0: "0ms", 999: "999ms", 1000: "1.0s", 1449: "1.4s", 59_949: "59.9s", 125_400: "2m5s"} {
-		require.Equal(t, want, duration(ms), "%d ms", ms)
+		require.Equal(t, want, Duration(ms), "%d ms", ms)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/clip"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/redact"
+	"github.com/confiture-io/confiture-worker/internal/runview"
 )
 
 // opsTimeout bounds one request to the workers' service API.
@@ -204,7 +205,7 @@ func eventLine(ev *contract.Event) string {
 		what = ev.Error.Code + ": " + ev.Error.Message
 	}
 	if ev.DurationMS > 0 && ev.Kind != contract.KindRunAccepted {
-		what = strings.TrimSpace(duration(ev.DurationMS) + "  " + what)
+		what = strings.TrimSpace(runview.Duration(ev.DurationMS) + "  " + what)
 	}
 	line := fmt.Sprintf("%s  %s  %-20s  %-19s  %s", ev.Time.UTC().Format("15:04:05.000"), shortID(ev.Run),
 		clip.String(ev.RequestID, 20, "…"), ev.Kind, where)
@@ -264,7 +265,7 @@ func showStatus(w io.Writer, r *contract.StatusReply, dir []contract.Migration) 
 			state += " (" + m.Phase + ")"
 		}
 		rows = append(rows, row{m.Version, []string{m.Version, clip.String(m.Name, 28, "…"), state, m.AppliedAt.UTC().Format("2006-01-02 15:04:05"),
-			(time.Duration(m.ExecutionTimeMS) * time.Millisecond).String(), shortID(m.Run)}})
+			runview.Duration(m.ExecutionTimeMS), shortID(m.Run)}})
 	}
 	for _, m := range dir {
 		a, ok := applied[m.Version]
@@ -326,7 +327,7 @@ func showRuns(w io.Writer, r *contract.RunsReply) {
 	rows := make([][]string, 0, len(r.Runs))
 	for _, ri := range r.Runs {
 		rows = append(rows, []string{shortID(ri.ID), clip.String(ri.RequestID, 32, "…"), runState(ri), fmt.Sprint(ri.Migrations),
-			ri.CreatedAt.UTC().Format("2006-01-02 15:04:05"), duration(ri.DurationMS)})
+			ri.CreatedAt.UTC().Format("2006-01-02 15:04:05"), runview.Duration(ri.DurationMS)})
 	}
 	table(w, "RUN\tREQUEST\tSTATUS\tMIGRATIONS\tCREATED (UTC)\tTOOK", rows)
 }
@@ -355,7 +356,7 @@ func showRun(w io.Writer, r *contract.RunReply) {
 		fmt.Fprint(w, ", dry-run")
 	}
 	fmt.Fprintf(w, "\nstatus %s, %d migration(s), created %s UTC, %s\n", runState(ri), ri.Migrations,
-		ri.CreatedAt.UTC().Format("2006-01-02 15:04:05"), duration(ri.DurationMS))
+		ri.CreatedAt.UTC().Format("2006-01-02 15:04:05"), runview.Duration(ri.DurationMS))
 	if ri.Error != nil {
 		fmt.Fprintf(w, "error %s: %s\n", ri.Error.Code, ri.Error.Message)
 	}
@@ -376,23 +377,15 @@ func showRun(w io.Writer, r *contract.RunReply) {
 		}
 		took := ""
 		if ev.DurationMS > 0 {
-			took = duration(ev.DurationMS)
+			took = runview.Duration(ev.DurationMS)
 		}
 		att := ""
 		if ev.Attempt > 1 {
 			att = fmt.Sprint(ev.Attempt)
 		}
-		rows = append(rows, []string{"+" + duration(ev.Time.Sub(start).Milliseconds()), ev.Kind, where, att, took, clip.String(what, 40, "…")})
+		rows = append(rows, []string{"+" + runview.Duration(ev.Time.Sub(start).Milliseconds()), ev.Kind, where, att, took, clip.String(what, 40, "…")})
 	}
 	table(w, "AT\tEVENT\tWHERE\tATTEMPT\tTOOK\tWHAT", rows)
 }
 
 func shortID(id string) string { return clip.String(id, 8, "") }
-
-func duration(ms int64) string {
-	d := time.Duration(ms) * time.Millisecond
-	if d >= time.Minute {
-		return d.Round(time.Second).String()
-	}
-	return d.String()
-}

@@ -10,6 +10,8 @@ package contract
 // real inside one transaction on the target, measured, then rolled back. It is the data of the
 // dryrun.report event.
 type DryRunReport struct {
+	// Schema is DryRunReportSchemaV2 in a report of this version; a version-1 report has none.
+	Schema    string `json:"schema"`
 	Run       string `json:"run,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
 	Target    string `json:"target,omitempty"`
@@ -19,6 +21,22 @@ type DryRunReport struct {
 	DurationMS float64                 `json:"duration_ms"`
 	Migrations []DryRunMigrationReport `json:"migrations"`
 	Warnings   []DryRunWarning         `json:"warnings"`
+	// Thresholds are the limits the warnings were judged against.
+	Thresholds *DryRunThresholds `json:"thresholds,omitempty"`
+}
+
+// DryRunReportSchemaV2 identifies a report of schemas/dryrun-report.v2.json.
+const DryRunReportSchemaV2 = "confiture.dryrun-report.v2"
+
+// DryRunThresholds are the limits a dry-run judged its warnings against, from the worker's
+// configuration.
+type DryRunThresholds struct {
+	// LargeTableBytes: ACCESS EXCLUSIVE on a larger table is access_exclusive_large_table.
+	LargeTableBytes int64 `json:"large_table_bytes"`
+	// BlockTableBytes and BlockMS: reads or writes blocked longer than BlockMS on a table
+	// larger than BlockTableBytes is blocks_application.
+	BlockTableBytes int64   `json:"block_table_bytes"`
+	BlockMS         float64 `json:"block_ms"`
 }
 
 // DryRunMigrationReport is what the dry-run of one migration did.
@@ -37,7 +55,9 @@ func (m *DryRunMigrationReport) ID() string { return m.Version + "_" + m.Name }
 // DryRunPhaseReport is one phase of a migration: the statements of the ddl phase, the hooks of
 // the others.
 type DryRunPhaseReport struct {
-	Phase      string                  `json:"phase"`
+	Phase string `json:"phase"`
+	// StartMS is when the phase began, in milliseconds from the start of the dry-run.
+	StartMS    float64                 `json:"start_ms,omitempty"`
 	DurationMS float64                 `json:"duration_ms"`
 	Statements []DryRunStatementReport `json:"statements,omitempty"`
 	Hooks      []DryRunHookReport      `json:"hooks,omitempty"`
@@ -66,6 +86,24 @@ type DryRunStatementReport struct {
 	// Skipped says why the statement was not executed.
 	Skipped string `json:"skipped,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Emulated is set for a statement that cannot run in a transaction block and ran as its
+	// transactional equivalent, EmulatedAs (CREATE INDEX for CREATE INDEX CONCURRENTLY, ...):
+	// Locks are the emulation's, RealLocks those the PostgreSQL documentation gives for the
+	// statement as written, and DurationMS is an estimate.
+	Emulated   bool         `json:"emulated,omitempty"`
+	EmulatedAs string       `json:"emulated_as,omitempty"`
+	RealLocks  []DryRunLock `json:"real_locks,omitempty"`
+	// StartMS is when it began, in milliseconds from the start of the dry-run.
+	StartMS float64 `json:"start_ms,omitempty"`
+	// Transaction numbers the transactions of a real run, from 1 across the report: steps with
+	// the same number would commit together, and hold their locks until then. 0 when it was
+	// not executed.
+	Transaction int `json:"transaction,omitempty"`
+	// HeldMS is how long its locks would be held in a real run: from its start to the end of
+	// its transaction, as measured in the dry-run.
+	HeldMS float64 `json:"held_ms,omitempty"`
+	// Blocks says, per table it locked, what other sessions could not do meanwhile.
+	Blocks []DryRunBlock `json:"blocks,omitempty"`
 }
 
 // DryRunHookReport measures one hook of a hook phase.
@@ -89,6 +127,17 @@ type DryRunHookReport struct {
 	Created  []string          `json:"created,omitempty"`
 	Dropped  []string          `json:"dropped,omitempty"`
 	Tables   []DryRunTableStat `json:"tables,omitempty"`
+	// StartMS is when it began, in milliseconds from the start of the dry-run.
+	StartMS float64 `json:"start_ms,omitempty"`
+	// Transaction numbers the transactions of a real run, from 1 across the report: steps with
+	// the same number would commit together, and hold their locks until then. 0 when it was
+	// not executed.
+	Transaction int `json:"transaction,omitempty"`
+	// HeldMS is how long its locks would be held in a real run: from its start to the end of
+	// its transaction, as measured in the dry-run.
+	HeldMS float64 `json:"held_ms,omitempty"`
+	// Blocks says, per table it locked, what other sessions could not do meanwhile.
+	Blocks []DryRunBlock `json:"blocks,omitempty"`
 }
 
 // DryRunLock is a relation lock taken by a statement or a hook.
@@ -104,6 +153,36 @@ type DryRunTableStat struct {
 	Bytes         int64  `json:"bytes"`
 	EstimatedRows int64  `json:"estimated_rows"`
 }
+
+// DryRunBlock is what a step's locks on one table keep other sessions from doing.
+type DryRunBlock struct {
+	Table string `json:"table"`
+	// Mode is the strongest lock the step took on the table (for an emulated statement, the
+	// one the real statement takes).
+	Mode string `json:"mode"`
+	// Blocks lists the operations of other sessions that wait for it, among DryRunBlocked.
+	Blocks        []string `json:"blocks"`
+	Bytes         int64    `json:"bytes"`
+	EstimatedRows int64    `json:"estimated_rows"`
+}
+
+// Operations of other sessions a lock can block, in DryRunBlock.Blocks.
+const (
+	// DryRunBlocksReads: SELECT (ACCESS SHARE).
+	DryRunBlocksReads = "reads"
+	// DryRunBlocksWrites: INSERT, UPDATE, DELETE, MERGE (ROW EXCLUSIVE).
+	DryRunBlocksWrites = "writes"
+	// DryRunBlocksRowLocks: SELECT ... FOR UPDATE / FOR SHARE (ROW SHARE).
+	DryRunBlocksRowLocks = "row_locks"
+	// DryRunBlocksMaintenance: VACUUM (and autovacuum), ANALYZE, CREATE INDEX CONCURRENTLY
+	// (SHARE UPDATE EXCLUSIVE).
+	DryRunBlocksMaintenance = "maintenance"
+	// DryRunBlocksDDL: ALTER TABLE, DROP, TRUNCATE (ACCESS EXCLUSIVE).
+	DryRunBlocksDDL = "ddl"
+)
+
+// DryRunBlocked lists the operations of DryRunBlock.Blocks in this order.
+var DryRunBlocked = []string{DryRunBlocksReads, DryRunBlocksWrites, DryRunBlocksRowLocks, DryRunBlocksMaintenance, DryRunBlocksDDL}
 
 // DryRunWarning is something a person should look at before running the migration for real.
 type DryRunWarning struct {
@@ -163,6 +242,12 @@ const (
 	// DryRunCodeBackfillEstimate: a batched backfill was sampled; the message holds its
 	// measured rate and extrapolated duration.
 	DryRunCodeBackfillEstimate = "backfill_estimate"
+	// DryRunCodeEmulated: a statement that cannot run in a transaction block ran as its
+	// transactional equivalent; its locks are reported as the real statement takes them.
+	DryRunCodeEmulated = "emulated"
+	// DryRunCodeBlocksApplication: reads or writes on a table above the block size threshold
+	// would wait longer than the block time threshold.
+	DryRunCodeBlocksApplication = "blocks_application"
 )
 
 // DryRunWarningCodes lists every warning code this version reports.
@@ -170,4 +255,5 @@ var DryRunWarningCodes = []string{
 	DryRunCodeAccessExclusiveLarge, DryRunCodeTableRewrite, DryRunCodeFullScanUnderLock,
 	DryRunCodeNotTransactional, DryRunCodeTxControl, DryRunCodeEnumValueUsed,
 	DryRunCodeHookNotExecuted, DryRunCodeLockTimeout, DryRunCodeBackfillEstimate,
+	DryRunCodeEmulated, DryRunCodeBlocksApplication,
 }

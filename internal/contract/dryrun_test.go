@@ -14,6 +14,7 @@ import (
 // second migration failed, so that the boolean is covered too.
 func fullDryRunReport() *DryRunReport {
 	return &DryRunReport{
+		Schema:     DryRunReportSchemaV2,
 		Run:        RunID("default", "deploy-42"),
 		RequestID:  "deploy-42",
 		Target:     "default",
@@ -25,9 +26,11 @@ func fullDryRunReport() *DryRunReport {
 				Version: "20240601120000", Name: "add_email", Success: true, DurationMS: 812.25,
 				Phases: []DryRunPhaseReport{
 					{
-						Phase: PhaseBeforeValidation, DurationMS: 1.5,
+						Phase: PhaseBeforeValidation, DurationMS: 1.5, StartMS: 0.25,
 						Hooks: []DryRunHookReport{{
 							Name: "users_exist", Hook: "assert", DurationMS: 1.2, Rows: 1, Executed: true,
+							StartMS: 0.3, Transaction: 1, HeldMS: 1.4,
+							Blocks: []DryRunBlock{{Table: "users", Mode: "AccessShareLock", Blocks: []string{DryRunBlocksDDL}, Bytes: 8192, EstimatedRows: 12}},
 							Locks:    []DryRunLock{{Relation: "users", Mode: "AccessShareLock"}},
 							Rewrites: []string{"users_tmp"}, Created: []string{"tmp_check (table)"}, Dropped: []string{"tmp_check (table)"},
 							Tables: []DryRunTableStat{{Name: "users", Bytes: 8192, EstimatedRows: 12}},
@@ -42,9 +45,17 @@ func fullDryRunReport() *DryRunReport {
 								Rewrites: []string{"users"}, Created: []string{"users_email_idx (index)", "lower_email(text) (function)"},
 								Dropped:  []string{"old_users (table)"},
 								Tables:   []DryRunTableStat{{Name: "users", Bytes: 524288000, EstimatedRows: 4000000}},
-								Executed: true,
+								Executed: true, StartMS: 2, Transaction: 2, HeldMS: 791,
+								Blocks: []DryRunBlock{{Table: "users", Mode: "AccessExclusiveLock", Blocks: DryRunBlocked, Bytes: 524288000, EstimatedRows: 4000000}},
 							},
-							{Line: 3, SQL: "CREATE INDEX CONCURRENTLY users_email_idx ON users (email)", Skipped: "CREATE INDEX CONCURRENTLY; cannot run inside a transaction block; not executed"},
+							{
+								Line: 3, SQL: "CREATE INDEX CONCURRENTLY users_email_idx ON users (email)", DurationMS: 9.5, Executed: true,
+								Emulated: true, EmulatedAs: "CREATE INDEX users_email_idx ON users (email)",
+								Locks:     []DryRunLock{{Relation: "users", Mode: "ShareLock"}},
+								RealLocks: []DryRunLock{{Relation: "users", Mode: "ShareUpdateExclusiveLock"}},
+								StartMS:   793, Transaction: 3, HeldMS: 9.5,
+							},
+							{Line: 5, SQL: "VACUUM users", Skipped: "VACUUM cannot run inside a transaction block; not executed"},
 						},
 					},
 					{
@@ -76,6 +87,7 @@ func fullDryRunReport() *DryRunReport {
 			{Severity: DryRunSeverityInfo, Code: DryRunCodeHookNotExecuted, Message: "hook notify (notify-slack) not executed", Migration: "20240601120000_add_email", Phase: PhaseAfterDDL, Hook: "notify"},
 			{Severity: DryRunSeverityError, Code: DryRunCodeLockTimeout, Message: "line 2: would wait for pid 4242", Migration: "20240602090000_orders_fk", Phase: PhaseDDL, Line: 2},
 		},
+		Thresholds: &DryRunThresholds{LargeTableBytes: 100 << 20, BlockTableBytes: 0, BlockMS: 1000},
 	}
 }
 
@@ -86,6 +98,7 @@ func TestDryRunTypesMatchSchema(t *testing.T) {
 		reflect.TypeFor[DryRunMigrationReport](), reflect.TypeFor[DryRunPhaseReport](),
 		reflect.TypeFor[DryRunStatementReport](), reflect.TypeFor[DryRunHookReport](),
 		reflect.TypeFor[DryRunLock](), reflect.TypeFor[DryRunTableStat](), reflect.TypeFor[DryRunWarning](),
+		reflect.TypeFor[DryRunThresholds](), reflect.TypeFor[DryRunBlock](),
 	}
 	t.Run("DryRunReport", func(t *testing.T) {
 		t.Parallel()
@@ -122,6 +135,10 @@ func TestDryRunSchemaEnumsMatchGo(t *testing.T) {
 		require.Contains(t, warn["code"].(map[string]any)["description"], code+" (", "the description explains %s", code)
 	}
 
+	block := def(t, doc, "DryRunBlock")["properties"].(map[string]any)
+	require.Equal(t, goConstantsIn(t, "dryrun.go", "DryRunBlocks"), DryRunBlocked, "DryRunBlocked vs the DryRunBlocks constants")
+	require.Equal(t, DryRunBlocked, stringList(t, block["blocks"].(map[string]any)["items"].(map[string]any)["enum"]), "blocked operations")
+
 	// A dry-run runs every phase but on_error.
 	var run []string
 	for _, p := range Phases {
@@ -156,10 +173,37 @@ func TestFullDryRunReportValidates(t *testing.T) {
 
 func TestMinimalDryRunReportValidates(t *testing.T) {
 	t.Parallel()
-	rep := &DryRunReport{Direction: DirectionDown, Success: true, Migrations: []DryRunMigrationReport{}, Warnings: []DryRunWarning{}}
+	rep := &DryRunReport{Schema: DryRunReportSchemaV2, Direction: DirectionDown, Success: true, Migrations: []DryRunMigrationReport{}, Warnings: []DryRunWarning{}}
 	data := mustJSON(t, rep)
-	require.JSONEq(t, `{"direction":"down","success":true,"duration_ms":0,"migrations":[],"warnings":[]}`, string(data))
+	require.JSONEq(t, `{"schema":"confiture.dryrun-report.v2","direction":"down","success":true,"duration_ms":0,"migrations":[],"warnings":[]}`, string(data))
 	require.NoError(t, ValidateDryRunReport(data))
+}
+
+// A version-1 report, as older workers write it (no schema field), still validates, against
+// dryrun-report.v1.json: a field of version 2 in it is refused there.
+func TestVersion1DryRunReportValidates(t *testing.T) {
+	t.Parallel()
+	v1 := `{"direction":"up","success":true,"duration_ms":12.5,"migrations":[{"version":"001","name":"users","success":true,"duration_ms":12,
+		"phases":[{"phase":"ddl","duration_ms":11,"statements":[{"line":1,"sql":"CREATE INDEX CONCURRENTLY i ON users (a)","duration_ms":0,"rows":0,"executed":false,
+		"skipped":"CREATE INDEX CONCURRENTLY cannot run inside a transaction block; not executed"}]}]}],
+		"warnings":[{"severity":"warning","code":"not_transactional","message":"line 1: not executed"}]}`
+	require.NoError(t, ValidateDryRunReport([]byte(v1)))
+	rep, err := DecodeDryRunReport([]byte(v1))
+	require.NoError(t, err)
+	require.Empty(t, rep.Schema)
+	require.Equal(t, "001_users", rep.Migrations[0].ID())
+
+	withV2Field := strings.Replace(v1, `"executed":false,`, `"executed":false,"emulated":true,`, 1)
+	err = ValidateDryRunReport([]byte(withV2Field))
+	var de *DecodeError
+	require.ErrorAs(t, err, &de)
+	require.Contains(t, de.Message, `unknown property "emulated"`)
+
+	// A version-2 report must say so, and no other version is taken for one.
+	for _, schema := range []string{`"confiture.dryrun-report.v3"`, `""`, `null`} {
+		other := strings.Replace(v1, `{"direction"`, `{"schema":`+schema+`,"direction"`, 1)
+		require.Error(t, ValidateDryRunReport([]byte(other)), schema)
+	}
 }
 
 func TestInvalidDryRunReports(t *testing.T) {
@@ -189,6 +233,9 @@ func TestInvalidDryRunReports(t *testing.T) {
 		{name: "statement field on a hook", mutate: func(m map[string]any) {
 			phaseOf(m, 0, 0)["hooks"].([]any)[0].(map[string]any)["sql"] = "SELECT 1"
 		}, msg: `/migrations/0/phases/0/hooks/0: unknown property "sql"`},
+		{name: "unknown blocked operation", mutate: func(m map[string]any) {
+			phaseOf(m, 0, 1)["statements"].([]any)[0].(map[string]any)["blocks"].([]any)[0].(map[string]any)["blocks"] = []any{"coffee"}
+		}, msg: "/migrations/0/phases/1/statements/0/blocks/0/blocks/0: value must be one of"},
 		{name: "fractional rows", mutate: func(m map[string]any) {
 			phaseOf(m, 0, 1)["statements"].([]any)[0].(map[string]any)["rows"] = 1.5
 		}, msg: "/migrations/0/phases/1/statements/0/rows: must be integer, got number"},

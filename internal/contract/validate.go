@@ -22,12 +22,16 @@ import (
 
 // Schema files in schemas.FS and their $id.
 const (
-	RequestSchemaFile      = "request.v1.json"
-	EventSchemaFile        = "event.v1.json"
-	DryRunReportSchemaFile = "dryrun-report.v1.json"
-	RequestSchemaURL       = "https://confiture.dev/schemas/request.v1.json"
-	EventSchemaURL         = "https://confiture.dev/schemas/event.v1.json"
-	DryRunReportSchemaURL  = "https://confiture.dev/schemas/dryrun-report.v1.json"
+	RequestSchemaFile = "request.v1.json"
+	EventSchemaFile   = "event.v1.json"
+	RequestSchemaURL  = "https://confiture.dev/schemas/request.v1.json"
+	EventSchemaURL    = "https://confiture.dev/schemas/event.v1.json"
+	// DryRunReportSchemaFile is the report this version writes (version 2); version 1, which
+	// older workers wrote, is still read.
+	DryRunReportSchemaFile   = "dryrun-report.v2.json"
+	DryRunReportSchemaURL    = "https://confiture.dev/schemas/dryrun-report.v2.json"
+	DryRunReportV1SchemaFile = "dryrun-report.v1.json"
+	DryRunReportV1SchemaURL  = "https://confiture.dev/schemas/dryrun-report.v1.json"
 )
 
 // DecodeError says why a message was rejected. Code is CodeUnsupportedSchema when the message's
@@ -62,15 +66,16 @@ var (
 // validated on its own), compiling every contract schema on first use.
 func compiled(ref string) (*jsonschema.Schema, error) {
 	compileOnce.Do(func() {
-		refs := []string{RequestSchemaURL, EventSchemaURL, DryRunReportSchemaURL}
+		refs := []string{RequestSchemaURL, EventSchemaURL, DryRunReportSchemaURL, DryRunReportV1SchemaURL}
 		for _, def := range apiDefs {
 			refs = append(refs, apiDefRef(def))
 		}
 		compiledSet, errCompile = schemas.CompileRefs(map[string]string{
-			RequestSchemaFile:      RequestSchemaURL,
-			EventSchemaFile:        EventSchemaURL,
-			DryRunReportSchemaFile: DryRunReportSchemaURL,
-			APISchemaFile:          APISchemaURL,
+			RequestSchemaFile:        RequestSchemaURL,
+			EventSchemaFile:          EventSchemaURL,
+			DryRunReportSchemaFile:   DryRunReportSchemaURL,
+			DryRunReportV1SchemaFile: DryRunReportV1SchemaURL,
+			APISchemaFile:            APISchemaURL,
 		}, refs...)
 		if errCompile != nil {
 			errCompile = fmt.Errorf("contract: %w", errCompile)
@@ -133,15 +138,26 @@ func ValidateEvent(data []byte) error {
 	return validate(data, evSchema, "event", EventSchemaV1)
 }
 
-// ValidateDryRunReport checks a dry-run report, the data of a dryrun.report event, against
-// schemas/dryrun-report.v1.json. A report carries no schema identifier of its own (the event
-// that carries it does). Every rejection is a *DecodeError with code CodeInvalidRequest.
+// ValidateDryRunReport checks a dry-run report, the data of a dryrun.report event: against
+// schemas/dryrun-report.v2.json when it has a schema field (DryRunReportSchemaV2), else against
+// schemas/dryrun-report.v1.json, the version older workers write, which carries no schema
+// identifier of its own. Every rejection is a *DecodeError.
 func ValidateDryRunReport(data []byte) error {
+	var probe struct {
+		Schema *string `json:"schema"`
+	}
+	if json.Unmarshal(data, &probe) == nil && probe.Schema == nil {
+		sch, err := compiled(DryRunReportV1SchemaURL)
+		if err != nil {
+			return err
+		}
+		return validate(data, sch, "dry-run report", "")
+	}
 	sch, err := compiled(DryRunReportSchemaURL)
 	if err != nil {
 		return err
 	}
-	return validate(data, sch, "dry-run report", "")
+	return validate(data, sch, "dry-run report", DryRunReportSchemaV2)
 }
 
 // DecodeDryRunReport validates a dry-run report (see ValidateDryRunReport) and decodes it.

@@ -151,6 +151,8 @@ type change struct {
 	// those locked earlier in the transaction that its text names (a lock taken by an earlier
 	// statement is not new, yet the table is still touched).
 	held map[uint32][]string
+	// createdTables names the tables and materialized views among created.
+	createdTables []string
 }
 
 func diff(before, after *snapshot, sql string) change {
@@ -212,6 +214,9 @@ func diff(before, after *snapshot, sql string) change {
 		b, ok := before.relations[oid]
 		if !ok {
 			c.created = append(c.created, fmt.Sprintf("%s (%s)", a.name, relkindName(a.kind)))
+			if a.kind == "r" || a.kind == "p" || a.kind == "m" {
+				c.createdTables = append(c.createdTables, a.name)
+			}
 			continue
 		}
 		if (a.kind == "r" || a.kind == "m") && b.relfilenode != 0 && a.relfilenode != b.relfilenode {

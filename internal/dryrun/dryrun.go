@@ -55,6 +55,7 @@ import (
 const (
 	DefaultLockTimeout = 2 * time.Second
 	DefaultLargeTable  = 100 << 20
+	DefaultBlockTime   = time.Second
 )
 
 // Options tune a dry-run.
@@ -65,6 +66,12 @@ type Options struct {
 	// LargeTable is the size in bytes (pg_total_relation_size) above which ACCESS EXCLUSIVE
 	// on a table is a warning. Defaults to DefaultLargeTable (100 MiB).
 	LargeTable int64
+	// BlockTime and BlockTableSize: a step whose locks would keep reads or writes waiting for
+	// longer than BlockTime on a table larger than BlockTableSize bytes (in a real run: until
+	// its transaction commits) is a blocks_application warning. BlockTime defaults to
+	// DefaultBlockTime (1 s); BlockTableSize to 0, any table that existed before the dry-run.
+	BlockTime      time.Duration
+	BlockTableSize int64
 	// Logger receives dry_run_start, dry_run_completed and dry_run_failed, per migration. It
 	// should carry the run's attributes. Defaults to discarding.
 	Logger *slog.Logger
@@ -76,6 +83,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.LargeTable <= 0 {
 		o.LargeTable = DefaultLargeTable
+	}
+	if o.BlockTime <= 0 {
+		o.BlockTime = DefaultBlockTime
+	}
+	if o.BlockTableSize < 0 {
+		o.BlockTableSize = 0
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -132,8 +145,12 @@ func Run(ctx context.Context, db Beginner, registry *hooks.Registry, info RunInf
 	}
 	start := time.Now()
 	rep := &contract.DryRunReport{
-		Run: info.Run, RequestID: info.RequestID, Target: info.Target, Direction: info.Direction,
+		Schema: contract.DryRunReportSchemaV2,
+		Run:    info.Run, RequestID: info.RequestID, Target: info.Target, Direction: info.Direction,
 		Migrations: []contract.DryRunMigrationReport{}, Warnings: []contract.DryRunWarning{},
+		Thresholds: &contract.DryRunThresholds{
+			LargeTableBytes: opts.LargeTable, BlockTableBytes: opts.BlockTableSize, BlockMS: ms(opts.BlockTime),
+		},
 	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
@@ -145,7 +162,7 @@ func Run(ctx context.Context, db Beginner, registry *hooks.Registry, info RunInf
 		defer cancel()
 		_ = tx.Rollback(rctx)
 	}()
-	r := &runner{tx: tx, registry: registry, info: info, opts: opts, rep: rep}
+	r := &runner{tx: tx, registry: registry, info: info, opts: opts, rep: rep, start: start, created: map[string]bool{}}
 	if err := r.setup(ctx); err != nil {
 		return nil, err
 	}
@@ -183,7 +200,35 @@ type runner struct {
 	// halves the catalog reads; the price is that a relation another session creates between
 	// two steps is counted as the next step's, as one it creates during a step already is.
 	catalog *snapshot
+	// start is when the dry-run began: steps' StartMS count from it.
+	start time.Time
+	// txns numbers the transactions of a real run (Transaction in the report).
+	txns int
+	// created holds the tables the dry-run created: no application uses them yet, so what
+	// their locks block is not reported.
+	created map[string]bool
+	// steps are the executed steps of the phase being run, finished at its end.
+	steps []step
 }
+
+// step is an executed statement or hook of the current phase, whose hold time is known only
+// at the end of its transaction.
+type step struct {
+	hook    bool // index into the phase's Hooks, else its Statements
+	idx     int
+	txn     int
+	started time.Time
+	dur     time.Duration
+	blocks  []contract.DryRunBlock
+	base    contract.DryRunWarning
+	// aeLarge are its access_exclusive_large_table warnings, which say how long it holds the lock.
+	aeLarge []contract.DryRunWarning
+	// own says the step runs in a transaction of its own (an emulated statement, a batch).
+	own bool
+}
+
+// newTxn numbers a new transaction of a real run.
+func (r *runner) newTxn() int { r.txns++; return r.txns }
 
 func (r *runner) setup(ctx context.Context) error {
 	if r.opts.LockTimeout > 0 {
@@ -233,28 +278,24 @@ func (r *runner) migration(ctx context.Context, m contract.Migration) (ok bool, 
 		return false, nil
 	}
 	for _, phase := range phasesFor(r.info.Direction) {
-		pr := contract.DryRunPhaseReport{Phase: phase}
 		pstart := time.Now()
+		pr := contract.DryRunPhaseReport{Phase: phase, StartMS: ms(pstart.Sub(r.start))}
+		r.steps = r.steps[:0]
 		sp, err := r.tx.Begin(ctx)
 		if err != nil {
 			return false, fmt.Errorf("dryrun: savepoint: %w", err)
 		}
 		var failure string
-		var pending []pendingHold
 		if phase == contract.PhaseDDL {
-			failure, pending, err = r.ddl(ctx, sp, m, &pr)
+			failure, err = r.ddl(ctx, sp, m, &pr)
 		} else {
-			failure, pending, err = r.hooks(ctx, sp, m, phase, plans[phase], &pr)
+			failure, err = r.hooks(ctx, sp, m, phase, plans[phase], &pr)
 		}
 		if err != nil {
 			return false, err
 		}
 		pr.DurationMS = ms(time.Since(pstart))
-		// A real run commits each phase: its locks are held until then.
-		for _, p := range pending {
-			p.warning.Message += fmt.Sprintf(", held %.0f ms in the dry-run (until the end of the phase)", ms(time.Since(p.since)))
-			r.warn(p.warning)
-		}
+		r.finishPhase(&pr)
 		mr.Phases = append(mr.Phases, pr)
 		if failure != "" {
 			_ = sp.Rollback(ctx)
@@ -269,11 +310,45 @@ func (r *runner) migration(ctx context.Context, m contract.Migration) (ok bool, 
 	return true, nil
 }
 
-// pendingHold is a large-table ACCESS EXCLUSIVE warning whose hold time is known at the end
-// of the phase.
-type pendingHold struct {
-	warning contract.DryRunWarning
-	since   time.Time
+// finishPhase fills in, for each executed step of the phase, when it started, its transaction
+// in a real run, how long its locks would be held (until its transaction's last step ends) and
+// what they block, and records the warnings that depend on the hold time.
+func (r *runner) finishPhase(pr *contract.DryRunPhaseReport) {
+	ends := map[int]time.Time{}
+	last := map[int]contract.DryRunWarning{}
+	for _, st := range r.steps {
+		if end := st.started.Add(st.dur); end.After(ends[st.txn]) {
+			ends[st.txn], last[st.txn] = end, st.base
+		}
+	}
+	for _, st := range r.steps {
+		held := ms(ends[st.txn].Sub(st.started))
+		start := ms(st.started.Sub(r.start))
+		if st.hook {
+			h := &pr.Hooks[st.idx]
+			h.StartMS, h.Transaction, h.HeldMS, h.Blocks = start, st.txn, held, st.blocks
+		} else {
+			s := &pr.Statements[st.idx]
+			s.StartMS, s.Transaction, s.HeldMS, s.Blocks = start, st.txn, held, st.blocks
+		}
+		until := "it ends (it runs in a transaction of its own)"
+		switch {
+		case st.own:
+		case pr.Phase == contract.PhaseDDL && last[st.txn].Line != st.base.Line:
+			until = fmt.Sprintf("its transaction commits after line %d", last[st.txn].Line)
+		default:
+			until = "the " + pr.Phase + " phase commits"
+		}
+		for _, w := range st.aeLarge {
+			w.Message += fmt.Sprintf(", held about %s in a real run (until %s)", msText(held), until)
+			r.warn(w)
+		}
+		for _, b := range st.blocks {
+			if w, ok := r.blockWarning(st.base, b, held, until); ok {
+				r.warn(w)
+			}
+		}
+	}
 }
 
 // measured is what measure found around one statement or hook.
@@ -326,8 +401,8 @@ func (r *runner) measure(ctx context.Context, tx pgx.Tx, sql string, bare bool, 
 }
 
 // lockWarnings returns the warnings about the locks and rewrites of one measured step.
-func (r *runner) lockWarnings(base contract.DryRunWarning, m measured) []pendingHold {
-	var holds []pendingHold
+func (r *runner) lockWarnings(base contract.DryRunWarning, m measured) []contract.DryRunWarning {
+	var holds []contract.DryRunWarning
 	for _, t := range m.tables {
 		if t.Bytes <= r.opts.LargeTable {
 			continue
@@ -342,7 +417,7 @@ func (r *runner) lockWarnings(base contract.DryRunWarning, m measured) []pending
 					w.Severity, w.Code = contract.DryRunSeverityWarning, contract.DryRunCodeAccessExclusiveLarge
 					w.Message = fmt.Sprintf("ACCESS EXCLUSIVE lock on %s (%s, about %d rows): reads and writes wait",
 						t.Name, humanBytes(t.Bytes), t.EstimatedRows)
-					holds = append(holds, pendingHold{warning: w, since: m.started})
+					holds = append(holds, w)
 				}
 			}
 		}
@@ -356,25 +431,52 @@ func (r *runner) lockWarnings(base contract.DryRunWarning, m measured) []pending
 	return holds
 }
 
-func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *contract.DryRunPhaseReport) (failure string, holds []pendingHold, err error) {
+// record adds an executed step to the phase, computing what its locks block now (the tables
+// created so far, its own included, are left out).
+func (r *runner) record(st step, locks []contract.DryRunLock, m measured) {
+	for _, n := range m.createdTables {
+		r.created[n] = true
+	}
+	st.blocks = blocks(locks, m.tables, r.created)
+	r.steps = append(r.steps, st)
+}
+
+func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *contract.DryRunPhaseReport) (failure string, err error) {
 	script := m.UpSQL
 	if r.info.Direction == contract.DirectionDown {
 		script = m.DownSQL
 		if strings.TrimSpace(script) == "" {
-			return "migration has no down SQL", nil, nil
+			return "migration has no down SQL", nil
 		}
 	}
 	stmts, serr := sqlscript.SplitFor(script, r.versionNum)
 	if serr != nil {
-		return serr.Error(), nil, nil
+		return serr.Error(), nil
 	}
 	id := m.ID()
 	r.enumWarnings(id, stmts)
+	// txn is the transaction of the run of transactional statements being read, 0 before one:
+	// a real run commits it before a statement that cannot run in a transaction block.
+	txn := 0
 	for _, s := range stmts {
 		sr := contract.DryRunStatementReport{Line: s.Line, SQL: s.Summary()}
 		base := contract.DryRunWarning{Migration: id, Phase: contract.PhaseDDL, Line: s.Line}
+		run := s.SQL
+		var real docLock
 		switch s.Class {
 		case sqlscript.NonTransactional:
+			txn = 0
+			// Its locks in a real run are the documented ones.
+			if real, err = nonTxLock(ctx, tx, s.SQL); err != nil {
+				return "", err
+			}
+			if emulated, ok := emulation(s.SQL); ok {
+				run, sr.Emulated, sr.EmulatedAs = emulated, true, sqlscript.Statement{SQL: emulated}.Summary()
+				for _, rel := range real.relations {
+					sr.RealLocks = append(sr.RealLocks, contract.DryRunLock{Relation: rel, Mode: real.mode})
+				}
+				break
+			}
 			why := s.Reason
 			if !strings.Contains(why, "inside a transaction block") {
 				why += "; cannot run inside a transaction block"
@@ -384,11 +486,7 @@ func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *c
 			w.Severity, w.Code = contract.DryRunSeverityWarning, contract.DryRunCodeNotTransactional
 			w.Message = fmt.Sprintf("line %d: %s: not executed by the dry-run (%s)", s.Line, s.Summary(), s.Reason)
 			// Its locks cannot be measured: say what the documentation says it takes.
-			lock, err := nonTxLock(ctx, tx, s.SQL)
-			if err != nil {
-				return "", nil, err
-			}
-			if lock != "" {
+			if lock := real.String(); lock != "" {
 				sr.Skipped += "; per the PostgreSQL documentation it would take " + lock
 				w.Message += "; it would take " + lock
 			}
@@ -402,22 +500,22 @@ func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *c
 			w.Message = fmt.Sprintf("line %d: %s: refused (%s)", s.Line, s.Summary(), s.Reason)
 			r.warn(w)
 			pr.Statements = append(pr.Statements, sr)
-			return fmt.Sprintf("line %d: %s", s.Line, sr.Error), holds, nil
+			return fmt.Sprintf("line %d: %s", s.Line, sr.Error), nil
 		}
 		var rows int64
-		mm, dur, fnErr, err := r.measure(ctx, tx, s.SQL, isSavepointControl(s.SQL), func(t pgx.Tx) error {
-			tag, err := t.Exec(ctx, s.SQL)
+		mm, dur, fnErr, err := r.measure(ctx, tx, run, isSavepointControl(run), func(t pgx.Tx) error {
+			tag, err := t.Exec(ctx, run)
 			rows = tag.RowsAffected()
 			return err
 		})
 		if err != nil {
-			return "", nil, err
+			return "", err
 		}
 		sr.DurationMS = ms(dur)
 		if fnErr != nil {
 			sr.Error = fnErr.Error()
 			if isLockTimeout(fnErr) {
-				if msg, berr := findBlocker(ctx, tx, s.SQL, mm.before); berr == nil && msg != "" {
+				if msg, berr := findBlocker(ctx, tx, run, mm.before); berr == nil && msg != "" {
 					sr.Error += ": " + msg
 					w := base
 					w.Severity, w.Code, w.Message = contract.DryRunSeverityError, contract.DryRunCodeLockTimeout, fmt.Sprintf("line %d: %s", s.Line, msg)
@@ -425,26 +523,50 @@ func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *c
 				}
 			}
 			pr.Statements = append(pr.Statements, sr)
-			return fmt.Sprintf("line %d: %s", s.Line, sr.Error), holds, nil
+			return fmt.Sprintf("line %d: %s", s.Line, sr.Error), nil
 		}
 		sr.Executed, sr.Rows = true, rows
 		sr.Locks, sr.Rewrites, sr.Created, sr.Dropped, sr.Tables = mm.locks, mm.rewrites, mm.created, mm.dropped, mm.tables
-		holds = append(holds, r.lockWarnings(base, mm)...)
-		if err := r.scanWarning(ctx, tx, base, s, mm); err != nil {
-			return "", nil, err
+		st := step{idx: len(pr.Statements), started: mm.started, dur: dur, base: base}
+		if sr.Emulated {
+			// What the real statement blocks, for as long as it runs, in a transaction of its own.
+			st.txn, st.own = r.newTxn(), true
+			w := base
+			w.Severity, w.Code = contract.DryRunSeverityInfo, contract.DryRunCodeEmulated
+			w.Message = fmt.Sprintf("line %d: %s ran as %s (it cannot run in a transaction block); in a real run it takes %s instead of the emulation's locks, and its time is an estimate",
+				s.Line, s.Summary(), sr.EmulatedAs, orNone(real.String()))
+			r.warn(w)
+			r.record(st, sr.RealLocks, mm)
+		} else {
+			if txn == 0 {
+				txn = r.newTxn()
+			}
+			st.txn, st.aeLarge = txn, r.lockWarnings(base, mm)
+			if err := r.scanWarning(ctx, tx, base, s, mm); err != nil {
+				return "", err
+			}
+			r.record(st, mm.locks, mm)
 		}
 		pr.Statements = append(pr.Statements, sr)
 	}
-	return "", holds, nil
+	return "", nil
 }
 
-func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, phase string, planned []hooks.Planned, pr *contract.DryRunPhaseReport) (failure string, holds []pendingHold, err error) {
+func orNone(lock string) string {
+	if lock == "" {
+		return "no lock on a table"
+	}
+	return lock
+}
+
+func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, phase string, planned []hooks.Planned, pr *contract.DryRunPhaseReport) (failure string, err error) {
 	ex := &hooks.Executor{} // its per-phase records would count one hook per call: discarded
 	info := hooks.PhaseInfo{
 		TargetDSN: r.info.TargetDSN, TargetSchema: r.info.Schema, Run: r.info.Run,
 		RequestID: r.info.RequestID, Target: r.info.Target, Migration: m.ID(),
 		Version: m.Version, Phase: phase, Attempt: 1,
 	}
+	txn := 0 // the phase's transaction in a real run, numbered when its first hook runs
 	for _, p := range planned {
 		hr := contract.DryRunHookReport{Name: p.Spec.Name, Hook: p.Spec.Hook}
 		base := contract.DryRunWarning{Migration: m.ID(), Phase: phase, Hook: p.Spec.Name}
@@ -469,7 +591,7 @@ func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, pha
 			return err
 		})
 		if err != nil {
-			return "", nil, err
+			return "", err
 		}
 		hr.DurationMS = ms(dur)
 		if len(outcomes) == 1 {
@@ -483,7 +605,7 @@ func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, pha
 				}
 			}
 			pr.Hooks = append(pr.Hooks, hr)
-			return hr.Error, holds, nil
+			return hr.Error, nil
 		}
 		hr.Executed, hr.Sampled = true, batched
 		if len(outcomes) == 1 {
@@ -496,10 +618,20 @@ func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, pha
 			r.warn(w)
 		}
 		hr.Locks, hr.Rewrites, hr.Created, hr.Dropped, hr.Tables = mm.locks, mm.rewrites, mm.created, mm.dropped, mm.tables
-		holds = append(holds, r.lockWarnings(base, mm)...)
+		st := step{hook: true, idx: len(pr.Hooks), started: mm.started, dur: dur, base: base, aeLarge: r.lockWarnings(base, mm)}
+		switch {
+		case batched: // each batch commits on its own
+			st.txn, st.own = r.newTxn(), true
+		case txn == 0:
+			txn = r.newTxn()
+			fallthrough
+		default:
+			st.txn = txn
+		}
+		r.record(st, mm.locks, mm)
 		pr.Hooks = append(pr.Hooks, hr)
 	}
-	return "", holds, nil
+	return "", nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -28,19 +28,13 @@ const (
 	accessExclusive      = "AccessExclusiveLock"
 )
 
-var lockModes = []string{accessShare, rowShare, rowExclusive, shareUpdateExclusive, share, shareRowExclusive, exclusive, accessExclusive}
-
-// conflicts is the documentation's Table 13.2 (Conflicting Lock Modes).
-var conflicts = map[string][]string{
-	accessShare:          {accessExclusive},
-	rowShare:             {exclusive, accessExclusive},
-	rowExclusive:         {share, shareRowExclusive, exclusive, accessExclusive},
-	shareUpdateExclusive: {shareUpdateExclusive, share, shareRowExclusive, exclusive, accessExclusive},
-	share:                {rowExclusive, shareUpdateExclusive, shareRowExclusive, exclusive, accessExclusive},
-	shareRowExclusive:    {rowExclusive, shareUpdateExclusive, share, shareRowExclusive, exclusive, accessExclusive},
-	exclusive:            {rowShare, rowExclusive, shareUpdateExclusive, share, shareRowExclusive, exclusive, accessExclusive},
-	accessExclusive:      lockModes,
-}
+// lockModes and conflicts are the package's: PostgreSQL's modes, weakest first, and the
+// documentation's Table 13.2 (Conflicting Lock Modes), which TestBlockingMatrix checks against
+// a second session really waiting.
+var (
+	lockModes = dryrun.LockModes
+	conflicts = dryrun.Conflicts
+)
 
 // blocked returns the modes that conflict with at least one of modes, sorted.
 func blocked(modes ...string) []string {
@@ -141,9 +135,12 @@ type fidelityCase struct {
 	// rewrites are the tables whose storage the statement replaces.
 	rewrites []string
 	// wouldTake is set for a statement that cannot run in a transaction block: the report
-	// must say it was not executed and, from the documentation, "would take <wouldTake>".
-	wouldTake string
-	doc       string
+	// must give, from the documentation, the lock it takes: as its real_locks when it ran as
+	// its transactional equivalent (emulated), else saying it was not executed and "would take
+	// <wouldTake>" (noEquivalent).
+	wouldTake    string
+	noEquivalent bool
+	doc          string
 }
 
 // The fidelity table: each row is dry-run alone on a fresh database with fidelitySchema.
@@ -303,17 +300,17 @@ var fidelityCases = []fidelityCase{
 		doc:   `Explicit Locking, ACCESS EXCLUSIVE: "Acquired by the DROP TABLE ... commands"`,
 	},
 	{
-		name: "vacuum", sql: `VACUUM users`,
+		name: "vacuum", sql: `VACUUM users`, noEquivalent: true,
 		wouldTake: "ShareUpdateExclusiveLock on users",
 		doc:       `Explicit Locking, SHARE UPDATE EXCLUSIVE: "Acquired by VACUUM (without FULL)"`,
 	},
 	{
-		name: "vacuum full", sql: `VACUUM (FULL, ANALYZE) orders, audit (msg)`,
+		name: "vacuum full", sql: `VACUUM (FULL, ANALYZE) orders, audit (msg)`, noEquivalent: true,
 		wouldTake: "AccessExclusiveLock on orders, audit",
 		doc:       `VACUUM: FULL "requires an ACCESS EXCLUSIVE lock on each table while it is being processed"`,
 	},
 	{
-		name: "vacuum database", sql: `VACUUM`,
+		name: "vacuum database", sql: `VACUUM`, noEquivalent: true,
 		wouldTake: "ShareUpdateExclusiveLock on each table of the database, one at a time",
 		doc:       `VACUUM: "Without a table_and_columns list, VACUUM processes every table and materialized view in the current database"`,
 	},
@@ -360,7 +357,7 @@ var fidelityCases = []fidelityCase{
 		doc: `CLUSTER: "When a table is being clustered, an ACCESS EXCLUSIVE lock is acquired on it."`,
 	},
 	{
-		name: "cluster all", sql: `CLUSTER`,
+		name: "cluster all", sql: `CLUSTER`, noEquivalent: true,
 		wouldTake: "AccessExclusiveLock on each table clustered before, one at a time",
 		doc:       `CLUSTER, as above; without a table name it reclusters the tables clustered before`,
 	},
@@ -389,7 +386,7 @@ var fidelityCases = []fidelityCase{
 		doc:       `REINDEX, as above`,
 	},
 	{
-		name: "reindex schema", sql: `REINDEX SCHEMA public`,
+		name: "reindex schema", sql: `REINDEX SCHEMA public`, noEquivalent: true,
 		wouldTake: "ShareLock on each table of schema public, one at a time",
 		doc:       `REINDEX, Notes: "REINDEX locks out writes but not reads of the index's parent table"`,
 	},
@@ -461,6 +458,28 @@ func TestFidelity(t *testing.T) {
 			t.Logf("%s: locks %v rewrites %v skipped %q (%s)", tc.sql, st.Locks, st.Rewrites, st.Skipped, tc.doc)
 
 			if tc.wouldTake != "" {
+				if st.Emulated {
+					// Run as its transactional equivalent; the report gives the real lock beside.
+					require.True(t, st.Executed, "%+v", st)
+					require.NotContains(t, strings.ToLower(st.EmulatedAs), "concurrently")
+					var real []string
+					for _, l := range st.RealLocks {
+						real = append(real, l.Relation)
+						require.Equal(t, strings.Fields(tc.wouldTake)[0], l.Mode)
+					}
+					require.Equal(t, tc.wouldTake, st.RealLocks[0].Mode+" on "+strings.Join(real, ", "))
+					require.NotEmpty(t, st.Locks, "the emulation's own locks")
+					require.NotEmpty(t, st.Blocks, "what the real statement blocks")
+					for _, b := range st.Blocks {
+						require.Equal(t, st.RealLocks[0].Mode, b.Mode)
+					}
+					w := hasWarning(rep, contract.DryRunCodeEmulated)
+					require.NotNil(t, w)
+					require.Contains(t, w.Message, "takes "+tc.wouldTake)
+					require.Nil(t, hasWarning(rep, contract.DryRunCodeNotTransactional))
+					return
+				}
+				require.True(t, tc.noEquivalent, "%s has a transactional equivalent but was not emulated", tc.sql)
 				require.False(t, st.Executed)
 				require.Empty(t, st.Locks)
 				require.Contains(t, st.Skipped, "cannot run inside a transaction block; not executed")

@@ -56,28 +56,44 @@ type target struct {
 	scope   string
 }
 
+// docLock is the lock the documentation says a statement that cannot run in a transaction
+// block takes: mode on relations (tables, resolved as the report names them), or on a scope
+// in words when it names none.
+type docLock struct {
+	mode      string
+	relations []string
+	scope     string
+}
+
+// String reads "ShareUpdateExclusiveLock on users"; "" for no lock.
+func (d docLock) String() string {
+	if d.mode == "" {
+		return ""
+	}
+	if len(d.relations) == 0 {
+		return d.mode + " on " + d.scope
+	}
+	return d.mode + " on " + strings.Join(d.relations, ", ")
+}
+
 // nonTxLock returns, for a statement that cannot run in a transaction block, what it would
-// lock according to the documentation, as "ShareUpdateExclusiveLock on users"; "" when it
-// takes no lock on a table of this database that the table above knows (CREATE DATABASE,
-// ALTER SYSTEM, subscriptions, ...). Names are resolved in tx, as the report names relations.
-func nonTxLock(ctx context.Context, tx pgx.Tx, sql string) (string, error) {
+// lock according to the documentation; the zero docLock when it takes no lock on a table of
+// this database that the table above knows (CREATE DATABASE, ALTER SYSTEM, subscriptions,
+// ...). Names are resolved in tx, as the report names relations.
+func nonTxLock(ctx context.Context, tx pgx.Tx, sql string) (docLock, error) {
 	t, ok := parseNonTx(sql)
 	if !ok {
-		return "", nil
+		return docLock{}, nil
 	}
-	mode := nonTxLocks[t.kind]
-	if len(t.names) == 0 {
-		return mode + " on " + t.scope, nil
-	}
-	var on []string
+	d := docLock{mode: nonTxLocks[t.kind], scope: t.scope}
 	for _, n := range t.names {
 		name, err := resolve(ctx, tx, n, t.indexes)
 		if err != nil {
-			return "", err
+			return docLock{}, err
 		}
-		on = append(on, name)
+		d.relations = append(d.relations, name)
 	}
-	return mode + " on " + strings.Join(on, ", "), nil
+	return d, nil
 }
 
 // resolve names the table n (or the table of index n) as the report does; when it does not

@@ -8,6 +8,8 @@ type Token struct {
 	Text string
 	// Word is set for identifiers and keywords, quoted or not.
 	Word bool
+	// Start and End are the token's byte offsets in the text given to Tokens.
+	Start, End int
 }
 
 // Tokens returns the tokens of sql, skipping whitespace and comments, with the lexer that
@@ -21,6 +23,6 @@ func Tokens(sql string) []Token {
 		if t.kind == tokEOF {
 			return out
 		}
-		out = append(out, Token{Text: sc.src[t.start:t.end], Word: t.kind == tokWord || t.kind == tokIdent})
+		out = append(out, Token{Text: sc.src[t.start:t.end], Word: t.kind == tokWord || t.kind == tokIdent, Start: t.start, End: t.end})
 	}
 }

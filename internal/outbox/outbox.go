@@ -166,3 +166,30 @@ func RunEvents(ctx context.Context, q interface {
 	}
 	return evs, nil
 }
+
+// Latest returns the latest event of kind for target that the outbox still holds, or nil when
+// it holds none. schema is the quoted schema of the outbox table.
+func Latest(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, schema, target, kind string) (*contract.Event, error) {
+	// Subjects are confiture.events.<target>.<run>.<kind>; a target has no dot.
+	suffix := "." + kind
+	rows, err := q.Query(ctx, `SELECT payload FROM `+schema+`.outbox
+		WHERE starts_with(subject, $1) AND right(subject, $3) = $2 ORDER BY seq DESC LIMIT 1`,
+		contract.EventSubjectPrefix+target+".", suffix, len(suffix))
+	if err != nil {
+		return nil, fmt.Errorf("outbox: latest %s of %s: %w", kind, target, err)
+	}
+	payloads, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return nil, fmt.Errorf("outbox: latest %s of %s: %w", kind, target, err)
+	}
+	if len(payloads) == 0 {
+		return nil, nil
+	}
+	var ev contract.Event
+	if err := json.Unmarshal(payloads[0], &ev); err != nil {
+		return nil, fmt.Errorf("outbox: latest %s of %s: %w", kind, target, err)
+	}
+	return &ev, nil
+}

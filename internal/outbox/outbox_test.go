@@ -484,3 +484,35 @@ func TestRelayToJetStream(t *testing.T) {
 	require.Equal(t, 3, n)
 	requireStream()
 }
+
+func TestLatestIsTheTargetsNewestEventOfTheKind(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	report := func(r outbox.RunRef, msg string) contract.Event {
+		ev := outbox.New(r, contract.KindDryRunReport)
+		ev.Message = msg
+		return ev
+	}
+	other := outbox.RunRef{Run: "0f3c9a51-8d0e-5b6a-a1c4-2e7d9b3f4c10", RequestID: "deploy-2", Target: "app"}
+	elsewhere := outbox.RunRef{Run: "1a2b3c4d-8d0e-5b6a-a1c4-2e7d9b3f4c10", RequestID: "deploy-3", Target: "application"}
+	ev, err := outbox.Latest(ctx, pool, schema, "app", contract.KindDryRunReport)
+	require.NoError(t, err)
+	require.Nil(t, ev, "none yet")
+
+	insert(t, pool, report(ref, "first"), outbox.New(ref, contract.KindRunCompleted))
+	insert(t, pool, report(other, "second"), outbox.New(other, contract.KindRunCompleted))
+	insert(t, pool, report(elsewhere, "another target's"))
+	ev, err = outbox.Latest(ctx, pool, schema, "app", contract.KindDryRunReport)
+	require.NoError(t, err)
+	require.NotNil(t, ev)
+	require.Equal(t, "second", ev.Message)
+	require.Equal(t, other.Run, ev.Run)
+
+	ev, err = outbox.Latest(ctx, pool, schema, "app", contract.KindRunCompleted)
+	require.NoError(t, err)
+	require.Equal(t, contract.KindRunCompleted, ev.Kind)
+	ev, err = outbox.Latest(ctx, pool, schema, "nope", contract.KindDryRunReport)
+	require.NoError(t, err)
+	require.Nil(t, ev)
+}

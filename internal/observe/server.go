@@ -51,6 +51,8 @@ type ServerOptions struct {
 	RiverUI http.Handler
 	// Runs, the runs page, is mounted at /runs/ (GET). Defaults to none.
 	Runs http.Handler
+	// DryRun, the dry-run reports page, is mounted at /dryrun/ (GET). Defaults to none.
+	DryRun http.Handler
 	// Credentials, when set, are required on every path but /healthz and /readyz, with their
 	// roles (see guard). Without them, a server on a loopback address serves everything to
 	// anyone, and one that listens beyond loopback serves only /healthz and /readyz.
@@ -121,6 +123,10 @@ func newMux(opts *ServerOptions) http.Handler {
 	if opts.Runs != nil {
 		mux.Handle("GET /runs/", opts.Runs)
 		index = append(index, endpoint{"/runs/", "the runs page: each target's latest runs, and each run's timeline"})
+	}
+	if opts.DryRun != nil {
+		mux.Handle("GET /dryrun/", opts.DryRun)
+		index = append(index, endpoint{"/dryrun/", "the dry-run page: each target's latest dry-run report, with its lock timeline"})
 	}
 	page := indexPage(index)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {

@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -60,4 +62,41 @@ func TestRunsPageInChromium(t *testing.T) {
 	for name, url := range map[string]string{"runs-page-list.png": base + "/runs/", "runs-page-run.png": base + "/runs/" + run} {
 		chromium.Screenshot(t, browser, url, dir, name, 5_000)
 	}
+}
+
+// TestDryRunPageInChromium opens /dryrun/ in a real headless browser after a dry-run of a
+// migration that changes three tables: the target's latest report, a lane per table, and a
+// step's details in the side panel (the page's script runs under its Content-Security-Policy).
+func TestDryRunPageInChromium(t *testing.T) {
+	t.Parallel()
+	browser := chromium.Find(t)
+	b := setup(t)
+	_, err := b.db.Exec(context.Background(), `CREATE TABLE accounts (id int PRIMARY KEY); CREATE TABLE payments (id int PRIMARY KEY);
+		CREATE TABLE plans (id int PRIMARY KEY, price int); INSERT INTO plans SELECT g, g FROM generate_series(1, 10) g`)
+	require.NoError(t, err)
+	req := request("up", mig("001", "three_tables", "ALTER TABLE accounts ADD COLUMN note text;\nALTER TABLE payments ADD COLUMN memo text;\n"+
+		"ALTER TABLE plans ALTER COLUMN price TYPE bigint;\nCREATE INDEX CONCURRENTLY payments_memo ON payments (memo);", ""))
+	req.DryRun = true
+	evs := b.run(t, req)
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%v", kinds(evs))
+	run := last(evs).Run
+
+	base := "http://" + b.w.HTTPAddr()
+	resp, err := http.Get(base + "/dryrun/nope")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "an unknown target")
+	index := chromium.DumpDOM(t, browser, base+"/")
+	require.Contains(t, index, `href="/dryrun/"`, "the index links the page")
+
+	list := chromium.DumpDOM(t, browser, base+"/dryrun/")
+	for _, s := range []string{`<a href="#r1">default</a>`, `href="/runs/` + run + `"`, "<svg", `data-table="accounts"`, `data-table="payments"`, `data-table="plans"`, `class="bar hold rw"`} {
+		require.Contains(t, list, s)
+	}
+	page := chromium.DumpDOM(t, browser, base+"/dryrun/default#r1-s3")
+	panel := page[strings.Index(page, `<aside id="panel"`):]
+	require.True(t, strings.HasPrefix(panel, `<aside id="panel">`), "the script opened the panel: %.200s", panel)
+	require.Contains(t, panel, "ALTER TABLE plans ALTER COLUMN price TYPE bigint")
+
+	chromium.Screenshot(t, browser, base+"/dryrun/", chromium.ScreenshotDir(t), "dryrun-page.png", 5_000)
 }

@@ -26,7 +26,9 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/buildinfo"
 	"github.com/confiture-io/confiture-worker/internal/builtin"
 	"github.com/confiture-io/confiture-worker/internal/bus"
+	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/dryrun"
+	"github.com/confiture-io/confiture-worker/internal/dryrunpage"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/intake"
 	"github.com/confiture-io/confiture-worker/internal/jobs"
@@ -330,7 +332,8 @@ func (w *Worker) HTTPAddr() string {
 	return w.http.Addr()
 }
 
-// startHTTP serves /metrics, /healthz, /readyz and River UI, unless HTTPAddr is "off".
+// startHTTP serves /metrics, /healthz, /readyz, River UI, the runs page and the dry-run page,
+// unless HTTPAddr is "off".
 func (w *Worker) startHTTP(ctx context.Context, store *runstore.Store) error {
 	if w.cfg.HTTPAddr == "off" {
 		return nil
@@ -364,9 +367,14 @@ func (w *Worker) startHTTP(ctx context.Context, store *runstore.Store) error {
 		return fmt.Errorf("river ui: %w", err)
 	}
 	w.stopUI = stopUI
+	latestReport := func(ctx context.Context, target string) (*contract.Event, error) {
+		return outbox.Latest(ctx, store.Pool, store.Schema(), target, contract.KindDryRunReport)
+	}
+	dryRuns := dryrunpage.Handler(w.targets.Names(), latestReport, w.log.With("component", "dryrunpage"))
 	w.http, err = observe.NewServer(observe.ServerOptions{
 		Addr: w.cfg.HTTPAddr, Metrics: w.cfg.Metrics, Health: health, RiverUI: ui, Credentials: w.httpCreds,
 		Runs:   runspage.Handler(store, w.cfg.RiverSchema, w.targets.Names(), w.log.With("component", "runspage")),
+		DryRun: dryRuns,
 		Logger: w.log.With("component", "http"),
 	})
 	if err != nil {

@@ -158,7 +158,7 @@ func (s *server) checkSigned(targetName string, r *contract.APIRequest, data []b
 
 func (s *server) status(ctx context.Context, targetName string, _ *contract.APIRequest) (any, error) {
 	t, _ := s.cfg.Targets.Get(targetName)
-	pool, err := t.Pool(ctx)
+	pool, err := t.Conn(ctx) // reading a status creates nothing: a fresh target has no tracking table yet
 	if err != nil {
 		return nil, err
 	}

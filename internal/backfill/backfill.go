@@ -543,8 +543,8 @@ func (h *Hook) Run(ctx context.Context, hc *hooks.Context) (hooks.Result, error)
 	var rows, batches int64
 	var busy, longest time.Duration
 	until := time.Now().Add(ms(h.p.SampleMS))
-	done := false
-	for !done && time.Now().Before(until) {
+	done, whole := false, false
+	for !done && (whole || time.Now().Before(until)) {
 		sp, err := hc.Tx.Begin(ctx)
 		if err != nil {
 			return hooks.Result{}, err
@@ -569,14 +569,22 @@ func (h *Hook) Run(ctx context.Context, hc *hooks.Context) (hooks.Result, error)
 		} else {
 			after = upTo
 		}
+		if !whole && !done && !time.Now().Before(until) && rows > 0 {
+			// The sample is over: finish the backfill when the rest is short enough.
+			left := time.Duration(float64(max(total-rows, 0)) / (float64(rows) / busy.Seconds()) * float64(time.Second))
+			whole = left <= ms(*h.p.DryRunCompleteMS)
+		}
 	}
-	res := hooks.Result{RowsAffected: rows}
+	res := hooks.Result{RowsAffected: rows, Sampled: !done}
 	rate := 0.0
 	if busy > 0 {
 		rate = float64(rows) / busy.Seconds()
 	}
 	total = max(total, rows)
 	switch {
+	case done && whole:
+		res.Message = fmt.Sprintf("ran the whole backfill (its sample said at most %s): %d row(s) of %s in %d batch(es), %.0f ms (longest batch %.0f ms)",
+			roundDuration(ms(*h.p.DryRunCompleteMS)), rows, h.p.Table, batches, ms64(busy), ms64(longest))
 	case done:
 		res.Message = fmt.Sprintf("sampled the whole backfill: %d row(s) of %s in %d batch(es), %.0f ms (longest batch %.0f ms)",
 			rows, h.p.Table, batches, ms64(busy), ms64(longest))

@@ -26,6 +26,8 @@ const (
 	DefaultRetryPauseMS  = 1000
 	DefaultMaxRetries    = 30
 	DefaultSampleMS      = 1000
+	// DefaultDryRunCompleteMS is the default of dry_run_complete_ms.
+	DefaultDryRunCompleteMS = 30000
 )
 
 // RangePlaceholder is where an update template takes the key range of each batch.
@@ -69,6 +71,10 @@ type Params struct {
 	MaxRetries int `json:"max_retries,omitempty"`
 	// SampleMS bounds how long a dry-run samples batches before it extrapolates.
 	SampleMS int `json:"sample_ms,omitempty"`
+	// DryRunCompleteMS: after sampling, a dry-run runs the rest of the backfill too when the
+	// sample's rate says it takes at most this long, so that later hooks (a validation that
+	// every row is filled) see the rows a real run fills. 0 always stops after the sample.
+	DryRunCompleteMS *int `json:"dry_run_complete_ms,omitempty"`
 }
 
 // paramsSchema is the JSON Schema of Params, checked at intake.
@@ -93,7 +99,8 @@ const paramsSchema = `{
 		"batch_timeout_ms": {"type": "integer", "minimum": 1, "description": "each batch's statement_timeout (default 30000)"},
 		"retry_pause_ms": {"type": "integer", "minimum": 0, "description": "pause before retrying a batch that timed out (default 1000)"},
 		"max_retries": {"type": "integer", "minimum": 0, "description": "timed-out batches in a row before the hook fails (default 30)"},
-		"sample_ms": {"type": "integer", "minimum": 1, "description": "how long a dry-run samples batches (default 1000)"}
+		"sample_ms": {"type": "integer", "minimum": 1, "description": "how long a dry-run samples batches (default 1000)"},
+		"dry_run_complete_ms": {"type": "integer", "minimum": 0, "description": "a dry-run runs the whole backfill when the sample says it takes at most this long (default 30000; 0: sample only)"}
 	}}`
 
 // Definition returns the backfill hook's definition.
@@ -154,6 +161,10 @@ func (p Params) withDefaults() Params {
 	def(&p.LockTimeoutMS, DefaultLockTimeoutMS)
 	def(&p.BatchTimeoutMS, DefaultBatchTimeout)
 	def(&p.SampleMS, DefaultSampleMS)
+	if p.DryRunCompleteMS == nil {
+		v := DefaultDryRunCompleteMS
+		p.DryRunCompleteMS = &v
+	}
 	if p.RetryPauseMS == 0 {
 		p.RetryPauseMS = DefaultRetryPauseMS
 	}
@@ -213,7 +224,7 @@ func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
 // tuning are the parameters that tune how a backfill runs, as opposed to what it does.
 var tuning = []string{"batch_size", "min_batch_size", "max_batch_size", "target_batch_ms", "rows_per_second",
-	"pause_ms", "lock_timeout_ms", "batch_timeout_ms", "retry_pause_ms", "max_retries", "sample_ms"}
+	"pause_ms", "lock_timeout_ms", "batch_timeout_ms", "retry_pause_ms", "max_retries", "sample_ms", "dry_run_complete_ms"}
 
 // TuningSchema is the JSON Schema of a backfill's tuning parameters alone (batch sizes, target
 // duration, rate, timeouts): what a declaration may set on a backfill defined in Go, whose

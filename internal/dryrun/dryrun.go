@@ -108,6 +108,10 @@ type RunInfo struct {
 	Schema string
 	// TargetDSN is passed on to hooks.Context; it is a secret and never reported.
 	TargetDSN string
+	// Prepare, when set, runs first in the dry-run's transaction, before anything is
+	// measured: the worker creates the target's tracking schema there when it is missing, as
+	// a real run would, so that a dry-run on a fresh target leaves nothing behind.
+	Prepare func(ctx context.Context, tx pgx.Tx) error
 }
 
 // Beginner starts the dry-run's transaction: *pgx.Conn, *pgxpool.Pool and pgx.Tx all are.
@@ -209,6 +213,9 @@ type runner struct {
 	created map[string]bool
 	// steps are the executed steps of the phase being run, finished at its end.
 	steps []step
+	// sampled names the hooks of the current migration that did only part of their work (a
+	// backfill's first batches): a later failure may come from what they did not do.
+	sampled []string
 }
 
 // step is an executed statement or hook of the current phase, whose hold time is known only
@@ -231,6 +238,11 @@ type step struct {
 func (r *runner) newTxn() int { r.txns++; return r.txns }
 
 func (r *runner) setup(ctx context.Context) error {
+	if r.info.Prepare != nil {
+		if err := r.info.Prepare(ctx, r.tx); err != nil {
+			return fmt.Errorf("dryrun: prepare: %w", err)
+		}
+	}
 	if r.opts.LockTimeout > 0 {
 		if _, err := r.tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", r.opts.LockTimeout.Milliseconds())); err != nil {
 			return fmt.Errorf("dryrun: set lock_timeout: %w", err)
@@ -272,6 +284,7 @@ func (r *runner) migration(ctx context.Context, m contract.Migration) (ok bool, 
 			"execution_time_ms", time.Since(start).Milliseconds(), "success", mr.Success)
 	}()
 
+	r.sampled = nil
 	plans, perr := r.registry.PlanAll(m.Hooks)
 	if perr != nil {
 		mr.Error = perr.Error()
@@ -604,12 +617,18 @@ func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, pha
 					hr.Error += ": " + msg
 				}
 			}
+			if len(r.sampled) > 0 {
+				hr.Error += fmt.Sprintf(" (the dry-run ran only the first batches of %s: the rows it did not reach may be why)", strings.Join(r.sampled, ", "))
+			}
 			pr.Hooks = append(pr.Hooks, hr)
 			return hr.Error, nil
 		}
-		hr.Executed, hr.Sampled = true, batched
+		hr.Executed = true
 		if len(outcomes) == 1 {
-			hr.Message = outcomes[0].Result.Message
+			hr.Message, hr.Sampled = outcomes[0].Result.Message, outcomes[0].Result.Sampled
+		}
+		if hr.Sampled {
+			r.sampled = append(r.sampled, "backfill "+p.Spec.Name)
 		}
 		if batched {
 			w := base

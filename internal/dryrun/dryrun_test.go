@@ -373,7 +373,7 @@ func TestBackfillIsSampledAndExtrapolated(t *testing.T) {
 	before := fingerprint(t, b.conn, "events")
 	rep := b.run(t, dryrun.Options{}, mig("0001", `ALTER TABLE events ADD COLUMN day date`,
 		contract.HookSpec{Phase: contract.PhaseAfterDDL, Name: "fill", Hook: "backfill",
-			Params: map[string]any{"table": "events", "set": "n = n + 1", "batch_size": 1000, "max_batch_size": 1000, "sample_ms": 100}}))
+			Params: map[string]any{"table": "events", "set": "n = n + 1", "batch_size": 1000, "max_batch_size": 1000, "sample_ms": 100, "dry_run_complete_ms": 0}}))
 	require.True(t, rep.Success, "%+v", rep)
 	var hr *contract.DryRunHookReport
 	for _, p := range rep.Migrations[0].Phases {
@@ -396,4 +396,32 @@ func TestBackfillIsSampledAndExtrapolated(t *testing.T) {
 	require.Equal(t, contract.DryRunSeverityInfo, w.Severity)
 	require.Nil(t, hasWarning(rep, contract.DryRunCodeHookNotExecuted))
 	require.Equal(t, before, fingerprint(t, b.conn, "events"), "the sampled batches are rolled back")
+}
+
+// A backfill the sample says is short runs to its end in the dry-run, so a validation after it
+// sees every row; one that is only sampled leaves rows, and a validation that fails on them
+// says the sample may be why.
+func TestShortBackfillRunsToTheEnd(t *testing.T) {
+	t.Parallel()
+	b := setup(t, `CREATE TABLE events (id bigint PRIMARY KEY, day date);
+		INSERT INTO events (id) SELECT g FROM generate_series(1, 20000) g;
+		ANALYZE events;`)
+	m := func(completeMS int) contract.Migration {
+		return mig("0001", `ALTER TABLE events ADD COLUMN n int`,
+			contract.HookSpec{Phase: contract.PhaseAfterDDL, Name: "fill", Hook: "backfill",
+				Params: map[string]any{"table": "events", "set": "day = date '2026-01-01'", "where": "day IS NULL",
+					"batch_size": 500, "max_batch_size": 500, "target_batch_ms": 1, "sample_ms": 1, "dry_run_complete_ms": completeMS}},
+			contract.HookSpec{Phase: contract.PhaseAfterValidation, Name: "all_filled", Hook: "assert",
+				Params: map[string]any{"sql": "SELECT count(*) = 0 FROM events WHERE day IS NULL"}})
+	}
+	rep := b.run(t, dryrun.Options{}, m(60000))
+	require.True(t, rep.Success, "%+v", rep)
+	fill := rep.Migrations[0].Phases[3].Hooks[0]
+	require.False(t, fill.Sampled, "%+v", fill)
+	require.Equal(t, int64(20000), fill.Rows)
+	require.Contains(t, fill.Message, "ran the whole backfill")
+
+	rep = b.run(t, dryrun.Options{}, m(0))
+	require.False(t, rep.Success)
+	require.Contains(t, rep.Migrations[0].Error, "the dry-run ran only the first batches of backfill fill")
 }

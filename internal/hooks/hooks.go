@@ -95,6 +95,9 @@ type Result struct {
 	// Failed marks the hook as failed although it returned no error (an assertion that did
 	// not hold, for example).
 	Failed bool
+	// Sampled marks a dry-run's result that covers only part of the hook's work (a backfill
+	// that ran its first batches only).
+	Sampled bool
 }
 
 // Stats is the run-wide key/value store that hooks share. It is safe for concurrent use.

@@ -75,7 +75,9 @@ func (da *dryRunAttempt) run(ctx context.Context) error {
 	if err != nil {
 		return hooks.Permanent(err)
 	}
-	pool, err := t.Pool(ctx)
+	// Not Pool: a dry-run creates the tracking schema of a fresh target only inside its own
+	// transaction, which it rolls back.
+	pool, err := t.Conn(ctx)
 	if err != nil {
 		return err
 	}
@@ -83,7 +85,7 @@ func (da *dryRunAttempt) run(ctx context.Context) error {
 	o.Logger = a.log
 	da.report, err = dryrun.Run(ctx, pool, a.p.cfg.Registry, dryrun.RunInfo{
 		Run: rc.row.ID, RequestID: rc.row.RequestID, Target: rc.row.Target, Direction: rc.row.Direction,
-		Schema: t.Schema(), TargetDSN: t.DSN(),
+		Schema: t.Schema(), TargetDSN: t.DSN(), Prepare: t.EnsureSchemaIn,
 	}, migs, o)
 	return err
 }
@@ -106,7 +108,9 @@ func (da *dryRunAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 	if !report.Success {
 		final = outbox.New(rc.ref, contract.KindRunFailed)
 		final.Message = "dry-run: " + rep.Message
-		final.Error = &contract.EventError{Code: contract.CodeSQLError, Message: firstError(report)}
+		f := firstFailure(report)
+		final.Error = &contract.EventError{Code: f.code, Message: firstError(report)}
+		final.Migration, final.Version, final.Phase, final.Hook = f.migration, f.version, f.phase, f.hook
 		change = runstore.Change{Status: runstore.RunFailed, Failure: &runstore.Failure{Phase: dryRunStep.Phase, Error: failure{Error: *final.Error}}}
 	}
 	final.Data = mustJSON(a.summary)
@@ -123,6 +127,37 @@ func summarize(r *contract.DryRunReport) string {
 	}
 	return fmt.Sprintf("%d migration(s) would apply in %.0f ms, %d warning(s); everything was rolled back",
 		len(r.Migrations), r.DurationMS, warnings)
+}
+
+// dryRunFailure says where a failed dry-run failed, and with which error code: hook_failed
+// for a hook, sql_error for a statement of the migration, invalid_hooks for a hook plan the
+// worker refuses (no phase ran).
+type dryRunFailure struct {
+	code, migration, version, phase, hook string
+}
+
+func firstFailure(r *contract.DryRunReport) dryRunFailure {
+	for _, m := range r.Migrations {
+		if m.Success {
+			continue
+		}
+		f := dryRunFailure{code: contract.CodeInvalidHooks, migration: m.ID(), version: m.Version}
+		if n := len(m.Phases); n > 0 {
+			f.code = contract.CodeHookFailed
+			p := m.Phases[n-1]
+			f.phase = p.Phase
+			if p.Phase == contract.PhaseDDL {
+				f.code = contract.CodeSQLError
+			}
+			for _, h := range p.Hooks {
+				if h.Error != "" {
+					f.hook = h.Name
+				}
+			}
+		}
+		return f
+	}
+	return dryRunFailure{code: contract.CodeSQLError}
 }
 
 // firstError is the error of the first migration that failed.

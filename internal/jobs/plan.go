@@ -67,7 +67,13 @@ func (pl *planAttempt) run(ctx context.Context) error {
 	if err != nil {
 		return hooks.Permanent(&planError{code: contract.CodeUnknownTarget, msg: err.Error()})
 	}
-	pool, err := t.Pool(ctx)
+	// A dry-run changes nothing, not even a fresh target's tracking schema: it reads a
+	// missing tracking table as empty.
+	connect := t.Pool
+	if a.rc.req.DryRun {
+		connect = t.Conn
+	}
+	pool, err := connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -176,7 +182,7 @@ func (pl *planAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 			// A dry-run with nothing pending is a clean report that says so.
 			rep := outbox.New(rc.ref, contract.KindDryRunReport)
 			rep.Message = "nothing pending: " + nothingToDo(rc.req, d)
-			rep.Data = mustJSON(contract.DryRunReport{Run: rc.row.ID, RequestID: rc.row.RequestID, Target: rc.row.Target,
+			rep.Data = mustJSON(contract.DryRunReport{Schema: contract.DryRunReportSchemaV2, Run: rc.row.ID, RequestID: rc.row.RequestID, Target: rc.row.Target,
 				Direction: d.Direction, Success: true, Migrations: []contract.DryRunMigrationReport{}, Warnings: []contract.DryRunWarning{}})
 			evs = append(evs, rep)
 			done.Message = "dry-run: " + done.Message
@@ -362,7 +368,7 @@ func (p *Pipeline) summary(ctx context.Context, rc *runContext) (contract.RunSum
 	if err != nil {
 		return s, err
 	}
-	pool, err := t.Pool(ctx)
+	pool, err := t.Conn(ctx) // only reads: a dry-run's target may have no tracking table
 	if err != nil {
 		return s, err
 	}

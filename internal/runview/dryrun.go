@@ -3,6 +3,7 @@ package runview
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -258,26 +259,34 @@ func timeAndRows(durationMS float64, rows int64, executed bool) (string, string)
 }
 
 func (r *Renderer) statements(stmts []contract.DryRunStatementReport) {
-	header := []string{"LINE", "TIME", "ROWS", "LOCKS", "STATEMENT"}
+	header := []string{"LINE", "TX", "TIME", "HELD", "ROWS", "BLOCKS", "STATEMENT"}
 	var rowsOut []tableRow
 	for _, s := range stmts {
 		tm, n := timeAndRows(s.DurationMS, s.Rows, s.Executed)
-		rowsOut = append(rowsOut, tableRow{
-			cells:   []string{strconv.Itoa(s.Line), tm, n, locks(s.Locks), clean(s.SQL)},
-			details: details(s.Rewrites, s.Created, s.Dropped, s.Tables, s.Skipped, s.Error),
-		})
+		row := tableRow{
+			cells: []string{strconv.Itoa(s.Line), txText(s.Transaction), tm, heldText(s.HeldMS, s.Executed), n,
+				r.blocksCell(s.Blocks, s.Executed), clean(s.SQL)},
+		}
+		if s.Emulated {
+			row.details = append(row.details, fmt.Sprintf("emulated: ran as %s; a real run takes %s (its time here is an estimate)",
+				clean(s.EmulatedAs), locksText(s.RealLocks)))
+		}
+		row.details = append(row.details, lockDetails(s.Locks, s.Blocks, s.HeldMS)...)
+		row.details = append(row.details, details(s.Rewrites, s.Created, s.Dropped, s.Tables, s.Skipped, s.Error)...)
+		rowsOut = append(rowsOut, row)
 	}
-	r.table(header, []bool{true, true, true, false, false}, rowsOut)
+	r.table(header, []bool{true, true, true, true, true, false, false}, rowsOut)
 }
 
 func (r *Renderer) hooks(hs []contract.DryRunHookReport) {
-	header := []string{"HOOK", "TIME", "ROWS", "LOCKS", "TYPE"}
+	header := []string{"HOOK", "TX", "TIME", "HELD", "ROWS", "BLOCKS", "TYPE"}
 	var rowsOut []tableRow
 	for _, h := range hs {
 		tm, n := timeAndRows(h.DurationMS, h.Rows, h.Executed)
 		row := tableRow{
-			cells:   []string{clean(h.Name), tm, n, locks(h.Locks), clean(h.Hook)},
-			details: details(h.Rewrites, h.Created, h.Dropped, h.Tables, h.Skipped, h.Error),
+			cells: []string{clean(h.Name), txText(h.Transaction), tm, heldText(h.HeldMS, h.Executed), n,
+				r.blocksCell(h.Blocks, h.Executed), clean(h.Hook)},
+			details: append(lockDetails(h.Locks, h.Blocks, h.HeldMS), details(h.Rewrites, h.Created, h.Dropped, h.Tables, h.Skipped, h.Error)...),
 		}
 		if h.Sampled && h.Message != "" {
 			// The sample's rate and extrapolated duration come first: they are what it is for.
@@ -285,7 +294,81 @@ func (r *Renderer) hooks(hs []contract.DryRunHookReport) {
 		}
 		rowsOut = append(rowsOut, row)
 	}
-	r.table(header, []bool{false, true, true, false, false}, rowsOut)
+	r.table(header, []bool{false, true, true, true, true, false, false}, rowsOut)
+}
+
+// txText is the TX cell: the step's transaction in a real run, "-" when it has none.
+func txText(n int) string {
+	if n <= 0 {
+		return "-"
+	}
+	return strconv.Itoa(n)
+}
+
+// heldText is the HELD cell: how long the step's locks would be held in a real run.
+func heldText(heldMS float64, executed bool) string {
+	if !executed || heldMS <= 0 {
+		return "-"
+	}
+	return msDuration(heldMS)
+}
+
+// blocksCell says in a few words what the step keeps applications from doing, on the table
+// where it blocks most: "reads+writes", "writes", or "-" for nothing an application does
+// (readers and writers go on; only maintenance or DDL of others waits).
+func (r *Renderer) blocksCell(bs []contract.DryRunBlock, executed bool) string {
+	if !executed {
+		return "-"
+	}
+	if r.report != nil && r.report.Schema == "" {
+		return "?" // a version-1 report (an older worker) does not say
+	}
+	reads, writes := false, false
+	for _, b := range bs {
+		reads = reads || slices.Contains(b.Blocks, contract.DryRunBlocksReads)
+		writes = writes || slices.Contains(b.Blocks, contract.DryRunBlocksWrites)
+	}
+	switch {
+	case reads:
+		return r.paint(ansiRed, "reads+writes")
+	case writes:
+		return r.paint(ansiYellow, "writes")
+	}
+	return "-"
+}
+
+// lockDetails are the detail lines of a step's locks: per table what other sessions could not
+// do while it was held, and every lock it took when that says more (a lock on an index, a
+// weaker mode on the way to the strongest, a version-1 report without blocks).
+func lockDetails(ls []contract.DryRunLock, bs []contract.DryRunBlock, heldMS float64) []string {
+	var out []string
+	for _, l := range ls {
+		if !slices.ContainsFunc(bs, func(b contract.DryRunBlock) bool { return b.Table == l.Relation && b.Mode == l.Mode }) {
+			out = append(out, "locks:    "+locksText(ls))
+			break
+		}
+	}
+	for _, b := range bs {
+		what := "nothing"
+		if len(b.Blocks) > 0 {
+			what = strings.ReplaceAll(strings.Join(b.Blocks, ", "), "_", " ")
+		}
+		out = append(out, fmt.Sprintf("blocks:   %s on %s (%s) for %s: %s", clean(strings.TrimSuffix(b.Mode, "Lock")), clean(b.Table),
+			sizeText(b.Bytes), msDuration(heldMS), what))
+	}
+	return out
+}
+
+// locksText renders locks shortly: "relation Mode" with pg_locks' "Lock" suffix dropped.
+func locksText(ls []contract.DryRunLock) string {
+	if len(ls) == 0 {
+		return "no lock on a table"
+	}
+	parts := make([]string, len(ls))
+	for i, l := range ls {
+		parts[i] = clean(l.Relation) + " " + clean(strings.TrimSuffix(l.Mode, "Lock"))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // table writes a header and rows with aligned columns (right-aligned where right says so), the
@@ -297,7 +380,7 @@ func (r *Renderer) table(header []string, right []bool, rowsOut []tableRow) {
 	}
 	for _, row := range rowsOut {
 		for i, c := range row.cells {
-			if n := len([]rune(c)); n > widths[i] {
+			if n := visibleLen(c); n > widths[i] {
 				widths[i] = n
 			}
 		}
@@ -313,9 +396,9 @@ func (r *Renderer) table(header []string, right []bool, rowsOut []tableRow) {
 			case i == len(cells)-1:
 				b.WriteString(c)
 			case right[i]:
-				fmt.Fprintf(&b, "%*s", widths[i], c)
+				b.WriteString(strings.Repeat(" ", widths[i]-visibleLen(c)) + c)
 			default:
-				fmt.Fprintf(&b, "%-*s", widths[i], c)
+				b.WriteString(c + strings.Repeat(" ", widths[i]-visibleLen(c)))
 			}
 		}
 		return b.String()
@@ -356,18 +439,6 @@ func details(rewrites, created, dropped []string, tables []contract.DryRunTableS
 		out = append(out, "error:    "+clean(errText))
 	}
 	return out
-}
-
-// locks renders locks shortly: "relation:Mode" with pg_locks' "Lock" suffix dropped.
-func locks(ls []contract.DryRunLock) string {
-	if len(ls) == 0 {
-		return "-"
-	}
-	parts := make([]string, len(ls))
-	for i, l := range ls {
-		parts[i] = clean(l.Relation) + ":" + clean(strings.TrimSuffix(l.Mode, "Lock"))
-	}
-	return strings.Join(parts, " ")
 }
 
 // severityOrder lists the warning groups, gravest first.
@@ -465,4 +536,21 @@ func sizeText(b int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
+}
+
+// visibleLen is the width of s on a terminal: its runes, less the ANSI colour sequences
+// (ESC [ ... m) that paint adds.
+func visibleLen(s string) int {
+	n, esc := 0, false
+	for _, c := range s {
+		switch {
+		case esc:
+			esc = c != 'm'
+		case c == '\x1b':
+			esc = true
+		default:
+			n++
+		}
+	}
+	return n
 }

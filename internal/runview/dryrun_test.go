@@ -14,36 +14,48 @@ import (
 
 // successfulReport is a dry-run that succeeded with a warning of every severity.
 func successfulReport() *contract.DryRunReport {
+	all := contract.DryRunBlocked
 	return &contract.DryRunReport{
-		Run: testRun, RequestID: "deploy-1", Target: "default", Direction: contract.DirectionUp,
+		Schema: contract.DryRunReportSchemaV2,
+		Run:    testRun, RequestID: "deploy-1", Target: "default", Direction: contract.DirectionUp,
 		Success: true, DurationMS: 1234.5,
 		Migrations: []contract.DryRunMigrationReport{{
 			Version: "001", Name: "add_email", Success: true, DurationMS: 1201.7,
 			Phases: []contract.DryRunPhaseReport{
 				{Phase: contract.PhaseBeforeValidation, DurationMS: 0.8, Hooks: []contract.DryRunHookReport{{
 					Name: "users_exist", Hook: "assert", DurationMS: 0.61, Rows: 1, Executed: true,
-					Locks: []contract.DryRunLock{{Relation: "users", Mode: "AccessShareLock"}},
+					Locks:       []contract.DryRunLock{{Relation: "users", Mode: "AccessShareLock"}},
+					Transaction: 1, HeldMS: 0.61,
+					Blocks: []contract.DryRunBlock{{Table: "users", Mode: "AccessShareLock", Blocks: []string{contract.DryRunBlocksDDL}, Bytes: 150 << 20, EstimatedRows: 2000000}},
 				}}},
 				{Phase: contract.PhaseBeforeDDL, DurationMS: 0.05},
 				{Phase: contract.PhaseDDL, DurationMS: 1190.2, Statements: []contract.DryRunStatementReport{
 					{
 						Line: 1, SQL: "ALTER TABLE users ADD COLUMN email text DEFAULT md5(random()::text)", DurationMS: 1150.4, Executed: true,
-						Locks:    []contract.DryRunLock{{Relation: "users", Mode: "AccessExclusiveLock"}},
-						Rewrites: []string{"users"},
-						Tables:   []contract.DryRunTableStat{{Name: "users", Bytes: 150 << 20, EstimatedRows: 2000000}},
+						Locks:       []contract.DryRunLock{{Relation: "users", Mode: "AccessExclusiveLock"}},
+						Rewrites:    []string{"users"},
+						Tables:      []contract.DryRunTableStat{{Name: "users", Bytes: 150 << 20, EstimatedRows: 2000000}},
+						Transaction: 2, HeldMS: 1190.0,
+						Blocks: []contract.DryRunBlock{{Table: "users", Mode: "AccessExclusiveLock", Blocks: all, Bytes: 150 << 20, EstimatedRows: 2000000}},
 					},
 					{
 						Line: 3, SQL: "CREATE INDEX users_email_idx ON users (email)", DurationMS: 39.6, Executed: true,
-						Locks:   []contract.DryRunLock{{Relation: "users", Mode: "ShareLock"}, {Relation: "users_email_idx", Mode: "AccessExclusiveLock"}},
-						Created: []string{"users_email_idx (index)"},
+						Locks:       []contract.DryRunLock{{Relation: "users", Mode: "ShareLock"}, {Relation: "users_email_idx", Mode: "AccessExclusiveLock"}},
+						Created:     []string{"users_email_idx (index)"},
+						Transaction: 2, HeldMS: 39.6,
+						Blocks: []contract.DryRunBlock{{Table: "users", Mode: "ShareLock", Bytes: 160 << 20, EstimatedRows: 2000000,
+							Blocks: []string{contract.DryRunBlocksWrites, contract.DryRunBlocksMaintenance, contract.DryRunBlocksDDL}}},
 					},
 					{Line: 5, SQL: "VACUUM users", Skipped: "VACUUM; cannot run inside a transaction block; not executed"},
 				}},
 				{Phase: contract.PhaseAfterDDL, DurationMS: 1010.1, Hooks: []contract.DryRunHookReport{
-					{Name: "seed", Hook: "sql", DurationMS: 9.4, Rows: 2, Executed: true, Locks: []contract.DryRunLock{{Relation: "users", Mode: "RowExclusiveLock"}}},
+					{Name: "seed", Hook: "sql", DurationMS: 9.4, Rows: 2, Executed: true, Locks: []contract.DryRunLock{{Relation: "users", Mode: "RowExclusiveLock"}},
+						Transaction: 3, HeldMS: 9.4,
+						Blocks: []contract.DryRunBlock{{Table: "users", Mode: "RowExclusiveLock", Blocks: []string{contract.DryRunBlocksDDL}, Bytes: 160 << 20, EstimatedRows: 2000000}}},
 					{Name: "fill_email", Hook: "backfill", DurationMS: 1000.4, Rows: 41000, Executed: true, Sampled: true,
-						Locks:   []contract.DryRunLock{{Relation: "users", Mode: "RowExclusiveLock"}},
-						Message: "sampled 8 batch(es): 41000 row(s) in 1000 ms, 41000 rows/s (longest batch 196 ms); about 2000000 row(s) to do in users: about 48.8s"},
+						Locks:       []contract.DryRunLock{{Relation: "users", Mode: "RowExclusiveLock"}},
+						Message:     "sampled 8 batch(es): 41000 row(s) in 1000 ms, 41000 rows/s (longest batch 196 ms); about 2000000 row(s) to do in users: about 48.8s",
+						Transaction: 4, HeldMS: 1000.4},
 					{Name: "notify", Hook: "notify-slack", Skipped: "not executed: the hook does not run inside the migration transaction, so it cannot be rolled back"},
 				}},
 			},
@@ -53,7 +65,9 @@ func successfulReport() *contract.DryRunReport {
 			{Severity: contract.DryRunSeverityInfo, Code: contract.DryRunCodeBackfillEstimate, Migration: "001_add_email", Phase: contract.PhaseAfterDDL, Hook: "fill_email", Message: "hook fill_email (backfill) sampled 8 batch(es): 41000 row(s) in 1000 ms, 41000 rows/s (longest batch 196 ms); about 2000000 row(s) to do in users: about 48.8s"},
 			{Severity: contract.DryRunSeverityInfo, Code: contract.DryRunCodeHookNotExecuted, Migration: "001_add_email", Phase: contract.PhaseAfterDDL, Hook: "notify", Message: "hook notify (notify-slack) not executed"},
 			{Severity: contract.DryRunSeverityWarning, Code: contract.DryRunCodeNotTransactional, Migration: "001_add_email", Phase: contract.PhaseDDL, Line: 5, Message: "line 5: VACUUM users: not executed by the dry-run (VACUUM)"},
+			{Severity: contract.DryRunSeverityWarning, Code: contract.DryRunCodeBlocksApplication, Migration: "001_add_email", Phase: contract.PhaseDDL, Line: 1, Message: "reads and writes on users (150.0 MiB, about 2000000 rows) would wait about 1.2 s: AccessExclusiveLock held until its transaction commits after line 3"},
 		},
+		Thresholds: &contract.DryRunThresholds{LargeTableBytes: 100 << 20, BlockMS: 1000},
 	}
 }
 
@@ -61,6 +75,7 @@ func successfulReport() *contract.DryRunReport {
 func failedReport() *contract.DryRunReport {
 	const lockErr = "ERROR: canceling statement due to lock timeout (SQLSTATE 55P03): would wait for a lock held by pid 4242 running \"BEGIN; LOCK orders\""
 	return &contract.DryRunReport{
+		Schema:    contract.DryRunReportSchemaV2,
 		Direction: contract.DirectionUp, Success: false, DurationMS: 2010.2,
 		Migrations: []contract.DryRunMigrationReport{{
 			Version: "002", Name: "orders_fk", Success: false, DurationMS: 2004.9,
@@ -68,7 +83,9 @@ func failedReport() *contract.DryRunReport {
 			Phases: []contract.DryRunPhaseReport{
 				{Phase: contract.PhaseDDL, DurationMS: 2004.1, Statements: []contract.DryRunStatementReport{
 					{Line: 1, SQL: "ALTER TABLE orders ADD COLUMN note text", DurationMS: 0.42, Executed: true,
-						Locks: []contract.DryRunLock{{Relation: "orders", Mode: "AccessExclusiveLock"}}},
+						Locks:       []contract.DryRunLock{{Relation: "orders", Mode: "AccessExclusiveLock"}},
+						Transaction: 1, HeldMS: 2001.7,
+						Blocks: []contract.DryRunBlock{{Table: "orders", Mode: "AccessExclusiveLock", Blocks: contract.DryRunBlocked, Bytes: 8192, EstimatedRows: 0}}},
 					{Line: 2, SQL: "ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users", DurationMS: 2001.3, Error: lockErr},
 				}},
 			},
@@ -107,31 +124,38 @@ func TestRenderDryRunReportWithWarnings(t *testing.T) {
 	evs := dryRunEvents(successfulReport())
 	got := render(RenderOptions{}, evs)
 	want := `run 5f0c2b0e-5d1a-4c57-9a53-3f0c1e7d2a41 accepted: dry-run of 1 migration(s) accepted
-dry-run report (up): succeeded in 1.2s, 1 migration, 4 warnings; everything was rolled back
+dry-run report (up): succeeded in 1.2s, 1 migration, 5 warnings; everything was rolled back
 ✓ 001_add_email  ok  1.2s
   before_validation  0.80ms
-    HOOK           TIME  ROWS  LOCKS              TYPE
-    users_exist  0.61ms     1  users:AccessShare  assert
+    HOOK         TX    TIME    HELD  ROWS  BLOCKS  TYPE
+    users_exist   1  0.61ms  0.61ms     1  -       assert
+        blocks:   AccessShare on users (150.0 MiB) for 0.61ms: ddl
   ddl                1.2s
-    LINE  TIME  ROWS  LOCKS                                        STATEMENT
-       1  1.1s     0  users:AccessExclusive                        ALTER TABLE users ADD COLUMN email text DEFAULT md5(random()::text)
+    LINE  TX  TIME  HELD  ROWS  BLOCKS        STATEMENT
+       1   2  1.1s  1.2s     0  reads+writes  ALTER TABLE users ADD COLUMN email text DEFAULT md5(random()::text)
+        blocks:   AccessExclusive on users (150.0 MiB) for 1.2s: reads, writes, row locks, maintenance, ddl
         rewrites: users
         tables:   users (150.0 MiB, ~2000000 rows)
-       3  40ms     0  users:Share users_email_idx:AccessExclusive  CREATE INDEX users_email_idx ON users (email)
+       3   2  40ms  40ms     0  writes        CREATE INDEX users_email_idx ON users (email)
+        locks:    users Share, users_email_idx AccessExclusive
+        blocks:   Share on users (160.0 MiB) for 40ms: writes, maintenance, ddl
         created:  users_email_idx (index)
-       5     -     -  -                                            VACUUM users
+       5   -     -     -     -  -             VACUUM users
         skipped:  VACUUM; cannot run inside a transaction block; not executed
   after_ddl          1.0s
-    HOOK         TIME   ROWS  LOCKS               TYPE
-    seed        9.4ms      2  users:RowExclusive  sql
-    fill_email   1.0s  41000  users:RowExclusive  backfill
+    HOOK        TX   TIME   HELD   ROWS  BLOCKS  TYPE
+    seed         3  9.4ms  9.4ms      2  -       sql
+        blocks:   RowExclusive on users (160.0 MiB) for 9.4ms: ddl
+    fill_email   4   1.0s   1.0s  41000  -       backfill
         estimate: sampled 8 batch(es): 41000 row(s) in 1000 ms, 41000 rows/s (longest batch 196 ms); about 2000000 row(s) to do in users: about 48.8s
-    notify          -      -  -                   notify-slack
+        locks:    users RowExclusive
+    notify       -      -      -      -  -       notify-slack
         skipped:  not executed: the hook does not run inside the migration transaction, so it cannot be rolled back
 warnings
-  warning (2)
+  warning (3)
     table_rewrite [001_add_email ddl line 1]: table users is rewritten (its storage replaced) under an exclusive lock
     not_transactional [001_add_email ddl line 5]: line 5: VACUUM users: not executed by the dry-run (VACUUM)
+    blocks_application [001_add_email ddl line 1]: reads and writes on users (150.0 MiB, about 2000000 rows) would wait about 1.2 s: AccessExclusiveLock held until its transaction commits after line 3
   info (2)
     backfill_estimate [001_add_email after_ddl hook fill_email]: hook fill_email (backfill) sampled 8 batch(es): 41000 row(s) in 1000 ms, 41000 rows/s (longest batch 196 ms); about 2000000 row(s) to do in users: about 48.8s
     hook_not_executed [001_add_email after_ddl hook notify]: hook notify (notify-slack) not executed
@@ -153,9 +177,10 @@ func TestRenderFailedDryRunReport(t *testing.T) {
 dry-run report (up): failed in 2.0s, 1 migration, 1 warning; everything was rolled back
 ✗ 002_orders_fk  failed  2.0s
   ddl                2.0s
-    LINE    TIME  ROWS  LOCKS                   STATEMENT
-       1  0.42ms     0  orders:AccessExclusive  ALTER TABLE orders ADD COLUMN note text
-       2    2.0s     -  -                       ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users
+    LINE  TX    TIME  HELD  ROWS  BLOCKS        STATEMENT
+       1   1  0.42ms  2.0s     0  reads+writes  ALTER TABLE orders ADD COLUMN note text
+        blocks:   AccessExclusive on orders (8.0 KiB) for 2.0s: reads, writes, row locks, maintenance, ddl
+       2   -    2.0s     -     -  -             ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users
         error:    ERROR: canceling statement due to lock timeout (SQLSTATE 55P03): would wait for a lock held by pid 4242 running "BEGIN; LOCK orders"
 warnings
   error (1)

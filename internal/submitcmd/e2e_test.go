@@ -3,6 +3,7 @@ package submitcmd
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -174,7 +175,7 @@ func TestE2EDryRun(t *testing.T) {
 	for _, s := range []string{
 		"dry-run report (up): succeeded in ",
 		"✓ 001_create_users  ok  ",
-		"    LINE ", "users:AccessExclusive",
+		"    LINE ", "locks:    users AccessExclusive",
 		"created:  users (table), users_pkey (index)",
 		"    seed_users ",
 		"no warnings\n",
@@ -183,15 +184,17 @@ func TestE2EDryRun(t *testing.T) {
 		require.Contains(t, r.stdout, s, r)
 	}
 
-	// A warning (a statement that cannot run in a transaction block): exit 0 under the default
-	// --fail-on error, 5 under --fail-on warning, the same with --json.
+	// A warning (a statement that cannot run in a transaction block and has no transactional
+	// equivalent), after an emulated one (info): exit 0 under the default --fail-on error, 5
+	// under --fail-on warning, the same with --json.
 	warned := writeDir(t, map[string]string{
 		"001_create_users.up.sql": "create table users (id int primary key);\n",
-		"002_index.up.sql":        "create index concurrently users_id on users (id);\n",
+		"002_index.up.sql":        "create index concurrently users_id on users (id);\nvacuum users;\n",
 	})
 	r = submit(t, warned, "--nats-url", url, "--wait", "--timeout", "30s", "--dry-run", "--id", "dry-2")
 	require.Equal(t, ExitOK, r.code, r)
-	require.Contains(t, r.stdout, "not_transactional [002_index ddl line 1]", r)
+	require.Contains(t, r.stdout, "not_transactional [002_index ddl line 2]", r)
+	require.Contains(t, r.stdout, "emulated: ran as create index users_id on users (id); a real run takes users ShareUpdateExclusive", r)
 	r = submit(t, warned, "--nats-url", url, "--wait", "--timeout", "30s", "--dry-run", "--id", "dry-3", "--fail-on", "warning")
 	require.Equal(t, ExitDryRunWarnings, r.code, r)
 	require.Contains(t, r.stderr, "the dry-run succeeded but found 1 warning at or above --fail-on=warning (exit 5)", r)
@@ -540,4 +543,63 @@ func TestE2EDryRunWithNothingPendingIsACleanReport(t *testing.T) {
 	r = submit(t, dir, "--nats-url", url, "--wait", "--timeout", "30s", "--dry-run", "--id", "dry-nothing-json", "--json")
 	require.Equal(t, ExitOK, r.code, r)
 	require.Contains(t, r.stdout, `"kind":"dryrun.report"`, r)
+}
+
+// TestE2EBundledExampleDryRunsClean dry-runs examples/migrations as a new user would: on a
+// fresh database and after each of its migrations is applied, every dry-run succeeds (exit 0),
+// every CREATE INDEX CONCURRENTLY runs as CREATE INDEX with the real statement's lock beside
+// the emulation's, and the dry-runs leave nothing behind (the real runs apply cleanly after).
+func TestE2EBundledExampleDryRunsClean(t *testing.T) {
+	t.Parallel()
+	url := startWorker(t)
+	dir := filepath.Join("..", "..", "examples", "migrations")
+	versions := []string{"001", "002", "003", "004"}
+	for i := 0; i <= len(versions); i++ {
+		id := fmt.Sprintf("example-dry-%d", i)
+		r := submit(t, dir, "--nats-url", url, "--wait", "--timeout", "120s", "--dry-run", "--id", id, "--json")
+		require.Equal(t, ExitOK, r.code, "after %d migration(s) applied: %v", i, r)
+		rep := reportOf(t, r.stdout)
+		require.True(t, rep.Success)
+		require.Len(t, rep.Migrations, len(versions)-i, "the pending ones")
+		emulated := 0
+		for _, m := range rep.Migrations {
+			for _, p := range m.Phases {
+				for _, s := range p.Statements {
+					if strings.Contains(strings.ToUpper(s.SQL), "CONCURRENTLY") {
+						require.True(t, s.Emulated && s.Executed, "%s line %d: %+v", m.ID(), s.Line, s)
+						require.NotContains(t, strings.ToUpper(s.EmulatedAs), "CONCURRENTLY")
+						require.NotEmpty(t, s.Locks, "the emulation's locks")
+						require.Equal(t, "ShareUpdateExclusiveLock", s.RealLocks[0].Mode, "the real statement's lock")
+						emulated++
+					}
+				}
+			}
+		}
+		if i < 3 {
+			require.Positive(t, emulated, "003's index build is pending, so emulated")
+		}
+		if i == len(versions) {
+			break
+		}
+		r = submit(t, dir, "--nats-url", url, "--wait", "--timeout", "120s", "--to", versions[i], "--id", "example-apply-"+versions[i])
+		require.Equal(t, ExitOK, r.code, r)
+	}
+}
+
+// reportOf finds the dry-run report among the events submit --json printed, and checks it
+// against its schema.
+func reportOf(t *testing.T, stdout string) *contract.DryRunReport {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		ev, err := contract.DecodeEvent([]byte(line))
+		require.NoError(t, err, line)
+		if ev.Kind == contract.KindDryRunReport {
+			rep, err := contract.DecodeDryRunReport(ev.Data)
+			require.NoError(t, err)
+			require.Equal(t, contract.DryRunReportSchemaV2, rep.Schema)
+			return rep
+		}
+	}
+	t.Fatalf("no dryrun.report event in:\n%s", stdout)
+	return nil
 }

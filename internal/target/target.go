@@ -61,6 +61,7 @@ type Target struct {
 
 	mu            sync.Mutex
 	pool          *pgxpool.Pool
+	schemaReady   bool // the tracking schema is known to exist
 	serverVersion int
 }
 
@@ -77,7 +78,8 @@ func (t *Target) Schema() string { return t.cfg.Schema }
 // TrackingSchema returns the (unquoted) name of the target's tracking schema.
 func (t *Target) TrackingSchema() string { return t.cfg.TrackingSchema }
 
-// ServerVersion returns the server_version_num of the target, known once Pool has succeeded.
+// ServerVersion returns the server_version_num of the target, known once Pool or Conn has
+// succeeded.
 func (t *Target) ServerVersion() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -160,6 +162,28 @@ func (s *Set) Close() {
 func (t *Target) Pool(ctx context.Context) (*pgxpool.Pool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	pool, err := t.connect(ctx)
+	if err != nil || t.schemaReady {
+		return pool, err
+	}
+	if err := t.ensureSchema(ctx, pool); err != nil {
+		return nil, t.connError(err)
+	}
+	t.schemaReady = true
+	return pool, nil
+}
+
+// Conn returns the target's pool without creating the tracking schema: for what must change
+// nothing on the target (a dry-run, a status read), which read a missing tracking table as
+// empty (AppliedMigrations) or create it in a transaction they roll back (EnsureSchemaIn).
+func (t *Target) Conn(ctx context.Context) (*pgxpool.Pool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.connect(ctx)
+}
+
+// connect opens the pool on first use and reads the server's version; call it holding t.mu.
+func (t *Target) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	if t.pool != nil {
 		return t.pool, nil
 	}
@@ -167,7 +191,7 @@ func (t *Target) Pool(ctx context.Context) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, t.connError(err)
 	}
-	if err := t.ensureSchema(ctx, pool); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&t.serverVersion); err != nil {
 		pool.Close()
 		return nil, t.connError(err)
 	}

@@ -68,30 +68,43 @@ func (t *Target) ensureSchema(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	// Serialize concurrent creators: CREATE ... IF NOT EXISTS can still race on the catalog.
-	if err := t.Lock(ctx, tx); err != nil {
+	if err := t.EnsureSchemaIn(ctx, tx); err != nil {
 		return err
 	}
+	return tx.Commit(ctx)
+}
+
+// EnsureSchemaIn creates the tracking schema in tx when it, or one of its columns, is missing;
+// the caller commits tx, or rolls it back (a dry-run). When something is missing it takes the
+// target's lock for the rest of tx: CREATE ... IF NOT EXISTS can still race on the catalog.
+func (t *Target) EnsureSchemaIn(ctx context.Context, tx pgx.Tx) error {
 	// CREATE SCHEMA needs CREATE on the database and ALTER TABLE the table's owner, even when
 	// there is nothing to do; a worker's role need have neither once the tables exist (another
 	// role may have created them): the statements run only when something is missing.
-	var missing bool
-	if err := tx.QueryRow(ctx, `SELECT count(*) < 3 FROM pg_attribute WHERE NOT attisdropped AND (
-		(attrelid = to_regclass($1) AND attname IN ('complete', 'phase')) OR (attrelid = to_regclass($2) AND attname = 'origin_run'))`,
-		t.schema+".schema_migrations", t.schema+".hook_ledger").Scan(&missing); err != nil {
-		return fmt.Errorf("tracking schema %s: %w", t.schema, err)
-	}
-	if missing {
-		if _, err := tx.Exec(ctx, fmt.Sprintf(schemaSQL+columnsSQL, t.schema)); err != nil {
-			return fmt.Errorf("create tracking schema %s: %w", t.schema, err)
-		}
-	}
-	var v int
-	if err := tx.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&v); err != nil {
+	missing, err := t.schemaMissing(ctx, tx)
+	if err != nil || !missing {
 		return err
 	}
-	t.serverVersion = v
-	return tx.Commit(ctx)
+	if err := t.Lock(ctx, tx); err != nil {
+		return err
+	}
+	if missing, err = t.schemaMissing(ctx, tx); err != nil || !missing {
+		return err
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf(schemaSQL+columnsSQL, t.schema)); err != nil {
+		return fmt.Errorf("create tracking schema %s: %w", t.schema, err)
+	}
+	return nil
+}
+
+func (t *Target) schemaMissing(ctx context.Context, q Querier) (bool, error) {
+	var missing bool
+	if err := q.QueryRow(ctx, `SELECT count(*) < 3 FROM pg_attribute WHERE NOT attisdropped AND (
+		(attrelid = to_regclass($1) AND attname IN ('complete', 'phase')) OR (attrelid = to_regclass($2) AND attname = 'origin_run'))`,
+		t.schema+".schema_migrations", t.schema+".hook_ledger").Scan(&missing); err != nil {
+		return false, fmt.Errorf("tracking schema %s: %w", t.schema, err)
+	}
+	return missing, nil
 }
 
 const lockSQL = `SELECT pg_advisory_xact_lock(hashtext('confiture:' || $1))`
@@ -122,19 +135,33 @@ type Applied struct {
 }
 
 // AppliedMigrations returns the tracking table, in version order: complete and incomplete
-// migrations.
+// migrations. A tracking table that does not exist yet (a fresh target read through Conn) is
+// empty; q must then not be a transaction, which the error would abort.
 func (t *Target) AppliedMigrations(ctx context.Context, q Querier) ([]Applied, error) {
 	rows, err := q.Query(ctx, `SELECT version, name, checksum, applied_at, execution_time_ms, applied_by, run_id::text,
 		complete, phase FROM `+t.schema+`.schema_migrations ORDER BY version`)
+	if undefinedTable(err) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Applied, error) {
+	applied, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Applied, error) {
 		var a Applied
 		err := r.Scan(&a.Version, &a.Name, &a.Checksum, &a.AppliedAt, &a.ExecutionTimeMS, &a.AppliedBy, &a.RunID,
 			&a.Complete, &a.Phase)
 		return a, err
 	})
+	if undefinedTable(err) {
+		return nil, nil
+	}
+	return applied, err
+}
+
+// undefinedTable reports whether err is PostgreSQL's undefined_table (42P01).
+func undefinedTable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42P01"
 }
 
 // RecordApplied writes the tracking row of a migration whose DDL has run (complete or not),

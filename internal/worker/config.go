@@ -115,6 +115,12 @@ type Config struct {
 	// DryRunLargeTable is the size in bytes above which a dry-run warns about an ACCESS
 	// EXCLUSIVE lock. Defaults to 100 MiB.
 	DryRunLargeTable int64 `yaml:"dry_run_large_table"`
+	// DryRunBlockTime and DryRunBlockTableSize: a dry-run warns (blocks_application) when a
+	// statement or hook would keep reads or writes waiting longer than DryRunBlockTime on a
+	// table larger than DryRunBlockTableSize bytes. Default 1s and 0 (any table that existed
+	// before the migration).
+	DryRunBlockTime      time.Duration `yaml:"dry_run_block_time"`
+	DryRunBlockTableSize int64         `yaml:"dry_run_block_table_size"`
 	// HTTPAddr is where /metrics, /healthz, /readyz and River UI (/riverui/) are served.
 	// Defaults to 127.0.0.1:9090, or a free port when that one is taken; "off" disables the
 	// server. Beyond loopback the server needs HTTPCredentialsFile to serve more than
@@ -265,6 +271,10 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("phase_timeout must be positive (a crashed worker's phases are rescued after it), got %s", cfg.PhaseTimeout)
 	case cfg.ShutdownTimeout < 0:
 		return fmt.Errorf("shutdown_timeout must not be negative, got %s", cfg.ShutdownTimeout)
+	case cfg.DryRunBlockTime < 0:
+		return fmt.Errorf("dry_run_block_time must not be negative, got %s", cfg.DryRunBlockTime)
+	case cfg.DryRunBlockTableSize < 0 || cfg.DryRunLargeTable < 0:
+		return fmt.Errorf("dry_run_block_table_size (%d) and dry_run_large_table (%d) must not be negative", cfg.DryRunBlockTableSize, cfg.DryRunLargeTable)
 	case cfg.MaxRequestBytes < 1024:
 		return fmt.Errorf("max_request_bytes must be at least 1024, got %d", cfg.MaxRequestBytes)
 	case cfg.SignatureMaxAge < 0:

@@ -22,6 +22,7 @@ func TestDryRunReportsAndChangesNothing(t *testing.T) {
 		hook("after_validation", "filled", "assert", map[string]any{"sql": "SELECT count(*) = 0 FROM accounts WHERE credit_limit IS NULL"}))
 	req := request("up", m)
 	req.DryRun = true
+	before := targetCatalog(t, b)
 	evs := b.run(t, req)
 	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
 	reports := ofKind(evs, contract.KindDryRunReport)
@@ -42,14 +43,14 @@ func TestDryRunReportsAndChangesNothing(t *testing.T) {
 	for _, w := range rep.Warnings {
 		codes = append(codes, w.Code)
 	}
-	require.Contains(t, codes, "not_transactional", "CREATE INDEX CONCURRENTLY is described, not executed")
+	require.Contains(t, codes, "emulated", "CREATE INDEX CONCURRENTLY runs as CREATE INDEX")
 	require.Empty(t, ofKind(evs, contract.KindPhaseStarted), "a dry-run is one job, not phases")
 
-	// Nothing changed: no column, no index, no tracking row, no ledger row.
+	// Nothing changed: no column, no index, not even the fresh target's tracking schema.
 	require.Zero(t, b.count(t, `SELECT count(*) FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'credit_limit'`))
+	require.Equal(t, before, targetCatalog(t, b), "the dry-run left something in the target's catalog")
 	require.Zero(t, b.count(t, `SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_balance'`))
-	require.Zero(t, b.count(t, `SELECT count(*) FROM confiture.schema_migrations`))
-	require.Zero(t, b.count(t, `SELECT count(*) FROM confiture.hook_ledger`))
+	require.Zero(t, b.count(t, `SELECT count(*) FROM pg_class WHERE oid IN (to_regclass('confiture.schema_migrations'), to_regclass('confiture.hook_ledger'))`))
 
 	// A dry-run that fails says where, and still changes nothing; then the real run applies.
 	bad := mig("001", "add_limit", "ALTER TABLE accounts ADD COLUMN credit_limit int;\nALTER TABLE nope ADD COLUMN x int;", "")
@@ -58,9 +59,42 @@ func TestDryRunReportsAndChangesNothing(t *testing.T) {
 	evs = b.run(t, req)
 	require.Equal(t, contract.KindRunFailed, last(evs).Kind, "events: %v", kinds(evs))
 	require.Contains(t, last(evs).Message, "nope")
+	require.Equal(t, contract.CodeSQLError, last(evs).Error.Code, "a statement failed")
+	require.Equal(t, contract.PhaseDDL, last(evs).Phase)
 	require.Zero(t, b.count(t, `SELECT count(*) FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'credit_limit'`))
+
+	// A hook that fails in a dry-run is hook_failed, as in a real run.
+	hooked := mig("001", "add_limit", "ALTER TABLE accounts ADD COLUMN credit_limit int;", "",
+		hook("after_ddl", "none_negative", "assert", map[string]any{"sql": "SELECT count(*) > 0 FROM accounts WHERE balance < 0"}))
+	req = request("up", hooked)
+	req.DryRun = true
+	evs = b.run(t, req)
+	require.Equal(t, contract.KindRunFailed, last(evs).Kind, "events: %v", kinds(evs))
+	require.Equal(t, contract.CodeHookFailed, last(evs).Error.Code, "%+v", last(evs))
+	require.Equal(t, contract.PhaseAfterDDL, last(evs).Phase)
+	require.Equal(t, "none_negative", last(evs).Hook)
+	require.Zero(t, b.count(t, `SELECT count(*) FROM pg_class WHERE oid IN (to_regclass('confiture.schema_migrations'), to_regclass('confiture.hook_ledger'))`))
 
 	evs = b.run(t, request("up", m))
 	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'credit_limit'`))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM confiture.schema_migrations`), "the real run creates the tracking schema")
+}
+
+// targetCatalog lists the schemas, relations (with their storage) and functions of the
+// target's database, but for the worker's own queue and River schemas, which share it here.
+func targetCatalog(t *testing.T, b *bundle) string {
+	t.Helper()
+	var out string
+	require.NoError(t, b.db.QueryRow(context.Background(), `
+		SELECT coalesce(string_agg(x, E'\n' ORDER BY x), '') FROM (
+			SELECT 'schema ' || nspname AS x FROM pg_namespace
+			UNION ALL SELECT n.nspname || '.' || c.relname || ' ' || c.relkind::text || ' ' || c.relfilenode
+				FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			UNION ALL SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+				WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+		) c WHERE x NOT LIKE 'confiture\_queue%' AND x NOT LIKE 'confiture\_river%' AND x NOT LIKE 'schema confiture\_queue' AND x NOT LIKE 'schema confiture\_river'
+			AND x NOT LIKE 'pg\_temp%' AND x NOT LIKE 'pg\_toast\_temp%'`).Scan(&out))
+	require.Contains(t, out, "public.accounts r ")
+	return out
 }

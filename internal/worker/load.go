@@ -41,7 +41,7 @@ func LoadFile(path string) (Config, error) {
 // CONFITURE_MAX_ATTEMPTS, CONFITURE_EMBEDDED_NATS_PORT, CONFITURE_MAX_REQUEST_BYTES,
 // CONFITURE_PHASE_TIMEOUT, CONFITURE_BACKFILL_SLICE, CONFITURE_RESCUE_AFTER, CONFITURE_SHUTDOWN_TIMEOUT, CONFITURE_RETRY_BACKOFF,
 // CONFITURE_LIVENESS_WINDOW,
-// CONFITURE_RETRY_BACKOFF_MAX, CONFITURE_DRY_RUN_LOCK_TIMEOUT, CONFITURE_HTTP_ADDR,
+// CONFITURE_RETRY_BACKOFF_MAX, CONFITURE_DRY_RUN_LOCK_TIMEOUT, CONFITURE_DRY_RUN_BLOCK_TIME, CONFITURE_HTTP_ADDR,
 // CONFITURE_HTTP_CREDENTIALS_FILE, CONFITURE_PLUGIN_PATH (directories separated by ':'),
 // the NATS security options CONFITURE_NATS_CREDS, ..._NKEY, ..._USER, ..._PASSWORD,
 // ..._PASSWORD_FILE, ..._TOKEN, ..._TOKEN_FILE, ..._CA, ..._CERT, ..._KEY, ..._TLS, and one
@@ -78,7 +78,7 @@ func ApplyEnv(cfg *Config, getenv func(string) string, environ []string) error {
 		"PHASE_TIMEOUT": &cfg.PhaseTimeout, "BACKFILL_SLICE": &cfg.BackfillSlice, "RESCUE_AFTER": &cfg.RescueAfter, "SHUTDOWN_TIMEOUT": &cfg.ShutdownTimeout,
 		"RETRY_BACKOFF": &cfg.RetryBackoff, "RETRY_BACKOFF_MAX": &cfg.RetryBackoffMax,
 		"OUTAGE_TOLERANCE": &cfg.OutageTolerance, "RECONCILE_INTERVAL": &cfg.ReconcileInterval,
-		"DRY_RUN_LOCK_TIMEOUT": &cfg.DryRunLockTimeout, "SIGNATURE_MAX_AGE": &cfg.SignatureMaxAge,
+		"DRY_RUN_LOCK_TIMEOUT": &cfg.DryRunLockTimeout, "DRY_RUN_BLOCK_TIME": &cfg.DryRunBlockTime, "SIGNATURE_MAX_AGE": &cfg.SignatureMaxAge,
 		"LIVENESS_WINDOW": &cfg.LivenessWindow,
 	}
 	for k, p := range durs {

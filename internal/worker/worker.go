@@ -134,7 +134,8 @@ func (w *Worker) newPipeline(store *runstore.Store, workers *river.Workers) (*jo
 		WorkerLiveness: w.cfg.LivenessWindow, SteadySince: w.steadySince,
 		RiverSchema: w.cfg.RiverSchema, BackfillSlice: w.cfg.BackfillSlice,
 		Observer: w.cfg.Metrics,
-		DryRun:   dryrun.Options{LockTimeout: w.cfg.DryRunLockTimeout, LargeTable: w.cfg.DryRunLargeTable},
+		DryRun: dryrun.Options{LockTimeout: w.cfg.DryRunLockTimeout, LargeTable: w.cfg.DryRunLargeTable,
+			BlockTime: w.cfg.DryRunBlockTime, BlockTableSize: w.cfg.DryRunBlockTableSize},
 	}, workers)
 }
 

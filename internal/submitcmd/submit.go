@@ -3,7 +3,8 @@
 // run ends.
 //
 // It depends only on the public contract (packages contract, migrations and client) and on
-// package runview, which shows the run, never on the worker's internals.
+// packages runview, which shows the run, and dryrunpage, which draws a dry-run report as an
+// HTML page, never on the worker's internals.
 package submitcmd
 
 import (
@@ -28,6 +29,7 @@ import (
 	"github.com/confiture-io/confiture-worker/client"
 	"github.com/confiture-io/confiture-worker/internal/buildinfo"
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/dryrunpage"
 	"github.com/confiture-io/confiture-worker/internal/migrations"
 	"github.com/confiture-io/confiture-worker/internal/natsauth"
 	"github.com/confiture-io/confiture-worker/internal/redact"
@@ -43,7 +45,8 @@ const (
 	// report's success is false). Also: NATS could not be reached or refused the connection
 	// (authorization or TLS: "NATS authorization failed at ..."), the request could not be
 	// published (a NATS user without the permission: "permission denied"), following the
-	// run's events broke down, or a dry-run ended without a report to check --fail-on against.
+	// run's events broke down, a dry-run ended without a report to check --fail-on against, or
+	// --html could not write the report.
 	ExitFailed = 1
 	// ExitUsage: bad flags or arguments, or a local validation error (unreadable or invalid
 	// migrations directory, a request the contract would reject, a request over 1 MiB).
@@ -108,7 +111,10 @@ inside one transaction, measures each statement and hook (time, rows, locks, tab
 then rolls everything back. With --wait the report is shown as tables: per migration, phase,
 statement and hook, then the warnings grouped by severity (error, warning, info); with --json
 it is the data of the dryrun.report event. --fail-on chooses which warnings fail the command:
-"error" (the default), "warning" (warnings and errors), or "none". See docs/DRY_RUN.md.
+"error" (the default), "warning" (warnings and errors), or "none". --html FILE (with
+--dry-run --wait) also writes the report as one self-contained HTML page: a lock timeline with
+a lane per table and a bar per statement or hook, coloured by what it blocks, then its tables.
+See docs/DRY_RUN.md.
 
 ` + signingHelp + `
 
@@ -128,7 +134,7 @@ Exit codes:
   1    the run failed (run.failed), or the target is left with incomplete migrations (an
        earlier run failed after their DDL; submitting them again resumes them); for a
        dry-run: a statement or hook failed, or no report arrived to check --fail-on
-       against; or NATS could not be reached, refused the
+       against or to write with --html; or NATS could not be reached, refused the
        credentials or TLS ("NATS authorization failed"), or the request was not published
        (for one, "permission denied" on its subject)
   2    usage error or local validation error (bad flags, unreadable or invalid directory, a
@@ -143,6 +149,7 @@ const examples = `  submit ./migrations --wait
   submit ./migrations --id deploy-42 --target orders --wait --json
   submit ./migrations --direction down --to 20240101000000 --wait
   submit ./migrations --dry-run --wait --fail-on warning
+  submit ./migrations --dry-run --wait --html dryrun.html
   submit ./migrations --target app --sign-key deploy.pem --key-id ci --wait
   submit keygen --out deploy.pem --key-id ci --target app`
 
@@ -214,6 +221,7 @@ type options struct {
 	json        bool
 	timeout     time.Duration
 	failOn      string
+	html        string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) int {
@@ -258,6 +266,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	f.BoolVar(&o.json, "json", false, "with --wait: print each event as one JSON line on stdout instead of the live display")
 	f.DurationVar(&o.timeout, "timeout", DefaultTimeout, "with --wait: how long to wait for the run to end")
 	f.StringVar(&o.failOn, "fail-on", runview.DefaultFailOn, "with --dry-run --wait: exit 5 when the report has a warning of this severity or graver: warning, error or none")
+	f.StringVar(&o.html, "html", "", "with --dry-run --wait: also write the report to `FILE` as one self-contained HTML page (a lock timeline per table, then its tables)")
 	addSigningFlags(cmd, &o.sign)
 	cmd.AddCommand(keygenCommand(stdout, stderr))
 	cmd.AddCommand(opsCommands(&o, stdout, stderr, e)...)
@@ -327,6 +336,14 @@ func (s *submitter) run(ctx context.Context) error {
 	}
 	if s.cmd.Flags().Changed("fail-on") && (!o.dryRun || !o.wait) {
 		return s.usage("--fail-on applies to the report of a dry-run that submit follows: add --dry-run --wait, or drop --fail-on")
+	}
+	if o.html != "" {
+		if !o.dryRun || !o.wait {
+			return s.usage("--html writes the report of a dry-run that submit follows: add --dry-run --wait, or drop --html")
+		}
+		if dir := filepath.Dir(o.html); !isDir(dir) {
+			return s.usage("--html %s: there is no directory %s to write it in", o.html, dir)
+		}
 	}
 	if o.id == "" {
 		o.id = generateID(s.env.now())
@@ -522,6 +539,7 @@ func (s *submitter) wait(ctx context.Context, c *client.Client, req *contract.Re
 	defer cancel()
 	final, err := c.Wait(wctx, req.Target, run, r.Render)
 	r.Close() // a progress bar still drawn goes before anything else is printed
+	htmlOK := s.writeHTML(r.Report())
 	switch {
 	case err == nil && final != nil:
 	case ctx.Err() != nil:
@@ -545,6 +563,9 @@ func (s *submitter) wait(ctx context.Context, c *client.Client, req *contract.Re
 	}
 	verdict, reason := r.Verdict(final, o.dryRun, o.failOn)
 	code := exitCode(verdict)
+	if code == ExitOK && !htmlOK {
+		code, reason = ExitFailed, "the dry-run report could not be written to "+o.html
+	}
 	if reason != "" {
 		if code == ExitOK {
 			s.info("%s", reason)
@@ -556,6 +577,48 @@ func (s *submitter) wait(ctx context.Context, c *client.Client, req *contract.Re
 		return nil
 	}
 	return exit(code)
+}
+
+// writeHTML writes rep as an HTML page to --html's file, if given: into a temporary file of
+// the same directory, renamed when complete, so the file is whole or left as it was. It says
+// what it did and reports whether it went well.
+func (s *submitter) writeHTML(rep *contract.DryRunReport) bool {
+	path := s.o.html
+	if path == "" {
+		return true
+	}
+	if rep == nil {
+		s.errorf("no dry-run report arrived, so --html wrote nothing to %s", path)
+		return false
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err == nil {
+		err = dryrunpage.Render(f, rep)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Chmod(f.Name(), 0o644)
+		}
+		if err == nil {
+			err = os.Rename(f.Name(), path)
+		}
+		if err != nil {
+			_ = os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		s.errorf("could not write the dry-run report to %s: %v", path, err)
+		return false
+	}
+	s.info("dry-run report written to %s (open it in a browser)", path)
+	return true
+}
+
+// isDir reports whether path is a directory.
+func isDir(path string) bool {
+	info, err := os.Stat(path)
+	return err == nil && info.IsDir()
 }
 
 // describe names an event for a message: its kind and what it is about.

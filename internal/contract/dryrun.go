@@ -164,6 +164,8 @@ type DryRunBlock struct {
 	Blocks        []string `json:"blocks"`
 	Bytes         int64    `json:"bytes"`
 	EstimatedRows int64    `json:"estimated_rows"`
+	// New says the dry-run created the table: no application uses it yet, so Blocks is empty.
+	New bool `json:"new,omitempty"`
 }
 
 // Operations of other sessions a lock can block, in DryRunBlock.Blocks.

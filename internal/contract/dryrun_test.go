@@ -30,7 +30,10 @@ func fullDryRunReport() *DryRunReport {
 						Hooks: []DryRunHookReport{{
 							Name: "users_exist", Hook: "assert", DurationMS: 1.2, Rows: 1, Executed: true,
 							StartMS: 0.3, Transaction: 1, HeldMS: 1.4,
-							Blocks: []DryRunBlock{{Table: "users", Mode: "AccessShareLock", Blocks: []string{DryRunBlocksDDL}, Bytes: 8192, EstimatedRows: 12}},
+							Blocks: []DryRunBlock{
+								{Table: "users", Mode: "AccessShareLock", Blocks: []string{DryRunBlocksDDL}, Bytes: 8192, EstimatedRows: 12},
+								{Table: "tmp_check", Mode: "AccessExclusiveLock", Blocks: []string{}, New: true},
+							},
 							Locks:    []DryRunLock{{Relation: "users", Mode: "AccessShareLock"}},
 							Rewrites: []string{"users_tmp"}, Created: []string{"tmp_check (table)"}, Dropped: []string{"tmp_check (table)"},
 							Tables: []DryRunTableStat{{Name: "users", Bytes: 8192, EstimatedRows: 12}},
@@ -56,6 +59,11 @@ func fullDryRunReport() *DryRunReport {
 								StartMS:   793, Transaction: 3, HeldMS: 9.5,
 							},
 							{Line: 5, SQL: "VACUUM users", Skipped: "VACUUM cannot run inside a transaction block; not executed"},
+							{
+								Line: 6, SQL: "CREATE TABLE audit (id int)", DurationMS: 1.5, Executed: true, StartMS: 803, Transaction: 4, HeldMS: 1.5,
+								Locks:  []DryRunLock{{Relation: "audit", Mode: "AccessExclusiveLock"}},
+								Blocks: []DryRunBlock{{Table: "audit", Mode: "AccessExclusiveLock", Blocks: []string{}, Bytes: 0, New: true}},
+							},
 						},
 					},
 					{

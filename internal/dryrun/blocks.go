@@ -58,14 +58,11 @@ func blockedBy(mode string) []string {
 func stronger(a, b string) bool { return slices.Index(lockModes, a) > slices.Index(lockModes, b) }
 
 // blocks returns, per table among tables that a lock of locks is on, the strongest mode and
-// what it blocks. Tables in skip (created by the dry-run itself: no application uses them yet)
-// and relations that are not tables (indexes, sequences) are left out.
-func blocks(locks []contract.DryRunLock, tables []contract.DryRunTableStat, skip map[string]bool) []contract.DryRunBlock {
+// what it blocks. Tables in created (by the dry-run itself) block nothing: no application uses
+// them yet. Relations that are not tables (indexes, sequences) are left out.
+func blocks(locks []contract.DryRunLock, tables []contract.DryRunTableStat, created map[string]bool) []contract.DryRunBlock {
 	var out []contract.DryRunBlock
 	for _, t := range tables {
-		if skip[t.Name] {
-			continue
-		}
 		mode := ""
 		for _, l := range locks {
 			if l.Relation == t.Name && conflicts[l.Mode] != nil && (mode == "" || stronger(l.Mode, mode)) {
@@ -75,7 +72,11 @@ func blocks(locks []contract.DryRunLock, tables []contract.DryRunTableStat, skip
 		if mode == "" {
 			continue
 		}
-		out = append(out, contract.DryRunBlock{Table: t.Name, Mode: mode, Blocks: blockedBy(mode), Bytes: t.Bytes, EstimatedRows: t.EstimatedRows})
+		b := contract.DryRunBlock{Table: t.Name, Mode: mode, Blocks: blockedBy(mode), Bytes: t.Bytes, EstimatedRows: t.EstimatedRows}
+		if created[t.Name] {
+			b.Blocks, b.New = []string{}, true
+		}
+		out = append(out, b)
 	}
 	return out
 }

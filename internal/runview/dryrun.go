@@ -350,6 +350,9 @@ func lockDetails(ls []contract.DryRunLock, bs []contract.DryRunBlock, heldMS flo
 	}
 	for _, b := range bs {
 		what := "nothing"
+		if b.New {
+			what = "nothing (a table this dry-run created: no application uses it yet)"
+		}
 		if len(b.Blocks) > 0 {
 			what = strings.ReplaceAll(strings.Join(b.Blocks, ", "), "_", " ")
 		}

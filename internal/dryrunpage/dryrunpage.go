@@ -190,8 +190,10 @@ type warningRow struct {
 // tableRow sums up a lane: how long reads and writes of the table would wait.
 type tableRow struct {
 	Table, Size, Strongest string
-	Bytes, EstimatedRows   int64
-	Steps                  int
+	// New says the migrations create it.
+	New                  bool
+	Bytes, EstimatedRows int64
+	Steps                int
 	// ReadsBlocked and WritesBlocked are how long reads and writes would wait, when they
 	// would (BlocksReads, BlocksWrites).
 	ReadsBlocked, WritesBlocked float64
@@ -273,9 +275,10 @@ func tables(sts []step) []tableRow {
 			if !ok {
 				i = len(out)
 				index[b.Table] = i
-				out = append(out, tableRow{Table: b.Table})
+				out = append(out, tableRow{Table: b.Table, New: true})
 			}
 			t := &out[i]
+			t.New = t.New && b.New
 			t.Steps++
 			t.Bytes, t.EstimatedRows = b.Bytes, b.EstimatedRows
 			if modeRank(b.Mode) > modeRank(t.Strongest) {

@@ -18,20 +18,31 @@ const (
 	classWrites = "w"
 	// classNone: nothing an application does waits (maintenance or DDL only).
 	classNone = "none"
+	// classNew: a table the dry-run created, which no application uses yet: nothing waits.
+	classNew = "new"
 )
 
 // classRank orders the classes from the mildest.
-var classRank = map[string]int{"": -1, classNone: 0, classWrites: 1, classReadsWrites: 2}
+var classRank = map[string]int{"": -2, classNew: -1, classNone: 0, classWrites: 1, classReadsWrites: 2}
 
 // classText says what a class blocks, for the legend and the tooltips.
 var classText = map[string]string{
 	classReadsWrites: "blocks reads and writes",
 	classWrites:      "blocks writes",
 	classNone:        "blocks nothing an application does",
+	classNew:         "a new table (the migrations create it): no application uses it yet",
 }
 
 // classOf is the class of one block.
-func classOf(blocks []string) string {
+func classOf(b contract.DryRunBlock) string {
+	if b.New {
+		return classNew
+	}
+	return classOfBlocks(b.Blocks)
+}
+
+// classOfBlocks is the class of what a lock blocks.
+func classOfBlocks(blocks []string) string {
 	class := classNone
 	for _, b := range blocks {
 		switch b {
@@ -71,7 +82,9 @@ func blockedText(blocks []string) string {
 
 // Drawing constants, in SVG units (pixels at 100 %).
 const (
-	labelWidth  = 250 // lane labels, left of the plot
+	labelWidth  = 280 // lane labels, left of the plot
+	// maxLabel is the most characters of a table's name a lane label shows.
+	maxLabel = 22
 	plotWidth   = 880
 	rightMargin = 40 // room for the last tick's label
 	axisHeight  = 18
@@ -98,6 +111,8 @@ type chart struct {
 	Migrations                           []band
 	Phases                               []band
 	Lanes                                []lane
+	// NewTables says a lane is a table the migrations create.
+	NewTables bool
 	// Markers are the warnings and failures, on their step's lane or on the warnings row.
 	Markers []marker
 }
@@ -121,6 +136,8 @@ type band struct {
 // lane is one table.
 type lane struct {
 	Table string
+	// New says the migrations create the table (every step that locked it ran after).
+	New   bool
 	Label string
 	Size  string
 	Title string
@@ -185,6 +202,7 @@ type step struct {
 
 type blockRow struct {
 	Table, Mode, What, Class string
+	New                      bool
 	Bytes, EstimatedRows     int64
 }
 
@@ -236,8 +254,8 @@ func steps(prefix string, rep *contract.DryRunReport) []step {
 
 func (s *step) setBlocks(blocks []contract.DryRunBlock) {
 	for _, b := range blocks {
-		c := classOf(b.Blocks)
-		s.Blocks = append(s.Blocks, blockRow{Table: b.Table, Mode: b.Mode, What: blockedText(b.Blocks), Class: c, Bytes: b.Bytes, EstimatedRows: b.EstimatedRows})
+		c := classOf(b)
+		s.Blocks = append(s.Blocks, blockRow{Table: b.Table, Mode: b.Mode, What: blockedText(b.Blocks), Class: c, New: b.New, Bytes: b.Bytes, EstimatedRows: b.EstimatedRows})
 		if classRank[c] > classRank[s.Class] {
 			s.Class = c
 		}
@@ -341,17 +359,22 @@ func layout(rep *contract.DryRunReport, sts []step, warnAt []int, prefix string)
 			if !ok {
 				li = len(c.Lanes)
 				index[b.Table] = li
-				c.Lanes = append(c.Lanes, lane{Table: b.Table, Label: b.Table})
+				c.Lanes = append(c.Lanes, lane{Table: b.Table, Label: cut(b.Table, maxLabel), New: true})
 				items = append(items, nil)
 			}
 			l := &c.Lanes[li]
+			l.New = l.New && b.New
 			l.Size = sizeText(b.Bytes)
 			if b.EstimatedRows > 0 {
 				l.Size += ", ~" + countText(b.EstimatedRows) + " rows"
 			}
 			from := s.at()
-			title := fmt.Sprintf("%s %s %s: %s on %s, %s (%s); held %s from %s", s.Migration, s.Phase, s.Where,
-				b.Mode, b.Table, classText[b.Class], b.What, msText(s.heldMS()), msText(from))
+			what := classText[b.Class]
+			if !b.New {
+				what += " (" + b.What + ")"
+			}
+			title := fmt.Sprintf("%s %s %s: %s on %s, %s; held %s from %s", s.Migration, s.Phase, s.Where,
+				b.Mode, b.Table, what, msText(s.heldMS()), msText(from))
 			if s.Statement {
 				title += "; " + s.Text
 			} else {
@@ -451,6 +474,10 @@ func layout(rep *contract.DryRunReport, sts []step, warnAt []int, prefix string)
 		n := max(len(rows), 1)
 		l.Y, l.H = y, top+lanePad+n*barHeight+(n-1)*barGap
 		l.Title = fmt.Sprintf("%s (%s): %d step(s) locked it", l.Table, l.Size, len(its))
+		if l.New {
+			l.Title += "; the migrations create it, so no application uses it yet"
+			c.NewTables = true
+		}
 		for i := len(its) - 1; i >= 0; i-- {
 			b := its[i].bar
 			b.Y = y + top + b.Y*(barHeight+barGap)
@@ -533,18 +560,24 @@ func warningSteps(rep *contract.DryRunReport, sts []step) []int {
 	return out
 }
 
-// fit chooses the label that fits the band's width (about 6.5 units a character).
+// cut shortens s to at most n characters, ending with "…" when it was longer.
+func cut(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+// fit chooses the label that fits the band's width (about 6.5 units a character): Label,
+// or its start and "…", or none.
 func (b band) fit() band {
-	fits := func(s string) bool { return float64(len(s))*6.5+6 <= float64(b.W) }
+	n := int((float64(b.W) - 6) / 6.5)
 	switch {
-	case fits(b.Label):
+	case len([]rune(b.Label)) <= n:
 		b.Short = b.Label
-	case len(b.Label) > 3 && fits(b.Label[:3]+"…"):
-		n := len(b.Label)
-		for n > 1 && !fits(b.Label[:n]+"…") {
-			n--
-		}
-		b.Short = b.Label[:n] + "…"
+	case n >= 4:
+		b.Short = cut(b.Label, n)
 	}
 	return b
 }

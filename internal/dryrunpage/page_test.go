@@ -33,8 +33,10 @@ func TestClassOf(t *testing.T) {
 		{blocksRowExclusive, classNone},
 		{nil, classNone},
 	} {
-		require.Equal(t, tc.want, classOf(tc.blocks), "%v", tc.blocks)
+		require.Equal(t, tc.want, classOfBlocks(tc.blocks), "%v", tc.blocks)
+		require.Equal(t, tc.want, classOf(contract.DryRunBlock{Blocks: tc.blocks}), "%v", tc.blocks)
 	}
+	require.Equal(t, classNew, classOf(contract.DryRunBlock{Blocks: []string{}, New: true}))
 }
 
 func TestLayoutOfTheSample(t *testing.T) {
@@ -237,6 +239,33 @@ func TestPageWithoutBlocks(t *testing.T) {
 	require.NotContains(t, out, "<h3>Tables</h3>")
 }
 
+// A table the migrations create has a lane of its own kind: nothing waits for it.
+func TestPageOfNewTables(t *testing.T) {
+	t.Parallel()
+	rep := sample()
+	ddl := &rep.Migrations[0].Phases[2]
+	ddl.Statements = append([]contract.DryRunStatementReport{{Line: 9, SQL: "CREATE TABLE email_log (id int)", DurationMS: 2, Executed: true,
+		StartMS: 5.6, Transaction: 2, HeldMS: 1199.9, Created: []string{"email_log (table)"},
+		Locks:  []contract.DryRunLock{{Relation: "email_log", Mode: "AccessExclusiveLock"}},
+		Blocks: []contract.DryRunBlock{{Table: "email_log", Mode: "AccessExclusiveLock", Blocks: []string{}, New: true, Bytes: 8192}}}}, ddl.Statements...)
+	sts := steps("r1", rep)
+	c := layout(rep, sts, warningSteps(rep, sts), "r1")
+	require.Equal(t, "users", c.Lanes[0].Table, "locked first, by the hook before the DDL")
+	require.False(t, c.Lanes[0].New)
+	require.Equal(t, "email_log", c.Lanes[1].Table)
+	require.True(t, c.Lanes[1].New)
+	require.True(t, c.NewTables)
+	require.Equal(t, classNew, c.Lanes[1].Bars[0].Class)
+	require.Contains(t, c.Lanes[1].Bars[0].Title, "a new table (the migrations create it): no application uses it yet")
+
+	out := renderString(t, rep)
+	for _, s := range []string{`class="bar hold new"`, `<tspan class="size" dx="6">new, 8.0 KiB</tspan>`, "a new table: nothing uses it yet",
+		`<td>email_log <span class="muted">(new)</span></td>`} {
+		require.Contains(t, out, s)
+	}
+	require.NotContains(t, renderString(t, sample()), "a new table: nothing uses it yet", "no legend for what is not drawn")
+}
+
 // A report of a worker before version 2 has no times: its tables, no timeline.
 func TestPageOfAVersion1Report(t *testing.T) {
 	t.Parallel()
@@ -291,4 +320,14 @@ func TestDecodeIsLenient(t *testing.T) {
 	require.ErrorContains(t, err, "not a dry-run report: it has no success field")
 	_, err = Decode([]byte(`[`))
 	require.ErrorContains(t, err, "not a dry-run report")
+}
+
+func TestLabelsFit(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "users", cut("users", 22))
+	require.Equal(t, "a_very_long_table_nam…", cut("a_very_long_table_name_of_an_app", 22))
+	require.Equal(t, "tâbl…", cut("tâble_été", 5), "characters, not bytes")
+	require.Equal(t, "after_ddl", band{Label: "after_ddl", W: 80}.fit().Short)
+	require.Equal(t, "after…", band{Label: "after_ddl", W: 50}.fit().Short)
+	require.Empty(t, band{Label: "after_ddl", W: 20}.fit().Short)
 }

@@ -82,9 +82,9 @@ func blockedText(blocks []string) string {
 
 // Drawing constants, in SVG units (pixels at 100 %).
 const (
-	labelWidth  = 280 // lane labels, left of the plot
+	labelWidth = 280 // lane labels, left of the plot
 	// maxLabel is the most characters of a table's name a lane label shows.
-	maxLabel = 22
+	maxLabel    = 22
 	plotWidth   = 880
 	rightMargin = 40 // room for the last tick's label
 	axisHeight  = 18

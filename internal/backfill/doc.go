@@ -21,7 +21,7 @@
 // else the hook fails with ErrNoKey and is not retried); batch_size (first batch, 1000),
 // min_batch_size and max_batch_size (100 and 100,000), target_batch_ms (200); rows_per_second
 // and pause_ms; lock_timeout_ms (1000), batch_timeout_ms (statement_timeout, 30,000),
-// retry_pause_ms (1000) and max_retries (30); sample_ms (1000, for a dry-run). Identifiers are
+// retry_pause_ms (1000) and max_retries (30); sample_ms (1000) and dry_run_complete_ms (30000), for a dry-run. Identifiers are
 // quoted by the hook; set, where and update are the migration author's SQL, run as written, by
 // design. The hook implements hooks.Batched: the phase pipeline (internal/jobs) calls
 // RunBatches outside the phase's transaction.
@@ -204,7 +204,9 @@
 // A dry-run calls the hook's Run (hooks.Hook) instead, inside the dry-run's transaction, which
 // is rolled back: it runs batches in savepoints for sample_ms, with the same statements and
 // the same adaptive size, measures their rate and extrapolates it to the rows the planner
-// expects (or reports the whole backfill when it finished within the sample).
+// expects (or reports the whole backfill when it finished within the sample). When the rate
+// says the rest takes at most dry_run_complete_ms, it runs the rest too, so later hooks see
+// every row filled.
 //
 // # Performance
 //

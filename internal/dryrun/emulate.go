@@ -48,35 +48,21 @@ func emulation(sql string) (string, bool) {
 		}
 	case "reindex":
 		i := 1
-		var option, open, closing int = -1, -1, -1
-		others := 0
+		option, open, closing, others := -1, -1, -1, 0
 		if i < len(tk) && tk[i].Text == "(" {
-			open = i
-			depth := 0
-			for ; i < len(tk); i++ {
-				switch tk[i].Text {
-				case "(":
-					depth++
-					continue
-				case ")":
-					depth--
-				}
-				if depth == 0 {
-					closing = i
-					break
-				}
-				if depth == 1 && tk[i].Word && (tk[i-1].Text == "(" || tk[i-1].Text == ",") {
-					if strings.EqualFold(tk[i].Text, "concurrently") {
-						option = i
-					} else {
-						others++
+			opts, end := parenthesized(tk, i)
+			if end > len(tk) || tk[end-1].Text != ")" {
+				return "", false
+			}
+			open, closing, i = 1, end-1, end
+			if _, ok := opts["concurrently"]; ok {
+				others = len(opts) - 1
+				for k := open + 1; k < closing; k++ {
+					if strings.EqualFold(tk[k].Text, "concurrently") && (tk[k-1].Text == "(" || tk[k-1].Text == ",") {
+						option = k
 					}
 				}
 			}
-			if closing < 0 {
-				return "", false
-			}
-			i = closing + 1
 		}
 		what := word(i)
 		if what != "table" && what != "index" {

@@ -39,6 +39,17 @@ test: ## Run the whole test suite with the race detector (needs PostgreSQL; NATS
 docs-check: ## Run the shell blocks of README.md and docs/ as a reader would, in a sandbox (needs PostgreSQL)
 	CONFITURE_DOCS_RUN=1 $(GO) test -run '^TestDocsRun$$' -count=1 -timeout 15m -v ./internal/docscheck/
 
+# The screenshots of docs/images, taken by the Chromium tests (CONFITURE_SCREENSHOT_DIR keeps them).
+DOCS_IMAGES := runs-page-run.png dryrun-report.png dryrun-three-tables.png
+
+.PHONY: docs-images
+docs-images: ## Regenerate the screenshots in docs/images with headless Chromium (needs PostgreSQL and chromium)
+	@command -v $${CHROMIUM:-chromium} >/dev/null || { echo "docs-images needs Chromium: apt-get install chromium, or set CHROMIUM"; exit 1; }
+	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+		CONFITURE_SCREENSHOT_DIR=$$dir $(GO) test -count=1 -run '^TestRunsPageInChromium$$' ./internal/worker/; \
+		CONFITURE_SCREENSHOT_DIR=$$dir $(GO) test -count=1 -run '^(TestPageInChromium|TestExamplePageInChromium)$$' ./internal/dryrunpage/; \
+		for f in $(DOCS_IMAGES); do cp "$$dir/$$f" docs/images/; echo "docs/images/$$f"; done
+
 .PHONY: test/race
 test/race: test ## Same as test (the suite always runs with -race)
 

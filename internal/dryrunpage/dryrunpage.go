@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/runview"
 )
 
 //go:embed page.html
@@ -33,7 +34,7 @@ var pageFS embed.FS
 
 var tmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"ms":    msText,
-	"size":  sizeText,
+	"size":  runview.SizeText,
 	"count": countText,
 	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") + " UTC" },
 	"class": func(c string) string { return classText[c] },
@@ -254,10 +255,10 @@ func newSection(anchor string, rep *contract.DryRunReport) section {
 	if t := rep.Thresholds; t != nil {
 		on := "any table"
 		if t.BlockTableBytes > 0 {
-			on = "a table over " + sizeText(t.BlockTableBytes)
+			on = "a table over " + runview.SizeText(t.BlockTableBytes)
 		}
 		s.Thresholds = fmt.Sprintf("ACCESS EXCLUSIVE on a table over %s; reads or writes waiting over %s on %s",
-			sizeText(t.LargeTableBytes), msText(t.BlockMS), on)
+			runview.SizeText(t.LargeTableBytes), msText(t.BlockMS), on)
 	}
 	return s
 }
@@ -312,7 +313,7 @@ func tables(sts []step) []tableRow {
 	}
 	for i := range out {
 		t := &out[i]
-		t.Size = sizeText(t.Bytes)
+		t.Size = runview.SizeText(t.Bytes)
 		t.ReadsBlocked, t.BlocksReads = union(reads[t.Table]), len(reads[t.Table]) > 0
 		t.WritesBlocked, t.BlocksWrites = union(writes[t.Table]), len(writes[t.Table]) > 0
 	}
@@ -357,20 +358,6 @@ func msText(ms float64) string {
 	}
 	d := time.Duration(ms * float64(time.Millisecond)).Round(time.Second)
 	return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-}
-
-// sizeText renders bytes: 8.0 KiB, 150.0 MiB.
-func sizeText(b int64) string {
-	const unit = 1024
-	if b < unit {
-		return fmt.Sprintf("%d B", b)
-	}
-	div, exp := int64(unit), 0
-	for n := b / unit; n >= unit && exp < 5; n /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
 }
 
 // countText renders a row count briefly: 950, 20k, 1.5M.

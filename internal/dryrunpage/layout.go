@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/runview"
 )
 
 // What a lock keeps other sessions from doing, in three classes: the colours of the bars.
@@ -364,7 +365,7 @@ func layout(rep *contract.DryRunReport, sts []step, warnAt []int, prefix string)
 			}
 			l := &c.Lanes[li]
 			l.New = l.New && b.New
-			l.Size = sizeText(b.Bytes)
+			l.Size = runview.SizeText(b.Bytes)
 			if b.EstimatedRows > 0 {
 				l.Size += ", ~" + countText(b.EstimatedRows) + " rows"
 			}

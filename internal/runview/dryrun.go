@@ -357,7 +357,7 @@ func lockDetails(ls []contract.DryRunLock, bs []contract.DryRunBlock, heldMS flo
 			what = strings.ReplaceAll(strings.Join(b.Blocks, ", "), "_", " ")
 		}
 		out = append(out, fmt.Sprintf("blocks:   %s on %s (%s) for %s: %s", clean(strings.TrimSuffix(b.Mode, "Lock")), clean(b.Table),
-			sizeText(b.Bytes), msDuration(heldMS), what))
+			SizeText(b.Bytes), msDuration(heldMS), what))
 	}
 	return out
 }
@@ -431,7 +431,7 @@ func details(rewrites, created, dropped []string, tables []contract.DryRunTableS
 	if len(tables) > 0 {
 		parts := make([]string, len(tables))
 		for i, t := range tables {
-			parts[i] = fmt.Sprintf("%s (%s, ~%s)", clean(t.Name), sizeText(t.Bytes), rows(t.EstimatedRows))
+			parts[i] = fmt.Sprintf("%s (%s, ~%s)", clean(t.Name), SizeText(t.Bytes), rows(t.EstimatedRows))
 		}
 		out = append(out, "tables:   "+strings.Join(parts, ", "))
 	}
@@ -527,8 +527,8 @@ func msDuration(ms float64) string {
 	}
 }
 
-// sizeText renders bytes: 8.0 KiB, 500.0 MiB.
-func sizeText(b int64) string {
+// SizeText renders bytes: 8.0 KiB, 500.0 MiB.
+func SizeText(b int64) string {
 	const unit = 1024
 	if b < unit {
 		return fmt.Sprintf("%d B", b)

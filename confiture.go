@@ -85,6 +85,10 @@ type Result struct {
 	// Failed marks the hook as failed although it returned no error (a check that did not
 	// hold, for example).
 	Failed bool
+	// Sampled says, in a dry-run, that the hook did only part of its work (a sample of a long
+	// job): the report marks it, and a later hook of the migration that fails says this may
+	// be why.
+	Sampled bool
 }
 
 // Definition describes a hook type: what a hooks file names in its `hook:` field.
@@ -261,7 +265,7 @@ func (a adapter) Run(ctx context.Context, hc *hooks.Context) (hooks.Result, erro
 		c.Stats = hc.Stats
 	}
 	res, err := a.h.Run(ctx, c)
-	return hooks.Result{RowsAffected: res.RowsAffected, Stats: res.Stats, Message: res.Message, Failed: res.Failed}, err
+	return hooks.Result{RowsAffected: res.RowsAffected, Stats: res.Stats, Message: res.Message, Failed: res.Failed, Sampled: res.Sampled}, err
 }
 
 func cloneDefinition(d Definition) Definition {

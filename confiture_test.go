@@ -396,7 +396,7 @@ func TestAdapterCarriesEveryField(t *testing.T) {
 	}
 
 	var seen Context
-	want := Result{RowsAffected: 3, Stats: map[string]any{"k": 1}, Message: "m", Failed: true}
+	want := Result{RowsAffected: 3, Stats: map[string]any{"k": 1}, Message: "m", Failed: true, Sampled: true}
 	res, err := adapter{HookFunc(func(_ context.Context, hc *Context) (Result, error) {
 		seen = *hc
 		return want, nil

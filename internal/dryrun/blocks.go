@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/units"
 )
 
 // lockModes are PostgreSQL's table lock modes, from the weakest, as pg_locks names them.
@@ -104,7 +105,7 @@ func (r *runner) blockWarning(base contract.DryRunWarning, b contract.DryRunBloc
 	w := base
 	w.Severity, w.Code = contract.DryRunSeverityWarning, contract.DryRunCodeBlocksApplication
 	w.Message = fmt.Sprintf("%s on %s (%s, about %d rows) would wait about %s: %s held until %s",
-		what, b.Table, humanBytes(b.Bytes), b.EstimatedRows, msText(heldMS), b.Mode, until)
+		what, b.Table, units.Bytes(b.Bytes), b.EstimatedRows, msText(heldMS), b.Mode, until)
 	return w, true
 }
 

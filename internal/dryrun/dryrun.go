@@ -49,6 +49,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/sqlscript"
+	"github.com/confiture-io/confiture-worker/internal/units"
 )
 
 // Default values of Options.
@@ -429,7 +430,7 @@ func (r *runner) lockWarnings(base contract.DryRunWarning, m measured) []contrac
 					w := base
 					w.Severity, w.Code = contract.DryRunSeverityWarning, contract.DryRunCodeAccessExclusiveLarge
 					w.Message = fmt.Sprintf("ACCESS EXCLUSIVE lock on %s (%s, about %d rows): reads and writes wait",
-						t.Name, humanBytes(t.Bytes), t.EstimatedRows)
+						t.Name, units.Bytes(t.Bytes), t.EstimatedRows)
 					holds = append(holds, w)
 				}
 			}
@@ -618,7 +619,7 @@ func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, pha
 				}
 			}
 			if len(r.sampled) > 0 {
-				hr.Error += fmt.Sprintf(" (the dry-run ran only the first batches of %s: the rows it did not reach may be why)", strings.Join(r.sampled, ", "))
+				hr.Error += fmt.Sprintf(" (the dry-run ran only a sample of %s: what it did not reach may be why)", strings.Join(r.sampled, ", "))
 			}
 			pr.Hooks = append(pr.Hooks, hr)
 			return hr.Error, nil
@@ -628,7 +629,7 @@ func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, pha
 			hr.Message, hr.Sampled = outcomes[0].Result.Message, outcomes[0].Result.Sampled
 		}
 		if hr.Sampled {
-			r.sampled = append(r.sampled, "backfill "+p.Spec.Name)
+			r.sampled = append(r.sampled, "hook "+p.Spec.Name)
 		}
 		if batched {
 			w := base
@@ -654,16 +655,3 @@ func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, pha
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func humanBytes(b int64) string {
-	const unit = 1024
-	if b < unit {
-		return fmt.Sprintf("%d B", b)
-	}
-	div, exp := int64(unit), 0
-	for n := b / unit; n >= unit; n /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
-}

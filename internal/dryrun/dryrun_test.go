@@ -423,5 +423,5 @@ func TestShortBackfillRunsToTheEnd(t *testing.T) {
 
 	rep = b.run(t, dryrun.Options{}, m(0))
 	require.False(t, rep.Success)
-	require.Contains(t, rep.Migrations[0].Error, "the dry-run ran only the first batches of backfill fill")
+	require.Contains(t, rep.Migrations[0].Error, "the dry-run ran only a sample of hook fill")
 }

@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
-	"github.com/confiture-io/confiture-worker/internal/runview"
+	"github.com/confiture-io/confiture-worker/internal/units"
 )
 
 //go:embed page.html
@@ -34,7 +34,7 @@ var pageFS embed.FS
 
 var tmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"ms":    msText,
-	"size":  runview.SizeText,
+	"size":  units.Bytes,
 	"count": countText,
 	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") + " UTC" },
 	"class": func(c string) string { return classText[c] },
@@ -255,10 +255,10 @@ func newSection(anchor string, rep *contract.DryRunReport) section {
 	if t := rep.Thresholds; t != nil {
 		on := "any table"
 		if t.BlockTableBytes > 0 {
-			on = "a table over " + runview.SizeText(t.BlockTableBytes)
+			on = "a table over " + units.Bytes(t.BlockTableBytes)
 		}
 		s.Thresholds = fmt.Sprintf("ACCESS EXCLUSIVE on a table over %s; reads or writes waiting over %s on %s",
-			runview.SizeText(t.LargeTableBytes), msText(t.BlockMS), on)
+			units.Bytes(t.LargeTableBytes), msText(t.BlockMS), on)
 	}
 	return s
 }
@@ -313,7 +313,7 @@ func tables(sts []step) []tableRow {
 	}
 	for i := range out {
 		t := &out[i]
-		t.Size = runview.SizeText(t.Bytes)
+		t.Size = units.Bytes(t.Bytes)
 		t.ReadsBlocked, t.BlocksReads = union(reads[t.Table]), len(reads[t.Table]) > 0
 		t.WritesBlocked, t.BlocksWrites = union(writes[t.Table]), len(writes[t.Table]) > 0
 	}

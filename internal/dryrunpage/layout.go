@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
-	"github.com/confiture-io/confiture-worker/internal/runview"
+	"github.com/confiture-io/confiture-worker/internal/units"
 )
 
 // What a lock keeps other sessions from doing, in three classes: the colours of the bars.
@@ -365,7 +365,7 @@ func layout(rep *contract.DryRunReport, sts []step, warnAt []int, prefix string)
 			}
 			l := &c.Lanes[li]
 			l.New = l.New && b.New
-			l.Size = runview.SizeText(b.Bytes)
+			l.Size = units.Bytes(b.Bytes)
 			if b.EstimatedRows > 0 {
 				l.Size += ", ~" + countText(b.EstimatedRows) + " rows"
 			}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/units"
 )
 
 // Values of --fail-on: the lowest warning severity of a dry-run report that makes its Verdict
@@ -357,7 +358,7 @@ func lockDetails(ls []contract.DryRunLock, bs []contract.DryRunBlock, heldMS flo
 			what = strings.ReplaceAll(strings.Join(b.Blocks, ", "), "_", " ")
 		}
 		out = append(out, fmt.Sprintf("blocks:   %s on %s (%s) for %s: %s", clean(strings.TrimSuffix(b.Mode, "Lock")), clean(b.Table),
-			SizeText(b.Bytes), msDuration(heldMS), what))
+			units.Bytes(b.Bytes), msDuration(heldMS), what))
 	}
 	return out
 }
@@ -431,7 +432,7 @@ func details(rewrites, created, dropped []string, tables []contract.DryRunTableS
 	if len(tables) > 0 {
 		parts := make([]string, len(tables))
 		for i, t := range tables {
-			parts[i] = fmt.Sprintf("%s (%s, ~%s)", clean(t.Name), SizeText(t.Bytes), rows(t.EstimatedRows))
+			parts[i] = fmt.Sprintf("%s (%s, ~%s)", clean(t.Name), units.Bytes(t.Bytes), rows(t.EstimatedRows))
 		}
 		out = append(out, "tables:   "+strings.Join(parts, ", "))
 	}
@@ -525,20 +526,6 @@ func msDuration(ms float64) string {
 	default:
 		return Duration(int64(ms + 0.5))
 	}
-}
-
-// SizeText renders bytes: 8.0 KiB, 500.0 MiB.
-func SizeText(b int64) string {
-	const unit = 1024
-	if b < unit {
-		return fmt.Sprintf("%d B", b)
-	}
-	div, exp := int64(unit), 0
-	for n := b / unit; n >= unit && exp < 5; n /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
 }
 
 // visibleLen is the width of s on a terminal: its runes, less the ANSI colour sequences

@@ -91,6 +91,21 @@ type Set struct {
 	targets map[string]*Target
 }
 
+// WithDefaults fills in the tracking schema ("confiture", or "confiture_<schema>" with a
+// schema) and the pool size (4).
+func (c Config) WithDefaults() Config {
+	if c.TrackingSchema == "" {
+		c.TrackingSchema = "confiture"
+		if c.Schema != "" {
+			c.TrackingSchema = "confiture_" + c.Schema
+		}
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 4
+	}
+	return c
+}
+
 // NewSet validates cfgs and prepares a Target for each, without connecting.
 func NewSet(cfgs []Config) (*Set, error) {
 	s := &Set{targets: map[string]*Target{}}
@@ -101,15 +116,7 @@ func NewSet(cfgs []Config) (*Set, error) {
 		if _, dup := s.targets[c.Name]; dup {
 			return nil, fmt.Errorf("target %q is configured twice", c.Name)
 		}
-		if c.TrackingSchema == "" {
-			c.TrackingSchema = "confiture"
-			if c.Schema != "" {
-				c.TrackingSchema = "confiture_" + c.Schema
-			}
-		}
-		if c.MaxConns == 0 {
-			c.MaxConns = 4
-		}
+		c = c.WithDefaults()
 		pc, err := pgxpool.ParseConfig(c.DSN)
 		if err != nil {
 			// pgx redacts the password in its parse errors, but keep only the reason anyway.

@@ -20,6 +20,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/observe"
 	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/target"
+	"github.com/confiture-io/confiture-worker/internal/targetgroup"
 )
 
 // LogSink is what the worker needs of the log sinks (implemented by *logging.Logging).
@@ -55,6 +56,10 @@ type Config struct {
 	RiverSchema string `yaml:"river_schema"`
 	// Targets the worker may change. Defaults to one target "default" on DatabaseURL.
 	Targets []target.Config `yaml:"targets"`
+	// TargetGroups are named sets of targets: a list, or discovered each time they are
+	// resolved (the schemas of a database, the rows of a catalog query); see
+	// internal/targetgroup and docs/FLEETS.md.
+	TargetGroups []targetgroup.Config `yaml:"target_groups"`
 	// DataDir holds the embedded NATS server's data. Defaults to ./.confiture.
 	DataDir string `yaml:"data_dir"`
 	// Concurrency is how many phases run at once in this worker. Defaults to 10.
@@ -293,6 +298,9 @@ func (cfg Config) Validate() error {
 		return errors.New("queue_schema and river_schema must differ")
 	case len(cfg.Targets) == 0:
 		return errNoTargets
+	}
+	if err := targetgroup.Check(cfg.TargetGroups, cfg.Targets); err != nil {
+		return err
 	}
 	if cfg.NATSURL != "" { // the embedded server takes no credentials
 		if err := cfg.NATS.Validate(); err != nil {

@@ -103,6 +103,10 @@ type Config struct {
 	// envSigners holds the CONFITURE_SIGNERS_<NAME> variables until the targets are all known
 	// (flags add targets after the environment); WithDefaults applies them.
 	envSigners map[string][]target.Signer
+	// StreamReplicas is how many servers of a NATS cluster keep each of the request and event
+	// streams (JetStream replicas: 1, 3 or 5). Defaults to 1; 3 in a three-node cluster keeps
+	// every request and event through the loss of one server.
+	StreamReplicas int `yaml:"stream_replicas"`
 	// RequestDuplicateWindow is how long JetStream remembers request ids. Defaults to 1h.
 	RequestDuplicateWindow time.Duration `yaml:"request_duplicate_window"`
 	// FetchCooldown is River's minimum time between job fetches; it bounds the latency between
@@ -276,6 +280,8 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("phase_timeout must be positive (a crashed worker's phases are rescued after it), got %s", cfg.PhaseTimeout)
 	case cfg.ShutdownTimeout < 0:
 		return fmt.Errorf("shutdown_timeout must not be negative, got %s", cfg.ShutdownTimeout)
+	case cfg.StreamReplicas < 0 || cfg.StreamReplicas > 5:
+		return fmt.Errorf("stream_replicas must be between 1 and 5 (JetStream's limit), got %d", cfg.StreamReplicas)
 	case cfg.DryRunBlockTime < 0:
 		return fmt.Errorf("dry_run_block_time must not be negative, got %s", cfg.DryRunBlockTime)
 	case cfg.DryRunBlockTableSize < 0 || cfg.DryRunLargeTable < 0:

@@ -221,6 +221,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	}
 	if err := w.bus.EnsureStreams(ctx, bus.StreamOptions{
 		RequestDuplicates: w.cfg.RequestDuplicateWindow, MaxRequestBytes: int32(w.cfg.MaxRequestBytes),
+		Replicas: w.cfg.StreamReplicas,
 	}); err != nil {
 		return err
 	}

@@ -114,7 +114,7 @@ CONFITURE_* environment variables, then flags.`,
 	f.StringVar(&o.nats.Key, "nats-key", "", "PEM private key of --nats-cert (CONFITURE_NATS_KEY)")
 	f.BoolVar(&o.nats.TLS, "nats-tls", false, "require TLS to NATS, verified against the system's CAs unless --nats-ca (CONFITURE_NATS_TLS)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(hooksCommand(&o, stdout), runsCommand(&o, stdout, stderr), targetsCommand(&o, stdout))
+	root.AddCommand(hooksCommand(&o, stdout), runsCommand(&o, stdout, stderr), targetsCommand(&o, stdout), healthcheckCommand(&o, stdout))
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

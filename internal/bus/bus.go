@@ -200,6 +200,24 @@ type StreamOptions struct {
 	Replicas int
 }
 
+// streamAttempt bounds one JetStream API call of ensureStream. A cluster that is electing a
+// stream's leader (just formed, or a node just lost) can leave a call unanswered; a new call
+// then reaches the new leader.
+const streamAttempt = 10 * time.Second
+
+// ensureStream creates or updates a stream, retrying each call that times out until ctx ends.
+func (b *Bus) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, streamAttempt)
+		s, err := b.JS.CreateOrUpdateStream(actx, cfg)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return s, err
+		}
+		b.log.Warn("a JetStream API call went unanswered; the cluster may be electing a leader: trying again", "stream", cfg.Name)
+	}
+}
+
 // EnsureStreams creates or updates the request stream (work queue, de-duplicated by message id)
 // and the event stream (limits, for observers to replay), and records the system's identity
 // (SystemID).
@@ -216,7 +234,7 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 	if o.Replicas <= 0 {
 		o.Replicas = 1
 	}
-	_, err := b.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        contract.RequestStream,
 		Description: "confiture migration requests (confiture.request/v1)",
 		Subjects:    []string{contract.RequestSubjectPrefix + "*"},
@@ -231,7 +249,7 @@ func (b *Bus) EnsureStreams(ctx context.Context, o StreamOptions) error {
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", contract.RequestStream, err)
 	}
-	events, err := b.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	events, err := b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        contract.EventStream,
 		Description: "confiture run events (confiture.event/v1)",
 		Subjects:    []string{contract.EventSubjectPrefix + ">"},

@@ -86,24 +86,43 @@ func checkExactlyOnce(t *testing.T, db *pgxpool.Pool, natsURL string, run string
 // streamEventIDs reads every message on subject from the event stream, oldest first.
 func streamEventIDs(t *testing.T, natsURL, subject string) []string {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
+	ids, err := readStreamEventIDs(natsURL, subject)
 	require.NoError(t, err)
+	return ids
+}
+
+// readStreamEventIDs returns the message ids of the events stored under subject, in order.
+func readStreamEventIDs(natsURL, subject string) ([]string, error) {
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return nil, err
+	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	name, err := js.StreamNameBySubject(ctx, subject)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	stream, err := js.Stream(ctx, name)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	// Unfiltered (FilterSubjects needs a newer server than some deployments run); filtered below.
 	c, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	var ids []string
 	for {
 		batch, err := c.FetchNoWait(500)
-		require.NoError(t, err)
+		if err != nil {
+			return nil, err
+		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
@@ -112,9 +131,11 @@ func streamEventIDs(t *testing.T, natsURL, subject string) []string {
 			}
 			ids = append(ids, m.Headers().Get(nats.MsgIdHdr))
 		}
-		require.NoError(t, batch.Error())
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
 		if n == 0 {
-			return ids
+			return ids, nil
 		}
 	}
 }

@@ -136,7 +136,9 @@ func TestResolveBadDiscovery(t *testing.T) {
 	require.NoError(t, Check(groups, targets))
 	r := NewResolver(groups, targets)
 	r.Getenv = func(k string) string { return map[string]string{"TENANT_PW": "s3cret"}[k] }
-	r.ReadFile = func(string) ([]byte, error) { return nil, &fs.PathError{Op: "open", Path: "/run/secrets/none", Err: fs.ErrNotExist} }
+	r.ReadFile = func(string) ([]byte, error) {
+		return nil, &fs.PathError{Op: "open", Path: "/run/secrets/none", Err: fs.ErrNotExist}
+	}
 	ctx := context.Background()
 	for group, msg := range map[string]string{
 		"empty":       `target group "empty": discovery found no member (schemas matching "nobody_*" in the database of target "main")`,

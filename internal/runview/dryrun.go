@@ -340,20 +340,24 @@ func (r *Renderer) blocksCell(bs []contract.DryRunBlock, executed bool) string {
 
 // lockDetails are the detail lines of a step's locks: per table what other sessions could not
 // do while it was held, and every lock it took when that says more (a lock on an index, a
-// weaker mode on the way to the strongest, a version-1 report without blocks).
+// weaker mode on the way to the strongest, a version-1 report without blocks). Locks on a
+// table the dry-run created say nothing: no application uses it yet.
 func lockDetails(ls []contract.DryRunLock, bs []contract.DryRunBlock, heldMS float64) []string {
 	var out []string
 	for _, l := range ls {
-		if !slices.ContainsFunc(bs, func(b contract.DryRunBlock) bool { return b.Table == l.Relation && b.Mode == l.Mode }) {
+		covered := slices.ContainsFunc(bs, func(b contract.DryRunBlock) bool {
+			return b.Table == l.Relation && (b.Mode == l.Mode || b.New)
+		})
+		if !covered {
 			out = append(out, "locks:    "+locksText(ls))
 			break
 		}
 	}
 	for _, b := range bs {
-		what := "nothing"
 		if b.New {
-			what = "nothing (a table this dry-run created: no application uses it yet)"
+			continue
 		}
+		what := "nothing"
 		if len(b.Blocks) > 0 {
 			what = strings.ReplaceAll(strings.Join(b.Blocks, ", "), "_", " ")
 		}

@@ -345,3 +345,16 @@ func TestDryRunDocExamplesAreReal(t *testing.T) {
 	failed := render(RenderOptions{}, dryRunEvents(failedReport())[1:2])
 	require.Contains(t, string(doc), "```\n"+failed+"```\n", "the failed example")
 }
+
+// Locks on a table the dry-run created block no application: they show no blocks line, and
+// the locks line only when it names something else too.
+func TestLockDetailsOfNewTables(t *testing.T) {
+	t.Parallel()
+	fresh := []contract.DryRunBlock{{Table: "orders", Mode: "AccessExclusiveLock", Blocks: []string{}, New: true}}
+	require.Empty(t, lockDetails([]contract.DryRunLock{{Relation: "orders", Mode: "RowExclusiveLock"}}, fresh, 3))
+	require.Equal(t, []string{"locks:    orders AccessExclusive, orders_pkey AccessExclusive"},
+		lockDetails([]contract.DryRunLock{{Relation: "orders", Mode: "AccessExclusiveLock"}, {Relation: "orders_pkey", Mode: "AccessExclusiveLock"}}, fresh, 3))
+	existing := []contract.DryRunBlock{{Table: "users", Mode: "ShareLock", Bytes: 8192, Blocks: []string{contract.DryRunBlocksWrites}}}
+	require.Equal(t, []string{"blocks:   Share on users (8.0 KiB) for 3.0ms: writes"},
+		lockDetails([]contract.DryRunLock{{Relation: "users", Mode: "ShareLock"}}, existing, 3))
+}

@@ -166,6 +166,10 @@ type DryRunBlock struct {
 	EstimatedRows int64    `json:"estimated_rows"`
 	// New says the dry-run created the table: no application uses it yet, so Blocks is empty.
 	New bool `json:"new,omitempty"`
+	// Inferred says the mode was not seen but inferred: the statement named a table whose lock
+	// the dry-run already held from an earlier transaction of a real run, where PostgreSQL
+	// lists a lock requested again only once.
+	Inferred bool `json:"inferred,omitempty"`
 }
 
 // Operations of other sessions a lock can block, in DryRunBlock.Blocks.

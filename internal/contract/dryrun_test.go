@@ -33,6 +33,7 @@ func fullDryRunReport() *DryRunReport {
 							Blocks: []DryRunBlock{
 								{Table: "users", Mode: "AccessShareLock", Blocks: []string{DryRunBlocksDDL}, Bytes: 8192, EstimatedRows: 12},
 								{Table: "tmp_check", Mode: "AccessExclusiveLock", Blocks: []string{}, New: true},
+								{Table: "plans", Mode: "AccessExclusiveLock", Blocks: DryRunBlocked, Bytes: 8192, Inferred: true},
 							},
 							Locks:    []DryRunLock{{Relation: "users", Mode: "AccessShareLock"}},
 							Rewrites: []string{"users_tmp"}, Created: []string{"tmp_check (table)"}, Dropped: []string{"tmp_check (table)"},
@@ -62,7 +63,10 @@ func fullDryRunReport() *DryRunReport {
 							{
 								Line: 6, SQL: "CREATE TABLE audit (id int)", DurationMS: 1.5, Executed: true, StartMS: 803, Transaction: 4, HeldMS: 1.5,
 								Locks:  []DryRunLock{{Relation: "audit", Mode: "AccessExclusiveLock"}},
-								Blocks: []DryRunBlock{{Table: "audit", Mode: "AccessExclusiveLock", Blocks: []string{}, Bytes: 0, New: true}},
+								Blocks: []DryRunBlock{
+									{Table: "audit", Mode: "AccessExclusiveLock", Blocks: []string{}, Bytes: 0, New: true},
+									{Table: "users", Mode: "AccessExclusiveLock", Blocks: DryRunBlocked, Bytes: 8192, Inferred: true},
+								},
 							},
 						},
 					},

@@ -222,3 +222,32 @@ ALTER TABLE fresh ADD COLUMN y int;`,
 	rep = b.run(t, dryrun.Options{BlockTime: time.Hour}, m)
 	require.Nil(t, hasWarning(rep, contract.DryRunCodeBlocksApplication))
 }
+
+// A lock the dry-run already holds from an earlier transaction of a real run is not listed
+// again by PostgreSQL when a later statement requests it: the report infers it, so the second
+// of two migrations that alter a table still says it blocks reads and writes there.
+func TestLockTakenAgainInALaterTransaction(t *testing.T) {
+	t.Parallel()
+	b := setup(t, baseSchema)
+	rep := b.run(t, dryrun.Options{},
+		mig("0001", "ALTER TABLE users ADD COLUMN a int;\nALTER TABLE users ADD COLUMN b int;"),
+		mig("0002", "ALTER TABLE users ADD COLUMN c int;\nSELECT count(*) FROM users;"))
+	require.True(t, rep.Success, "%+v", rep)
+	first, second := findStmt(t, rep, "ALTER TABLE users ADD COLUMN a"), findStmt(t, rep, "ALTER TABLE users ADD COLUMN b")
+	third := findStmt(t, rep, "ALTER TABLE users ADD COLUMN c")
+	require.Len(t, first.Blocks, 1)
+	require.False(t, first.Blocks[0].Inferred, "seen in pg_locks")
+	// In the same transaction as the first: covered by the first's hold, nothing to infer.
+	require.Empty(t, second.Blocks)
+	// In a later transaction: inferred.
+	require.Len(t, third.Blocks, 1, "%+v", third)
+	require.Equal(t, "users", third.Blocks[0].Table)
+	require.Equal(t, "AccessExclusiveLock", third.Blocks[0].Mode)
+	require.True(t, third.Blocks[0].Inferred)
+	require.Equal(t, contract.DryRunBlocked, third.Blocks[0].Blocks)
+	// A SELECT requests ACCESS SHARE, which the dry-run does not hold: it shows as taken, not inferred.
+	sel := findStmt(t, rep, "SELECT count(*) FROM users")
+	require.Len(t, sel.Blocks, 1, "%+v", sel)
+	require.False(t, sel.Blocks[0].Inferred)
+	require.Equal(t, "AccessShareLock", sel.Blocks[0].Mode)
+}

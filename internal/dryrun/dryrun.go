@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -167,7 +168,7 @@ func Run(ctx context.Context, db Beginner, registry *hooks.Registry, info RunInf
 		defer cancel()
 		_ = tx.Rollback(rctx)
 	}()
-	r := &runner{tx: tx, registry: registry, info: info, opts: opts, rep: rep, start: start, created: map[string]bool{}}
+	r := &runner{tx: tx, registry: registry, info: info, opts: opts, rep: rep, start: start, created: map[string]bool{}, lockTxn: map[lockKey]int{}}
 	if err := r.setup(ctx); err != nil {
 		return nil, err
 	}
@@ -214,6 +215,8 @@ type runner struct {
 	created map[string]bool
 	// steps are the executed steps of the phase being run, finished at its end.
 	steps []step
+	// lockTxn is the real-run transaction that first took each lock the dry-run holds.
+	lockTxn map[lockKey]int
 	// sampled names the hooks of the current migration that did only part of their work (a
 	// backfill's first batches): a later failure may come from what they did not do.
 	sampled []string
@@ -447,12 +450,96 @@ func (r *runner) lockWarnings(base contract.DryRunWarning, m measured) []contrac
 
 // record adds an executed step to the phase, computing what its locks block now (the tables
 // created so far, its own included, are left out).
-func (r *runner) record(st step, locks []contract.DryRunLock, m measured) {
+func (r *runner) record(st step, locks []contract.DryRunLock, m measured, sql string) {
 	for _, n := range m.createdTables {
 		r.created[n] = true
 	}
-	st.blocks = blocks(locks, m.tables, r.created)
+	again := r.takenAgain(st.txn, m, sql)
+	st.blocks = blocks(append(append([]contract.DryRunLock(nil), locks...), again...), m.tables, r.created)
+	for i := range st.blocks {
+		for _, l := range again {
+			if st.blocks[i].Table == l.Relation && st.blocks[i].Mode == l.Mode {
+				st.blocks[i].Inferred = true
+			}
+		}
+	}
+	for oid, modes := range m.lockOIDs {
+		for _, mode := range modes {
+			if k := (lockKey{oid, mode}); r.lockTxn[k] == 0 {
+				r.lockTxn[k] = st.txn
+			}
+		}
+	}
 	r.steps = append(r.steps, st)
+}
+
+// takenAgain infers the locks a statement took again in a transaction of a real run although
+// the dry-run already held them from an earlier one: PostgreSQL lists a held lock once, so
+// such a request leaves no trace in pg_locks. It looks at the tables the statement names and
+// took no new lock on, where the dry-run holds modes first taken in an earlier transaction:
+// an INSERT, UPDATE, DELETE or MERGE took ROW EXCLUSIVE, a SELECT ... FOR UPDATE/SHARE ROW
+// SHARE, a SELECT ACCESS SHARE, when held; anything else (DDL) the strongest of them.
+func (r *runner) takenAgain(txn int, m measured, sql string) []contract.DryRunLock {
+	if sql == "" || m.before == nil {
+		return nil
+	}
+	var out []contract.DryRunLock
+	for oid, modes := range m.held {
+		if len(m.lockOIDs[oid]) > 0 {
+			continue // it took a new lock there: what it took shows
+		}
+		rel, ok := m.before.relations[oid]
+		if !ok || r.created[rel.name] {
+			continue
+		}
+		var earlier []string
+		for _, mode := range modes {
+			if t := r.lockTxn[lockKey{oid, mode}]; t != 0 && t != txn {
+				earlier = append(earlier, mode)
+			}
+		}
+		if mode := requested(sql, earlier); mode != "" {
+			out = append(out, contract.DryRunLock{Relation: rel.name, Mode: mode})
+		}
+	}
+	return out
+}
+
+// requested is the mode a statement asks for among held, by its kind (see takenAgain); "" when
+// its kind's mode is not among them.
+func requested(sql string, held []string) string {
+	if len(held) == 0 {
+		return ""
+	}
+	tk := sqlscript.Tokens(sql)
+	verb := ""
+	if len(tk) > 0 {
+		verb = strings.ToLower(tk[0].Text)
+	}
+	want := ""
+	switch verb {
+	case "insert", "update", "delete", "merge", "copy":
+		want = "RowExclusiveLock"
+	case "select", "with", "table", "values":
+		want = "AccessShareLock"
+		for _, t := range tk {
+			if w := strings.ToLower(t.Text); t.Word && (w == "for") {
+				want = "RowShareLock"
+			}
+		}
+	default:
+		strongest := held[0]
+		for _, m := range held[1:] {
+			if stronger(m, strongest) {
+				strongest = m
+			}
+		}
+		return strongest
+	}
+	if slices.Contains(held, want) {
+		return want
+	}
+	return ""
 }
 
 func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *contract.DryRunPhaseReport) (failure string, err error) {
@@ -550,7 +637,7 @@ func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *c
 			w.Message = fmt.Sprintf("line %d: %s ran as %s (it cannot run in a transaction block); in a real run it takes %s instead of the emulation's locks, and its time is an estimate",
 				s.Line, s.Summary(), sr.EmulatedAs, orNone(real.String()))
 			r.warn(w)
-			r.record(st, sr.RealLocks, mm)
+			r.record(st, sr.RealLocks, mm, "")
 		} else {
 			if txn == 0 {
 				txn = r.newTxn()
@@ -559,7 +646,7 @@ func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *c
 			if err := r.scanWarning(ctx, tx, base, s, mm); err != nil {
 				return "", err
 			}
-			r.record(st, mm.locks, mm)
+			r.record(st, mm.locks, mm, run)
 		}
 		pr.Statements = append(pr.Statements, sr)
 	}
@@ -648,7 +735,7 @@ func (r *runner) hooks(ctx context.Context, tx pgx.Tx, m contract.Migration, pha
 		default:
 			st.txn = txn
 		}
-		r.record(st, mm.locks, mm)
+		r.record(st, mm.locks, mm, "")
 		pr.Hooks = append(pr.Hooks, hr)
 	}
 	return "", nil

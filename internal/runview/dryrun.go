@@ -361,7 +361,11 @@ func lockDetails(ls []contract.DryRunLock, bs []contract.DryRunBlock, heldMS flo
 		if len(b.Blocks) > 0 {
 			what = strings.ReplaceAll(strings.Join(b.Blocks, ", "), "_", " ")
 		}
-		out = append(out, fmt.Sprintf("blocks:   %s on %s (%s) for %s: %s", clean(strings.TrimSuffix(b.Mode, "Lock")), clean(b.Table),
+		mode := clean(strings.TrimSuffix(b.Mode, "Lock"))
+		if b.Inferred {
+			mode += " (inferred: held from an earlier transaction)"
+		}
+		out = append(out, fmt.Sprintf("blocks:   %s on %s (%s) for %s: %s", mode, clean(b.Table),
 			units.Bytes(b.Bytes), msDuration(heldMS), what))
 	}
 	return out

@@ -62,7 +62,7 @@ func fullDryRunReport() *DryRunReport {
 							{Line: 5, SQL: "VACUUM users", Skipped: "VACUUM cannot run inside a transaction block; not executed"},
 							{
 								Line: 6, SQL: "CREATE TABLE audit (id int)", DurationMS: 1.5, Executed: true, StartMS: 803, Transaction: 4, HeldMS: 1.5,
-								Locks:  []DryRunLock{{Relation: "audit", Mode: "AccessExclusiveLock"}},
+								Locks: []DryRunLock{{Relation: "audit", Mode: "AccessExclusiveLock"}},
 								Blocks: []DryRunBlock{
 									{Table: "audit", Mode: "AccessExclusiveLock", Blocks: []string{}, Bytes: 0, New: true},
 									{Table: "users", Mode: "AccessExclusiveLock", Blocks: DryRunBlocked, Bytes: 8192, Inferred: true},

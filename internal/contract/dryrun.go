@@ -49,6 +49,16 @@ type DryRunMigrationReport struct {
 	Phases     []DryRunPhaseReport `json:"phases"`
 }
 
+// Failed returns the first migration of the report that failed, or nil.
+func (r *DryRunReport) Failed() *DryRunMigrationReport {
+	for i := range r.Migrations {
+		if !r.Migrations[i].Success {
+			return &r.Migrations[i]
+		}
+	}
+	return nil
+}
+
 // ID is the migration's display identifier, "<version>_<name>".
 func (m *DryRunMigrationReport) ID() string { return m.Version + "_" + m.Name }
 
@@ -145,6 +155,13 @@ type DryRunLock struct {
 	Relation string `json:"relation"`
 	// Mode is PostgreSQL's name for it, as in pg_locks: AccessExclusiveLock, ShareLock, ...
 	Mode string `json:"mode"`
+}
+
+// DryRunLockModes are PostgreSQL's table lock modes, from the weakest, as pg_locks names them
+// (DryRunLock.Mode, DryRunBlock.Mode).
+var DryRunLockModes = []string{
+	"AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
+	"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock",
 }
 
 // DryRunTableStat is the size of a table a statement touched, measured inside the dry-run.

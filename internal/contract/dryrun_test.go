@@ -147,6 +147,8 @@ func TestDryRunSchemaEnumsMatchGo(t *testing.T) {
 		require.Contains(t, warn["code"].(map[string]any)["description"], code+" (", "the description explains %s", code)
 	}
 
+	mode := def(t, doc, "DryRunLock")["properties"].(map[string]any)["mode"].(map[string]any)
+	require.Equal(t, DryRunLockModes, stringList(t, mode["enum"])[:len(DryRunLockModes)], "DryRunLockModes vs the schema's modes, weakest first")
 	block := def(t, doc, "DryRunBlock")["properties"].(map[string]any)
 	require.Equal(t, goConstantsIn(t, "dryrun.go", "DryRunBlocks"), DryRunBlocked, "DryRunBlocked vs the DryRunBlocks constants")
 	require.Equal(t, DryRunBlocked, stringList(t, block["blocks"].(map[string]any)["items"].(map[string]any)["enum"]), "blocked operations")

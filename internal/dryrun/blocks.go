@@ -9,11 +9,8 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/units"
 )
 
-// lockModes are PostgreSQL's table lock modes, from the weakest, as pg_locks names them.
-var lockModes = []string{
-	"AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
-	"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock",
-}
+// lockModes are PostgreSQL's table lock modes, from the weakest.
+var lockModes = contract.DryRunLockModes
 
 // conflicts is the table of conflicting lock modes of "Explicit Locking" (PostgreSQL 15,
 // section 13.3.1, table 13.2): conflicts[m] lists the modes that cannot be granted while
@@ -105,14 +102,6 @@ func (r *runner) blockWarning(base contract.DryRunWarning, b contract.DryRunBloc
 	w := base
 	w.Severity, w.Code = contract.DryRunSeverityWarning, contract.DryRunCodeBlocksApplication
 	w.Message = fmt.Sprintf("%s on %s (%s, about %d rows) would wait about %s: %s held until %s",
-		what, b.Table, units.Bytes(b.Bytes), b.EstimatedRows, msText(heldMS), b.Mode, until)
+		what, b.Table, units.Bytes(b.Bytes), b.EstimatedRows, units.Millis(heldMS), b.Mode, until)
 	return w, true
-}
-
-// msText writes milliseconds as "850 ms" or "3.4 s".
-func msText(v float64) string {
-	if v < 1000 {
-		return fmt.Sprintf("%.0f ms", v)
-	}
-	return fmt.Sprintf("%.1f s", v/1000)
 }

@@ -357,7 +357,7 @@ func (r *runner) finishPhase(pr *contract.DryRunPhaseReport) {
 			until = "the " + pr.Phase + " phase commits"
 		}
 		for _, w := range st.aeLarge {
-			w.Message += fmt.Sprintf(", held about %s in a real run (until %s)", msText(held), until)
+			w.Message += fmt.Sprintf(", held about %s in a real run (until %s)", units.Millis(held), until)
 			r.warn(w)
 		}
 		for _, b := range st.blocks {

@@ -20,6 +20,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,7 +34,7 @@ import (
 var pageFS embed.FS
 
 var tmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"ms":    msText,
+	"ms":    units.Millis,
 	"size":  units.Bytes,
 	"count": countText,
 	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") + " UTC" },
@@ -258,7 +259,7 @@ func newSection(anchor string, rep *contract.DryRunReport) section {
 			on = "a table over " + units.Bytes(t.BlockTableBytes)
 		}
 		s.Thresholds = fmt.Sprintf("ACCESS EXCLUSIVE on a table over %s; reads or writes waiting over %s on %s",
-			units.Bytes(t.LargeTableBytes), msText(t.BlockMS), on)
+			units.Bytes(t.LargeTableBytes), units.Millis(t.BlockMS), on)
 	}
 	return s
 }
@@ -321,43 +322,14 @@ func tables(sts []step) []tableRow {
 }
 
 // modeRank orders PostgreSQL's table lock modes from the weakest; an unknown mode ranks 0.
-func modeRank(mode string) int {
-	for i, m := range []string{"AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
-		"ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"} {
-		if m == mode {
-			return i + 1
-		}
-	}
-	return 0
-}
+func modeRank(mode string) int { return slices.Index(contract.DryRunLockModes, mode) + 1 }
 
 // firstFailure is the error of the first migration that failed.
 func firstFailure(rep *contract.DryRunReport) string {
-	for _, m := range rep.Migrations {
-		if !m.Success {
-			return m.ID() + ": " + fallback(m.Error, "failed")
-		}
+	if m := rep.Failed(); m != nil {
+		return m.ID() + ": " + fallback(m.Error, "failed")
 	}
 	return "a statement or hook failed"
-}
-
-// msText renders fractional milliseconds for a person: 0 ms, 0.42 ms, 7.5 ms, 812 ms, 1.2 s,
-// 2m05s.
-func msText(ms float64) string {
-	switch {
-	case ms <= 0:
-		return "0 ms"
-	case ms < 1:
-		return fmt.Sprintf("%.2f ms", ms)
-	case ms < 10:
-		return strings.TrimSuffix(fmt.Sprintf("%.1f", ms), ".0") + " ms"
-	case ms < 1000:
-		return fmt.Sprintf("%.0f ms", ms)
-	case ms < 60_000:
-		return strings.TrimSuffix(fmt.Sprintf("%.2f", ms/1000), "0") + " s"
-	}
-	d := time.Duration(ms * float64(time.Millisecond)).Round(time.Second)
-	return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 }
 
 // countText renders a row count briefly: 950, 20k, 1.5M.

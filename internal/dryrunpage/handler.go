@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/units"
 )
 
 // Prefix is the path the page is served under.
@@ -91,7 +92,7 @@ func (h *handler) section(ctx context.Context, name string, n int) (section, ind
 	}
 	row.Status, row.At, row.Run = s.Status, ev.Time, ev.Run
 	if s.Status != "nothing pending" {
-		row.Note = msText(rep.DurationMS) + ", " + strconv.Itoa(len(rep.Migrations)) + " migration(s), " + strconv.Itoa(len(rep.Warnings)) + " warning(s)"
+		row.Note = units.Millis(rep.DurationMS) + ", " + strconv.Itoa(len(rep.Migrations)) + " migration(s), " + strconv.Itoa(len(rep.Warnings)) + " warning(s)"
 	}
 	return s, row
 }

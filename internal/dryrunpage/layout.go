@@ -330,7 +330,7 @@ func layout(rep *contract.DryRunReport, sts []step, warnAt []int, prefix string)
 			}
 			from, to, any = math.Min(from, p.StartMS), math.Max(to, p.StartMS+p.DurationMS), true
 			b := band{X: x(p.StartMS), W: w(p.StartMS, p.DurationMS), Label: p.Phase, Alt: len(c.Phases)%2 == 1,
-				Title: fmt.Sprintf("%s %s: from %s, %s", m.ID(), p.Phase, msText(p.StartMS), msText(p.DurationMS))}
+				Title: fmt.Sprintf("%s %s: from %s, %s", m.ID(), p.Phase, units.Millis(p.StartMS), units.Millis(p.DurationMS))}
 			c.Phases = append(c.Phases, b.fit())
 		}
 		if !any {
@@ -341,7 +341,7 @@ func layout(rep *contract.DryRunReport, sts []step, warnAt []int, prefix string)
 			status = "failed"
 		}
 		b := band{X: x(from), W: w(from, to-from), Label: m.ID(), Alt: mi%2 == 1,
-			Title: fmt.Sprintf("%s: %s, %s", m.ID(), status, msText(m.DurationMS))}
+			Title: fmt.Sprintf("%s: %s, %s", m.ID(), status, units.Millis(m.DurationMS))}
 		c.Migrations = append(c.Migrations, b.fit())
 	}
 
@@ -375,7 +375,7 @@ func layout(rep *contract.DryRunReport, sts []step, warnAt []int, prefix string)
 				what += " (" + b.What + ")"
 			}
 			title := fmt.Sprintf("%s %s %s: %s on %s, %s; held %s from %s", s.Migration, s.Phase, s.Where,
-				b.Mode, b.Table, what, msText(s.heldMS()), msText(from))
+				b.Mode, b.Table, what, units.Millis(s.heldMS()), units.Millis(from))
 			if s.Statement {
 				title += "; " + s.Text
 			} else {
@@ -502,7 +502,7 @@ func layout(rep *contract.DryRunReport, sts []step, warnAt []int, prefix string)
 	}
 
 	for _, t := range ticks(span) {
-		c.Ticks = append(c.Ticks, tick{X: x(t), Label: msText(t)})
+		c.Ticks = append(c.Ticks, tick{X: x(t), Label: units.Millis(t)})
 	}
 	return c
 }

@@ -137,35 +137,31 @@ type dryRunFailure struct {
 }
 
 func firstFailure(r *contract.DryRunReport) dryRunFailure {
-	for _, m := range r.Migrations {
-		if m.Success {
-			continue
-		}
-		f := dryRunFailure{code: contract.CodeInvalidHooks, migration: m.ID(), version: m.Version}
-		if n := len(m.Phases); n > 0 {
-			f.code = contract.CodeHookFailed
-			p := m.Phases[n-1]
-			f.phase = p.Phase
-			if p.Phase == contract.PhaseDDL {
-				f.code = contract.CodeSQLError
-			}
-			for _, h := range p.Hooks {
-				if h.Error != "" {
-					f.hook = h.Name
-				}
-			}
-		}
-		return f
+	m := r.Failed()
+	if m == nil {
+		return dryRunFailure{code: contract.CodeSQLError}
 	}
-	return dryRunFailure{code: contract.CodeSQLError}
+	f := dryRunFailure{code: contract.CodeInvalidHooks, migration: m.ID(), version: m.Version}
+	if n := len(m.Phases); n > 0 {
+		f.code = contract.CodeHookFailed
+		p := m.Phases[n-1]
+		f.phase = p.Phase
+		if p.Phase == contract.PhaseDDL {
+			f.code = contract.CodeSQLError
+		}
+		for _, h := range p.Hooks {
+			if h.Error != "" {
+				f.hook = h.Name
+			}
+		}
+	}
+	return f
 }
 
 // firstError is the error of the first migration that failed.
 func firstError(r *contract.DryRunReport) string {
-	for _, m := range r.Migrations {
-		if !m.Success && m.Error != "" {
-			return fmt.Sprintf("%s_%s: %s", m.Version, m.Name, m.Error)
-		}
+	if m := r.Failed(); m != nil && m.Error != "" {
+		return m.ID() + ": " + m.Error
 	}
 	return "the dry-run failed"
 }

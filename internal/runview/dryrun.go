@@ -147,11 +147,8 @@ func (r *Renderer) Report() *contract.DryRunReport { return r.report }
 
 // firstFailure is the error of the first migration that failed.
 func firstFailure(rep *contract.DryRunReport) string {
-	for i := range rep.Migrations {
-		m := &rep.Migrations[i]
-		if !m.Success {
-			return clean(m.ID() + ": " + fallback(m.Error, "failed"))
-		}
+	if m := rep.Failed(); m != nil {
+		return clean(m.ID() + ": " + fallback(m.Error, "failed"))
 	}
 	return "a statement or hook failed"
 }

@@ -16,3 +16,12 @@ func TestBytes(t *testing.T) {
 		require.Equal(t, want, Bytes(b), b)
 	}
 }
+
+func TestMillis(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "1m01s", Millis(61_000))
+	require.Equal(t, "0.42 ms", Millis(0.42))
+	require.Equal(t, "7.5 ms", Millis(7.5))
+	require.Equal(t, "812 ms", Millis(812))
+	require.Equal(t, "1.2 s", Millis(1200))
+}

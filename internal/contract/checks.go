@@ -40,6 +40,9 @@ func CheckRequest(r *Request) error {
 	if r == nil {
 		return invalid("request is missing")
 	}
+	if err := checkAddressee(r); err != nil {
+		return err
+	}
 	if r.To != "" && !versionRE.MatchString(r.To) {
 		return invalid("to %s is not a version (1 to 32 digits)", quote(r.To, 40))
 	}
@@ -207,4 +210,105 @@ func FindCycle(names []string, deps map[string][]string) []string {
 		}
 	}
 	return nil
+}
+
+// checkAddressee checks that a request names a target or a group, and that a rollout policy
+// goes with a group and is consistent.
+func checkAddressee(r *Request) error {
+	switch {
+	case r.Target != "" && r.Group != "":
+		return invalid("the request names target %s and group %s: name one target, or one group for a rollout over its members", quote(r.Target, 64), quote(r.Group, 64))
+	case r.Target == "" && r.Group == "":
+		return invalid("the request names no target and no group")
+	case r.Rollout != nil && r.Group == "":
+		return invalid("rollout applies to a group; this request names target %s", quote(r.Target, 64))
+	}
+	if p := r.Rollout; p != nil {
+		if p.WaveSize > 0 && p.WavePercent > 0 {
+			return invalid("rollout: set wave_size or wave_percent, not both")
+		}
+		if p.FailureThreshold != nil && p.FailurePercent > 0 {
+			return invalid("rollout: set failure_threshold or failure_percent, not both")
+		}
+		if p.DryRunAll && !r.DryRun {
+			return invalid("rollout: dry_run_all applies to a dry-run request")
+		}
+	}
+	return nil
+}
+
+// DefaultRolloutPolicy is the worker's rollout policy where neither the request nor the
+// group's configuration says otherwise.
+func DefaultRolloutPolicy() RolloutPolicy {
+	one, zero := 1, 0
+	return RolloutPolicy{Canary: &one, WavePercent: 25, MaxConcurrent: 10, FailureThreshold: &zero}
+}
+
+// Over returns p with its unset fields taken from base. A size or threshold set in p replaces
+// base's in either form (wave_size or wave_percent; failure_threshold or failure_percent).
+func (p RolloutPolicy) Over(base RolloutPolicy) RolloutPolicy {
+	out := base
+	if p.Canary != nil {
+		out.Canary = p.Canary
+	}
+	if p.WaveSize > 0 || p.WavePercent > 0 {
+		out.WaveSize, out.WavePercent = p.WaveSize, p.WavePercent
+	}
+	if p.MaxConcurrent > 0 {
+		out.MaxConcurrent = p.MaxConcurrent
+	}
+	if p.PauseMS > 0 {
+		out.PauseMS = p.PauseMS
+	}
+	if p.FailureThreshold != nil || p.FailurePercent > 0 {
+		out.FailureThreshold, out.FailurePercent = p.FailureThreshold, p.FailurePercent
+	}
+	out.DryRunAll = p.DryRunAll || base.DryRunAll
+	return out
+}
+
+// WaveSizes splits total members into waves under p (defaults applied): the canary first (when
+// p has one and there are members), then waves of WaveSize or WavePercent of the rest. A
+// dry-run is one wave: the canary, or every member with DryRunAll.
+func (p RolloutPolicy) WaveSizes(total int, dryRun bool) (sizes []int, canary bool) {
+	c := 0
+	if p.Canary != nil {
+		c = min(*p.Canary, total)
+	}
+	if dryRun {
+		if p.DryRunAll || c == 0 {
+			return []int{total}, false
+		}
+		return []int{c}, true
+	}
+	if c > 0 {
+		sizes, canary = append(sizes, c), true
+	}
+	rest := total - c
+	size := p.WaveSize
+	if size <= 0 {
+		pct := max(p.WavePercent, 1)
+		size = max((rest*pct+99)/100, 1)
+	}
+	for rest > 0 {
+		n := min(size, rest)
+		sizes = append(sizes, n)
+		rest -= n
+	}
+	return sizes, canary
+}
+
+// Tolerates reports whether a wave of size members may have failed failures without halting.
+// A canary tolerates none.
+func (p RolloutPolicy) Tolerates(failed, size int, canary bool) bool {
+	if canary {
+		return failed == 0
+	}
+	if p.FailurePercent > 0 {
+		return failed*100 <= size*p.FailurePercent
+	}
+	if p.FailureThreshold != nil {
+		return failed <= *p.FailureThreshold
+	}
+	return failed == 0
 }

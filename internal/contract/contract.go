@@ -56,15 +56,19 @@ func IsPhase(name string) bool {
 // Request asks the worker to bring one target up (or down) through a set of migrations.
 // See schemas/request.v1.json for the meaning and limits of every field.
 type Request struct {
-	Schema      string      `json:"schema"`
-	ID          string      `json:"id"`
-	Target      string      `json:"target"`
-	Direction   string      `json:"direction"`
-	To          string      `json:"to,omitempty"`
-	DryRun      bool        `json:"dry_run,omitempty"`
-	Force       bool        `json:"force,omitempty"`
-	RequestedBy string      `json:"requested_by,omitempty"`
-	Migrations  []Migration `json:"migrations"`
+	Schema string `json:"schema"`
+	ID     string `json:"id"`
+	// Target names the target; Group, instead, a target group: the request is then a rollout
+	// (Rollout says how), one run per member. Exactly one of them is set.
+	Target      string         `json:"target,omitempty"`
+	Group       string         `json:"group,omitempty"`
+	Rollout     *RolloutPolicy `json:"rollout,omitempty"`
+	Direction   string         `json:"direction"`
+	To          string         `json:"to,omitempty"`
+	DryRun      bool           `json:"dry_run,omitempty"`
+	Force       bool           `json:"force,omitempty"`
+	RequestedBy string         `json:"requested_by,omitempty"`
+	Migrations  []Migration    `json:"migrations"`
 	// Signature, when present, signs the request (see SignRequest). A target may require it.
 	Signature *Signature `json:"signature,omitempty"`
 }
@@ -124,6 +128,18 @@ const (
 	KindHookFailed         = "hook.failed"
 	KindBackfillProgress   = "backfill.progress"
 	KindDryRunReport       = "dryrun.report"
+
+	// Rollout events, on confiture.events.<group>.<rollout>.<kind>: their run is the rollout's
+	// id, their target the group, and their data a RolloutStatus.
+	KindRolloutStarted = "rollout.started"
+	// KindRolloutProgress: a member's run ended (data.member says which and how); the counts
+	// are the rollout's after it.
+	KindRolloutProgress  = "rollout.progress"
+	KindWaveStarted      = "wave.started"
+	KindWaveCompleted    = "wave.completed"
+	KindRolloutHalted    = "rollout.halted"
+	KindRolloutResumed   = "rollout.resumed"
+	KindRolloutCompleted = "rollout.completed"
 )
 
 // EventKinds lists every kind this version of the worker publishes.
@@ -132,6 +148,8 @@ var EventKinds = []string{
 	KindRunFailed, KindRunRetrying, KindRunPaused, KindRunResumed, KindRunRetried, KindMigrationStarted, KindMigrationCompleted, KindMigrationFailed,
 	KindPhaseStarted, KindPhaseCompleted, KindPhaseRetrying, KindPhaseFailed, KindHookStarted,
 	KindHookCompleted, KindHookFailed, KindBackfillProgress, KindDryRunReport,
+	KindRolloutStarted, KindRolloutProgress, KindWaveStarted, KindWaveCompleted, KindRolloutHalted,
+	KindRolloutResumed, KindRolloutCompleted,
 }
 
 // IsTerminal reports whether an event of this kind ends its run. A failed run can still be
@@ -175,17 +193,20 @@ const (
 	CodeInvalidRequest    = "invalid_request"
 	CodeUnsupportedSchema = "unsupported_schema"
 	CodeUnknownTarget     = "unknown_target"
-	CodeUnknownHook       = "unknown_hook"
-	CodeInvalidHooks      = "invalid_hooks"
-	CodeInvalidSQL        = "invalid_sql"
-	CodeChecksumMismatch  = "checksum_mismatch"
-	CodeDrift             = "drift"
-	CodeNoDownMigration   = "no_down_migration"
-	CodeHookFailed        = "hook_failed"
-	CodeSQLError          = "sql_error"
-	CodePanic             = "panic"
-	CodeTimeout           = "timeout"
-	CodeCancelled         = "cancelled"
+	// CodeUnknownGroup: the request names a target group that is not configured, or whose
+	// members cannot be found now (its discovery failed or found none).
+	CodeUnknownGroup     = "unknown_group"
+	CodeUnknownHook      = "unknown_hook"
+	CodeInvalidHooks     = "invalid_hooks"
+	CodeInvalidSQL       = "invalid_sql"
+	CodeChecksumMismatch = "checksum_mismatch"
+	CodeDrift            = "drift"
+	CodeNoDownMigration  = "no_down_migration"
+	CodeHookFailed       = "hook_failed"
+	CodeSQLError         = "sql_error"
+	CodePanic            = "panic"
+	CodeTimeout          = "timeout"
+	CodeCancelled        = "cancelled"
 	// CodeUnavailable: a target or the queue database was unreachable (or out of connection
 	// slots, or starting up) for longer than the worker's outage tolerance.
 	CodeUnavailable = "unavailable"
@@ -263,6 +284,88 @@ var runNamespace = uuid.MustParse("6f1c2b0e-5d1a-4c57-9a53-3f0c1e7d2a41")
 func RunID(target, requestID string) string {
 	return uuid.NewSHA1(runNamespace, []byte(target+"\x00"+requestID)).String()
 }
+
+// rolloutNamespace is the UUID namespace of rollout ids. Never change it: clients derive them.
+var rolloutNamespace = uuid.MustParse("2b8e7c1a-94d3-4f0e-8a61-5c7d3e9f1b24")
+
+// RolloutID is the id of the rollout a request naming group produces: a UUIDv5 of group and
+// request id, known to the client before it publishes.
+func RolloutID(group, requestID string) string {
+	return uuid.NewSHA1(rolloutNamespace, []byte(group+"\x00"+requestID)).String()
+}
+
+// RolloutPolicy says how a rollout proceeds (the request's rollout object). Zero fields take
+// the group's configured defaults, then the worker's (see DefaultRolloutPolicy).
+type RolloutPolicy struct {
+	// Canary is how many members run first, alone; nil: the default (1).
+	Canary *int `json:"canary,omitempty" yaml:"canary"`
+	// WaveSize or WavePercent (of the members after the canary, rounded up) size the waves.
+	WaveSize    int `json:"wave_size,omitempty" yaml:"wave_size"`
+	WavePercent int `json:"wave_percent,omitempty" yaml:"wave_percent"`
+	// MaxConcurrent bounds the runs of the rollout running at once.
+	MaxConcurrent int `json:"max_concurrent,omitempty" yaml:"max_concurrent"`
+	// PauseMS is the wait between two waves.
+	PauseMS int64 `json:"pause_ms,omitempty" yaml:"pause_ms"`
+	// FailureThreshold (a count; nil: the default, 0) or FailurePercent (of the wave) is how
+	// many failed runs a wave tolerates; past it the rollout halts.
+	FailureThreshold *int `json:"failure_threshold,omitempty" yaml:"failure_threshold"`
+	FailurePercent   int  `json:"failure_percent,omitempty" yaml:"failure_percent"`
+	// DryRunAll, with a dry-run request, dry-runs every member rather than the canary.
+	DryRunAll bool `json:"dry_run_all,omitempty" yaml:"dry_run_all"`
+}
+
+// RolloutStatus is the data of a rollout event, and what the service API says of a rollout.
+type RolloutStatus struct {
+	Rollout   string `json:"rollout"`
+	Group     string `json:"group"`
+	RequestID string `json:"request_id"`
+	// State is running, halted or completed.
+	State  string `json:"state"`
+	DryRun bool   `json:"dry_run,omitempty"`
+	// Wave is the current wave, from 0; Canary says wave 0 is the canary. Waves counts them.
+	Wave   int  `json:"wave"`
+	Waves  int  `json:"waves"`
+	Canary bool `json:"canary,omitempty"`
+	// WaveSize is the number of members of the current wave.
+	WaveSize int `json:"wave_size"`
+	// Counts of members.
+	Total     int `json:"total"`
+	Pending   int `json:"pending"`
+	Running   int `json:"running"`
+	Completed int `json:"completed"`
+	Failed    int `json:"failed"`
+	Skipped   int `json:"skipped"`
+	// Policy is the rollout's effective policy.
+	Policy RolloutPolicy `json:"policy"`
+	// Member is the member whose run ended, in rollout.progress.
+	Member *RolloutMember `json:"member,omitempty"`
+	// Failures lists the failed members (in rollout.halted, rollout.completed and the API).
+	Failures []RolloutMember `json:"failures,omitempty"`
+	// NextWaveAt is when the next wave starts, during a pause.
+	NextWaveAt *time.Time `json:"next_wave_at,omitempty"`
+}
+
+// RolloutMember is a member of a rollout and its run.
+type RolloutMember struct {
+	Target string `json:"target"`
+	Run    string `json:"run,omitempty"`
+	Wave   int    `json:"wave"`
+	// State is pending, running, completed, failed or skipped.
+	State string      `json:"state"`
+	Error *EventError `json:"error,omitempty"`
+}
+
+// Rollout and rollout member states.
+const (
+	RolloutRunning   = "running"
+	RolloutHalted    = "halted"
+	RolloutCompleted = "completed"
+	MemberPending    = "pending"
+	MemberRunning    = "running"
+	MemberCompleted  = "completed"
+	MemberFailed     = "failed"
+	MemberSkipped    = "skipped"
+)
 
 // RunPlan is the data of run.started: what the run does.
 type RunPlan struct {

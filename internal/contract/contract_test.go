@@ -148,7 +148,9 @@ func propType(t testing.TB, doc, prop map[string]any) (jsonType, ref string) {
 // requireEveryFieldCovered fails unless every field of v's type, recursively, holds a
 // non-zero value somewhere in v (in at least one element of a slice), so that the "fully
 // populated" fixtures stay fully populated when fields are added.
-func requireEveryFieldCovered(t testing.TB, v any) {
+// requireEveryFieldCovered requires the fixtures vs (of one type) to set every field between
+// them.
+func requireEveryFieldCovered(t testing.TB, vs ...any) {
 	t.Helper()
 	covered := map[string]bool{}
 	var walk func(v reflect.Value, path string)
@@ -195,8 +197,11 @@ func requireEveryFieldCovered(t testing.TB, v any) {
 			fields(typ.Elem(), path+"[]")
 		}
 	}
-	rv := reflect.ValueOf(v)
-	walk(rv, rv.Type().String())
+	for _, v := range vs {
+		rv := reflect.ValueOf(v)
+		walk(rv, rv.Type().String())
+	}
+	rv := reflect.ValueOf(vs[0])
 	fields(rv.Type(), rv.Type().String())
 	for _, p := range all {
 		require.True(t, covered[p], "fixture leaves %s unset", p)
@@ -426,17 +431,86 @@ func TestSchemaEnumsMatchGo(t *testing.T) {
 
 func TestRequestRoundTrip(t *testing.T) {
 	t.Parallel()
-	want := validRequest()
-	requireEveryFieldCovered(t, want)
-	data := mustJSON(t, want)
+	requireEveryFieldCovered(t, validRequest(), validGroupRequest())
+	for _, want := range []*Request{validRequest(), validGroupRequest()} {
+		got, err := DecodeRequest(mustJSON(t, want))
+		require.NoError(t, err)
+		require.Equal(t, want, got)
 
-	got, err := DecodeRequest(data)
-	require.NoError(t, err)
-	require.Equal(t, want, got)
+		again, err := DecodeRequest(mustJSON(t, got))
+		require.NoError(t, err)
+		require.Equal(t, got, again)
+	}
+}
 
-	again, err := DecodeRequest(mustJSON(t, got))
-	require.NoError(t, err)
-	require.Equal(t, got, again)
+// validGroupRequest is a dry-run request for a target group, with every rollout field set.
+func validGroupRequest() *Request {
+	r := validRequest()
+	two, one := 2, 1
+	r.Target, r.Group, r.DryRun = "", "tenants", true
+	r.Rollout = &RolloutPolicy{Canary: &two, WaveSize: 50, MaxConcurrent: 20, PauseMS: 1000, FailureThreshold: &one, DryRunAll: true}
+	return r
+}
+
+func TestRolloutRequestsRefusedWithAReason(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		edit func(r *Request)
+		want string
+	}{
+		"target and group": {func(r *Request) { r.Group = "tenants" }, `names target "default" and group "tenants"`},
+		"neither":          {func(r *Request) { r.Target = "" }, "names no target and no group"},
+		"rollout without a group": {func(r *Request) { r.Rollout = &RolloutPolicy{MaxConcurrent: 2} },
+			`rollout applies to a group; this request names target "default"`},
+		"two wave sizes": {func(r *Request) {
+			r.Target, r.Group, r.Rollout = "", "g", &RolloutPolicy{WaveSize: 2, WavePercent: 10}
+		}, "wave_size or wave_percent, not both"},
+		"two thresholds": {func(r *Request) {
+			one := 1
+			r.Target, r.Group, r.Rollout = "", "g", &RolloutPolicy{FailureThreshold: &one, FailurePercent: 10}
+		}, "failure_threshold or failure_percent, not both"},
+		"dry_run_all without a dry-run": {func(r *Request) {
+			r.Target, r.Group, r.DryRun, r.Rollout = "", "g", false, &RolloutPolicy{DryRunAll: true}
+		}, "dry_run_all applies to a dry-run request"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := validRequest()
+			r.Signature = nil
+			tc.edit(r)
+			_, err := DecodeRequest(mustJSON(t, r))
+			require.ErrorContains(t, err, tc.want)
+			require.Equal(t, CodeInvalidRequest, err.(*DecodeError).Code)
+		})
+	}
+}
+
+func TestWaveSizesAndThresholds(t *testing.T) {
+	t.Parallel()
+	one, three, zero := 1, 3, 0
+	def := DefaultRolloutPolicy()
+	sizes, canary := def.WaveSizes(9, false)
+	require.Equal(t, []int{1, 2, 2, 2, 2}, sizes, "canary 1, then 25%% of 8 (2) per wave")
+	require.True(t, canary)
+	sizes, _ = RolloutPolicy{Canary: &zero, WaveSize: 100}.Over(def).WaveSizes(250, false)
+	require.Equal(t, []int{100, 100, 50}, sizes)
+	sizes, canary = RolloutPolicy{Canary: &three}.Over(def).WaveSizes(2, false)
+	require.Equal(t, []int{2}, sizes, "a canary larger than the group is the whole group")
+	require.True(t, canary)
+	sizes, canary = def.WaveSizes(40, true)
+	require.Equal(t, []int{1}, sizes, "a dry-run runs the canary")
+	require.True(t, canary)
+	sizes, _ = RolloutPolicy{DryRunAll: true}.Over(def).WaveSizes(40, true)
+	require.Equal(t, []int{40}, sizes)
+
+	require.False(t, def.Tolerates(1, 10, false), "the default tolerates no failure")
+	require.False(t, RolloutPolicy{FailureThreshold: &three}.Tolerates(1, 10, true), "a canary tolerates none")
+	require.True(t, RolloutPolicy{FailureThreshold: &one}.Tolerates(1, 10, false))
+	require.False(t, RolloutPolicy{FailureThreshold: &one}.Tolerates(2, 10, false))
+	require.True(t, RolloutPolicy{FailurePercent: 20}.Tolerates(2, 10, false))
+	require.False(t, RolloutPolicy{FailurePercent: 20}.Tolerates(3, 10, false))
+	over := RolloutPolicy{FailurePercent: 20, WaveSize: 5}.Over(def)
+	require.Nil(t, over.FailureThreshold, "a percentage replaces the default count")
+	require.Zero(t, over.WavePercent)
 }
 
 func TestMinimalRequest(t *testing.T) {

@@ -112,6 +112,13 @@ func DecodeRequestBody(data []byte) (*Request, []byte, error) {
 		return nil, nil, invalid("request nests %d levels deep, over the limit of %d levels of JSON nesting", d, MaxJSONDepth)
 	}
 	if err := validate(data, reqSchema, "request", RequestSchemaV1); err != nil {
+		// The schema's oneOf says only that it is not matched: say which names are wrong.
+		var probe Request
+		if json.Unmarshal(data, &probe) == nil && probe.Schema == RequestSchemaV1 && (probe.Target == "") == (probe.Group == "") {
+			if aerr := checkAddressee(&probe); aerr != nil {
+				return nil, nil, aerr
+			}
+		}
 		return nil, nil, err
 	}
 	var r Request

@@ -431,8 +431,11 @@ func TestSchemaEnumsMatchGo(t *testing.T) {
 
 func TestRequestRoundTrip(t *testing.T) {
 	t.Parallel()
-	requireEveryFieldCovered(t, validRequest(), validGroupRequest())
-	for _, want := range []*Request{validRequest(), validGroupRequest()} {
+	percent := validGroupRequest()
+	percent.Rollout = &RolloutPolicy{WavePercent: 10, FailurePercent: 5}
+	percent.DryRun = false
+	requireEveryFieldCovered(t, validRequest(), validGroupRequest(), percent)
+	for _, want := range []*Request{validRequest(), validGroupRequest(), percent} {
 		got, err := DecodeRequest(mustJSON(t, want))
 		require.NoError(t, err)
 		require.Equal(t, want, got)

@@ -97,10 +97,15 @@ type Signer struct {
 func (c *Client) Act(ctx context.Context, target, run, action, reason string, signer *Signer) (*contract.ActionReply, error) {
 	var r contract.ActionReply
 	req := contract.APIRequest{Schema: contract.APIRequestSchemaV1, Run: run, Action: action, Reason: reason}
+	return &r, c.signedCall(ctx, contract.APIAction, target, req, signer, contract.APIActionSchemaV1, &r)
+}
+
+// signedCall is call for an action, signed by signer when it is not nil.
+func (c *Client) signedCall(ctx context.Context, endpoint, target string, req contract.APIRequest, signer *Signer, id string, reply any) error {
 	if signer == nil {
-		return &r, c.call(ctx, contract.APIAction, target, req, contract.APIActionSchemaV1, &r)
+		return c.call(ctx, endpoint, target, req, id, reply)
 	}
-	req.Target = target
+	req.Schema, req.Target = contract.APIRequestSchemaV1, target
 	now := time.Now()
 	var expires time.Time
 	if signer.Expires > 0 {
@@ -108,7 +113,26 @@ func (c *Client) Act(ctx context.Context, target, run, action, reason string, si
 	}
 	data, err := contract.SignAPIRequest(&req, signer.Key, signer.KeyID, now, expires)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &r, c.send(ctx, contract.APIAction, target, data, contract.APIActionSchemaV1, &r)
+	return c.send(ctx, endpoint, target, data, id, reply)
+}
+
+// Rollout returns the status of the rollout of group that rollout names (its id or its
+// request id; "": the group's latest).
+func (c *Client) Rollout(ctx context.Context, group, rollout string) (*contract.RolloutStatus, error) {
+	var r contract.RolloutReply
+	err := c.call(ctx, contract.APIRollout, group, contract.APIRequest{Run: rollout}, contract.APIRolloutSchemaV1, &r)
+	return &r.Rollout, err
+}
+
+// ResumeRollout resumes the halted rollout of group that rollout names: its failed targets are
+// run again from their failed phase (failed contract.FailedRetry) or skipped
+// (contract.FailedSkip). signer signs it when it is not nil (a group drawing on a target that
+// accepts only signed requests accepts only signed actions).
+func (c *Client) ResumeRollout(ctx context.Context, group, rollout, failed, reason string, signer *Signer) (*contract.RolloutStatus, error) {
+	var r contract.RolloutReply
+	req := contract.APIRequest{Run: rollout, Action: contract.ActionResume, Failed: failed, Reason: reason}
+	err := c.signedCall(ctx, contract.APIRollout, group, req, signer, contract.APIRolloutSchemaV1, &r)
+	return &r.Rollout, err
 }

@@ -162,7 +162,8 @@ func (c *Client) Close() { c.NC.Close() }
 
 // Published says what became of a publish.
 type Published struct {
-	// Run is the id of the run the request produces (or produced, for a duplicate).
+	// Run is the id of the run the request produces (or produced, for a duplicate); for a
+	// request naming a target group, the id of its rollout.
 	Run string
 	// Duplicate is set when JetStream already had a request with this id for this target.
 	Duplicate bool
@@ -174,6 +175,13 @@ func (c *Client) Publish(ctx context.Context, req *contract.Request) (Published,
 	data, err := json.Marshal(req)
 	if err != nil {
 		return Published{}, err
+	}
+	if req.Group != "" {
+		pub, err := c.PublishRaw(ctx, req.Group, req.ID, data)
+		if err == nil {
+			pub.Run = contract.RolloutID(req.Group, req.ID)
+		}
+		return pub, err
 	}
 	return c.PublishRaw(ctx, req.Target, req.ID, data)
 }
@@ -201,6 +209,29 @@ func (c *Client) PublishRaw(ctx context.Context, target, requestID string, data 
 		return Published{}, err
 	}
 	return Published{Run: contract.RunID(target, requestID), Duplicate: ack.Duplicate}, nil
+}
+
+// WaitRollout follows the events of rollout of group, calling each with every one, until the
+// rollout stops: completed or halted (an operator may resume it), or its request was rejected.
+// It returns that last event.
+func (c *Client) WaitRollout(ctx context.Context, group, rollout string, each func(*contract.Event)) (*contract.Event, error) {
+	var final *contract.Event
+	err := c.follow(ctx, group, rollout, func(ev *contract.Event, pending uint64) error {
+		if each != nil {
+			each(ev)
+		}
+		switch ev.Kind {
+		case contract.KindRolloutCompleted, contract.KindRolloutHalted, contract.KindRunRejected:
+			final = ev
+		case contract.KindRolloutResumed:
+			final = nil
+		}
+		if final != nil && pending == 0 {
+			return ErrStopFollowing
+		}
+		return nil
+	})
+	return final, err
 }
 
 // ErrStopFollowing, returned by a Follow callback, ends Follow without error.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
@@ -32,11 +33,21 @@ type Actions interface {
 	Retry(ctx context.Context, run, reason string) error
 }
 
+// Rollouts are the rollouts of target groups (jobs.Pipeline has them).
+type Rollouts interface {
+	IsGroup(name string) bool
+	GroupTargets(group string) []string
+	RolloutStatus(ctx context.Context, id string) (contract.RolloutStatus, error)
+	ResumeRollout(ctx context.Context, id string, retry bool, reason string) (contract.RolloutStatus, error)
+}
+
 // Config is what the API reads and acts on.
 type Config struct {
 	Store   *runstore.Store
 	Targets *target.Set
 	Actions Actions
+	// Rollouts serves the rollout endpoint. Nil: every group is unknown.
+	Rollouts Rollouts
 	// Signing checks the signatures of actions, by the rules and signers of requests: a
 	// target that accepts only signed requests accepts only signed actions. Nil checks none.
 	Signing *signing.Policy
@@ -71,10 +82,15 @@ func Serve(nc *nats.Conn, cfg Config) (micro.Service, error) {
 		{contract.APIRuns, "the target's latest runs, newest first (limit)", s.runs},
 		{contract.APIRun, "one run of the target (run: its id or request id) and its events", s.run},
 		{contract.APIAction, "pause, resume, fail or retry one run of the target (run, action, reason)", s.action},
+		{contract.APIRollout, "a rollout of the target group: its status (run: its id or request id; none: the latest), or resume it when halted (action resume, failed retry|skip, reason)", s.rollout},
 	} {
+		of := "<target>"
+		if e.name == contract.APIRollout {
+			of = "<group>"
+		}
 		err := svc.AddEndpoint(e.name, s.handler(e.name, e.handle),
 			micro.WithEndpointSubject(contract.APISubjectPrefix+e.name+".*"),
-			micro.WithEndpointMetadata(map[string]string{"description": e.about, "subject": contract.APISubjectPrefix + e.name + ".<target>"}))
+			micro.WithEndpointMetadata(map[string]string{"description": e.about, "subject": contract.APISubjectPrefix + e.name + "." + of}))
 		if err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("api: endpoint %s: %w", e.name, err)
@@ -109,6 +125,27 @@ func (s *server) handler(endpoint string, handle func(context.Context, string, *
 			r, err := contract.DecodeAPIRequest(req.Data())
 			if err != nil {
 				return nil, refuse(contract.APIErrBadRequest, "%v", err)
+			}
+			if endpoint == contract.APIRollout {
+				if s.cfg.Rollouts == nil || !s.cfg.Rollouts.IsGroup(targetName) {
+					return nil, refuse(contract.APIErrNotFound, "unknown target group %q", targetName)
+				}
+				if r.Action != "" {
+					// An action on a group's rollout is held to the signing policy of every
+					// target the group draws on, like its request; its signature names the group.
+					if r.Signature != nil && r.Target != targetName {
+						return nil, refuse(contract.APIErrForbidden, "the signed action names %q, not %q, the group of its subject", r.Target, targetName)
+					}
+					for _, t := range s.cfg.Rollouts.GroupTargets(targetName) {
+						if s.cfg.Signing == nil {
+							break
+						}
+						if err := s.cfg.Signing.VerifyAction(t, req.Data(), r.Signature, time.Now()); err != nil {
+							return nil, refuse(contract.APIErrForbidden, "%v", err)
+						}
+					}
+				}
+				return handle(ctx, targetName, r)
 			}
 			if _, err := s.cfg.Targets.Get(targetName); err != nil {
 				return nil, refuse(contract.APIErrNotFound, "%v", err)
@@ -158,6 +195,7 @@ func (s *server) checkSigned(targetName string, r *contract.APIRequest, data []b
 
 func (s *server) status(ctx context.Context, targetName string, _ *contract.APIRequest) (any, error) {
 	t, _ := s.cfg.Targets.Get(targetName)
+	ctx = target.WithTarget(ctx, t)
 	pool, err := t.Conn(ctx) // reading a status creates nothing: a fresh target has no tracking table yet
 	if err != nil {
 		return nil, err
@@ -255,6 +293,58 @@ func (s *server) action(ctx context.Context, targetName string, r *contract.APIR
 		return nil, err
 	}
 	return contract.ActionReply{Schema: contract.APIActionSchemaV1, Action: r.Action, Run: RunInfo(l)}, nil
+}
+
+// rollout answers the rollout endpoint: the status of a rollout of group, resumed first when
+// the request asks for it.
+func (s *server) rollout(ctx context.Context, group string, r *contract.APIRequest) (any, error) {
+	var ro *runstore.Rollout
+	var err error
+	switch {
+	case r.Run == "":
+		var latest []*runstore.Rollout
+		if latest, err = s.cfg.Store.ListRollouts(ctx, group, 1); err == nil && len(latest) == 0 {
+			return nil, refuse(contract.APIErrNotFound, "target group %q has no rollout", group)
+		}
+		if err == nil {
+			ro = latest[0]
+		}
+	default:
+		id := r.Run
+		if _, perr := uuid.Parse(id); perr != nil {
+			id = contract.RolloutID(group, r.Run)
+		}
+		ro, err = s.cfg.Store.GetRollout(ctx, s.cfg.Store.Pool, id, false)
+		if err == nil && ro.Group != group {
+			err = runstore.ErrRolloutNotFound
+		}
+	}
+	if errors.Is(err, runstore.ErrRolloutNotFound) {
+		return nil, refuse(contract.APIErrNotFound, "target group %q has no rollout %q (by rollout id or request id)", group, r.Run)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st contract.RolloutStatus
+	switch r.Action {
+	case "":
+		st, err = s.cfg.Rollouts.RolloutStatus(ctx, ro.ID)
+	case contract.ActionResume:
+		if r.Failed == "" {
+			return nil, refuse(contract.APIErrBadRequest, "say what becomes of the failed targets: \"failed\" is retry (run them again from their failed phase) or skip")
+		}
+		st, err = s.cfg.Rollouts.ResumeRollout(ctx, ro.ID, r.Failed == contract.FailedRetry, r.Reason)
+	default:
+		return nil, refuse(contract.APIErrBadRequest, "a rollout's only action is resume")
+	}
+	var se *jobs.StateError
+	if errors.As(err, &se) {
+		return nil, refuse(contract.APIErrConflict, "%v", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return contract.RolloutReply{Schema: contract.APIRolloutSchemaV1, Rollout: st}, nil
 }
 
 // RunInfo is l as the API (and the runs page) shows it.

@@ -20,6 +20,7 @@ import (
 //	confiture.api.runs.<target>     the target's latest runs
 //	confiture.api.run.<target>      one run of the target and its events
 //	confiture.api.action.<target>   pause, resume, fail or retry one run of the target
+//	confiture.api.rollout.<group>   a rollout of a target group: its status, or resume it
 //
 // A request's body is an APIRequest (an empty body is a request without options). A reply is a
 // StatusReply, RunsReply, RunReply or ActionReply; a refusal is a micro error: the headers
@@ -35,12 +36,15 @@ const (
 	APIRuns   = "runs"
 	APIRun    = "run"
 	APIAction = "action"
+	// APIRollout is a rollout's status, or its resume (Action ActionResume, Failed).
+	APIRollout = "rollout"
 
 	APIRequestSchemaV1 = "confiture.api.request/v1"
 	APIStatusSchemaV1  = "confiture.api.status/v1"
 	APIRunsSchemaV1    = "confiture.api.runs/v1"
 	APIRunSchemaV1     = "confiture.api.run/v1"
 	APIActionSchemaV1  = "confiture.api.action/v1"
+	APIRolloutSchemaV1 = "confiture.api.rollout/v1"
 
 	// Error codes of a refused API request.
 	APIErrBadRequest = "400" // the request is malformed, or names no run where one is needed
@@ -53,6 +57,18 @@ const (
 	APIRunsDefault = 20
 	APIRunsMax     = 200
 )
+
+// How a resumed rollout treats its failed members (APIRequest.Failed).
+const (
+	FailedRetry = "retry"
+	FailedSkip  = "skip"
+)
+
+// RolloutReply is a rollout's status (after the action, when one was asked).
+type RolloutReply struct {
+	Schema  string        `json:"schema"`
+	Rollout RolloutStatus `json:"rollout"`
+}
 
 // Operator actions on a run (APIRequest.Action).
 const (
@@ -75,6 +91,9 @@ type APIRequest struct {
 	Action string `json:"action,omitempty"`
 	// Reason goes into the event the action records (action).
 	Reason string `json:"reason,omitempty"`
+	// Failed is how a resumed rollout treats its failed members: FailedRetry or FailedSkip
+	// (rollout, action resume).
+	Failed string `json:"failed,omitempty"`
 	// Limit is how many runs to return, newest first (runs): 1 to APIRunsMax, default
 	// APIRunsDefault.
 	Limit int `json:"limit,omitempty"`
@@ -188,6 +207,7 @@ var apiDefs = map[string]string{
 	APIRunsSchemaV1:    "runs_reply",
 	APIRunSchemaV1:     "run_reply",
 	APIActionSchemaV1:  "action_reply",
+	APIRolloutSchemaV1: "rollout_reply",
 }
 
 // apiDefRef is the ref of the part def of api.v1.json.

@@ -4,6 +4,7 @@ package contract
 // names and dependencies (one cycle finder for every caller), nesting depth of parameters.
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 
@@ -224,15 +225,38 @@ func checkAddressee(r *Request) error {
 		return invalid("rollout applies to a group; this request names target %s", quote(r.Target, 64))
 	}
 	if p := r.Rollout; p != nil {
-		if p.WaveSize > 0 && p.WavePercent > 0 {
-			return invalid("rollout: set wave_size or wave_percent, not both")
-		}
-		if p.FailureThreshold != nil && p.FailurePercent > 0 {
-			return invalid("rollout: set failure_threshold or failure_percent, not both")
+		if err := p.Check(); err != nil {
+			return invalid("rollout: %v", err)
 		}
 		if p.DryRunAll && !r.DryRun {
 			return invalid("rollout: dry_run_all applies to a dry-run request")
 		}
+	}
+	return nil
+}
+
+// Check checks a rollout policy's ranges (those of schemas/request.v1.json) and that it sets
+// one form of wave size and of failure threshold at most.
+func (p RolloutPolicy) Check() error {
+	switch {
+	case p.WaveSize > 0 && p.WavePercent > 0:
+		return errors.New("set wave_size or wave_percent, not both")
+	case p.FailureThreshold != nil && p.FailurePercent > 0:
+		return errors.New("set failure_threshold or failure_percent, not both")
+	case p.Canary != nil && (*p.Canary < 0 || *p.Canary > 1000):
+		return errors.New("canary must be 0 to 1000")
+	case p.WaveSize < 0 || p.WaveSize > 100000:
+		return errors.New("wave_size must be 1 to 100000")
+	case p.WavePercent < 0 || p.WavePercent > 100:
+		return errors.New("wave_percent must be 1 to 100")
+	case p.MaxConcurrent < 0 || p.MaxConcurrent > 1000:
+		return errors.New("max_concurrent must be 1 to 1000")
+	case p.PauseMS < 0 || p.PauseMS > 86400000:
+		return errors.New("pause_ms must be 0 to 86400000 (a day)")
+	case p.FailureThreshold != nil && (*p.FailureThreshold < 0 || *p.FailureThreshold > 100000):
+		return errors.New("failure_threshold must be 0 to 100000")
+	case p.FailurePercent < 0 || p.FailurePercent > 100:
+		return errors.New("failure_percent must be 0 to 100")
 	}
 	return nil
 }

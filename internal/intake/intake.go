@@ -53,6 +53,22 @@ type Verifier interface {
 	Verify(req *contract.Request, data []byte, receivedAt time.Time) error
 }
 
+// Rollouts starts the rollout of a request that names a target group instead of a target.
+type Rollouts interface {
+	// IsGroup reports whether name is a configured target group.
+	IsGroup(name string) bool
+	// GroupTargets returns the configured targets a group draws on (its listed targets, or the
+	// target it discovers its members through): a group's request must satisfy the signing
+	// policy of each.
+	GroupTargets(group string) []string
+	// ResolveGroup returns the group's members now, in order, and its rollout policy (the
+	// group's configured defaults over the worker's). An error that is a *contract.DecodeError
+	// rejects the request; any other is transient (the request comes again later).
+	ResolveGroup(ctx context.Context, group string) (members []string, policy contract.RolloutPolicy, err error)
+	// StartRollout starts a rollout recorded in tx, with its first wave.
+	StartRollout(ctx context.Context, tx pgx.Tx, r *runstore.Rollout) error
+}
+
 // Observer receives intake's measurements (the worker's Prometheus metrics).
 type Observer interface {
 	// RunFinished counts a request that ended at intake: rejected or duplicate.
@@ -85,6 +101,9 @@ type Intake struct {
 	// Verifier checks request signatures before Checker sees the request. Defaults to none:
 	// signatures are not checked.
 	Verifier Verifier
+	// Rollouts starts the rollouts of requests naming a target group. Defaults to none: such a
+	// request is rejected (unknown_group).
+	Rollouts Rollouts
 	Logger   *slog.Logger
 	// MaxRequestBytes bounds a request. Defaults to 1 MiB.
 	MaxRequestBytes int
@@ -231,7 +250,8 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 	if !contract.ValidTargetName(subjectTarget) {
 		subjectTarget = "_invalid"
 	}
-	h := &handling{ref: outbox.RunRef{Target: subjectTarget}, receivedAt: time.Now()}
+	h := &handling{ref: outbox.RunRef{Target: subjectTarget}, receivedAt: time.Now(),
+		group: in.Rollouts != nil && in.Rollouts.IsGroup(subjectTarget)}
 	if md, err := msg.Metadata(); err == nil {
 		h.seq = md.Sequence.Stream
 		h.receivedAt = md.Timestamp
@@ -256,7 +276,7 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 	var err error
 	if rej != nil && req != nil {
 		var known bool
-		if known, err = in.Store.RunExists(ctx, subjectTarget, req.ID); err == nil && known {
+		if known, err = in.recorded(ctx, h, req.ID); err == nil && known {
 			if rej.wrongSubject {
 				// The request belongs to another target: its rejection must not land on the
 				// run this id already has here.
@@ -276,7 +296,11 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 	case rej != nil:
 		err = in.reject(ctx, msg, *ref, seq, rej, log)
 	case req != nil:
-		err = in.accept(ctx, msg, req, body, *ref, seq, log)
+		if req.Group != "" {
+			err = in.acceptRollout(ctx, msg, req, body, *ref, seq, log)
+		} else {
+			err = in.accept(ctx, msg, req, body, *ref, seq, log)
+		}
 		if rej := rejectionOfDBError(err); rej != nil {
 			// The database refused the request's content itself: retrying cannot help.
 			err = in.reject(ctx, msg, *ref, seq, rej, log)
@@ -289,16 +313,22 @@ func (in *Intake) Handle(ctx context.Context, msg jetstream.Msg) {
 
 // handling is what Handle knows of a message so far: a recovered panic reports on it.
 type handling struct {
-	ref        outbox.RunRef
-	seq        uint64
-	receivedAt time.Time
-	log        *slog.Logger
+	// group: the subject names a target group, so the request is a rollout's; rollout: the
+	// request names a group (configured or not). Either way its events are a rollout's.
+	group, rollout bool
+	ref            outbox.RunRef
+	seq            uint64
+	receivedAt     time.Time
+	log            *slog.Logger
 }
 
 // identify names the request the message holds, and so its run.
 func (h *handling) identify(requestID string) {
 	h.ref.RequestID = requestID
 	h.ref.Run = contract.RunID(h.ref.Target, requestID)
+	if h.group || h.rollout {
+		h.ref.Run = contract.RolloutID(h.ref.Target, requestID)
+	}
 	if requestID == "" {
 		h.ref.Run = h.messageRunID()
 	}
@@ -328,7 +358,7 @@ func (in *Intake) recovered(ctx context.Context, msg jetstream.Msg, h *handling,
 	log := h.log.With("run", h.ref.Run, "request_id", h.ref.RequestID, "target", h.ref.Target)
 	log.Error("request handling panicked", "panic", text, "stack", string(stack))
 	if h.ref.RequestID != "" {
-		known, err := in.Store.RunExists(ctx, h.ref.Target, h.ref.RequestID)
+		known, err := in.recorded(ctx, h, h.ref.RequestID)
 		if err != nil {
 			in.redeliver(msg, err, log)
 			return
@@ -372,6 +402,7 @@ func (in *Intake) decode(h *handling, data []byte) (*contract.Request, []byte, *
 	if err != nil {
 		return nil, nil, rejectionOf(err)
 	}
+	h.rollout = req.Group != ""
 	h.identify(req.ID)
 	// PostgreSQL text cannot hold these, so such a request could never be recorded.
 	if !utf8.Valid(data) {
@@ -380,13 +411,31 @@ func (in *Intake) decode(h *handling, data []byte) (*contract.Request, []byte, *
 	if hasNULEscape(data) {
 		return req, nil, &rejection{code: contract.CodeInvalidRequest, msg: `request contains a NUL character (\u0000), which PostgreSQL text cannot hold`}
 	}
-	if req.Target != subjectTarget {
+	if req.Group != "" {
+		if req.Group != subjectTarget {
+			return req, nil, &rejection{code: contract.CodeInvalidRequest, wrongSubject: true,
+				msg: fmt.Sprintf("request for group %q was published on the subject of %q", req.Group, subjectTarget)}
+		}
+		if !h.group {
+			msg := fmt.Sprintf("unknown target group %q: this worker configures no such group", req.Group)
+			return req, nil, &rejection{code: contract.CodeUnknownGroup, msg: msg}
+		}
+	} else if req.Target != subjectTarget {
 		return req, nil, &rejection{code: contract.CodeInvalidRequest, wrongSubject: true,
 			msg: fmt.Sprintf("request for target %q was published on the subject of target %q", req.Target, subjectTarget)}
 	}
 	if in.Verifier != nil {
-		if err := in.Verifier.Verify(req, data, receivedAt); err != nil {
-			return req, nil, rejectionOf(err)
+		// A group's request is held to the signing policy of every target the group draws on.
+		targets := []string{req.Target}
+		if req.Group != "" {
+			targets = in.Rollouts.GroupTargets(req.Group)
+		}
+		for _, t := range targets {
+			as := *req
+			as.Target = t
+			if err := in.Verifier.Verify(&as, data, receivedAt); err != nil {
+				return req, nil, rejectionOf(err)
+			}
 		}
 	}
 	if err := in.Checker.Check(req); err != nil {
@@ -507,6 +556,92 @@ func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.R
 	// on (target, request id) recognises it as a duplicate.
 	if err := in.Fault.At(ctx, fault.IntakeAfterCommit, fault.Where{Run: run.ID}); err != nil {
 		return err
+	}
+	if err := msg.Ack(); err != nil {
+		log.Debug("ack failed; a redelivery will be recognised as a duplicate", "error", err.Error())
+	}
+	return nil
+}
+
+// recorded reports whether the request id was recorded before on the message's subject: as a
+// run of the target, or a rollout of the group.
+func (in *Intake) recorded(ctx context.Context, h *handling, requestID string) (bool, error) {
+	if h.group {
+		return in.Store.RolloutExists(ctx, h.ref.Target, requestID)
+	}
+	return in.Store.RunExists(ctx, h.ref.Target, requestID)
+}
+
+// acceptRollout records a request naming a target group as a rollout over the group's members
+// as they resolve now, and starts it, in one transaction; then acknowledges the message. A
+// copy of a recorded request is a duplicate, like a run's.
+func (in *Intake) acceptRollout(ctx context.Context, msg jetstream.Msg, req *contract.Request, body []byte, ref outbox.RunRef, seq uint64, log *slog.Logger) error {
+	sum := sha256.Sum256(body)
+	r := &runstore.Rollout{
+		ID: ref.Run, Group: req.Group, RequestID: req.ID, DryRun: req.DryRun, Direction: req.Direction,
+		Request: msg.Data(), RequestSHA256: hex.EncodeToString(sum[:]), State: contract.RolloutRunning,
+	}
+	if known, err := in.Store.RolloutExists(ctx, req.Group, req.ID); err != nil {
+		return err
+	} else if !known {
+		members, policy, err := in.Rollouts.ResolveGroup(ctx, req.Group)
+		var de *contract.DecodeError
+		if errors.As(err, &de) {
+			return in.reject(ctx, msg, ref, seq, &rejection{code: de.Code, msg: de.Message}, log)
+		}
+		if err != nil {
+			return err
+		}
+		if req.Rollout != nil {
+			policy = req.Rollout.Over(policy)
+		}
+		sizes, canary := policy.WaveSizes(len(members), req.DryRun)
+		var waveOf []int
+		for w, n := range sizes {
+			for range n {
+				waveOf = append(waveOf, w)
+			}
+		}
+		r.Policy, r.Waves, r.Canary, r.Members = policy, len(sizes), canary, members[:len(waveOf)]
+		r.WaveOf = waveOf
+	}
+	var existing *runstore.Rollout
+	err := pgx.BeginFunc(ctx, in.Store.Pool, func(tx pgx.Tx) error {
+		var created bool
+		var err error
+		if r.Members != nil {
+			created, existing, err = in.Store.InsertRollout(ctx, tx, r)
+		} else {
+			existing, err = in.Store.FindRollout(ctx, tx, req.Group, req.ID)
+		}
+		if err != nil {
+			return err
+		}
+		if !created {
+			ev := outbox.New(ref, contract.KindRunDuplicate, fmt.Sprint(seq))
+			if existing.RequestSHA256 == r.RequestSHA256 {
+				ev.Message = fmt.Sprintf("request %s was received before (rollout %s, %s): nothing more to do", req.ID, existing.ID, existing.State)
+			} else {
+				ev.Message = fmt.Sprintf("request id %s reused with a different body: rollout %s (%s) has the first one, this one is ignored; publish it with a new id", req.ID, existing.ID, existing.State)
+				ev.Error = &contract.EventError{Code: contract.CodeDuplicateRequest, Message: ev.Message}
+			}
+			return outbox.Insert(ctx, tx, in.Store.Schema(), ev)
+		}
+		accepted := outbox.New(ref, contract.KindRunAccepted)
+		accepted.Message = fmt.Sprintf("%s of %d migration(s) accepted as a rollout over %d target(s) of group %s", req.Direction, len(req.Migrations), len(r.Members), req.Group)
+		if err := outbox.Insert(ctx, tx, in.Store.Schema(), accepted); err != nil {
+			return err
+		}
+		return in.Rollouts.StartRollout(ctx, tx, r)
+	})
+	if err != nil {
+		return err
+	}
+	if existing != nil {
+		log.Info("duplicate request ignored", "existing_state", existing.State)
+		in.observer().RunFinished("duplicate")
+	} else {
+		log.Info("rollout accepted", "group", req.Group, "targets", len(r.Members), "waves", r.Waves, "dry_run", req.DryRun)
 	}
 	if err := msg.Ack(); err != nil {
 		log.Debug("ack failed; a redelivery will be recognised as a duplicate", "error", err.Error())

@@ -15,8 +15,10 @@ import (
 // it may run in, with no dependency cycle), and every migration's SQL must split into
 // statements without transaction control. It implements intake.Checker.
 func (p *Pipeline) Check(req *contract.Request) error {
-	if _, err := p.cfg.Targets.Get(req.Target); err != nil {
-		return &contract.DecodeError{Code: contract.CodeUnknownTarget, Message: err.Error()}
+	if req.Group == "" { // a group's members are found when its rollout is recorded
+		if _, err := p.cfg.Targets.Get(req.Target); err != nil {
+			return &contract.DecodeError{Code: contract.CodeUnknownTarget, Message: err.Error()}
+		}
 	}
 	var problems []string
 	code := ""

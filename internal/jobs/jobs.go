@@ -39,6 +39,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/target"
+	"github.com/confiture-io/confiture-worker/internal/targetgroup"
 )
 
 // QueueName is the River queue of the pipeline's jobs: a name River UI shows that no one takes
@@ -76,8 +77,11 @@ func (PhaseArgs) Kind() string { return "confiture_phase" }
 
 // Config is what the phase pipeline needs.
 type Config struct {
-	Store    *runstore.Store
-	Targets  *target.Set
+	Store   *runstore.Store
+	Targets *target.Set
+	// Groups resolves the target groups a request may name instead of a target (a rollout).
+	// Defaults to none.
+	Groups   *targetgroup.Resolver
 	Registry *hooks.Registry
 	// Logger is the base logger; every job derives one carrying the run's attributes.
 	Logger *slog.Logger
@@ -222,11 +226,15 @@ func New(cfg *Config, workers *river.Workers) (*Pipeline, error) {
 		return nil, errors.New("jobs: Config.Store, Config.Targets and Config.Registry are required")
 	}
 	p := &Pipeline{cfg: cfg.WithDefaults(), runs: newRunCache(256)}
+	if cfg.Groups != nil {
+		cfg.Targets.SetFallback(p.findMember)
+	}
 	for _, add := range []func() error{
 		func() error { return river.AddWorkerSafely(workers, &runStartWorker{p: p}) },
 		func() error { return river.AddWorkerSafely(workers, &phaseWorker{p: p}) },
 		func() error { return river.AddWorkerSafely(workers, &dryRunWorker{p: p}) },
 		func() error { return river.AddWorkerSafely(workers, &reconcileWorker{p: p}) },
+		func() error { return river.AddWorkerSafely(workers, &rolloutWorker{p: p}) },
 	} {
 		if err := add(); err != nil {
 			return nil, err

@@ -25,14 +25,19 @@ var ErrRunState = errors.New("the run's state does not allow this")
 
 // StateError says which action a run's state refused.
 type StateError struct {
-	Run    string
-	Action string
-	Status string
+	Run string
+	// Rollout is set instead of Run when the action was on a rollout.
+	Rollout string
+	Action  string
+	Status  string
 	// Allowed lists the statuses the action accepts.
 	Allowed []string
 }
 
 func (e *StateError) Error() string {
+	if e.Rollout != "" {
+		return fmt.Sprintf("cannot %s rollout %s: it is %s (%s needs %v)", e.Action, e.Rollout, e.Status, e.Action, e.Allowed)
+	}
 	return fmt.Sprintf("cannot %s run %s: it is %s (%s needs %v)", e.Action, e.Run, e.Status, e.Action, e.Allowed)
 }
 

@@ -127,6 +127,15 @@ func (p *Pipeline) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		}
 		rep.Admitted++
 	}
+	rollouts, err := p.cfg.Store.DueRollouts(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, id := range rollouts {
+		if err := p.inTx(ctx, func(tx pgx.Tx) error { return p.driveRollout(ctx, tx, p.client, id) }); err != nil {
+			errs = append(errs, fmt.Errorf("rollout %s: %w", id, err))
+		}
+	}
 	if rep != (ReconcileReport{}) {
 		p.cfg.Logger.Info("reconciler moved runs whose job had ended", "rescued", rep.Rescued, "failed", rep.Failed,
 			"paused", rep.Paused, "requeued", rep.Requeued, "admitted", rep.Admitted)

@@ -168,6 +168,18 @@ func (p *Pipeline) endRun(ctx context.Context, tx pgx.Tx, client *river.Client[p
 		return err
 	}
 	p.ended(rc, change.Status)
+	if rc.row.Rollout != "" {
+		// The rollout's lock before the target's admission lock (see rollout.go).
+		var final *contract.Event
+		for i := range evs {
+			if evs[i].Kind == contract.KindRunFailed || evs[i].Kind == contract.KindRunCompleted {
+				final = &evs[i]
+			}
+		}
+		if err := p.rolloutRunEnded(ctx, tx, client, rc.row, change.Status, final); err != nil {
+			return err
+		}
+	}
 	return p.admitNext(ctx, tx, client, rc.row.Target)
 }
 
@@ -282,6 +294,11 @@ func (p *Pipeline) retryRun(ctx context.Context, tx pgx.Tx, client *river.Client
 		runstore.Change{Status: runstore.RunQueued, Requeue: true, ClearJob: true, ClearStopped: true, NextEpoch: true,
 			Attempt: "reset", Transient: "clear"}, ev); err != nil {
 		return err
+	}
+	if rc.row.Rollout != "" {
+		if err := p.rolloutRunRetried(ctx, tx, rc.row); err != nil {
+			return err
+		}
 	}
 	return p.admitNext(ctx, tx, client, rc.row.Target)
 }

@@ -102,6 +102,8 @@ type Run struct {
 	// Epoch grows each time the run is resumed or retried, so that the events of its new
 	// course get new ids.
 	Epoch int
+	// Rollout is the rollout the run is a member's run of, or "".
+	Rollout string
 }
 
 // Step returns the run's current step.
@@ -114,9 +116,9 @@ var ErrRunNotFound = errors.New("run not found")
 // it inserts nothing and returns that run with created false.
 func (s *Store) InsertRun(ctx context.Context, tx pgx.Tx, r *Run) (created bool, existing *Run, err error) {
 	tag, err := tx.Exec(ctx, `INSERT INTO `+s.schema+`.runs
-		(id, request_id, target, direction, dry_run, status, request, request_sha256)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (target, request_id) DO NOTHING`,
-		r.ID, r.RequestID, r.Target, r.Direction, r.DryRun, RunQueued, r.Request, r.RequestSHA256)
+		(id, request_id, target, direction, dry_run, status, request, request_sha256, rollout)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, '')::uuid) ON CONFLICT (target, request_id) DO NOTHING`,
+		r.ID, r.RequestID, r.Target, r.Direction, r.DryRun, RunQueued, r.Request, r.RequestSHA256, r.Rollout)
 	if err != nil {
 		return false, nil, fmt.Errorf("insert run: %w", err)
 	}
@@ -146,14 +148,15 @@ func (s *Store) GetRunForUpdate(ctx context.Context, tx pgx.Tx, id string) (*Run
 
 const runColumns = `id::text, seq, request_id, target, direction, dry_run, status, request,
 	request_sha256, plan, step_version, step_phase, failed_version, failed_phase, error, created_at,
-	coalesce(job_id, 0), attempt, transient_since, coalesce(stopped_by_job, 0), epoch`
+	coalesce(job_id, 0), attempt, transient_since, coalesce(stopped_by_job, 0), epoch,
+	coalesce(rollout::text, '')`
 
 func scanRun(row pgx.Row) (*Run, error) {
 	var r Run
 	var plan []byte
 	err := row.Scan(&r.ID, &r.Seq, &r.RequestID, &r.Target, &r.Direction, &r.DryRun, &r.Status, &r.Request,
 		&r.RequestSHA256, &plan, &r.StepVersion, &r.StepPhase, &r.FailedVersion, &r.FailedPhase, &r.Error,
-		&r.CreatedAt, &r.JobID, &r.Attempt, &r.TransientSince, &r.StoppedByJob, &r.Epoch)
+		&r.CreatedAt, &r.JobID, &r.Attempt, &r.TransientSince, &r.StoppedByJob, &r.Epoch, &r.Rollout)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrRunNotFound
 	}

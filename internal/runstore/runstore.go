@@ -24,6 +24,7 @@ const (
 type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // Store is the worker's tables in the queue database.
@@ -112,6 +113,42 @@ var migrations = []string{
 		url      text NOT NULL, -- without credentials
 		since    timestamptz NOT NULL DEFAULT now()
 	);`,
+	// Rollouts: a request naming a target group, run as one run per member, in waves
+	// (rollouts.go, internal/jobs/rollout.go). A member's run is an ordinary run that knows its
+	// rollout.
+	`CREATE TABLE %[1]s.rollouts (
+		id             uuid PRIMARY KEY,
+		group_name     text NOT NULL,
+		request_id     text NOT NULL,
+		dry_run        boolean NOT NULL DEFAULT false,
+		direction      text NOT NULL,
+		request        jsonb NOT NULL,
+		request_sha256 text NOT NULL,
+		policy         jsonb NOT NULL,
+		state          text NOT NULL,
+		wave           integer NOT NULL DEFAULT 0,
+		waves          integer NOT NULL,
+		canary         boolean NOT NULL,
+		next_wave_at   timestamptz,
+		seq            integer NOT NULL DEFAULT 0,
+		created_at     timestamptz NOT NULL DEFAULT now(),
+		updated_at     timestamptz NOT NULL DEFAULT now(),
+		finished_at    timestamptz,
+		UNIQUE (group_name, request_id)
+	);
+	CREATE TABLE %[1]s.rollout_members (
+		rollout    uuid NOT NULL REFERENCES %[1]s.rollouts (id),
+		position   integer NOT NULL,
+		target     text NOT NULL,
+		wave       integer NOT NULL,
+		state      text NOT NULL DEFAULT 'pending',
+		error      jsonb,
+		updated_at timestamptz NOT NULL DEFAULT now(),
+		PRIMARY KEY (rollout, position),
+		UNIQUE (rollout, target)
+	);
+	CREATE INDEX rollout_members_target ON %[1]s.rollout_members (target);
+	ALTER TABLE %[1]s.runs ADD COLUMN rollout uuid;`,
 }
 
 // Migrate brings River's tables (in riverSchema) and the worker's tables (in schema) up to date.

@@ -47,6 +47,10 @@ type Config struct {
 	Schemas *Schemas `yaml:"schemas" json:"schemas,omitempty"`
 	// Query discovers the rows of a catalog query.
 	Query *Query `yaml:"query" json:"query,omitempty"`
+	// Rollout is the group's rollout policy where a request says nothing: the canary, the
+	// waves, the runs at once, the pause and the failure threshold (see contract.RolloutPolicy;
+	// the worker's defaults fill in what it leaves unset).
+	Rollout *contract.RolloutPolicy `yaml:"rollout" json:"rollout,omitempty"`
 }
 
 // Schemas discovers the schemas of the database of a configured target whose names match a glob.
@@ -88,6 +92,10 @@ func (c *Config) Kind() string {
 // ErrUnknownGroup is returned for a group name that is not configured.
 var ErrUnknownGroup = errors.New("unknown target group")
 
+// ErrUnreachable wraps a failure to connect to the database a group discovers its members in:
+// passing trouble, unlike a failing query or a discovery that finds nothing.
+var ErrUnreachable = errors.New("discovery database unreachable")
+
 // Check validates groups against the configured targets: names, exactly one kind per group,
 // the targets they refer to, globs and templates. It changes nothing and connects to nothing.
 func Check(groups []Config, targets []target.Config) error {
@@ -122,6 +130,11 @@ func Check(groups []Config, targets []target.Config) error {
 		}
 		if kinds != 1 {
 			return fmt.Errorf("%s: set exactly one of targets (a list), schemas (discovered in a database) and query (discovered by a catalog query)", where)
+		}
+		if g.Rollout != nil {
+			if err := g.Rollout.Check(); err != nil {
+				return fmt.Errorf("%s: rollout: %v", where, err)
+			}
 		}
 		ref := func(field, name string) error {
 			if !known[name] {
@@ -259,6 +272,21 @@ func describe(g Config) string {
 	return "a list of targets"
 }
 
+// Sources returns the configured targets group name draws on: its listed targets, or the
+// target it discovers its members through.
+func (r *Resolver) Sources(name string) []string {
+	g := r.groups[name]
+	switch g.Kind() {
+	case "targets":
+		return g.Targets
+	case "schemas":
+		return []string{g.Schemas.Target}
+	case "query":
+		return []string{g.Query.Target}
+	}
+	return nil
+}
+
 // Describe says in words where group name looks for its members.
 func (r *Resolver) Describe(name string) string { return describe(r.groups[name]) }
 
@@ -268,7 +296,7 @@ func (r *Resolver) withConn(ctx context.Context, group, t, what string, fn func(
 	cfg := r.targets[t]
 	conn, err := pgx.Connect(ctx, cfg.DSN)
 	if err != nil {
-		return fmt.Errorf("target group %q: connect to target %q: %s", group, t, target.ConnectMessage(err, cfg.DSN))
+		return fmt.Errorf("target group %q: connect to target %q: %s (%w)", group, t, target.ConnectMessage(err, cfg.DSN), ErrUnreachable)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})

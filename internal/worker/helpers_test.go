@@ -51,7 +51,12 @@ type bundle struct {
 // setup starts a worker on a database of its own with an embedded NATS server.
 func setup(t *testing.T, opts ...func(*Config)) *bundle {
 	t.Helper()
-	dsn := testdb.New(t)
+	return setupOn(t, testdb.New(t), opts...)
+}
+
+// setupOn is setup on the database dsn.
+func setupOn(t *testing.T, dsn string, opts ...func(*Config)) *bundle {
+	t.Helper()
 	b := &bundle{dsn: dsn, attempts: map[string]*atomic.Int64{}}
 	reg := hooks.NewRegistry()
 	require.NoError(t, builtin.Register(reg))
@@ -301,6 +306,23 @@ func (b *bundle) count(t *testing.T, sql string, args ...any) int {
 var errFault = fmt.Errorf("injected fault")
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// testdbNew is testdb.New.
+func testdbNew(t *testing.T) string { return testdb.New(t) }
+
+// poolFor opens a small pool on dsn for the test.
+func poolFor(t *testing.T, dsn string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(dsn)
+	require.NoError(t, err)
+	cfg.MaxConns = 2
+	db, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	return db
+}
 
 func mustJSON(t *testing.T, v any) []byte {
 	b, err := json.Marshal(v)

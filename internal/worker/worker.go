@@ -40,6 +40,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/runstore"
 	"github.com/confiture-io/confiture-worker/internal/signing"
 	"github.com/confiture-io/confiture-worker/internal/target"
+	"github.com/confiture-io/confiture-worker/internal/targetgroup"
 )
 
 // Worker is a running (or startable) daemon.
@@ -127,7 +128,7 @@ func New(cfg Config) (*Worker, error) {
 // workers registered in workers.
 func (w *Worker) newPipeline(store *runstore.Store, workers *river.Workers) (*jobs.Pipeline, error) {
 	return jobs.New(&jobs.Config{
-		Store: store, Targets: w.targets, Registry: w.registry, Logger: w.log,
+		Store: store, Targets: w.targets, Groups: w.groups(), Registry: w.registry, Logger: w.log,
 		MaxAttempts: w.cfg.MaxAttempts, RetryBackoff: w.cfg.RetryBackoff,
 		RetryBackoffMax: w.cfg.RetryBackoffMax, PhaseTimeout: w.cfg.PhaseTimeout, Fault: w.cfg.Fault,
 		OutageTolerance: w.cfg.OutageTolerance, ReconcileInterval: w.cfg.ReconcileInterval,
@@ -137,6 +138,14 @@ func (w *Worker) newPipeline(store *runstore.Store, workers *river.Workers) (*jo
 		DryRun: dryrun.Options{LockTimeout: w.cfg.DryRunLockTimeout, LargeTable: w.cfg.DryRunLargeTable,
 			BlockTime: w.cfg.DryRunBlockTime, BlockTableSize: w.cfg.DryRunBlockTableSize},
 	}, workers)
+}
+
+// groups returns the resolver of the configured target groups, or nil when there are none.
+func (w *Worker) groups() *targetgroup.Resolver {
+	if len(w.cfg.TargetGroups) == 0 {
+		return nil
+	}
+	return targetgroup.NewResolver(w.cfg.TargetGroups, w.cfg.Targets)
 }
 
 // Registry returns the hooks this worker can run.
@@ -248,10 +257,17 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		Logger: w.log.With("component", "intake"), MaxRequestBytes: w.cfg.MaxRequestBytes,
 		Observer: w.cfg.Metrics, Fault: w.cfg.Fault,
 	}
+	if len(w.cfg.TargetGroups) > 0 {
+		w.intake.Rollouts = w.pipeline
+	}
 	if err := w.intake.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
-	if w.api, err = api.Serve(w.bus.NC, api.Config{Store: store, Targets: w.targets, Actions: w.pipeline, Signing: w.signing,
+	var rollouts api.Rollouts
+	if len(w.cfg.TargetGroups) > 0 {
+		rollouts = w.pipeline
+	}
+	if w.api, err = api.Serve(w.bus.NC, api.Config{Store: store, Targets: w.targets, Actions: w.pipeline, Rollouts: rollouts, Signing: w.signing,
 		Build: buildinfo.String(), Logger: w.log.With("component", "api")}); err != nil {
 		return err
 	}

@@ -55,7 +55,9 @@ type benchDB struct {
 	b      *testing.B
 	pool   *pgxpool.Pool
 	target *target.Target
-	runs   int
+	// ctx is tagged with the target, for its shared pool.
+	ctx  context.Context
+	runs int
 }
 
 func newBenchDB(b *testing.B) *benchDB {
@@ -69,17 +71,18 @@ func newBenchDB(b *testing.B) *benchDB {
 	if err != nil {
 		b.Fatal(err)
 	}
+	ctx = target.WithTarget(ctx, t)
 	pool, err := t.Pool(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &benchDB{b: b, pool: pool, target: t}
+	return &benchDB{b: b, pool: pool, target: t, ctx: ctx}
 }
 
 func (d *benchDB) exec(sqls ...string) {
 	d.b.Helper()
 	for _, sql := range sqls {
-		if _, err := d.pool.Exec(context.Background(), sql); err != nil {
+		if _, err := d.pool.Exec(d.ctx, sql); err != nil {
 			d.b.Fatalf("%s: %v", sql, err)
 		}
 	}
@@ -112,7 +115,7 @@ func (d *benchDB) freshTable(name string, stale bool) {
 func (d *benchDB) checkOnce(name string) {
 	d.b.Helper()
 	var bad, n int64
-	if err := d.pool.QueryRow(context.Background(),
+	if err := d.pool.QueryRow(d.ctx,
 		`SELECT count(*) FILTER (WHERE a <> id % 1000 + 1), count(*) FROM `+name).Scan(&bad, &n); err != nil {
 		d.b.Fatal(err)
 	}
@@ -155,7 +158,7 @@ func msf(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d.Micro
 func (d *benchDB) singleUpdate(name string) measure {
 	lsn := d.lsn()
 	start := time.Now()
-	tag, err := d.pool.Exec(context.Background(), `UPDATE `+name+` SET a = a + 1`)
+	tag, err := d.pool.Exec(d.ctx, `UPDATE `+name+` SET a = a + 1`)
 	if err != nil {
 		d.b.Fatal(err)
 	}
@@ -166,7 +169,7 @@ func (d *benchDB) singleUpdate(name string) measure {
 
 func (d *benchDB) lsn() string {
 	var lsn string
-	if err := d.pool.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
+	if err := d.pool.QueryRow(d.ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
 		d.b.Fatal(err)
 	}
 	return lsn
@@ -174,7 +177,7 @@ func (d *benchDB) lsn() string {
 
 func (d *benchDB) walSince(lsn string) int64 {
 	var n int64
-	if err := d.pool.QueryRow(context.Background(), `SELECT (pg_current_wal_lsn() - $1::pg_lsn)::bigint`, lsn).Scan(&n); err != nil {
+	if err := d.pool.QueryRow(d.ctx, `SELECT (pg_current_wal_lsn() - $1::pg_lsn)::bigint`, lsn).Scan(&n); err != nil {
 		d.b.Fatal(err)
 	}
 	return n
@@ -251,9 +254,10 @@ func (d *benchDB) explainingPool(plans *planLog) *pgxpool.Pool {
 		_, err := c.Exec(ctx, `LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_level = notice`)
 		return err
 	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	// The copy keeps the shared pool's hooks: its connections too are prepared for the target.
+	pool, err := pgxpool.NewWithConfig(d.ctx, cfg)
 	if err == nil {
-		err = pool.Ping(context.Background())
+		err = pool.Ping(d.ctx)
 	}
 	if err != nil {
 		d.b.Logf("no plans: auto_explain: %v", err)
@@ -296,7 +300,7 @@ func (d *benchDB) backfill(name string, analyzeAt int64) measure {
 		started = true
 		note = fmt.Sprintf("ANALYZE started after %d rows (batch %d, size %d)", p.Rows, batches, p.BatchSize)
 		wg.Go(func() {
-			if _, err := d.pool.Exec(context.Background(), `ANALYZE `+name); err != nil {
+			if _, err := d.pool.Exec(d.ctx, `ANALYZE `+name); err != nil {
 				d.b.Error(err)
 			}
 			mu.Lock()
@@ -323,7 +327,7 @@ func (d *benchDB) backfill(name string, analyzeAt int64) measure {
 	}
 	lsn := d.lsn()
 	start := time.Now()
-	out, st, err := backfill.RunWithStats(context.Background(), h.(*backfill.Hook), bc)
+	out, st, err := backfill.RunWithStats(d.ctx, h.(*backfill.Hook), bc)
 	elapsed := time.Since(start)
 	if err != nil {
 		d.b.Fatal(err)

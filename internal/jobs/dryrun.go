@@ -14,6 +14,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/outbox"
 	"github.com/confiture-io/confiture-worker/internal/runstore"
+	"github.com/confiture-io/confiture-worker/internal/target"
 )
 
 // DryRunArgs is the job of a dry-run: every planned migration, all its phases and its DDL, in
@@ -75,6 +76,7 @@ func (da *dryRunAttempt) run(ctx context.Context) error {
 	if err != nil {
 		return hooks.Permanent(err)
 	}
+	ctx = target.WithTarget(ctx, t)
 	// Not Pool: a dry-run creates the tracking schema of a fresh target only inside its own
 	// transaction, which it rolls back.
 	pool, err := t.Conn(ctx)

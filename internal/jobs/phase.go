@@ -235,6 +235,7 @@ func (pa *phaseAttempt) run(ctx context.Context) error {
 	if err != nil {
 		return hooks.Permanent(err)
 	}
+	ctx = target.WithTarget(ctx, t)
 	start := time.Now()
 	defer func() { a.res.duration = time.Since(start) }()
 	switch a.step.Phase {

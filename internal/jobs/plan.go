@@ -67,6 +67,7 @@ func (pl *planAttempt) run(ctx context.Context) error {
 	if err != nil {
 		return hooks.Permanent(&planError{code: contract.CodeUnknownTarget, msg: err.Error()})
 	}
+	ctx = target.WithTarget(ctx, t)
 	// A dry-run changes nothing, not even a fresh target's tracking schema: it reads a
 	// missing tracking table as empty.
 	connect := t.Pool
@@ -368,6 +369,7 @@ func (p *Pipeline) summary(ctx context.Context, rc *runContext) (contract.RunSum
 	if err != nil {
 		return s, err
 	}
+	ctx = target.WithTarget(ctx, t)
 	pool, err := t.Conn(ctx) // only reads: a dry-run's target may have no tracking table
 	if err != nil {
 		return s, err

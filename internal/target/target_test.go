@@ -65,10 +65,15 @@ func TestTrackingSchemaDefaults(t *testing.T) {
 		require.Zero(t, tg.ServerVersion(), "not known before connecting")
 	}
 	plain, _ := set.Get("plain")
-	require.EqualValues(t, 4, plain.poolCfg.MaxConns, "MaxConns defaults to 4")
-	require.Equal(t, "confiture-worker", plain.poolCfg.ConnConfig.RuntimeParams["application_name"])
-	_, hasPath := plain.poolCfg.ConnConfig.RuntimeParams["search_path"]
-	require.False(t, hasPath, "without Schema the database's own search_path applies")
+	tenant, _ := set.Get("tenant")
+	require.Equal(t, 4, cap(plain.slots), "MaxConns defaults to 4")
+	require.Same(t, plain.db, tenant.db, "one pool per connection string")
+	require.EqualValues(t, DefaultMaxServerConns, plain.db.cfg.MaxConns, "the pool is as large as its server allows")
+	require.Equal(t, "confiture-worker", plain.db.cfg.ConnConfig.RuntimeParams["application_name"])
+	_, hasPath := plain.db.cfg.ConnConfig.RuntimeParams["search_path"]
+	require.False(t, hasPath, "the search_path is set per acquire, for the target the context names")
+	require.Equal(t, "RESET search_path", plain.searchPath, "without Schema the database's own search_path applies")
+	require.Equal(t, `SET search_path TO "billing"`, tenant.searchPath)
 }
 
 func TestSetGetAndNames(t *testing.T) {

@@ -12,7 +12,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Querier is what the tracking functions need: a pool, a connection or a transaction.
+// Querier is what the tracking functions need: the target's pool, a connection or a
+// transaction. The functions tag ctx with their target (WithTarget), so that a pool given as
+// q prepares its connection for it.
 type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
@@ -138,6 +140,7 @@ type Applied struct {
 // migrations. A tracking table that does not exist yet (a fresh target read through Conn) is
 // empty; q must then not be a transaction, which the error would abort.
 func (t *Target) AppliedMigrations(ctx context.Context, q Querier) ([]Applied, error) {
+	ctx = WithTarget(ctx, t)
 	rows, err := q.Query(ctx, `SELECT version, name, checksum, applied_at, execution_time_ms, applied_by, run_id::text,
 		complete, phase FROM `+t.schema+`.schema_migrations ORDER BY version`)
 	if undefinedTable(err) {
@@ -167,6 +170,7 @@ func undefinedTable(err error) bool {
 // RecordApplied writes the tracking row of a migration whose DDL has run (complete or not),
 // replacing an existing row of the same version.
 func (t *Target) RecordApplied(ctx context.Context, q Querier, a Applied, ledger ...LedgerRow) error {
+	ctx = WithTarget(ctx, t)
 	batch := &pgx.Batch{}
 	batch.Queue(`INSERT INTO `+t.schema+`.schema_migrations
 		(version, name, checksum, execution_time_ms, applied_by, run_id, complete, phase) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -187,6 +191,7 @@ func (t *Target) RecordApplied(ctx context.Context, q Querier, a Applied, ledger
 // UpdateChecksum records a migration's new checksum and name (a forced request), keeping the
 // rest of its row.
 func (t *Target) UpdateChecksum(ctx context.Context, q Querier, version, name, checksum string) error {
+	ctx = WithTarget(ctx, t)
 	_, err := q.Exec(ctx, `UPDATE `+t.schema+`.schema_migrations SET checksum = $2, name = $3 WHERE version = $1`,
 		version, checksum, name)
 	return err
@@ -208,6 +213,7 @@ func (t *Target) MarkReached(ctx context.Context, q Querier, version, phase stri
 // RecordPhase inserts or updates ledger rows and, when reached is set, records the phase's
 // mark (MarkReached), in one round trip.
 func (t *Target) RecordPhase(ctx context.Context, q Querier, reached *Reached, rows ...LedgerRow) error {
+	ctx = WithTarget(ctx, t)
 	batch := &pgx.Batch{}
 	if err := t.queueLedger(batch, rows); err != nil {
 		return err
@@ -227,6 +233,7 @@ func (t *Target) RecordPhase(ctx context.Context, q Querier, reached *Reached, r
 
 // Claim makes run the owner of an incomplete migration (the run that resumes it).
 func (t *Target) Claim(ctx context.Context, q Querier, version, run string) error {
+	ctx = WithTarget(ctx, t)
 	_, err := q.Exec(ctx, `UPDATE `+t.schema+`.schema_migrations SET run_id = $2 WHERE version = $1`, version, run)
 	return err
 }
@@ -237,6 +244,7 @@ func (t *Target) Claim(ctx context.Context, q Querier, version, run string) erro
 // did not complete (a run whose DDL completed applied or reverted the migration, and its work
 // belongs to that). self is the run asking.
 func (t *Target) PredecessorOf(ctx context.Context, q Querier, version, owner, self string) (string, error) {
+	ctx = WithTarget(ctx, t)
 	if owner == "" {
 		err := q.QueryRow(ctx, `SELECT run_id::text FROM `+t.schema+`.hook_ledger WHERE version = $1 AND run_id <> $2
 			GROUP BY run_id ORDER BY max(seq) DESC LIMIT 1`, version, self).Scan(&owner)
@@ -264,6 +272,7 @@ func (t *Target) PredecessorOf(ctx context.Context, q Querier, version, owner, s
 // OriginOf returns the run that began the work of run on version: the origin its ledger rows
 // of version carry (taken over from a predecessor), else run itself.
 func (t *Target) OriginOf(ctx context.Context, q Querier, version, run string) (string, error) {
+	ctx = WithTarget(ctx, t)
 	var origin string
 	err := q.QueryRow(ctx, `SELECT coalesce(min(origin_run::text), $1::uuid::text) FROM `+t.schema+`.hook_ledger
 		WHERE run_id = $1::uuid AND version = $2`, run, version).Scan(&origin)
@@ -275,6 +284,7 @@ func (t *Target) OriginOf(ctx context.Context, q Querier, version, run string) (
 // course of its own, gives way): the run that resumes a migration does not repeat what its
 // predecessor committed, and its batched hooks go on from their checkpoints.
 func (t *Target) Adopt(ctx context.Context, q Querier, version, from, to string) (int64, error) {
+	ctx = WithTarget(ctx, t)
 	tag, err := q.Exec(ctx, `INSERT INTO `+t.schema+`.hook_ledger
 		(run_id, version, phase, hook, status, attempt, rows_affected, duration_ms, stats, checkpoint, message, error, origin_run)
 		SELECT $3::uuid, version, phase, hook, status, 0, rows_affected, duration_ms, stats, checkpoint, message,
@@ -293,6 +303,7 @@ func (t *Target) Adopt(ctx context.Context, q Querier, version, from, to string)
 
 // DeleteApplied removes the tracking row of a reverted migration.
 func (t *Target) DeleteApplied(ctx context.Context, q Querier, version string) error {
+	ctx = WithTarget(ctx, t)
 	_, err := q.Exec(ctx, `DELETE FROM `+t.schema+`.schema_migrations WHERE version = $1`, version)
 	return err
 }
@@ -373,6 +384,7 @@ type Phase struct {
 // of what earlier attempts committed (River hands a job back with its attempt decremented when
 // its worker stops). The caller commits or rolls back Phase.Tx.
 func (t *Target) BeginPhase(ctx context.Context, pool *pgxpool.Pool, run, version, phase string) (*Phase, error) {
+	ctx = WithTarget(ctx, t)
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return nil, t.connError(err)
@@ -475,6 +487,7 @@ const ledgerSelect = `SELECT run_id::text, version, phase, hook, status, attempt
 	duration_ms, stats, checkpoint, message, error FROM `
 
 func (t *Target) ledger(ctx context.Context, q Querier, where string, args ...any) ([]LedgerRow, error) {
+	ctx = WithTarget(ctx, t)
 	return scanLedger(q.Query(ctx, ledgerSelect+t.schema+`.hook_ledger `+where+` ORDER BY seq`, args...))
 }
 

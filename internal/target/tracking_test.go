@@ -80,6 +80,7 @@ func TestPoolCreatesTrackingSchemaConcurrently(t *testing.T) {
 	}
 	pool, err := targets[0].Pool(ctx)
 	require.NoError(t, err)
+	ctx = WithTarget(ctx, targets[0])
 	again, err := targets[0].Pool(ctx)
 	require.NoError(t, err)
 	require.Same(t, pool, again, "the pool is opened once per Target")
@@ -98,13 +99,14 @@ func TestPoolCreatesTrackingSchemaConcurrently(t *testing.T) {
 	var app string
 	require.NoError(t, pool.QueryRow(ctx, `SHOW application_name`).Scan(&app))
 	require.Equal(t, "confiture-worker", app)
-	require.EqualValues(t, 4, pool.Config().MaxConns)
+	require.EqualValues(t, DefaultMaxServerConns, pool.Config().MaxConns, "a pool is as large as its server allows")
 }
 
 func TestAppliedMigrationsRoundTrip(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	tg, pool := newTarget(t)
+	ctx = WithTarget(ctx, tg)
 
 	applied, err := tg.AppliedMigrations(ctx, pool)
 	require.NoError(t, err)
@@ -172,6 +174,7 @@ func TestWriteLedgerUpsert(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	tg, pool := newTarget(t)
+	ctx = WithTarget(ctx, tg)
 
 	require.NoError(t, tg.WriteLedger(ctx, pool), "no rows is a no-op")
 	require.NoError(t, tg.WriteLedger(ctx, pool,
@@ -223,6 +226,7 @@ func TestWriteLedgerIsTransactional(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	tg, pool := newTarget(t)
+	ctx = WithTarget(ctx, tg)
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	require.NoError(t, tg.WriteLedger(ctx, tx, LedgerRow{Run: run1, Version: "001", Phase: "after_ddl", Hook: "h", Status: StatusCompleted}))
@@ -235,7 +239,7 @@ func TestWriteLedgerIsTransactional(t *testing.T) {
 // writeInTx writes rows in a transaction of their own, as one phase does.
 func writeInTx(t *testing.T, tg *Target, pool *pgxpool.Pool, rows ...LedgerRow) {
 	t.Helper()
-	ctx := testCtx(t)
+	ctx := WithTarget(testCtx(t), tg)
 	require.NoError(t, pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return tg.WriteLedger(ctx, tx, rows...) }))
 }
 
@@ -247,6 +251,7 @@ func TestRunStatsMergeOrder(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	tg, pool := newTarget(t)
+	ctx = WithTarget(ctx, tg)
 
 	stats, err := tg.RunStats(ctx, pool, run1)
 	require.NoError(t, err)
@@ -284,6 +289,7 @@ func TestRunStatsSamePhaseFollowsRunOrder(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	tg, pool := newTarget(t)
+	ctx = WithTarget(ctx, tg)
 	// "z_count" ran first (lower priority), "a_recount" second.
 	writeInTx(t, tg, pool,
 		statsRow("001", "after_ddl", "z_count", StatusCompleted, map[string]any{"users": 10}),
@@ -298,6 +304,7 @@ func TestBeginPhaseReadsLedger(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	tg, pool := newTarget(t)
+	ctx = WithTarget(ctx, tg)
 	writeInTx(t, tg, pool, statsRow("001", "before_ddl", "guard", StatusCompleted, map[string]any{"guarded": true}))
 	writeInTx(t, tg, pool,
 		statsRow("001", "after_ddl", "backfill", StatusCompleted, map[string]any{"rows": 100}),
@@ -334,10 +341,10 @@ func TestBeginPhaseReadsLedger(t *testing.T) {
 
 // waitingForAdvisoryLock reports whether some session of the database is waiting for an
 // advisory lock.
-func waitingForAdvisoryLock(t *testing.T, pool *pgxpool.Pool) bool {
+func waitingForAdvisoryLock(t *testing.T, tg *Target, pool *pgxpool.Pool) bool {
 	t.Helper()
 	var n int
-	err := pool.QueryRow(testCtx(t), `SELECT count(*) FROM pg_locks
+	err := pool.QueryRow(WithTarget(testCtx(t), tg), `SELECT count(*) FROM pg_locks
 		WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&n)
 	if err != nil {
 		t.Errorf("pg_locks: %v", err) // called from require.Eventually's goroutine: no FailNow
@@ -354,7 +361,7 @@ func TestBeginPhaseHoldsTargetLock(t *testing.T) {
 	tg1, pool1 := openTarget(t, Config{Name: "default", DSN: dsn})
 	tg2, pool2 := openTarget(t, Config{Name: "default", DSN: dsn})
 	// Another target in the same database has a lock of its own.
-	_, err := pool1.Exec(ctx, `CREATE SCHEMA billing`)
+	_, err := pool1.Exec(WithTarget(ctx, tg1), `CREATE SCHEMA billing`)
 	require.NoError(t, err)
 	tgOther, poolOther := openTarget(t, Config{Name: "billing", DSN: dsn, Schema: "billing"})
 
@@ -387,7 +394,7 @@ func TestBeginPhaseHoldsTargetLock(t *testing.T) {
 		default:
 		}
 	})
-	require.Eventually(t, func() bool { return waitingForAdvisoryLock(t, pool1) }, 10*time.Second, 10*time.Millisecond,
+	require.Eventually(t, func() bool { return waitingForAdvisoryLock(t, tg1, pool1) }, 10*time.Second, 10*time.Millisecond,
 		"the second BeginPhase waits for the target's lock")
 	select {
 	case r := <-second:
@@ -414,7 +421,7 @@ func TestBeginPhaseHoldsTargetLock(t *testing.T) {
 	rows, err := tg2.Ledger(ctx, r.ph.Tx, run1, "001", "after_ddl")
 	require.NoError(t, err)
 	require.Len(t, rows, 1)
-	require.False(t, waitingForAdvisoryLock(t, pool1))
+	require.False(t, waitingForAdvisoryLock(t, tg1, pool1))
 }
 
 func TestBeginPhaseConnectionErrorIsRedacted(t *testing.T) {
@@ -446,6 +453,7 @@ func TestTargetSchemaSetsSearchPath(t *testing.T) {
 			_, err := admin.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize())
 			require.NoError(t, err)
 			tg, pool := openTarget(t, Config{Name: "t", DSN: dsn, Schema: schema})
+			ctx := WithTarget(ctx, tg)
 			require.Equal(t, "confiture_"+schema, tg.TrackingSchema())
 
 			var current string
@@ -509,6 +517,7 @@ func TestPredecessorAdoptAndOrigin(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	tg, pool := newTarget(t)
+	ctx = WithTarget(ctx, tg)
 	// run1 failed before 001's DDL committed: its before_ddl hook committed, a backfill ran part way.
 	writeInTx(t, tg, pool,
 		ledgerRow(run1, "001", "before_validation", "check", StatusCompleted),
@@ -553,6 +562,7 @@ func TestMarkReachedAndClaim(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	tg, pool := newTarget(t)
+	ctx = WithTarget(ctx, tg)
 	require.NoError(t, tg.RecordApplied(ctx, pool, Applied{Version: "001", Name: "m", Checksum: "c", AppliedBy: "t", RunID: run1, Phase: "ddl"}))
 	require.NoError(t, tg.MarkReached(ctx, pool, "001", "after_ddl", false))
 	applied, err := tg.AppliedMigrations(ctx, pool)
@@ -580,15 +590,15 @@ func TestTargetOpensForARoleThatDoesNotOwnTheTrackingTables(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	dsn := testdb.New(t)
-	_, owner := openTarget(t, Config{Name: "default", DSN: dsn}) // creates the tables
+	ownerTarget, owner := openTarget(t, Config{Name: "default", DSN: dsn}) // creates the tables
 	role := fmt.Sprintf("confiture_user_%d", time.Now().UnixNano())
-	_, err := owner.Exec(ctx, `CREATE ROLE `+role+` LOGIN;
+	_, err := owner.Exec(WithTarget(ctx, ownerTarget), `CREATE ROLE `+role+` LOGIN;
 		GRANT USAGE, CREATE ON SCHEMA confiture TO `+role+`;
 		GRANT ALL ON ALL TABLES IN SCHEMA confiture TO `+role+`;
 		GRANT ALL ON ALL SEQUENCES IN SCHEMA confiture TO `+role)
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		_, _ = owner.Exec(context.Background(), `DROP OWNED BY `+role+`; DROP ROLE `+role)
+		_, _ = owner.Exec(WithTarget(context.Background(), ownerTarget), `DROP OWNED BY `+role+`; DROP ROLE `+role)
 	})
 	cfg, err := pgx.ParseConfig(dsn)
 	require.NoError(t, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/bus"
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/syncbuf"
+	"github.com/confiture-io/confiture-worker/internal/targetgroup"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 	"github.com/confiture-io/confiture-worker/internal/worker"
 )
@@ -30,8 +31,15 @@ func startWorker(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("end-to-end test: needs PostgreSQL")
 	}
+	return startWorkerOn(t, testdb.New(t), nil)
+}
+
+// startWorkerOn starts a worker on the database dsn, with groups.
+func startWorkerOn(t *testing.T, dsn string, groups []targetgroup.Config) string {
+	t.Helper()
 	w, err := worker.New(worker.Config{
-		DatabaseURL:      testdb.New(t),
+		TargetGroups:     groups,
+		DatabaseURL:      dsn,
 		DataDir:          t.TempDir(),
 		EmbeddedNATSPort: -1,
 		Logger:           slog.New(slog.DiscardHandler),

@@ -194,7 +194,90 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 	follow.Flags().DurationVar(&since, "since", 0, "begin with the events of this long ago (say 30m), not with the next one")
 	follow.Flags().IntVar(&last, "last", 0, "begin with the target's last N events, not with the next one")
 	follow.Flags().BoolVar(&asJSON, "json", false, "print each event as one JSON line, exactly as published")
-	return []*cobra.Command{status, runs, run, follow}
+	return []*cobra.Command{status, runs, run, follow, rolloutCommand(o, call, &asJSON, stdout)}
+}
+
+// rolloutCommand is 'submit rollout show|resume': a rollout of --group, through the service API.
+func rolloutCommand(o *options, call func(*cobra.Command, func(context.Context, *client.Client, *submitter) (any, error), func(any)) error, asJSON *bool, stdout io.Writer) *cobra.Command {
+	var group, failed, reason string
+	cmd := &cobra.Command{
+		Use:   "rollout show|resume [ROLLOUT]",
+		Short: "Show a rollout of a target group (--group), or resume it when halted; ROLLOUT is its id or request id",
+	}
+	cmd.PersistentFlags().StringVar(&group, "group", "", "the target group (required)")
+	needGroup := func(cmd *cobra.Command) error {
+		if group == "" {
+			return (&submitter{stderr: cmd.ErrOrStderr()}).usage("name the target group with --group")
+		}
+		return nil
+	}
+	show := &cobra.Command{
+		Use:   "show [ROLLOUT]",
+		Short: "Show the rollout (default: the group's latest): its waves, counts and failed targets",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := needGroup(cmd); err != nil {
+				return err
+			}
+			ref := ""
+			if len(args) == 1 {
+				ref = args[0]
+			}
+			return call(cmd, func(ctx context.Context, c *client.Client, _ *submitter) (any, error) {
+				return c.Rollout(ctx, group, ref)
+			}, func(r any) { showRollout(stdout, r.(*contract.RolloutStatus)) })
+		},
+	}
+	show.Flags().BoolVar(asJSON, "json", false, "print the rollout's status (schemas/api.v1.json, rollout_status)")
+	resume := &cobra.Command{
+		Use:   "resume ROLLOUT",
+		Short: "Resume a halted rollout: --failed retry runs its failed targets again from their failed phase, --failed skip leaves them failed",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := needGroup(cmd); err != nil {
+				return err
+			}
+			if failed != contract.FailedRetry && failed != contract.FailedSkip {
+				return (&submitter{stderr: cmd.ErrOrStderr()}).usage("--failed must be retry or skip, got %q", failed)
+			}
+			return call(cmd, func(ctx context.Context, c *client.Client, s *submitter) (any, error) {
+				var signer *client.Signer
+				if k := s.o.sign; k.key != nil {
+					signer = &client.Signer{Key: k.key, KeyID: k.keyID, Expires: k.expires}
+				}
+				return c.ResumeRollout(ctx, group, args[0], failed, reason, signer)
+			}, func(r any) { showRollout(stdout, r.(*contract.RolloutStatus)) })
+		},
+	}
+	resume.Flags().StringVar(&failed, "failed", "", "what becomes of the failed targets: retry or skip (required)")
+	resume.Flags().StringVar(&reason, "reason", "", "why, recorded in the rollout's event")
+	resume.Flags().BoolVar(asJSON, "json", false, "print the rollout's status after it (schemas/api.v1.json, rollout_status)")
+	addSigningFlags(resume, &o.sign)
+	cmd.AddCommand(show, resume)
+	return cmd
+}
+
+// showRollout prints a rollout's status.
+func showRollout(w io.Writer, st *contract.RolloutStatus) {
+	fmt.Fprintf(w, "rollout %s of group %s (request %s): %s\n", st.Rollout, st.Group, st.RequestID, st.State)
+	wave := fmt.Sprintf("wave %d of %d", st.Wave+1, st.Waves)
+	if st.Canary && st.Wave == 0 {
+		wave += " (the canary)"
+	}
+	fmt.Fprintf(w, "  %s, %d target(s) in it\n", wave, st.WaveSize)
+	fmt.Fprintf(w, "  %d target(s): %d completed, %d failed, %d skipped, %d running, %d not started\n",
+		st.Total, st.Completed, st.Failed, st.Skipped, st.Running, st.Pending)
+	if st.NextWaveAt != nil {
+		fmt.Fprintf(w, "  next wave at %s\n", st.NextWaveAt.UTC().Format(time.RFC3339))
+	}
+	for i := range st.Failures {
+		f := &st.Failures[i]
+		reason := f.State
+		if f.Error != nil {
+			reason = f.Error.Code + ": " + f.Error.Message
+		}
+		fmt.Fprintf(w, "  failed: %s (run %s): %s\n", f.Target, f.Run, reason)
+	}
 }
 
 // eventLine is one line for an event of any run: its time, run, request, kind, where and what.

@@ -209,6 +209,8 @@ type options struct {
 	dir         string
 	id          string
 	target      string
+	group       string
+	rollout     rolloutFlags
 	direction   string
 	to          string
 	force       bool
@@ -254,6 +256,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	f.SortFlags = false
 	f.StringVar(&o.id, "id", "", "request id, the idempotency key: 1 to 200 of A-Z a-z 0-9 . _ : - (default: generated, submit-<UTC time>-<random hex>)")
 	cmd.PersistentFlags().StringVar(&o.target, "target", "default", "target database, as named in the worker's configuration")
+	f.StringVar(&o.group, "group", "", "a target group of the worker's configuration instead of --target: a rollout, one run per member, the canary first, then in waves (see docs/FLEETS.md)")
+	addRolloutFlags(f, &o.rollout)
 	f.StringVar(&o.direction, "direction", contract.DirectionUp, "up or down")
 	f.StringVar(&o.to, "to", "", "version to stop at: up applies nothing after it; down reverts everything after it (default: up applies all, down reverts the latest)")
 	f.BoolVar(&o.force, "force", false, "accept changed checksums of applied migrations")
@@ -345,6 +349,9 @@ func (s *submitter) run(ctx context.Context) error {
 			return s.usage("--html %s: there is no directory %s to write it in", o.html, dir)
 		}
 	}
+	if err := s.checkGroupFlags(); err != nil {
+		return err
+	}
 	if o.id == "" {
 		o.id = generateID(s.env.now())
 	}
@@ -412,6 +419,8 @@ func (s *submitter) build() (*contract.Request, []byte, error) {
 		ID:          o.id,
 		Target:      o.target,
 		Direction:   o.direction,
+		Group:       o.group,
+		Rollout:     s.rolloutPolicy(),
 		To:          o.to,
 		DryRun:      o.dryRun,
 		Force:       o.force,
@@ -502,18 +511,28 @@ func (s *submitter) publish(ctx context.Context, req *contract.Request, data []b
 	defer c.Close()
 
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	pub, err := c.PublishRaw(pctx, req.Target, req.ID, data)
+	addressee := req.Target
+	if req.Group != "" {
+		addressee = req.Group
+	}
+	pub, err := c.PublishRaw(pctx, addressee, req.ID, data)
 	cancel()
+	if req.Group != "" {
+		pub.Run = contract.RolloutID(req.Group, req.ID)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			s.errorf("interrupted while publishing request %s; it may or may not have been stored", req.ID)
 			return exit(ExitInterrupted)
 		}
-		s.errorf("could not publish request %s on %s at %s: %s", req.ID, contract.RequestSubject(req.Target), shown, s.redact(err.Error()))
+		s.errorf("could not publish request %s on %s at %s: %s", req.ID, contract.RequestSubject(addressee), shown, s.redact(err.Error()))
 		if pe := (*client.PermissionError)(nil); errors.As(err, &pe) {
-			s.permissionHint(pe, req.Target)
+			s.permissionHint(pe, addressee)
 		}
 		return exit(ExitFailed)
+	}
+	if req.Group != "" {
+		return s.publishedRollout(ctx, c, req, pub)
 	}
 
 	if !o.wait {

@@ -60,6 +60,12 @@ type Config struct {
 	// resolved (the schemas of a database, the rows of a catalog query); see
 	// internal/targetgroup and docs/FLEETS.md.
 	TargetGroups []targetgroup.Config `yaml:"target_groups"`
+	// MaxServerConns bounds the connections the targets' pools hold at once to one PostgreSQL
+	// server (host:port as a target's connection string gives it), all the databases and
+	// schemas on it together; a target's max_conns bounds its own share. A connection beyond
+	// it waits for one to be released, closing idle ones first. The queue database's pool
+	// (River) is not counted. Defaults to 50 (target.DefaultMaxServerConns).
+	MaxServerConns int `yaml:"max_server_conns"`
 	// DataDir holds the embedded NATS server's data. Defaults to ./.confiture.
 	DataDir string `yaml:"data_dir"`
 	// Concurrency is how many phases run at once in this worker. Defaults to 10.
@@ -196,6 +202,9 @@ func (cfg Config) WithDefaults() Config {
 	if len(cfg.Targets) == 0 {
 		cfg.Targets = []target.Config{{Name: "default", DSN: cfg.DatabaseURL}}
 	}
+	if cfg.MaxServerConns == 0 {
+		cfg.MaxServerConns = target.DefaultMaxServerConns
+	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = client.DefaultDataDir
 	}
@@ -280,6 +289,8 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("phase_timeout must be positive (a crashed worker's phases are rescued after it), got %s", cfg.PhaseTimeout)
 	case cfg.ShutdownTimeout < 0:
 		return fmt.Errorf("shutdown_timeout must not be negative, got %s", cfg.ShutdownTimeout)
+	case cfg.MaxServerConns < 1:
+		return fmt.Errorf("max_server_conns must be at least 1, got %d", cfg.MaxServerConns)
 	case cfg.StreamReplicas < 0 || cfg.StreamReplicas > 5:
 		return fmt.Errorf("stream_replicas must be between 1 and 5 (JetStream's limit), got %d", cfg.StreamReplicas)
 	case cfg.DryRunBlockTime < 0:

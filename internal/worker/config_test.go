@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/confiture-io/confiture-worker/internal/jobs"
 	"github.com/confiture-io/confiture-worker/internal/target"
+	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
 func TestConfigWithDefaults(t *testing.T) {
@@ -27,6 +29,7 @@ func TestConfigWithDefaults(t *testing.T) {
 	require.Equal(t, []target.Config{{Name: "default", DSN: wantDB}}, cfg.Targets)
 	require.Equal(t, ".confiture", cfg.DataDir)
 	require.Equal(t, 10, cfg.Concurrency)
+	require.Equal(t, 50, cfg.MaxServerConns)
 	require.Equal(t, 5, cfg.MaxAttempts)
 	require.Equal(t, time.Second, cfg.RetryBackoff)
 	require.Equal(t, time.Minute, cfg.RetryBackoffMax)
@@ -73,6 +76,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		edit  func(*Config)
 	}{
 		{"concurrency", func(c *Config) { c.Concurrency = -1 }},
+		{"max_server_conns", func(c *Config) { c.MaxServerConns = -1 }},
 		{"max_attempts", func(c *Config) { c.MaxAttempts = -2 }},
 		{"retry_backoff", func(c *Config) { c.RetryBackoff = -time.Second }},
 		{"retry_backoff_max", func(c *Config) { c.RetryBackoff, c.RetryBackoffMax = time.Minute, time.Second }},
@@ -115,6 +119,7 @@ shutdown_timeout: 2m
 retry_backoff: 250ms
 request_duplicate_window: 1h30m
 liveness_window: 1m
+max_server_conns: 20
 targets:
   - name: default
     dsn: postgres://worker@db.example/app
@@ -137,6 +142,7 @@ func TestLoadFile(t *testing.T) {
 	require.Equal(t, 250*time.Millisecond, cfg.RetryBackoff)
 	require.Equal(t, 90*time.Minute, cfg.RequestDuplicateWindow)
 	require.Equal(t, time.Minute, cfg.LivenessWindow)
+	require.Equal(t, 20, cfg.MaxServerConns)
 	require.Equal(t, []target.Config{
 		{Name: "default", DSN: "postgres://worker@db.example/app"},
 		{Name: "reporting", DSN: "postgres://worker@db.example/reporting", Schema: "rpt", MaxConns: 2},
@@ -194,6 +200,7 @@ func TestApplyEnv(t *testing.T) {
 		"CONFITURE_SHUTDOWN_TIMEOUT": "1m",
 		"CONFITURE_QUEUE_SCHEMA":     "q",
 		"CONFITURE_LIVENESS_WINDOW":  "40s",
+		"CONFITURE_MAX_SERVER_CONNS": "12",
 		"CONFITURE_TARGET_REPORTING": "postgres://env@db/reporting",
 		"CONFITURE_TARGET_EMPTY":     "",
 		"OTHER_TARGET_X":             "postgres://env@db/x",
@@ -208,6 +215,7 @@ func TestApplyEnv(t *testing.T) {
 	require.Equal(t, time.Minute, cfg.ShutdownTimeout)
 	require.Equal(t, "q", cfg.QueueSchema)
 	require.Equal(t, 40*time.Second, cfg.LivenessWindow)
+	require.Equal(t, 12, cfg.MaxServerConns)
 	require.Equal(t, []target.Config{{Name: "reporting", DSN: "postgres://env@db/reporting"}}, cfg.Targets)
 
 	// With no variables, nothing changes.
@@ -223,6 +231,7 @@ func TestApplyEnvBadValuesNameTheVariable(t *testing.T) {
 		{"CONFITURE_CONCURRENCY", "many"},
 		{"CONFITURE_MAX_ATTEMPTS", "1.5"},
 		{"CONFITURE_EMBEDDED_NATS_PORT", "x"},
+		{"CONFITURE_MAX_SERVER_CONNS", "lots"},
 		{"CONFITURE_PHASE_TIMEOUT", "30"},
 		{"CONFITURE_SHUTDOWN_TIMEOUT", "soon"},
 	} {
@@ -252,6 +261,7 @@ func TestEnvOverridesFile(t *testing.T) {
 		"CONFITURE_NATS_URL":         "nats://env.example:4222",
 		"CONFITURE_CONCURRENCY":      "8",
 		"CONFITURE_PHASE_TIMEOUT":    "5m",
+		"CONFITURE_MAX_SERVER_CONNS": "30",
 		"CONFITURE_TARGET_REPORTING": "postgres://env@db/reporting2",
 		"CONFITURE_TARGET_EXTRA":     "postgres://env@db/extra",
 	}
@@ -259,6 +269,7 @@ func TestEnvOverridesFile(t *testing.T) {
 	require.Equal(t, "nats://env.example:4222", cfg.NATSURL)
 	require.Equal(t, 8, cfg.Concurrency)
 	require.Equal(t, 5*time.Minute, cfg.PhaseTimeout)
+	require.Equal(t, 30, cfg.MaxServerConns)
 	// What the environment does not set keeps the file's value.
 	require.Equal(t, 7, cfg.MaxAttempts)
 	require.Equal(t, 2*time.Minute, cfg.ShutdownTimeout)
@@ -282,4 +293,20 @@ func TestSetTarget(t *testing.T) {
 	err := SetTarget(&cfg, "x", "")
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), `"x"`))
+}
+
+// max_server_conns reaches the targets' pools: each is as large as its server allows.
+func TestMaxServerConnsReachesTheTargetPools(t *testing.T) {
+	t.Parallel()
+	dsn := testdb.New(t)
+	w, err := New(Config{MaxServerConns: 7, Targets: []target.Config{{Name: "app", DSN: dsn}}, DataDir: t.TempDir()}.WithDefaults())
+	require.NoError(t, err)
+	t.Cleanup(w.targets.Close)
+	tg, err := w.targets.Get("app")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := tg.Conn(target.WithTarget(ctx, tg))
+	require.NoError(t, err)
+	require.EqualValues(t, 7, pool.Config().MaxConns)
 }

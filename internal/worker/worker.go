@@ -107,7 +107,7 @@ func New(cfg Config) (*Worker, error) {
 	for _, f := range failures {
 		failed(cfg.Logger, reg, f)
 	}
-	targets, err := target.NewSet(cfg.Targets)
+	targets, err := target.NewSet(cfg.Targets, target.MaxServerConns(cfg.MaxServerConns))
 	if err != nil {
 		return nil, err
 	}

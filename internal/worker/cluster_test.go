@@ -16,6 +16,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/hooks"
 	"github.com/confiture-io/confiture-worker/internal/target"
+	"github.com/confiture-io/confiture-worker/internal/targetgroup"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
 )
 
@@ -66,10 +67,10 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 
 func (c *natsCluster) url() string { return strings.Join(c.urls, ",") }
 
-// TestNATSClusterLosesANode runs runs on six targets with two workers connected to a three-node
-// NATS cluster whose streams have three replicas, and stops one node while the runs are going:
-// every run completes, and every event recorded in the outbox reaches the event stream exactly
-// once.
+// TestNATSClusterLosesANode runs a rollout over a group of six schema targets with two workers
+// connected to a three-node NATS cluster whose streams have three replicas, and stops one node
+// in the middle of its second wave: the rollout and every run complete, and every event
+// recorded in the outbox (the runs' and the rollout's) reaches the event stream exactly once.
 func TestNATSClusterLosesANode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node NATS cluster and two workers")
@@ -86,13 +87,14 @@ func TestNATSClusterLosesANode(t *testing.T) {
 		s := fmt.Sprintf("tenant_%d", i)
 		_, err := db.Exec(ctx, "CREATE SCHEMA "+s)
 		require.NoError(t, err)
-		targets = append(targets, target.Config{Name: fmt.Sprintf("t%d", i), DSN: dsn, Schema: s})
+		targets = append(targets, target.Config{Name: "tenants-" + s, Schema: s})
 	}
+	groups := []targetgroup.Config{{Name: "tenants", Schemas: &targetgroup.Schemas{Target: "default", Match: "tenant_*"}}}
 	reg := hooks.NewRegistry()
 	require.NoError(t, builtin.Register(reg))
 	startWorker := func() {
 		w, err := New(Config{
-			DatabaseURL: dsn, NATSURL: cluster.url(), StreamReplicas: 3, Targets: targets,
+			DatabaseURL: dsn, NATSURL: cluster.url(), StreamReplicas: 3, TargetGroups: groups,
 			DataDir: t.TempDir(), MaxAttempts: 3, RetryBackoff: 10 * time.Millisecond, RetryBackoffMax: 200 * time.Millisecond,
 			ShutdownTimeout: 5 * time.Second, Concurrency: 4, HTTPAddr: "off", Registry: reg, Logger: testLogger(t),
 		})
@@ -123,15 +125,17 @@ func TestNATSClusterLosesANode(t *testing.T) {
 		}
 		migs = append(migs, mig(v, "step", up, "", sqlHook(contract.PhaseAfterDDL, "slow", `SELECT pg_sleep(0.2)`)))
 	}
+	one := 1
+	req := groupRequest("tenants", &contract.RolloutPolicy{Canary: &one, WaveSize: 5, MaxConcurrent: 5}, migs...)
+	pub, err := c.Publish(ctx, req)
+	require.NoError(t, err)
+	rollout := pub.Run
 	runs := map[string]string{}
 	for _, tc := range targets {
-		req := request("up", migs...)
-		req.Target = tc.Name
-		pub, err := c.Publish(ctx, req)
-		require.NoError(t, err)
-		runs[tc.Name] = pub.Run
+		runs[tc.Name] = contract.RunID(tc.Name, req.ID)
 	}
-	// Once every run has applied something, stop a node.
+	// Once the canary is done and every run of the second wave has applied something, stop a
+	// node.
 	require.Eventually(t, func() bool {
 		for _, tc := range targets {
 			var n int
@@ -157,13 +161,19 @@ func TestNATSClusterLosesANode(t *testing.T) {
 	c2, err := client.Connect(survivor + "," + cluster.urls[2])
 	require.NoError(t, err)
 	t.Cleanup(c2.Close)
-	for name, run := range runs {
-		evs := waitRun(t, c2, name, run)
-		require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%s: %v", name, kinds(evs))
+	for _, tc := range targets {
+		evs := waitRun(t, c2, tc.Name, runs[tc.Name])
+		require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "%s: %v", tc.Name, kinds(evs))
 		var n int
-		require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM tenant_`+name[1:]+`.effects`).Scan(&n))
-		require.Equal(t, 8, n, "%s: each migration once", name)
+		require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM `+tc.Schema+`.effects`).Scan(&n))
+		require.Equal(t, 8, n, "%s: each migration once", tc.Name)
 	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	final, err := c2.WaitRollout(wctx, "tenants", rollout, nil)
+	require.NoError(t, err)
+	require.Equal(t, contract.KindRolloutCompleted, final.Kind)
+	runs["tenants"] = rollout
 	// Every recorded event reached the stream, once (de-duplicated by its id across the failover).
 	require.Eventually(t, func() bool {
 		var waiting int

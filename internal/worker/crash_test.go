@@ -2,6 +2,9 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -106,4 +109,65 @@ func TestAJobOfAWorkerThatDiedIsHandedBackOnceTheWorkerIsMissed(t *testing.T) {
 	require.NoError(t, db.QueryRow(context.Background(), `SELECT errors[cardinality(errors)]->>'error' FROM confiture_river.river_job
 		WHERE cardinality(errors) > 0 ORDER BY id LIMIT 1`).Scan(&rescued))
 	require.Contains(t, rescued, "is gone: not seen for")
+}
+
+// TestRolloutSurvivesSIGKILL kills the worker process in the middle of a rollout's waves, twice,
+// and restarts it: the rollout completes, every member's migration ran once, and the rollout's
+// events count each member's end once.
+func TestRolloutSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and restarts worker processes")
+	}
+	t.Parallel()
+	db, env, ns := procSetup(t)
+	ctx := context.Background()
+	const members = 12
+	for i := 1; i <= members; i++ {
+		_, err := db.Exec(ctx, fmt.Sprintf("CREATE SCHEMA tenant_%02d", i))
+		require.NoError(t, err)
+	}
+	config := filepath.Join(t.TempDir(), "worker.yaml")
+	require.NoError(t, os.WriteFile(config, []byte(`target_groups:
+  - name: tenants
+    schemas: {target: default, match: "tenant_*"}
+    rollout: {canary: 1, wave_size: 4, max_concurrent: 3}
+`), 0o600))
+	env["CONFITURE_CONFIG"] = config
+
+	w := startChild(t, env)
+	c, err := client.Connect(ns.url())
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	req := groupRequest("tenants", nil, mig("001", "effects", `CREATE TABLE effects (at timestamptz DEFAULT now())`, "",
+		sqlHook(contract.PhaseAfterDDL, "slow", `SELECT pg_sleep(0.3)`),
+		sqlHook(contract.PhaseAfterValidation, "once", `INSERT INTO effects DEFAULT VALUES`)))
+	pub, err := c.Publish(ctx, req)
+	require.NoError(t, err)
+
+	ended := func() int {
+		var n int
+		require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM confiture_queue.rollout_members WHERE rollout = $1 AND state = 'completed'`, pub.Run).Scan(&n))
+		return n
+	}
+	for i, after := range []int{2, 6} {
+		require.Eventually(t, func() bool { return ended() >= after }, 2*time.Minute, 10*time.Millisecond, "kill %d", i+1)
+		w.kill(t)
+		w = startChild(t, env)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	var evs []*contract.Event
+	final, err := c.WaitRollout(wctx, "tenants", pub.Run, func(ev *contract.Event) { evs = append(evs, ev) })
+	require.NoError(t, err, kinds(evs))
+	require.Equal(t, contract.KindRolloutCompleted, final.Kind, kinds(evs))
+	var st contract.RolloutStatus
+	require.NoError(t, jsonUnmarshal(final.Data, &st))
+	require.Equal(t, members, st.Completed)
+	require.Len(t, ofKind(evs, contract.KindRolloutProgress), members, "one progress event per member's end")
+	require.Len(t, ofKind(evs, contract.KindWaveCompleted), 4, "the canary and three waves of four")
+	for i := 1; i <= members; i++ {
+		var n int
+		require.NoError(t, db.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM tenant_%02d.effects`, i)).Scan(&n))
+		require.Equal(t, 1, n, "tenant_%02d: its after_validation hook committed once", i)
+	}
 }

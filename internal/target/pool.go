@@ -112,14 +112,12 @@ func (db *dbPool) prepare(ctx context.Context, conn *pgx.Conn) (bool, error) {
 	if t.db != db {
 		return true, fmt.Errorf("target %q: connection taken from the pool of another database", t.cfg.Name)
 	}
+	// While it waits here, the acquire keeps the connection the pool handed out (idle) until
+	// one of the target's own is released.
 	select {
 	case t.slots <- struct{}{}:
-	default:
-		select {
-		case t.slots <- struct{}{}:
-		case <-ctx.Done():
-			return true, fmt.Errorf("target %q: waiting for one of its %d connections (max_conns): %w", t.cfg.Name, cap(t.slots), ctx.Err())
-		}
+	case <-ctx.Done():
+		return true, fmt.Errorf("target %q: waiting for one of its %d connections (max_conns): %w", t.cfg.Name, cap(t.slots), ctx.Err())
 	}
 	if _, err := conn.Exec(ctx, t.searchPath); err != nil {
 		<-t.slots

@@ -22,7 +22,8 @@
 //
 // The pool of a database may hold as many connections as its server allows (below); a target
 // holds at most its Config.MaxConns at once, counted from the moment a connection is taken from
-// the pool to its release. The physical connections all the pools of a Set hold to one server
+// the pool to its release or its close (a connection hijacked from the pool keeps its slot:
+// do not). The physical connections all the pools of a Set hold to one server
 // (host:port as the connection string gives it: its first host, for one that lists several)
 // are capped at MaxServerConns (the worker's max_server_conns): a connection takes one of the
 // server's slots before it is dialed (pgconn's DialFunc) and gives it back when it is closed.
@@ -40,6 +41,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"sync"
@@ -139,11 +141,12 @@ type Set struct {
 type Option func(*Set)
 
 // MaxServerConns caps the connections the Set's pools hold to one PostgreSQL server at n (see
-// the package doc). Zero or less keeps DefaultMaxServerConns.
+// the package doc). Zero or less keeps DefaultMaxServerConns; beyond math.MaxInt32, the most
+// connections a pgxpool holds, it is math.MaxInt32.
 func MaxServerConns(n int) Option {
 	return func(s *Set) {
 		if n > 0 {
-			s.maxServerConns = n
+			s.maxServerConns = min(n, math.MaxInt32)
 		}
 	}
 }

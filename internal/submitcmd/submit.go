@@ -116,6 +116,14 @@ it is the data of the dryrun.report event. --fail-on chooses which warnings fail
 a lane per table and a bar per statement or hook, coloured by what it blocks, then its tables.
 See docs/DRY_RUN.md.
 
+With --group G instead of --target, the request is for every member of the worker's target
+group G: a rollout, one run per member, the canary first (--canary, default 1), then in waves
+(--wave-size or --wave-percent) of at most --max-concurrent runs at once, --pause between waves;
+a wave whose failures pass --failure-threshold or --failure-percent halts it. With --wait it
+shows the waves, the failed targets with their reasons and a progress bar, and exits 0 only when
+every target completed. 'submit rollout show|resume --group G' shows a rollout or resumes a
+halted one (--failed retry|skip). See docs/FLEETS.md.
+
 ` + signingHelp + `
 
 'submit status [DIR]', 'submit runs' and 'submit run show|pause|resume|fail|retry RUN' ask
@@ -150,6 +158,7 @@ const examples = `  submit ./migrations --wait
   submit ./migrations --direction down --to 20240101000000 --wait
   submit ./migrations --dry-run --wait --fail-on warning
   submit ./migrations --dry-run --wait --html dryrun.html
+  submit ./migrations --group tenants --wave-size 100 --max-concurrent 20 --wait
   submit ./migrations --target app --sign-key deploy.pem --key-id ci --wait
   submit keygen --out deploy.pem --key-id ci --target app`
 

@@ -325,11 +325,19 @@ func (d *rolloutDrive) step(ctx context.Context, tx pgx.Tx) error {
 		if active > 0 {
 			return nil
 		}
+		last := d.r.Wave >= d.r.Waves-1
+		if !last && pol.PauseMS > 0 {
+			at := time.Now().Add(time.Duration(pol.PauseMS) * time.Millisecond)
+			d.r.NextWaveAt = &at
+		}
 		wc := d.event(contract.KindWaveCompleted, strconv.Itoa(d.r.Wave))
 		wc.Message = fmt.Sprintf("%s completed", d.waveName())
+		if !last && pol.PauseMS > 0 {
+			wc.Message += fmt.Sprintf("; the next wave starts in %s", time.Duration(pol.PauseMS)*time.Millisecond)
+		}
 		d.setStatus(&wc)
 		d.evs = append(d.evs, wc)
-		if d.r.Wave >= d.r.Waves-1 {
+		if last {
 			d.r.State = contract.RolloutCompleted
 			done := d.event(contract.KindRolloutCompleted)
 			st := d.status()
@@ -338,9 +346,8 @@ func (d *rolloutDrive) step(ctx context.Context, tx pgx.Tx) error {
 			d.evs = append(d.evs, done)
 			return nil
 		}
-		at := time.Now().Add(time.Duration(pol.PauseMS) * time.Millisecond)
-		d.r.NextWaveAt = &at
 		if pol.PauseMS > 0 {
+			at := *d.r.NextWaveAt
 			if d.client == nil {
 				return errors.New("jobs: no River client")
 			}
@@ -351,6 +358,8 @@ func (d *rolloutDrive) step(ctx context.Context, tx pgx.Tx) error {
 			}
 			return nil
 		}
+		d.r.Wave++
+		d.evs = append(d.evs, d.waveStarted())
 	}
 	return nil
 }

@@ -291,3 +291,28 @@ func TestRolloutRequestsRefusedWithAReason(t *testing.T) {
 	require.Zero(t, b.count(t, `SELECT count(*) FROM confiture_queue.rollouts`), "nothing recorded")
 	require.Zero(t, b.count(t, `SELECT count(*) FROM confiture_queue.runs`))
 }
+
+func TestRolloutPausesBetweenWaves(t *testing.T) {
+	t.Parallel()
+	dsn := testdbNew(t)
+	createTenants(t, dsn, 1, 2, 3)
+	b := setupOn(t, dsn, withTenants(nil))
+	one := 1
+	const pause = 700 * time.Millisecond
+	req := groupRequest("tenants", &contract.RolloutPolicy{Canary: &one, WaveSize: 1, PauseMS: pause.Milliseconds()},
+		mig("001", "items", `CREATE TABLE items (id int)`, ""))
+	pub, err := b.client.Publish(context.Background(), req)
+	require.NoError(t, err)
+	evs := b.waitRollout(t, "tenants", pub.Run)
+	require.Equal(t, contract.KindRolloutCompleted, last(evs).Kind, kinds(evs))
+	completed, started := ofKind(evs, contract.KindWaveCompleted), ofKind(evs, contract.KindWaveStarted)
+	require.Len(t, completed, 3)
+	require.Len(t, started, 3)
+	for w := range 2 {
+		st := rolloutStatus(t, completed[w])
+		require.NotNil(t, st.NextWaveAt, "wave %d", w)
+		require.Contains(t, completed[w].Message, "the next wave starts in 700ms")
+		require.GreaterOrEqual(t, started[w+1].Time.Sub(completed[w].Time), pause, "wave %d: the pause", w+1)
+	}
+	require.Nil(t, rolloutStatus(t, completed[2]).NextWaveAt, "no wave after the last")
+}

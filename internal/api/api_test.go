@@ -171,6 +171,7 @@ func TestServiceAPIIsDiscoverable(t *testing.T) {
 	}
 	require.Equal(t, map[string]string{
 		"status": "confiture.api.status.*", "runs": "confiture.api.runs.*", "run": "confiture.api.run.*", "action": "confiture.api.action.*",
+		"rollout": "confiture.api.rollout.*",
 	}, subjects)
 }
 

@@ -29,7 +29,7 @@ import (
 // and Nats-Service-Error (why), with an empty body.
 const (
 	APIService       = "confiture"
-	APIVersion       = "1.0.0"
+	APIVersion       = "1.1.0"
 	APISubjectPrefix = "confiture.api."
 
 	APIStatus = "status"

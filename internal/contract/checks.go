@@ -41,9 +41,6 @@ func CheckRequest(r *Request) error {
 	if r == nil {
 		return invalid("request is missing")
 	}
-	if err := checkAddressee(r); err != nil {
-		return err
-	}
 	if r.To != "" && !versionRE.MatchString(r.To) {
 		return invalid("to %s is not a version (1 to 32 digits)", quote(r.To, 40))
 	}

@@ -129,6 +129,9 @@ func DecodeRequestBody(data []byte) (*Request, []byte, error) {
 	if err != nil {
 		return nil, nil, invalid("malformed request: %s", clip.String(err.Error(), 200, "..."))
 	}
+	if err := checkAddressee(&r); err != nil {
+		return nil, nil, err
+	}
 	if err := CheckRequest(&r); err != nil {
 		return nil, nil, err
 	}

@@ -524,13 +524,7 @@ func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.R
 		}
 		existing = ex
 		if !created {
-			ev := outbox.New(ref, contract.KindRunDuplicate, fmt.Sprint(seq))
-			if ex.RequestSHA256 == run.RequestSHA256 {
-				ev.Message = fmt.Sprintf("request %s was received before (run %s, %s): nothing more to do", req.ID, ex.ID, ex.Status)
-			} else {
-				ev.Message = fmt.Sprintf("request id %s reused with a different body: run %s (%s) has the first one, this one is ignored; publish it with a new id", req.ID, ex.ID, ex.Status)
-				ev.Error = &contract.EventError{Code: contract.CodeDuplicateRequest, Message: ev.Message}
-			}
+			ev := duplicate(ref, seq, "run "+ex.ID, ex.Status, ex.RequestSHA256 == run.RequestSHA256)
 			return outbox.Insert(ctx, tx, in.Store.Schema(), ev)
 		}
 		accepted := outbox.New(ref, contract.KindRunAccepted)
@@ -561,6 +555,19 @@ func (in *Intake) accept(ctx context.Context, msg jetstream.Msg, req *contract.R
 		log.Debug("ack failed; a redelivery will be recognised as a duplicate", "error", err.Error())
 	}
 	return nil
+}
+
+// duplicate is the run.duplicate of a copy of the request ref names, which recorded before
+// (what, now in state), asked for the same thing (same) or for something else.
+func duplicate(ref outbox.RunRef, seq uint64, what, state string, same bool) contract.Event {
+	ev := outbox.New(ref, contract.KindRunDuplicate, fmt.Sprint(seq))
+	if same {
+		ev.Message = fmt.Sprintf("request %s was received before (%s, %s): nothing more to do", ref.RequestID, what, state)
+	} else {
+		ev.Message = fmt.Sprintf("request id %s reused with a different body: %s (%s) has the first one, this one is ignored; publish it with a new id", ref.RequestID, what, state)
+		ev.Error = &contract.EventError{Code: contract.CodeDuplicateRequest, Message: ev.Message}
+	}
+	return ev
 }
 
 // recorded reports whether the request id was recorded before on the message's subject: as a
@@ -618,13 +625,7 @@ func (in *Intake) acceptRollout(ctx context.Context, msg jetstream.Msg, req *con
 			return err
 		}
 		if !created {
-			ev := outbox.New(ref, contract.KindRunDuplicate, fmt.Sprint(seq))
-			if existing.RequestSHA256 == r.RequestSHA256 {
-				ev.Message = fmt.Sprintf("request %s was received before (rollout %s, %s): nothing more to do", req.ID, existing.ID, existing.State)
-			} else {
-				ev.Message = fmt.Sprintf("request id %s reused with a different body: rollout %s (%s) has the first one, this one is ignored; publish it with a new id", req.ID, existing.ID, existing.State)
-				ev.Error = &contract.EventError{Code: contract.CodeDuplicateRequest, Message: ev.Message}
-			}
+			ev := duplicate(ref, seq, "rollout "+existing.ID, existing.State, existing.RequestSHA256 == r.RequestSHA256)
 			return outbox.Insert(ctx, tx, in.Store.Schema(), ev)
 		}
 		accepted := outbox.New(ref, contract.KindRunAccepted)

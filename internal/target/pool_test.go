@@ -352,9 +352,25 @@ func TestTargetMaxConns(t *testing.T) {
 	ctxS := WithTarget(ctx, small)
 	pool, err := small.Pool(ctxS)
 	require.NoError(t, err)
-	c1, err := pool.Acquire(ctxS)
+	// Connections still held when an assertion fails go back before the set closes (a pool
+	// waits for its acquired connections on Close).
+	held := map[*pgxpool.Conn]bool{}
+	acquire := func(ctx context.Context) (*pgxpool.Conn, error) {
+		c, err := pool.Acquire(ctx)
+		if err == nil {
+			held[c] = true
+		}
+		return c, err
+	}
+	release := func(c *pgxpool.Conn) { delete(held, c); c.Release() }
+	defer func() {
+		for c := range held {
+			c.Release()
+		}
+	}()
+	c1, err := acquire(ctxS)
 	require.NoError(t, err)
-	c2, err := pool.Acquire(ctxS)
+	c2, err := acquire(ctxS)
 	require.NoError(t, err)
 
 	short, cancel := context.WithTimeout(ctxS, 200*time.Millisecond)
@@ -369,11 +385,11 @@ func TestTargetMaxConns(t *testing.T) {
 
 	// A connection closed while held gives its slot back when the pool destroys it.
 	require.NoError(t, c1.Conn().Close(ctx))
-	c1.Release()
-	c1, err = pool.Acquire(ctxS)
+	release(c1)
+	c1, err = acquire(ctxS)
 	require.NoError(t, err)
-	c1.Release()
-	c2.Release()
+	release(c1)
+	release(c2)
 	require.Eventually(t, func() bool { return len(small.slots) == 0 && len(other.slots) == 0 }, 5*time.Second, 10*time.Millisecond)
 	var one int
 	require.NoError(t, pool.QueryRow(ctxS, `SELECT 1`).Scan(&one))

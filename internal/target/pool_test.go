@@ -368,6 +368,17 @@ func TestTargetMaxConns(t *testing.T) {
 			c.Release()
 		}
 	}()
+	// Three idle connections, so that the third acquire below waits for small's slot, not for
+	// a connection to be made (which can take longer than its deadline on a busy server).
+	ctxO := WithTarget(ctx, other)
+	for range 3 {
+		_, err := acquire(ctxO)
+		require.NoError(t, err)
+	}
+	for c := range held {
+		release(c)
+	}
+	require.Eventually(t, func() bool { return pool.Stat().IdleConns() >= 3 }, 5*time.Second, 5*time.Millisecond)
 	c1, err := acquire(ctxS)
 	require.NoError(t, err)
 	c2, err := acquire(ctxS)
@@ -375,13 +386,13 @@ func TestTargetMaxConns(t *testing.T) {
 
 	short, cancel := context.WithTimeout(ctxS, 200*time.Millisecond)
 	defer cancel()
-	_, err = pool.Acquire(short)
+	_, err = acquire(short)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorContains(t, err, `target "small": waiting for one of its 2 connections (max_conns)`)
 
-	c3, err := pool.Acquire(WithTarget(ctx, other))
+	c3, err := acquire(ctxO)
 	require.NoError(t, err, "another target of the database is not held back")
-	c3.Release()
+	release(c3)
 
 	// A connection closed while held gives its slot back when the pool destroys it.
 	require.NoError(t, c1.Conn().Close(ctx))

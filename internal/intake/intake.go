@@ -61,6 +61,9 @@ type Rollouts interface {
 	// target it discovers its members through): a group's request must satisfy the signing
 	// policy of each.
 	GroupTargets(group string) []string
+	// TargetSources returns the configured targets whose signing policy a request for target
+	// must satisfy: the target, and for a group's member, the targets its group draws on.
+	TargetSources(target string) []string
 	// ResolveGroup returns the group's members now, in order, and its rollout policy (the
 	// group's configured defaults over the worker's). An error that is a *contract.DecodeError
 	// rejects the request; any other is transient (the request comes again later).
@@ -427,8 +430,11 @@ func (in *Intake) decode(h *handling, data []byte) (*contract.Request, []byte, *
 	if in.Verifier != nil {
 		// A group's request is held to the signing policy of every target the group draws on.
 		targets := []string{req.Target}
-		if req.Group != "" {
+		switch {
+		case req.Group != "":
 			targets = in.Rollouts.GroupTargets(req.Group)
+		case in.Rollouts != nil:
+			targets = in.Rollouts.TargetSources(req.Target)
 		}
 		for _, t := range targets {
 			as := *req

@@ -65,8 +65,27 @@ func (p *Pipeline) addMembers(ctx context.Context, group string) ([]targetgroup.
 		if _, err := p.cfg.Targets.Add(m); err != nil {
 			return nil, fmt.Errorf("target group %q: member %q: %w", group, m.Name, err)
 		}
+		p.memberOf.Store(m.Name, group)
 	}
 	return members, nil
+}
+
+// TargetSources returns the configured targets whose signing policy a request for target
+// must satisfy: target itself, and for a member of a group (found like any target, through
+// the rollouts it is a member of), the targets its group draws on, so that a member is never
+// an unsigned way into a database whose target accepts only signed requests.
+func (p *Pipeline) TargetSources(target string) []string {
+	out := []string{target}
+	if p.cfg.Groups == nil {
+		return out
+	}
+	if _, err := p.cfg.Targets.Get(target); err != nil {
+		return out
+	}
+	if g, ok := p.memberOf.Load(target); ok {
+		out = append(out, p.cfg.Groups.Sources(g.(string))...)
+	}
+	return out
 }
 
 // findMember is the worker's targets' fallback for a name they do not know: a member of a

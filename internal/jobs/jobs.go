@@ -28,6 +28,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -216,6 +217,8 @@ type Pipeline struct {
 	client   *river.Client[pgx.Tx]
 	runs     *runCache
 	progress progressClock
+	// memberOf maps each group member added to the targets to its group.
+	memberOf sync.Map
 }
 
 // New returns a Pipeline and registers its workers in workers. Call SetClient with the River

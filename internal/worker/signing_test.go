@@ -115,3 +115,41 @@ func TestSignedRequestsEndToEnd(t *testing.T) {
 	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, kinds(evs))
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM pg_tables WHERE tablename = 'signed_t'`))
 }
+
+// A group drawing on a target that requires signatures: the group's request must be signed by
+// the target's signers, and so must a request for one of its members, which is never an
+// unsigned way into the database.
+func TestGroupsAndTheirMembersAreHeldToTheirTargetsSigners(t *testing.T) {
+	t.Parallel()
+	key, pub := signingTestKey(t)
+	dsn := testdbNew(t)
+	createTenants(t, dsn, 1, 2)
+	b := setupOn(t, dsn, withTenants(nil), func(cfg *Config) {
+		cfg.Targets = []target.Config{{Name: "default", DSN: cfg.DatabaseURL, RequireSigned: true,
+			Signers: []target.Signer{{ID: "deployer", PublicKey: pub}}}}
+	})
+	m := mig("001", "create_t", "CREATE TABLE signed_t (id int)", "")
+
+	unsigned := groupRequest("tenants", nil, m)
+	pub1, err := b.client.Publish(context.Background(), unsigned)
+	require.NoError(t, err)
+	evs := b.waitRollout(t, "tenants", pub1.Run)
+	require.Equal(t, contract.KindRunRejected, last(evs).Kind, kinds(evs))
+	require.Equal(t, contract.CodeSignatureRequired, last(evs).Error.Code)
+
+	signed := groupRequest("tenants", nil, m)
+	data, err := contract.SignRequest(signed, key, "deployer", time.Now(), time.Time{})
+	require.NoError(t, err)
+	pub2, err := b.client.PublishRaw(context.Background(), "tenants", signed.ID, data)
+	require.NoError(t, err)
+	evs = b.waitRollout(t, "tenants", contract.RolloutID("tenants", signed.ID))
+	require.Equal(t, contract.KindRolloutCompleted, last(evs).Kind, "%v (%s)", kinds(evs), pub2.Run)
+
+	// The members are known now; an unsigned request for one is refused all the same.
+	direct := request(contract.DirectionUp, mig("002", "more", "CREATE TABLE more_t (id int)", ""))
+	direct.Target = "tenants-tenant_1"
+	evs = b.run(t, direct)
+	require.Equal(t, contract.KindRunRejected, last(evs).Kind, kinds(evs))
+	require.Equal(t, contract.CodeSignatureRequired, last(evs).Error.Code)
+	require.Zero(t, b.count(t, `SELECT count(*) FROM pg_tables WHERE tablename = 'more_t'`))
+}

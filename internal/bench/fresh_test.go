@@ -156,18 +156,28 @@ type workerProcess struct {
 	cmd    *exec.Cmd
 	nats   string
 	queue  string
+	log    string // its stdout and stderr
 	tools  tools
 	exited chan error
 }
 
 func startWorkerProcess(b *testing.B, t tools) *workerProcess {
 	b.Helper()
+	return startWorkerOn(b, t, testdb.New(b))
+}
+
+// startWorkerOn starts a worker process on the queue database queue; extra flags come after
+// the others (the last of a flag given twice wins).
+func startWorkerOn(b *testing.B, t tools, queue string, extra ...string) *workerProcess {
+	b.Helper()
 	dir := b.TempDir()
-	w := &workerProcess{queue: testdb.New(b), tools: t, exited: make(chan error, 1)}
+	w := &workerProcess{queue: queue, tools: t, exited: make(chan error, 1)}
 	ready := filepath.Join(dir, "ready")
-	w.cmd = exec.Command(t.worker, "--database-url", w.queue, "--data-dir", filepath.Join(dir, "data"),
-		"--ready-file", ready, "--embedded-nats-port", "-1", "--http-addr", "off", "--log-level", "warn", "--log-format", "json")
-	log, err := os.Create(filepath.Join(dir, "worker.log"))
+	args := []string{"--database-url", w.queue, "--data-dir", filepath.Join(dir, "data"),
+		"--ready-file", ready, "--embedded-nats-port", "-1", "--http-addr", "off", "--log-level", "warn", "--log-format", "json"}
+	w.cmd = exec.Command(t.worker, append(args, extra...)...)
+	w.log = filepath.Join(dir, "worker.log")
+	log, err := os.Create(w.log)
 	require.NoError(b, err)
 	w.cmd.Stdout, w.cmd.Stderr = log, log
 	require.NoError(b, w.cmd.Start())

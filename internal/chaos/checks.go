@@ -183,6 +183,11 @@ func (e *schedule) unsettled() ([]pending, *settleState, error) {
 				r.RequestID, r.Status, st.last[r.ID].Kind)})
 		}
 	}
+	fleet, err := e.unsettledRollouts()
+	if err != nil {
+		return nil, nil, err
+	}
+	out = append(out, fleet...)
 	slices.SortFunc(out, func(a, b pending) int { return strings.Compare(a.What, b.What) })
 	return out, st, nil
 }
@@ -697,6 +702,7 @@ func (e *schedule) finalRequests() {
 		tp := &e.plan.Targets[i]
 		e.publish(tp, Request{ID: e.finalID(tp.Name), K: len(tp.Migrations)}, true)
 	}
+	e.finalRollout()
 	e.settleAndResume("the final requests", wedgeBound)
 }
 

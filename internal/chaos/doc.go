@@ -54,6 +54,12 @@
 // random times in the first 85% of the window: request k holds migrations 1..k, like
 // successive deploys; some repeat an earlier set (nothing to do), some are published twice.
 //
+// The fleet: a fourth database holds 4 to 6 schemas, the members of the target group
+// "tenants" (schema per tenant, on the target "fleet"); two rollouts (migrations 1..2, then
+// 1..3; a canary of one, waves of two, two runs at once) are published at random times in the
+// first 70% of the window, and a final rollout of every migration after it. Each migration
+// bumps a counter in its DDL and in an after_ddl hook, in the member's schema.
+//
 // # Faults
 //
 // A fault strikes every 1 to 4.5 s of the window, drawn from (FaultKinds):
@@ -125,6 +131,14 @@
 //  5. No target wedged. A final request with all of a target's migrations completes on each
 //     target within 3 minutes, and leaves no incomplete migration; invariants 2 and 3 are
 //     checked again then, when every migration must be complete with every effect once.
+//
+//  6. Rollouts end, and agree with their runs. Every rollout JetStream acknowledged is
+//     recorded with every member of the group and ends completed (a halted one, whose wave
+//     failed under the faults, is resumed by the harness, retrying its failed members, as an
+//     operator would); each member's state is its run's status; the rollout's last event
+//     counts what its members say; every effect of a member's migrations is there at most
+//     once, and, after the final rollout, exactly once in every member. The members' runs are
+//     checked with every other run by invariant 1, and the rollouts' events by invariant 4.
 //
 // A worker that exits by itself (not signalled by the harness, not at its fault point) is
 // reported as invariant 0: the worker is to survive transient trouble (Guarantee 6).

@@ -19,7 +19,9 @@ type Plan struct {
 	Seed    uint64
 	Window  time.Duration
 	Targets []TargetPlan
-	Faults  []Fault
+	// Fleet is a target group of schema targets migrated by rollouts (fleet.go).
+	Fleet  FleetPlan
+	Faults []Fault
 }
 
 // TargetPlan is one target's migrations and the requests published for it.
@@ -166,6 +168,7 @@ func Generate(seed uint64, window time.Duration) *Plan {
 		p.Targets = append(p.Targets, tp)
 	}
 	p.Faults = generateFaults(r, window)
+	p.Fleet = generateFleet(r, seed, window)
 	return p
 }
 
@@ -406,6 +409,11 @@ func (p *Plan) Describe() string {
 			}
 			fmt.Fprintf(&b, "  %6.2fs request %s: 1..%d%s\n", q.At.Seconds(), q.ID, q.K, again)
 		}
+	}
+	fmt.Fprintf(&b, "fleet: group %s of %d schema targets on target %s, 3 migrations (a counter in each DDL and after_ddl hook)\n",
+		FleetGroup, p.Fleet.Members, FleetTarget)
+	for _, q := range p.Fleet.Rollouts {
+		fmt.Fprintf(&b, "  %6.2fs rollout %s: 1..%d, canary 1, waves of 2, 2 at once\n", q.At.Seconds(), q.ID, q.K)
 	}
 	b.WriteString("faults:\n")
 	for _, f := range p.Faults {

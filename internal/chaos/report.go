@@ -50,8 +50,10 @@ type Result struct {
 	// Runs counts the campaign's runs by final status (not the final wedge-check runs).
 	Runs map[string]int `json:"runs"`
 	// Resumed counts paused runs resumed by retrying the job that paused them.
-	Resumed    int         `json:"paused_runs_resumed"`
-	Violations []Violation `json:"violations"`
+	Resumed int `json:"paused_runs_resumed"`
+	// RolloutsResumed counts halted rollouts of the fleet resumed, retrying their failed members.
+	RolloutsResumed int         `json:"rollouts_resumed"`
+	Violations      []Violation `json:"violations"`
 	// Notes are facts worth knowing that break no invariant.
 	Notes       []string `json:"notes,omitempty"`
 	LogDir      string   `json:"log_dir"`
@@ -60,16 +62,17 @@ type Result struct {
 
 // Report sums up a campaign.
 type Report struct {
-	FirstSeed   uint64            `json:"first_seed"`
-	Window      string            `json:"window"`
-	Schedules   int               `json:"schedules"`
-	Faults      map[FaultKind]int `json:"faults"`
-	Skipped     map[FaultKind]int `json:"faults_skipped"`
-	Runs        map[string]int    `json:"runs"`
-	Resumed     int               `json:"paused_runs_resumed"`
-	Violations  []Violation       `json:"violations"`
-	WallSeconds float64           `json:"wall_seconds"`
-	Results     []*Result         `json:"schedules_detail"`
+	FirstSeed       uint64            `json:"first_seed"`
+	Window          string            `json:"window"`
+	Schedules       int               `json:"schedules"`
+	Faults          map[FaultKind]int `json:"faults"`
+	Skipped         map[FaultKind]int `json:"faults_skipped"`
+	Runs            map[string]int    `json:"runs"`
+	Resumed         int               `json:"paused_runs_resumed"`
+	RolloutsResumed int               `json:"rollouts_resumed"`
+	Violations      []Violation       `json:"violations"`
+	WallSeconds     float64           `json:"wall_seconds"`
+	Results         []*Result         `json:"schedules_detail"`
 }
 
 // NewReport sums results up.
@@ -87,6 +90,7 @@ func NewReport(firstSeed uint64, window time.Duration, results []*Result, wall t
 			r.Runs[k] += n
 		}
 		r.Resumed += res.Resumed
+		r.RolloutsResumed += res.RolloutsResumed
 		r.Violations = append(r.Violations, res.Violations...)
 	}
 	return r
@@ -101,7 +105,7 @@ func (r *Report) String() string {
 	if total(r.Skipped) > 0 {
 		fmt.Fprintf(&b, "  faults skipped (nothing to strike): %s\n", kindCounts(r.Skipped))
 	}
-	fmt.Fprintf(&b, "  runs by final status: %s; paused runs resumed: %d\n", statusCounts(r.Runs), r.Resumed)
+	fmt.Fprintf(&b, "  runs by final status: %s; paused runs resumed: %d; halted rollouts resumed: %d\n", statusCounts(r.Runs), r.Resumed, r.RolloutsResumed)
 	for _, res := range r.Results {
 		fmt.Fprintf(&b, "  seed %d: %d fault(s), %d request(s), runs %s, %d violation(s), %s\n", res.Seed, total(res.Faults),
 			res.Requests, statusCounts(res.Runs), len(res.Violations), (time.Duration(res.WallSeconds * float64(time.Second))).Round(time.Second))

@@ -81,6 +81,12 @@ type schedule struct {
 	published map[string]publishedRequest
 	// resumed maps each run resumed to the outbox seq of the run.paused it was resumed from.
 	resumed map[string]int64
+	// rollouts maps each fleet rollout request acknowledged by JetStream to its rollout.
+	rollouts map[string]string
+
+	// The fleet's database (fleet.go): the harness's pool, the workers' DSN and configuration.
+	fleetDSN, fleetWorkerDSN, fleetConfig string
+	fleet                                 *pgxpool.Pool
 }
 
 type publishedRequest struct {
@@ -104,6 +110,7 @@ type targetEnv struct {
 // in the result.
 func RunSchedule(t *testing.T, plan *Plan, exe string) *Result {
 	e := &schedule{t: t, plan: plan, exe: exe, start: time.Now(), published: map[string]publishedRequest{}, resumed: map[string]int64{},
+		rollouts: map[string]string{},
 		res: &Result{Seed: plan.Seed, Window: plan.Window.String(), Faults: map[FaultKind]int{}, Skipped: map[FaultKind]int{},
 			Runs: map[string]int{}, Violations: []Violation{}}}
 	e.setup()
@@ -124,10 +131,13 @@ func RunSchedule(t *testing.T, plan *Plan, exe string) *Result {
 	e.checkEffects(snap, false)
 	e.checkTracking(snap)
 
+	e.checkFleet(snap, false)
+
 	e.finalRequests()
 	snap = e.snapshot()
 	e.checkWedge(snap)
 	e.checkEffects(snap, true)
+	e.checkFleet(snap, true)
 	e.checkTracking(snap)
 	e.checkRuns(snap)
 	e.checkStream()
@@ -186,6 +196,7 @@ func (e *schedule) setup() {
 		te.proxyDSN = u.String()
 		e.targets = append(e.targets, te)
 	}
+	e.setupFleet()
 	if e.nats, err = startNATS(t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
@@ -212,6 +223,7 @@ func (e *schedule) teardown() {
 		te.proxy.Close()
 		te.pool.Close()
 	}
+	e.fleet.Close()
 	e.queue.Close()
 	e.harnessLog.Close()
 	if len(e.res.Violations) == 0 && os.Getenv("CHAOS_KEEP_LOGS") == "" {
@@ -257,7 +269,7 @@ func (e *schedule) baseEnv() []string {
 	for _, te := range e.targets {
 		env = append(env, "CONFITURE_TARGET_"+strings.ToUpper(te.plan.Name)+"="+te.proxyDSN)
 	}
-	return env
+	return append(env, e.fleetEnv()...)
 }
 
 func (e *schedule) connectClients() {
@@ -356,7 +368,7 @@ func (e *schedule) waitBackground(bound time.Duration) bool {
 func (e *schedule) window() {
 	type pub struct {
 		at time.Duration
-		tp *TargetPlan
+		tp *TargetPlan // nil: a rollout of the fleet
 		q  Request
 	}
 	var pubs []pub
@@ -368,6 +380,9 @@ func (e *schedule) window() {
 				pubs = append(pubs, pub{q.At + q.Again, tp, q})
 			}
 		}
+	}
+	for _, q := range e.plan.Fleet.Rollouts {
+		pubs = append(pubs, pub{q.At, nil, q})
 	}
 	slices.SortStableFunc(pubs, func(a, b pub) int { return int(a.at - b.at) })
 	var pubWG sync.WaitGroup
@@ -383,7 +398,14 @@ func (e *schedule) window() {
 			pubs = pubs[1:]
 			time.Sleep(time.Until(start.Add(p.at)))
 			pubWG.Add(1)
-			go func() { defer pubWG.Done(); e.publish(p.tp, p.q, false) }()
+			go func() {
+				defer pubWG.Done()
+				if p.tp == nil {
+					e.publishRollout(p.q)
+				} else {
+					e.publish(p.tp, p.q, false)
+				}
+			}()
 			continue
 		}
 		f := faults[0]

@@ -131,7 +131,6 @@
 //  5. No target wedged. A final request with all of a target's migrations completes on each
 //     target within 3 minutes, and leaves no incomplete migration; invariants 2 and 3 are
 //     checked again then, when every migration must be complete with every effect once.
-//
 //  6. Rollouts end, and agree with their runs. Every rollout JetStream acknowledged is
 //     recorded with every member of the group and ends completed (a halted one, whose wave
 //     failed under the faults, is resumed by the harness, retrying its failed members, as an

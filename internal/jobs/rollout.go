@@ -21,9 +21,9 @@ import (
 // wave (StartRollout), and the transaction that ends a member's run records the member's end,
 // and starts the next members, the next wave, or halts or completes the rollout
 // (rolloutRunEnded), with the rollout's events. So a rollout survives whatever crashes when,
-// like its runs. Two things happen later, by a River job of their own (RolloutArgs): the next
-// wave after a pause, and the drive of a rollout an operator resumed; the reconciler drives
-// every running rollout too, as a backstop.
+// like its runs. An operator's resume moves it in the resume's own transaction
+// (ResumeRollout). Only the next wave after a pause waits for a River job of its own
+// (RolloutArgs); the reconciler drives every running rollout too, as a backstop.
 //
 // Locks: a transaction takes a rollout's row lock before any target's admission lock, never
 // after one.

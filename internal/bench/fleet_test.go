@@ -116,9 +116,9 @@ func BenchmarkFleetRollout(b *testing.B) {
 
 	n := float64(fleetTargets)
 	fmt.Printf("\nfleet: %d schema targets in one database, 3 migrations each (one with an after_ddl hook updating a small table), fresh databases\n", fleetTargets)
-	fmt.Printf("%-60s %10s %10s %22s %12s %14s\n", "", "wall", "targets/s", "peak conns (tgt/all)", "peak queue", "CPU tool/all")
+	fmt.Printf("%-60s %10s %10s %22s %12s %18s\n", "", "wall", "targets/s", "peak conns (tgt/all)", "peak queue", "CPU tool/machine")
 	row := func(name string, r fleetResult, queue string) {
-		fmt.Printf("%-60s %10s %10.1f %22s %12s %14s\n", name, r.wall.Round(time.Millisecond), n/r.wall.Seconds(),
+		fmt.Printf("%-60s %10s %10.1f %22s %12s %18s\n", name, r.wall.Round(time.Millisecond), n/r.wall.Seconds(),
 			fmt.Sprintf("%d / %d", r.peakTarget, r.peakAll), queue,
 			fmt.Sprintf("%.0fs / %.0fs", r.toolCPU.Seconds(), r.machineCPU.Seconds()))
 	}
@@ -132,6 +132,7 @@ func BenchmarkFleetRollout(b *testing.B) {
 	fmt.Printf("member runs, accepted to completed: p50 %s, p99 %s, max %s; runs at once (sampled): peak %d\n",
 		ours.runP50.Round(time.Millisecond), ours.runP99.Round(time.Millisecond), ours.runMax.Round(time.Millisecond), ours.peakRunning)
 	fmt.Printf("River jobs completed: %s\n", ours.jobs)
+	fmt.Printf("CPU during the rollout: %s\n", ours.backendCPU)
 	fmt.Printf("worker's backends over the samples: %s\n", ours.states)
 	b.ReportMetric(ours.wall.Seconds(), "fleet-s")
 	b.ReportMetric(n/ours.wall.Seconds(), "targets/s")
@@ -290,7 +291,7 @@ type oursResult struct {
 	withinCap              bool
 	waves                  int
 	waveTimes, states      string
-	jobs                   string
+	jobs, backendCPU       string
 	runP50, runP99, runMax time.Duration
 }
 
@@ -333,6 +334,7 @@ target_groups:
 
 	s := startSampler(b, ctx, queueDB, dbName(b, tenantsDB), []string{dbName(b, tenantsDB), dbName(b, queueDB)}, true)
 	cpu0, wcpu0 := machineCPU(b), processCPU(b, w.cmd.Process.Pid)
+	backends0 := backendCPU(b, ctx, queueDB, dbName(b, queueDB), dbName(b, tenantsDB))
 	start := time.Now()
 	pub, err := cl.Publish(ctx, req)
 	require.NoError(b, err)
@@ -346,6 +348,7 @@ target_groups:
 	})
 	wall := time.Since(start)
 	machine, wcpu := machineCPU(b)-cpu0, processCPU(b, w.cmd.Process.Pid)-wcpu0
+	backends := backendCPU(b, ctx, queueDB, dbName(b, queueDB), dbName(b, tenantsDB))
 	s.stop(b)
 	require.NoError(b, err)
 	require.NotNil(b, final)
@@ -358,10 +361,13 @@ target_groups:
 	r := oursResult{
 		fleetResult: fleetResult{wall: wall, peakTarget: s.peakTarget, peakAll: s.peakAll, toolCPU: wcpu, machineCPU: machine},
 		peakQueue:   s.peakQueue, peakRunning: s.peakRunning, queuePool: 2*concurrency + 6,
-		settings: fmt.Sprintf("--concurrency %d (River workers), rollout max_concurrent %d, wave_size %d; queue database and tenants' database apart, on the same server",
-			concurrency, fleetMaxConcurrent, fleetWaveSize),
+		settings: fmt.Sprintf("--concurrency %d (River workers%s), rollout max_concurrent %d, wave_size %d; queue database and tenants' database apart, on the same server",
+			concurrency, map[bool]string{true: ", the worker's default"}[fleetConcurrency == 0], fleetMaxConcurrent, fleetWaveSize),
 		waves: st.Waves, states: s.stateSummary(),
 	}
+	r.backendCPU = fmt.Sprintf("worker process %.1fs; its PostgreSQL backends %.1fs on the queue database, %.1fs on the tenants'; the whole machine %.1fs (other sessions included)",
+		wcpu.Seconds(), (backends[dbName(b, queueDB)] - backends0[dbName(b, queueDB)]).Seconds(),
+		(backends[dbName(b, tenantsDB)] - backends0[dbName(b, tenantsDB)]).Seconds(), machine.Seconds())
 	r.capText, r.withinCap = fmt.Sprintf("max_server_conns %d", fleetServerConns), s.peakTarget <= fleetServerConns
 	var waves []string
 	prev := time.Duration(0)
@@ -601,16 +607,54 @@ func machineCPU(b *testing.B) time.Duration {
 	return time.Duration(busy) * time.Second / clockTick
 }
 
+// backendCPU is the CPU time so far of the worker's PostgreSQL backends (application_name
+// confiture-worker), by database. The worker's pools keep their connections through a
+// rollout, so the difference of two readings is what its backends spent in between.
+func backendCPU(b *testing.B, ctx context.Context, dsn string, dbs ...string) map[string]time.Duration {
+	b.Helper()
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(b, err)
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT pid, datname FROM pg_stat_activity WHERE application_name = 'confiture-worker' AND datname = ANY($1)`, dbs)
+	require.NoError(b, err)
+	out := map[string]time.Duration{}
+	for rows.Next() {
+		var pid int
+		var db string
+		require.NoError(b, rows.Scan(&pid, &db))
+		if d, err := cpuOf(pid); err == nil { // else PostgreSQL on another machine, or the backend just ended
+			out[db] += d
+		}
+	}
+	require.NoError(b, rows.Err())
+	return out
+}
+
 // processCPU is the CPU time (user and system) of process pid so far.
 func processCPU(b *testing.B, pid int) time.Duration {
 	b.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := cpuOf(pid)
 	require.NoError(b, err)
+	return d
+}
+
+func cpuOf(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
 	_, rest, _ := strings.Cut(string(data), ") ")
 	f := strings.Fields(rest) // from field 3, state
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
 	utime, err := strconv.ParseInt(f[11], 10, 64)
-	require.NoError(b, err)
+	if err != nil {
+		return 0, err
+	}
 	stime, err := strconv.ParseInt(f[12], 10, 64)
-	require.NoError(b, err)
-	return time.Duration(utime+stime) * time.Second / clockTick
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(utime+stime) * time.Second / clockTick, nil
 }

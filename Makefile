@@ -63,7 +63,7 @@ lint: ## gofmt and go vet
 	$(GO) vet $(PKGS)
 
 .PHONY: bench
-bench: ## Benchmarks: end-to-end beside a bare River chain (p50/p99, runs/s); a fresh database beside goose and psql; 1,000 migrations (memory, events)
+bench: ## Benchmarks: end-to-end beside a bare River chain (p50/p99, runs/s); a fresh database beside goose and psql; 1,000 migrations (memory, events); a rollout over 1,000 schema targets beside goose
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 20m ./internal/bench/
 
 # Fuzz targets, as <package>:<target>; each has a seed corpus in <package>/testdata/fuzz/<target>.

@@ -23,6 +23,7 @@ import (
 	"github.com/confiture-io/confiture-worker/internal/contract"
 	"github.com/confiture-io/confiture-worker/internal/target"
 	"github.com/confiture-io/confiture-worker/internal/testdb"
+	"github.com/confiture-io/confiture-worker/internal/worker"
 )
 
 // Sizes and settings of the fleet benchmark.
@@ -75,7 +76,11 @@ var fleetMigrations = []struct{ name, up, down, hook string }{
 // runs at once), beside goose over the same schemas (search_path per schema) one after
 // another and with BENCH_FLEET_GOOSE_PARALLEL processes at once; each on a fresh database,
 // after a checkpoint. Wall time, targets per second, peak connections and, for the worker,
-// peak River queue depth, sampled every 50 ms.
+// peak River queue depth, sampled every 50 ms; where the worker's CPU and its jobs' time go.
+// The worker's queue database is a fresh database of its own on the same server, so that its
+// connections to the tenants' database are the targets' alone (those max_server_conns caps).
+// BENCH_FLEET_CONCURRENCY sets its --concurrency, BENCH_FLEET_MAX_SERVER_CONNS its cap;
+// BENCH_FLEET_GOOSE=off leaves goose out, BENCH_FLEET_LOG=FILE keeps the worker's log.
 func BenchmarkFleetRollout(b *testing.B) {
 	ctx := context.Background()
 	bin := buildTools(b, b.TempDir())
@@ -312,8 +317,9 @@ target_groups:
 `, fleetServerConns, tenantsDB, fleetWaveSize, fleetMaxConcurrent)
 	require.NoError(b, os.WriteFile(cfg, []byte(yaml), 0o644))
 	args := []string{"--config", cfg, "--log-level", "info"}
-	concurrency := 10 // the worker's default (worker.Config.WithDefaults)
+	concurrency, which := worker.Config{}.WithDefaults().Concurrency, ", the worker's default"
 	if fleetConcurrency > 0 {
+		which = ""
 		concurrency = fleetConcurrency
 		args = append(args, "--concurrency", strconv.Itoa(fleetConcurrency))
 	}
@@ -362,7 +368,7 @@ target_groups:
 		fleetResult: fleetResult{wall: wall, peakTarget: s.peakTarget, peakAll: s.peakAll, toolCPU: wcpu, machineCPU: machine},
 		peakQueue:   s.peakQueue, peakRunning: s.peakRunning, queuePool: 2*concurrency + 6,
 		settings: fmt.Sprintf("--concurrency %d (River workers%s), rollout max_concurrent %d, wave_size %d; queue database and tenants' database apart, on the same server",
-			concurrency, map[bool]string{true: ", the worker's default"}[fleetConcurrency == 0], fleetMaxConcurrent, fleetWaveSize),
+			concurrency, which, fleetMaxConcurrent, fleetWaveSize),
 		waves: st.Waves, states: s.stateSummary(),
 	}
 	r.backendCPU = fmt.Sprintf("worker process %.1fs; its PostgreSQL backends %.1fs on the queue database, %.1fs on the tenants'; the whole machine %.1fs (other sessions included)",

@@ -316,3 +316,32 @@ func TestRolloutPausesBetweenWaves(t *testing.T) {
 	}
 	require.Nil(t, rolloutStatus(t, completed[2]).NextWaveAt, "no wave after the last")
 }
+
+// A member that cannot be reached is passing trouble at first: its run retries, then fails
+// once the outage tolerance is over, and the failure counts against the wave's threshold.
+func TestRolloutCountsAnUnreachableMemberAfterItsRetries(t *testing.T) {
+	t.Parallel()
+	dsn := testdbNew(t)
+	good := dsn
+	dead := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/nowhere?connect_timeout=1", freePort(t))
+	b := setupOn(t, dsn, func(c *Config) {
+		c.OutageTolerance = 2 * time.Second
+		c.TargetGroups = []targetgroup.Config{{Name: "catalog", Query: &targetgroup.Query{Target: "default",
+			SQL:  `SELECT id, CASE WHEN id = 1 THEN $$` + good + `$$ ELSE $$` + dead + `$$ END AS dsn FROM generate_series(1, 2) AS id`,
+			Name: "tenant-{{.id}}", DSN: "{{.dsn}}"}}}
+	})
+	one := 1
+	req := groupRequest("catalog", &contract.RolloutPolicy{Canary: &one}, mig("001", "items", `CREATE TABLE items (id int)`, ""))
+	pub, err := b.client.Publish(context.Background(), req)
+	require.NoError(t, err)
+	evs := b.waitRollout(t, "catalog", pub.Run)
+	require.Equal(t, contract.KindRolloutHalted, last(evs).Kind, kinds(evs))
+	st := rolloutStatus(t, last(evs))
+	require.Equal(t, 1, st.Completed)
+	require.Len(t, st.Failures, 1)
+	require.Equal(t, "tenant-2", st.Failures[0].Target)
+	require.Equal(t, contract.CodeUnavailable, st.Failures[0].Error.Code, st.Failures[0].Error.Message)
+	require.NotContains(t, st.Failures[0].Error.Message, "postgres://", "no connection string in an event")
+	member := b.wait(t, "tenant-2", contract.RunID("tenant-2", req.ID))
+	require.NotEmpty(t, ofKind(member, contract.KindRunRetrying), "retried first: %v", kinds(member))
+}

@@ -39,6 +39,7 @@ func startWorkerOn(t *testing.T, dsn string, groups []targetgroup.Config) string
 	t.Helper()
 	w, err := worker.New(worker.Config{
 		TargetGroups:     groups,
+		MaxServerConns:   6, // many tests at once on a server of 100 connections
 		DatabaseURL:      dsn,
 		DataDir:          t.TempDir(),
 		EmbeddedNATSPort: -1,

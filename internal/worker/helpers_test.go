@@ -71,9 +71,12 @@ func setupOn(t *testing.T, dsn string, opts ...func(*Config)) *bundle {
 		ShutdownTimeout:  5 * time.Second,
 		FetchCooldown:    time.Millisecond,
 		Concurrency:      4,
-		HTTPAddr:         "127.0.0.1:0",
-		Registry:         reg,
-		Logger:           testLogger(t),
+		// Many tests run at once on a server of 100 connections: each worker's targets get
+		// a few (a test that needs the default sets its own).
+		MaxServerConns: 6,
+		HTTPAddr:       "127.0.0.1:0",
+		Registry:       reg,
+		Logger:         testLogger(t),
 	}
 	for _, o := range opts {
 		o(&cfg)

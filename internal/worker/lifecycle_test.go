@@ -337,14 +337,18 @@ func TestBackfillSliceWithoutProgressUsesAnAttempt(t *testing.T) {
 	b := setup(t, func(c *Config) {
 		c.PhaseTimeout, c.RescueAfter, c.MaxAttempts = time.Second, time.Second, 2
 	})
-	evs := b.run(t, request("up", bigTable("001", 1000, backfillHook("stalled", map[string]any{
+	// The table is filled here, not in the migration's DDL: the 1 s phase timeout is meant for
+	// the backfill's slices, and a busy machine can take that long to insert the rows.
+	_, err := b.db.Exec(context.Background(), bigTable("001", 1000).UpSQL)
+	require.NoError(t, err)
+	evs := b.run(t, request("up", mig("001", "big", `COMMENT ON TABLE big IS 'backfilled by the worker'`, "", backfillHook("stalled", map[string]any{
 		// Every batch runs into its statement timeout and is retried smaller after a pause,
 		// until the slice's time is up: no batch ever commits.
 		"set": "counter = counter + 1 + (SELECT 0 FROM pg_sleep(5))", "batch_timeout_ms": 200, "retry_pause_ms": 300,
 	}))))
 	final := last(evs)
 	require.Equal(t, contract.KindRunFailed, final.Kind, "%v", kinds(evs))
-	require.Equal(t, "stalled", final.Hook)
+	require.Equal(t, "stalled", final.Hook, final.Message)
 	require.Zero(t, b.count(t, `SELECT count(*) FROM big WHERE counter <> 0`))
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -164,6 +165,14 @@ func (e *schedule) readRollouts(ctx context.Context) (map[string]*rolloutRow, er
 	return out, rows.Err()
 }
 
+// ackedRollouts returns the fleet's rollout requests acknowledged by JetStream, with their
+// rollouts.
+func (e *schedule) ackedRollouts() map[string]string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.rollouts)
+}
+
 // unsettledRollouts lists what keeps the fleet from being settled: an acknowledged rollout
 // not recorded, or one still running. A halted rollout is resumed, retrying its failed
 // members, as an operator would.
@@ -175,12 +184,7 @@ func (e *schedule) unsettledRollouts() ([]pending, error) {
 		return nil, err
 	}
 	var out []pending
-	e.mu.Lock()
-	acked := make(map[string]string, len(e.rollouts))
-	for id, r := range e.rollouts {
-		acked[id] = r
-	}
-	e.mu.Unlock()
+	acked := e.ackedRollouts()
 	for id, ro := range acked {
 		if recorded[ro] == nil {
 			out = append(out, pending{Target: FleetGroup, Run: ro, What: fmt.Sprintf("rollout %s: not recorded", id)})
@@ -236,12 +240,7 @@ func (e *schedule) checkFleet(s *snapshot, final bool) {
 	for _, r := range s.Runs {
 		status[r.ID] = r.Status
 	}
-	e.mu.Lock()
-	acked := make(map[string]string, len(e.rollouts))
-	for id, r := range e.rollouts {
-		acked[id] = r
-	}
-	e.mu.Unlock()
+	acked := e.ackedRollouts()
 	for id, ro := range acked {
 		r := recorded[ro]
 		if r == nil {

@@ -335,10 +335,10 @@ func TestInvalidIndexOfAFailedConcurrentBuildIsRebuilt(t *testing.T) {
 func TestBackfillSliceWithoutProgressUsesAnAttempt(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *Config) {
-		c.PhaseTimeout, c.RescueAfter, c.MaxAttempts = time.Second, time.Second, 2
+		// Slices of 1 s; a phase (and planning) has 20 s, plenty on a busy machine.
+		c.BackfillSlice, c.PhaseTimeout, c.RescueAfter, c.MaxAttempts = time.Second, 20*time.Second, 20*time.Second, 2
 	})
-	// The table is filled here, not in the migration's DDL: the 1 s phase timeout is meant for
-	// the backfill's slices, and a busy machine can take that long to insert the rows.
+	// The table is filled here, not in the migration's DDL, which has nothing to wait for then.
 	_, err := b.db.Exec(context.Background(), bigTable("001", 1000).UpSQL)
 	require.NoError(t, err)
 	evs := b.run(t, request("up", mig("001", "big", `COMMENT ON TABLE big IS 'backfilled by the worker'`, "", backfillHook("stalled", map[string]any{

@@ -115,26 +115,9 @@ func (e *schedule) fleetEnv() []string {
 
 // publishRollout publishes the fleet's rollout q, trying again for a while if NATS is down.
 func (e *schedule) publishRollout(q Request) {
-	req := e.plan.Fleet.rolloutRequest(q)
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		p, err := e.client.Publish(ctx, req)
-		cancel()
-		if err == nil {
-			e.logf("rollout %s (1..%d) published; duplicate=%v; rollout %s", q.ID, q.K, p.Duplicate, p.Run)
-			e.mu.Lock()
-			e.rollouts[q.ID] = p.Run
-			e.res.Requests++
-			e.mu.Unlock()
-			return
-		}
-		if time.Now().After(deadline) {
-			e.note("rollout %s was not published in 45s: %v", q.ID, err)
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	e.publishRetrying(e.plan.Fleet.rolloutRequest(q), fmt.Sprintf("rollout %s (1..%d)", q.ID, q.K), func(p client.Published) {
+		e.rollouts[q.ID] = p.Run
+	})
 }
 
 // rolloutRow is a rollout as the queue database records it, with its members.

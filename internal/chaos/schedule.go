@@ -462,22 +462,29 @@ func (e *schedule) resumer(stop <-chan struct{}) {
 
 // publish publishes request q of tp, trying again for a while if NATS is down.
 func (e *schedule) publish(tp *TargetPlan, q Request, final bool) {
-	req := tp.request(q)
+	e.publishRetrying(tp.request(q), fmt.Sprintf("request %s (%s 1..%d)", q.ID, tp.Name, q.K), func(p client.Published) {
+		e.published[q.ID] = publishedRequest{Target: tp.Name, Run: p.Run, K: q.K, Final: final}
+	})
+}
+
+// publishRetrying publishes req (what, in words), trying again for 45 s if NATS is down, and
+// once JetStream acknowledges it, calls record with e.mu held and counts it.
+func (e *schedule) publishRetrying(req *contract.Request, what string, record func(client.Published)) {
 	deadline := time.Now().Add(45 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		p, err := e.client.Publish(ctx, req)
 		cancel()
 		if err == nil {
-			e.logf("request %s (%s 1..%d) published; duplicate=%v; run %s", q.ID, tp.Name, q.K, p.Duplicate, p.Run)
+			e.logf("%s published; duplicate=%v; run %s", what, p.Duplicate, p.Run)
 			e.mu.Lock()
-			e.published[q.ID] = publishedRequest{Target: tp.Name, Run: p.Run, K: q.K, Final: final}
+			record(p)
 			e.res.Requests++
 			e.mu.Unlock()
 			return
 		}
 		if time.Now().After(deadline) {
-			e.note("request %s for %s was not published in 45s: %v", q.ID, tp.Name, err)
+			e.note("%s was not published in 45s: %v", what, err)
 			return
 		}
 		time.Sleep(500 * time.Millisecond)

@@ -5,13 +5,11 @@ package contract
 
 import (
 	"errors"
-	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/confiture-io/confiture-worker/internal/clip"
 )
-
-var versionRE = regexp.MustCompile(`^[0-9]{1,32}$`)
 
 // Limits of a request. The schema (schemas/request.v1.json) sets the first four; the worker
 // adds the others. Every rejection for a limit names it.
@@ -41,8 +39,16 @@ func CheckRequest(r *Request) error {
 	if r == nil {
 		return invalid("request is missing")
 	}
-	if r.To != "" && !versionRE.MatchString(r.To) {
-		return invalid("to %s is not a version (1 to 32 digits)", quote(r.To, 40))
+	if r.To != "" && !ValidVersion(r.To) {
+		return invalid("to %s is not a version (numbers separated by dots, at most %d characters)", quote(r.To, 40), MaxVersionLen)
+	}
+	switch {
+	case r.Adopt != "" && !slices.Contains(AdoptTools, r.Adopt):
+		return invalid("adopt %s is not a tool whose history the worker reads: one of %s", quote(r.Adopt, 40), strings.Join(AdoptTools, ", "))
+	case r.Adopt != "" && r.Direction != DirectionUp:
+		return invalid("adopt takes over a tool's history before migrating up; this request goes %s", quote(r.Direction, 10))
+	case r.AdoptTable != "" && r.Adopt == "":
+		return invalid("adopt_table names the history table of the tool a request adopts; this request adopts none")
 	}
 	total := 0
 	for i := range r.Migrations {
@@ -64,10 +70,11 @@ func CheckRequest(r *Request) error {
 	for i := range r.Migrations {
 		m := &r.Migrations[i]
 		id := plain(m.ID(), 170)
-		if prev, dup := versions[m.Version]; dup {
-			return invalid("migrations %s and %s have the same version %s", prev, id, quote(m.Version, 40))
+		key := VersionKey(m.Version)
+		if prev, dup := versions[key]; dup {
+			return invalid("migrations %s and %s have the same version %s (versions compare as numbers)", prev, id, quote(m.Version, 40))
 		}
-		versions[m.Version] = id
+		versions[key] = id
 		if m.Checksum != Checksum(m.UpSQL) {
 			return invalid("checksum of migration %s does not match its up_sql (want the sha256 hex of up_sql)", id)
 		}

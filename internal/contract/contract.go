@@ -68,7 +68,12 @@ type Request struct {
 	DryRun      bool           `json:"dry_run,omitempty"`
 	Force       bool           `json:"force,omitempty"`
 	RequestedBy string         `json:"requested_by,omitempty"`
-	Migrations  []Migration    `json:"migrations"`
+	// Adopt names the migration tool whose history table the target's run takes over before
+	// planning (AdoptGoose, ...); AdoptTable, when set, is that table's name when it is not the
+	// tool's default. Only going up.
+	Adopt      string      `json:"adopt,omitempty"`
+	AdoptTable string      `json:"adopt_table,omitempty"`
+	Migrations []Migration `json:"migrations"`
 	// Signature, when present, signs the request (see SignRequest). A target may require it.
 	Signature *Signature `json:"signature,omitempty"`
 }
@@ -81,7 +86,22 @@ type Migration struct {
 	DownSQL  string     `json:"down_sql,omitempty"`
 	Checksum string     `json:"checksum"`
 	Hooks    []HookSpec `json:"hooks,omitempty"`
+	// NoTransaction: the migration's statements do not share a transaction; each runs and
+	// commits on its own, in order (goose's "-- +goose NO TRANSACTION", dbmate's
+	// "transaction:false", Flyway's executeInTransaction=false).
+	NoTransaction bool `json:"no_transaction,omitempty"`
 }
+
+// The tools whose history a request may adopt (Request.Adopt).
+const (
+	AdoptGoose         = "goose"
+	AdoptGolangMigrate = "golang-migrate"
+	AdoptDbmate        = "dbmate"
+	AdoptFlyway        = "flyway"
+)
+
+// AdoptTools lists the values of Request.Adopt.
+var AdoptTools = []string{AdoptGoose, AdoptGolangMigrate, AdoptDbmate, AdoptFlyway}
 
 // ID is the migration's display identifier, "<version>_<name>".
 func (m *Migration) ID() string { return m.Version + "_" + m.Name }
@@ -201,12 +221,15 @@ const (
 	CodeInvalidSQL       = "invalid_sql"
 	CodeChecksumMismatch = "checksum_mismatch"
 	CodeDrift            = "drift"
-	CodeNoDownMigration  = "no_down_migration"
-	CodeHookFailed       = "hook_failed"
-	CodeSQLError         = "sql_error"
-	CodePanic            = "panic"
-	CodeTimeout          = "timeout"
-	CodeCancelled        = "cancelled"
+	// CodeAdoptMismatch: the history table of the tool a request adopts has a dirty or failed
+	// entry, or disagrees with the request's migrations.
+	CodeAdoptMismatch   = "adopt_mismatch"
+	CodeNoDownMigration = "no_down_migration"
+	CodeHookFailed      = "hook_failed"
+	CodeSQLError        = "sql_error"
+	CodePanic           = "panic"
+	CodeTimeout         = "timeout"
+	CodeCancelled       = "cancelled"
 	// CodeUnavailable: a target or the queue database was unreachable (or out of connection
 	// slots, or starting up) for longer than the worker's outage tolerance.
 	CodeUnavailable = "unavailable"

@@ -434,8 +434,12 @@ func TestRequestRoundTrip(t *testing.T) {
 	percent := validGroupRequest()
 	percent.Rollout = &RolloutPolicy{WavePercent: 10, FailurePercent: 5}
 	percent.DryRun = false
-	requireEveryFieldCovered(t, validRequest(), validGroupRequest(), percent)
-	for _, want := range []*Request{validRequest(), validGroupRequest(), percent} {
+	adopt := validRequest()
+	adopt.Adopt, adopt.AdoptTable = AdoptFlyway, "app.flyway_schema_history"
+	adopt.Migrations[0].NoTransaction = true
+	adopt.Migrations[1].Version, adopt.Migrations[1].Name = "1.10.2", "add email (lower case)"
+	requireEveryFieldCovered(t, validRequest(), validGroupRequest(), percent, adopt)
+	for _, want := range []*Request{validRequest(), validGroupRequest(), percent, adopt} {
 		got, err := DecodeRequest(mustJSON(t, want))
 		require.NoError(t, err)
 		require.Equal(t, want, got)
@@ -633,8 +637,17 @@ func TestDecodeRequestRejects(t *testing.T) {
 		{name: "requested_by too long", mutate: func(m map[string]any) { m["requested_by"] = strings.Repeat("a", 201) }, code: CodeInvalidRequest, msg: "/requested_by: must be at most 200 characters long, got 201"},
 		{name: "empty migrations", mutate: func(m map[string]any) { m["migrations"] = []any{} }, code: CodeInvalidRequest, msg: "/migrations: must have at least 1 item, got 0"},
 		{name: "null migrations", mutate: func(m map[string]any) { m["migrations"] = nil }, code: CodeInvalidRequest, msg: "/migrations: must be array, got null"},
-		{name: "bad version", mutate: func(m map[string]any) { mig(m, 0)["version"] = "1.0" }, code: CodeInvalidRequest, msg: `/migrations/0/version: does not match pattern "^[0-9]{1,32}$"`},
-		{name: "bad name", mutate: func(m map[string]any) { mig(m, 1)["name"] = "add email" }, code: CodeInvalidRequest, msg: "/migrations/1/name: does not match pattern"},
+		{name: "bad version", mutate: func(m map[string]any) { mig(m, 0)["version"] = "1.a" }, code: CodeInvalidRequest, msg: `/migrations/0/version: does not match pattern "^[0-9]+(\\.[0-9]+)*$"`},
+		{name: "version ending in a dot", mutate: func(m map[string]any) { mig(m, 0)["version"] = "1." }, code: CodeInvalidRequest, msg: `/migrations/0/version: does not match pattern`},
+		{name: "long version", mutate: func(m map[string]any) { mig(m, 0)["version"] = strings.Repeat("1", 65) }, code: CodeInvalidRequest, msg: `/migrations/0/version: must be at most 64 characters long`},
+		{name: "name with a slash", mutate: func(m map[string]any) { mig(m, 1)["name"] = "add/email" }, code: CodeInvalidRequest, msg: "/migrations/1/name: does not match pattern"},
+		{name: "name with a newline", mutate: func(m map[string]any) { mig(m, 1)["name"] = "add\nemail" }, code: CodeInvalidRequest, msg: "/migrations/1/name: does not match pattern"},
+		{name: "same version spelt twice", mutate: func(m map[string]any) { mig(m, 1)["version"] = "1.0" }, code: CodeInvalidRequest, msg: `have the same version "1.0" (versions compare as numbers)`},
+		{name: "unknown adopt", mutate: func(m map[string]any) { m["adopt"] = "liquibase" }, code: CodeInvalidRequest, msg: "/adopt: value must be one of"},
+		{name: "adopt going down", mutate: func(m map[string]any) { m["adopt"] = "goose"; m["direction"] = "down" }, code: CodeInvalidRequest, msg: `adopt takes over a tool's history before migrating up; this request goes "down"`},
+		{name: "adopt_table alone", mutate: func(m map[string]any) { m["adopt_table"] = "goose_db_version" }, code: CodeInvalidRequest, msg: "adopt_table names the history table of the tool a request adopts; this request adopts none"},
+		{name: "adopt_table quoted", mutate: func(m map[string]any) { m["adopt"] = "goose"; m["adopt_table"] = `"Goose"` }, code: CodeInvalidRequest, msg: "/adopt_table: does not match pattern"},
+		{name: "bad name", mutate: func(m map[string]any) { mig(m, 1)["name"] = "" }, code: CodeInvalidRequest, msg: "/migrations/1/name: does not match pattern"},
 		{name: "empty up_sql", mutate: func(m map[string]any) { mig(m, 0)["up_sql"] = "" }, code: CodeInvalidRequest, msg: "/migrations/0/up_sql: must not be empty"},
 		{name: "bad checksum pattern", mutate: func(m map[string]any) { mig(m, 0)["checksum"] = "ABC" }, code: CodeInvalidRequest, msg: "/migrations/0/checksum: does not match pattern"},
 		{name: "checksum mismatch", mutate: func(m map[string]any) { mig(m, 1)["checksum"] = Checksum("something else") }, code: CodeInvalidRequest, msg: "checksum of migration 002_add-email-lower does not match its up_sql"},
@@ -696,7 +709,7 @@ func TestViolationReportIsBoundedAndSorted(t *testing.T) {
 	r := validRequest()
 	var migs []Migration
 	for i := range 1000 {
-		migs = append(migs, Migration{Version: fmt.Sprintf("v%d", i), Name: "-bad", UpSQL: "x", Checksum: "nope"})
+		migs = append(migs, Migration{Version: fmt.Sprintf("v%d", i), Name: "bad/name", UpSQL: "x", Checksum: "nope"})
 	}
 	r.Migrations = migs
 	data := mustJSON(t, r)

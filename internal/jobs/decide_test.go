@@ -109,3 +109,31 @@ func TestPhaseAfter(t *testing.T) {
 	require.Equal(t, "cleanup", phaseAfter("after_validation"))
 	require.Equal(t, "cleanup", phaseAfter("cleanup"))
 }
+
+func TestDecideOrdersVersionsAsNumbers(t *testing.T) {
+	t.Parallel()
+	// Up: 9 before 10, 1.2 before 1.10; "to" compares the same way, and "2.0" is "2".
+	req := decideReq("up", "10", "9", "1.10", "1.2", "2", "11")
+	req.To = "10"
+	d, err := decide(req, nil)
+	require.NoError(t, err)
+	require.Equal(t, []string{"1.2", "1.10", "2", "9", "10"}, d.Versions)
+	req.To = "2.0"
+	d, err = decide(req, nil)
+	require.NoError(t, err)
+	require.Equal(t, []string{"1.2", "1.10", "2"}, d.Versions)
+
+	// A version spelt otherwise in the request than in the tracking table is the same
+	// migration: "001" applied is "1" requested.
+	d, err = decide(decideReq("up", "1", "2"), []target.Applied{{Version: "001", Name: "m1", Checksum: "sum1", Complete: true}})
+	require.NoError(t, err)
+	require.Equal(t, []string{"2"}, d.Versions)
+	require.Equal(t, 1, d.Applied)
+
+	// Down to 9 reverts 11 and 10 (the applied rows come in number order), not 9.
+	down := decideReq("down", "9", "10", "11")
+	down.To = "9"
+	d, err = decide(down, []target.Applied{applied("9", true, ""), applied("10", true, ""), applied("11", true, "")})
+	require.NoError(t, err)
+	require.Equal(t, []string{"11", "10"}, d.Versions)
+}

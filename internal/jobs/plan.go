@@ -233,21 +233,23 @@ type decision struct {
 // did not finish; incomplete ones the request leaves out (beyond "to", or not in it) are
 // reported. It reads nothing and changes nothing.
 func decide(req *contract.Request, applied []target.Applied) (*decision, error) {
+	// Versions match by number ("001" is "1"), so a migration keeps its tracking row when the
+	// spelling of its version changes, as when a directory is read in another tool's format.
 	byVersion := map[string]target.Applied{}
 	for _, a := range applied {
-		byVersion[a.Version] = a
+		byVersion[contract.VersionKey(a.Version)] = a
 	}
 	migs := slices.Clone(req.Migrations)
-	slices.SortFunc(migs, func(a, b contract.Migration) int { return strings.Compare(a.Version, b.Version) })
+	slices.SortFunc(migs, func(a, b contract.Migration) int { return contract.CompareVersions(a.Version, b.Version) })
 	inRequest := map[string]*contract.Migration{}
 	for i := range migs {
-		inRequest[migs[i].Version] = &migs[i]
+		inRequest[contract.VersionKey(migs[i].Version)] = &migs[i]
 	}
 
 	d := &decision{RunPlan: contract.RunPlan{Direction: req.Direction, Versions: []string{}}, owners: map[string]string{}}
 	var drift []string
 	for _, m := range migs {
-		a, ok := byVersion[m.Version]
+		a, ok := byVersion[contract.VersionKey(m.Version)]
 		if !ok || a.Checksum == m.Checksum {
 			continue
 		}
@@ -267,8 +269,8 @@ func decide(req *contract.Request, applied []target.Applied) (*decision, error) 
 	switch req.Direction {
 	case contract.DirectionUp:
 		for _, m := range migs {
-			a, tracked := byVersion[m.Version]
-			beyond := req.To != "" && m.Version > req.To
+			a, tracked := byVersion[contract.VersionKey(m.Version)]
+			beyond := req.To != "" && contract.CompareVersions(m.Version, req.To) > 0 && !contract.SameVersion(m.Version, req.To)
 			switch {
 			case tracked && a.Complete:
 				d.Applied++
@@ -285,17 +287,21 @@ func decide(req *contract.Request, applied []target.Applied) (*decision, error) 
 			}
 		}
 		for _, a := range applied {
-			if _, planned := d.owners[a.Version]; !a.Complete && !planned {
+			planned := false
+			if m, ok := inRequest[contract.VersionKey(a.Version)]; ok {
+				_, planned = d.owners[m.Version]
+			}
+			if !a.Complete && !planned {
 				d.Incomplete = append(d.Incomplete, contract.IncompleteMigration{Version: a.Version, Name: a.Name, Phase: a.Phase})
 			}
 		}
 	case contract.DirectionDown:
 		for i := len(applied) - 1; i >= 0; i-- {
 			a := applied[i]
-			if req.To != "" && a.Version <= req.To {
+			if req.To != "" && (contract.CompareVersions(a.Version, req.To) <= 0 || contract.SameVersion(a.Version, req.To)) {
 				break
 			}
-			m, ok := inRequest[a.Version]
+			m, ok := inRequest[contract.VersionKey(a.Version)]
 			if !ok {
 				return nil, &planError{code: contract.CodeNoDownMigration, msg: fmt.Sprintf(
 					"migration %s_%s is applied but not in the request, so it cannot be reverted", a.Version, a.Name)}
@@ -321,7 +327,7 @@ func decide(req *contract.Request, applied []target.Applied) (*decision, error) 
 				keep, versions = append(keep, e), append(versions, e.Version)
 				continue
 			}
-			a := byVersion[e.Version]
+			a := byVersion[contract.VersionKey(e.Version)]
 			d.Incomplete = append(d.Incomplete, contract.IncompleteMigration{Version: a.Version, Name: a.Name, Phase: a.Phase})
 		}
 		d.entries, d.Versions, d.Resumed = keep, versions, nil

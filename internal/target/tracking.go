@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
 )
 
 // Querier is what the tracking functions need: the target's pool, a connection or a
@@ -158,6 +161,8 @@ func (t *Target) AppliedMigrations(ctx context.Context, q Querier) ([]Applied, e
 	if undefinedTable(err) {
 		return nil, nil
 	}
+	// In the order of versions (numbers, not strings: 9 before 10, 1.2 before 1.10).
+	slices.SortStableFunc(applied, func(a, b Applied) int { return contract.CompareVersions(a.Version, b.Version) })
 	return applied, err
 }
 

@@ -554,6 +554,7 @@ func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *c
 	if serr != nil {
 		return serr.Error(), nil
 	}
+	stmts, _ = sqlscript.Unwrap(stmts) // as a real run does
 	id := m.ID()
 	r.enumWarnings(id, stmts)
 	// txn is the transaction of the run of transactional statements being read, 0 before one:

@@ -38,7 +38,7 @@ func (p *Pipeline) Check(req *contract.Request) error {
 			}
 			// The target's version is not known yet; the classification that depends on it
 			// (ALTER TYPE ... ADD VALUE before PostgreSQL 12) is redone when the DDL runs.
-			if _, err := segments(body.sql, sqlscript.DefaultServerVersionNum); err != nil {
+			if _, err := segments(body.sql, sqlscript.DefaultServerVersionNum, m.NoTransaction); err != nil {
 				code = firstOf(code, contract.CodeInvalidSQL)
 				problems = append(problems, fmt.Sprintf("migration %s (%s SQL): %v", m.ID(), body.name, err))
 			}

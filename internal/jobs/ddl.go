@@ -41,21 +41,25 @@ type segment struct {
 	inTx  bool
 }
 
-// segments splits a migration body into segments, refusing transaction control.
-func segments(script string, serverVersion int) ([]segment, error) {
+// segments splits a migration body into segments, refusing transaction control but a BEGIN
+// and COMMIT around the whole body (sqlscript.Unwrap). Without noTx, consecutive
+// transactional statements share a segment; with it (the migration's no_transaction), each
+// statement is a segment of its own, committed on its own.
+func segments(script string, serverVersion int, noTx bool) ([]segment, error) {
 	stmts, err := sqlscript.SplitFor(script, serverVersion)
 	if err != nil {
 		return nil, err
 	}
+	stmts, _ = sqlscript.Unwrap(stmts)
 	var segs []segment
 	for _, s := range stmts {
 		switch s.Class {
 		case sqlscript.TxControl:
-			return nil, fmt.Errorf("line %d: %s: the worker runs each migration in a transaction it manages; remove transaction control from the migration", s.Line, s.Summary())
+			return nil, fmt.Errorf("line %d: %s: the worker runs each migration in a transaction it manages; remove transaction control from the migration (a BEGIN and a COMMIT around the whole of it are accepted)", s.Line, s.Summary())
 		case sqlscript.NonTransactional:
 			segs = append(segs, segment{stmts: []sqlscript.Statement{s}})
 		default:
-			if n := len(segs); n > 0 && segs[n-1].inTx {
+			if n := len(segs); n > 0 && segs[n-1].inTx && !noTx {
 				segs[n-1].stmts = append(segs[n-1].stmts, s)
 			} else {
 				segs = append(segs, segment{stmts: []sqlscript.Statement{s}, inTx: true})
@@ -81,7 +85,7 @@ func (pa *phaseAttempt) runDDL(ctx context.Context, t *target.Target) error {
 	if a.rc.row.Direction == contract.DirectionDown {
 		script = pa.m.DownSQL
 	}
-	segs, err := segments(script, t.ServerVersion())
+	segs, err := segments(script, t.ServerVersion(), pa.m.NoTransaction)
 	if err != nil {
 		return hooks.Permanent(err)
 	}

@@ -80,7 +80,7 @@ func TestSegments(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			segs, err := segments(tt.script, sqlscript.DefaultServerVersionNum)
+			segs, err := segments(tt.script, sqlscript.DefaultServerVersionNum, false)
 			require.NoError(t, err)
 			require.Equal(t, tt.want, view(segs))
 			for _, s := range segs {
@@ -96,7 +96,7 @@ func TestSegments(t *testing.T) {
 
 func TestSegmentsKeepStatementText(t *testing.T) {
 	t.Parallel()
-	segs, err := segments("INSERT INTO a VALUES ('x;y');\nVACUUM a", sqlscript.DefaultServerVersionNum)
+	segs, err := segments("INSERT INTO a VALUES ('x;y');\nVACUUM a", sqlscript.DefaultServerVersionNum, false)
 	require.NoError(t, err)
 	require.Len(t, segs, 2)
 	require.Equal(t, "INSERT INTO a VALUES ('x;y')", segs[0].stmts[0].SQL)
@@ -106,13 +106,27 @@ func TestSegmentsKeepStatementText(t *testing.T) {
 func TestSegmentsDependOnServerVersion(t *testing.T) {
 	t.Parallel()
 	script := "CREATE TYPE mood AS ENUM ('sad');\nALTER TYPE mood ADD VALUE 'happy';\nSELECT 1"
-	segs, err := segments(script, 110000)
+	segs, err := segments(script, 110000, false)
 	require.NoError(t, err)
 	require.Equal(t, []segView{{true, []int{1}}, {false, []int{2}}, {true, []int{3}}}, view(segs),
 		"before PostgreSQL 12 ALTER TYPE ... ADD VALUE cannot run in a transaction")
-	segs, err = segments(script, 150000)
+	segs, err = segments(script, 150000, false)
 	require.NoError(t, err)
 	require.Equal(t, []segView{{true, []int{1, 2, 3}}}, view(segs))
+}
+
+func TestSegmentsOfAWrappedOrNoTransactionMigration(t *testing.T) {
+	t.Parallel()
+	// A BEGIN and a COMMIT around the whole script (golang-migrate's habit) are dropped.
+	segs, err := segments("BEGIN;\nCREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\nCOMMIT;\n", sqlscript.DefaultServerVersionNum, false)
+	require.NoError(t, err)
+	require.Equal(t, []segView{{true, []int{2, 3}}}, view(segs))
+
+	// no_transaction: each statement is a segment of its own, committed on its own.
+	script := "CREATE TYPE mood AS ENUM ('sad');\nALTER TYPE mood ADD VALUE 'happy';\nCREATE INDEX CONCURRENTLY i ON a (id);\nSELECT 'happy'::mood"
+	segs, err = segments(script, sqlscript.DefaultServerVersionNum, true)
+	require.NoError(t, err)
+	require.Equal(t, []segView{{true, []int{1}}, {true, []int{2}}, {false, []int{3}}, {true, []int{4}}}, view(segs))
 }
 
 func TestSegmentsRefuseTransactionControl(t *testing.T) {
@@ -130,7 +144,7 @@ func TestSegmentsRefuseTransactionControl(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			segs, err := segments(tt.script, sqlscript.DefaultServerVersionNum)
+			segs, err := segments(tt.script, sqlscript.DefaultServerVersionNum, false)
 			require.Nil(t, segs)
 			require.ErrorContains(t, err, tt.want)
 			require.ErrorContains(t, err, "remove transaction control")
@@ -140,7 +154,7 @@ func TestSegmentsRefuseTransactionControl(t *testing.T) {
 
 func TestSegmentsSyntaxError(t *testing.T) {
 	t.Parallel()
-	segs, err := segments("SELECT 1;\nSELECT 'unterminated", sqlscript.DefaultServerVersionNum)
+	segs, err := segments("SELECT 1;\nSELECT 'unterminated", sqlscript.DefaultServerVersionNum, false)
 	require.Nil(t, segs)
 	var se *sqlscript.SyntaxError
 	require.ErrorAs(t, err, &se)

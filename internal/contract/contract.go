@@ -405,6 +405,11 @@ type RunPlan struct {
 	// Incomplete lists incomplete migrations this run leaves as they are (beyond "to", or not
 	// in the request).
 	Incomplete []IncompleteMigration `json:"incomplete,omitempty"`
+	// Adopted lists the migrations the run recorded as applied by the tool it adopts (a
+	// dry-run: would record), and AdoptedFrom that tool's history table ("goose:
+	// public.goose_db_version"); both empty without adopt.
+	Adopted     []string `json:"adopted,omitempty"`
+	AdoptedFrom string   `json:"adopted_from,omitempty"`
 }
 
 // ResumedMigration is a migration a run resumes.

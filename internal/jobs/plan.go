@@ -82,9 +82,25 @@ func (pl *planAttempt) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var adopted []target.Applied
+	var adoptedFrom string
+	if a.rc.req.Adopt != "" {
+		if adopted, adoptedFrom, err = pl.adoption(ctx, t, pool, applied); err != nil {
+			return err
+		}
+		applied = append(slices.Clone(applied), adopted...)
+		slices.SortStableFunc(applied, func(a, b target.Applied) int { return contract.CompareVersions(a.Version, b.Version) })
+	}
 	d, err := decide(a.rc.req, applied)
 	if err != nil {
 		return hooks.Permanent(err)
+	}
+	if a.rc.req.Adopt != "" {
+		d.adopted, d.AdoptedFrom = adopted, adoptedFrom
+		d.Adopted = []string{}
+		for _, r := range adopted {
+			d.Adopted = append(d.Adopted, r.Version)
+		}
 	}
 	// Hooks were validated at intake against this worker's registry; check again in case the
 	// run was accepted by a worker with other hooks loaded.
@@ -121,6 +137,12 @@ func (pl *planAttempt) takeOver(ctx context.Context, t *target.Target, d *decisi
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if err := t.Lock(ctx, tx); err != nil {
 			return err
+		}
+		if len(d.adopted) > 0 {
+			if err := t.RecordAdopted(ctx, tx, d.adopted); err != nil {
+				return err
+			}
+			a.log.Info("adopted the history of another tool", "from", d.AdoptedFrom, "versions", d.Adopted)
 		}
 		for _, f := range d.forced {
 			if err := t.UpdateChecksum(ctx, tx, f.Version, f.Name, f.Checksum); err != nil {
@@ -165,7 +187,7 @@ func (pl *planAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 	started.Data = mustJSON(d.RunPlan)
 	if len(d.entries) == 0 {
 		done := outbox.New(rc.ref, contract.KindRunCompleted)
-		done.Message = "nothing to do: " + nothingToDo(rc.req, d) + incompleteNote(a.summary)
+		done.Message = "nothing to do: " + nothingToDo(rc.req, d) + adoptNote(d, rc.row.DryRun) + incompleteNote(a.summary)
 		done.Data = mustJSON(a.summary)
 		done.DurationMS = time.Since(rc.row.CreatedAt).Milliseconds()
 		switch {
@@ -182,7 +204,7 @@ func (pl *planAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 		if rc.row.DryRun {
 			// A dry-run with nothing pending is a clean report that says so.
 			rep := outbox.New(rc.ref, contract.KindDryRunReport)
-			rep.Message = "nothing pending: " + nothingToDo(rc.req, d)
+			rep.Message = "nothing pending: " + nothingToDo(rc.req, d) + adoptNote(d, true)
 			rep.Data = mustJSON(contract.DryRunReport{Schema: contract.DryRunReportSchemaV2, Run: rc.row.ID, RequestID: rc.row.RequestID, Target: rc.row.Target,
 				Direction: d.Direction, Success: true, Migrations: []contract.DryRunMigrationReport{}, Warnings: []contract.DryRunWarning{}})
 			evs = append(evs, rep)
@@ -197,7 +219,7 @@ func (pl *planAttempt) succeeded(ctx context.Context, tx pgx.Tx) error {
 	if len(d.Forced) > 0 {
 		started.Message += fmt.Sprintf("; accepted changed checksums of %s (force)", strings.Join(d.Forced, ", "))
 	}
-	started.Message += leftNote(d.Incomplete)
+	started.Message += adoptNote(d, rc.req.DryRun) + leftNote(d.Incomplete)
 	if rc.req.DryRun {
 		started.Message = "dry-run: " + started.Message
 		a.log.Info("dry-run started", "plan", d.Versions, "direction", d.Direction)
@@ -225,6 +247,8 @@ type decision struct {
 	forced []target.Applied
 	// owners maps each incomplete migration the run resumes to the run that owns it.
 	owners map[string]string
+	// adopted are the tracking rows the run records for the tool it adopts.
+	adopted []target.Applied
 }
 
 // decide plans a run: which migrations to apply (or revert), in order, and from which phase.

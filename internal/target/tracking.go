@@ -193,6 +193,29 @@ func (t *Target) RecordApplied(ctx context.Context, q Querier, a Applied, ledger
 	return nil
 }
 
+// RecordAdopted writes the tracking rows of migrations another tool applied (complete, with
+// the time that tool applied them, or now when it does not say), leaving a row that exists
+// as it is.
+func (t *Target) RecordAdopted(ctx context.Context, q Querier, rows []Applied) error {
+	ctx = WithTarget(ctx, t)
+	batch := &pgx.Batch{}
+	for _, a := range rows {
+		var at *time.Time
+		if !a.AppliedAt.IsZero() {
+			at = &a.AppliedAt
+		}
+		batch.Queue(`INSERT INTO `+t.schema+`.schema_migrations
+			(version, name, checksum, applied_at, execution_time_ms, applied_by, run_id, complete, phase)
+			VALUES ($1, $2, $3, coalesce($4, now()), $5, $6, $7, true, '')
+			ON CONFLICT (version) DO NOTHING`,
+			a.Version, a.Name, a.Checksum, at, a.ExecutionTimeMS, a.AppliedBy, a.RunID)
+	}
+	if err := q.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("record adopted migrations: %w", err)
+	}
+	return nil
+}
+
 // UpdateChecksum records a migration's new checksum and name (a forced request), keeping the
 // rest of its row.
 func (t *Target) UpdateChecksum(ctx context.Context, q Querier, version, name, checksum string) error {

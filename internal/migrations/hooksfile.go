@@ -81,27 +81,48 @@ type dep struct {
 // parseHooks parses the hooks file named file (for messages) holding data. The hooks are in
 // declaration order; they are meaningful only when there are no problems.
 func parseHooks(file string, data []byte) ([]contract.HookSpec, []Problem) {
-	p := &hooksParser{file: file, targets: map[*ast.AliasNode]ast.Node{}, open: map[ast.Node]bool{}}
+	p := newHooksParser(file)
+	body := p.document(data, "a hooks file")
+	if body == nil {
+		return nil, p.problems // an empty file, or only comments: no hooks
+	}
+	entries := p.topLevel(body)
+	p.crossCheck(entries)
+	var hooks []contract.HookSpec
+	for _, e := range entries {
+		hooks = append(hooks, e.spec)
+	}
+	return hooks, p.problems
+}
+
+func newHooksParser(file string) *hooksParser {
+	return &hooksParser{file: file, targets: map[*ast.AliasNode]ast.Node{}, open: map[ast.Node]bool{}}
+}
+
+// document parses data, a YAML file of a single document (what is "a hooks file", for
+// messages), and returns its body with its aliases linked, or nil when it has none or after
+// reporting why it cannot be read.
+func (p *hooksParser) document(data []byte, what string) ast.Node {
 	if i := invalidUTF8(data); i >= 0 {
 		p.addLine(lineAt(data, i), "is not valid UTF-8")
-		return nil, p.problems
+		return nil
 	}
 	// The YAML parser takes time and memory quadratic in the nesting of flow collections: a
 	// 20 KB file of '[' costs it 2 seconds and 600 MB. Refuse such a file before parsing it.
 	if i := flowNesting(data); i >= 0 {
 		p.addLine(lineAt(data, i), "nested more than %d levels deep ('[' and '{' without their closing bracket)", maxFlowNesting)
-		return nil, p.problems
+		return nil
 	}
 	// So do block sequences opened on one line ("- - - x"): a 1 MB line of them took 24 GB.
 	if i := dashNesting(data); i >= 0 {
 		p.addLine(lineAt(data, i), "nested more than %d levels deep (\"- \" repeated on one line)", maxLineDashes)
-		return nil, p.problems
+		return nil
 	}
 	// YAML allows a byte order mark, which the parser does not; it is not part of any line.
 	f, line, err := parseYAML(bytes.TrimPrefix(data, []byte("\ufeff")))
 	if err != nil {
 		p.addLine(line, "invalid YAML: %s", err)
-		return nil, p.problems
+		return nil
 	}
 	var bodies []ast.Node
 	for _, d := range f.Docs {
@@ -112,19 +133,13 @@ func parseHooks(file string, data []byte) ([]contract.HookSpec, []Problem) {
 		}
 	}
 	if len(bodies) == 0 {
-		return nil, nil // an empty file, or only comments: no hooks
+		return nil
 	}
 	if len(bodies) > 1 {
-		p.add(bodies[1], "a hooks file holds one YAML document, this one holds %d: remove the extra \"---\"", len(bodies))
+		p.add(bodies[1], "%s holds one YAML document, this one holds %d: remove the extra \"---\"", what, len(bodies))
 	}
 	ast.Walk(aliasLinker{anchors: map[string]ast.Node{}, targets: p.targets}, bodies[0])
-	entries := p.topLevel(bodies[0])
-	p.crossCheck(entries)
-	var hooks []contract.HookSpec
-	for _, e := range entries {
-		hooks = append(hooks, e.spec)
-	}
-	return hooks, p.problems
+	return bodies[0]
 }
 
 // maxFlowNesting bounds the raw nesting of '[' and '{' in a hooks file, and maxLineDashes the

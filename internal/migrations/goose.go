@@ -139,11 +139,8 @@ const (
 // text between the "-- +goose Up" line and the "-- +goose Down" line (or the end), annotations
 // inside it kept as the SQL comments they are; down is the text after "-- +goose Down".
 func parseGoose(data []byte, report reportFunc) sections {
+	const noUp = "has no '-- +goose Up' annotation: goose requires one before the migration's SQL (and '-- +goose Down' before the SQL that reverts it)"
 	var s sections
-	if !hasGooseUp(data) {
-		report(0, "has no '-- +goose Up' annotation: goose requires one before the migration's SQL (and '-- +goose Down' before the SQL that reverts it)")
-		return s
-	}
 	state := gooseStart
 	upStart, upEnd, downStart := 0, len(data), len(data)
 	beginLine := 0
@@ -235,6 +232,9 @@ func parseGoose(data []byte, report reportFunc) sections {
 		}
 		switch state {
 		case gooseStart:
+			if !hasGooseUp(data) {
+				return fail(0, noUp)
+			}
 			return fail(no, "SQL before the '-- +goose Up' annotation: goose rejects a file whose SQL does not follow it; move this below '-- +goose Up'")
 		case gooseUp, gooseDown:
 			if endsWithSemicolon(text) {
@@ -251,6 +251,9 @@ func parseGoose(data []byte, report reportFunc) sections {
 	})
 	switch {
 	case failed:
+		return s
+	case state == gooseStart:
+		report(0, noUp)
 		return s
 	case state == gooseUpBegin || state == gooseDownBegin:
 		report(beginLine, "'-- +goose StatementBegin' has no '-- +goose StatementEnd' after it: goose requires one")

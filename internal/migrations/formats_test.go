@@ -144,7 +144,7 @@ func TestLoadGolangMigrateProblems(t *testing.T) {
 		{"hooks of no file", "", gm(map[string]string{"0001_ab.hooks.yaml": ""}),
 			[]wantProblem{{"0001_ab.hooks.yaml", 0, "has no matching 0001_ab.up.sql (0001_a b.up.sql has the same version: is the name misspelt?)"}}},
 		{"hooks by name and by version", "", gm(map[string]string{"0001_a b.hooks.yaml": "", "1.hooks.yml": ""}),
-			[]wantProblem{{"1.hooks.yml", 0, "0001_a b.hooks.yaml also declares the hooks of 0001_a b.up.sql (one by its name, the other by its version); keep one hooks file per migration"}}},
+			[]wantProblem{{"1.hooks.yml", 0, "0001_a b.hooks.yaml also declares the hooks of 0001_a b.up.sql; keep one hooks file per migration"}}},
 		{"hooks file with a problem", "", gm(map[string]string{"0001.hooks.yaml": "after_ddl:\n  - hook: sql\n    priority: x\n"}),
 			[]wantProblem{{"0001.hooks.yaml", 3, "priority must be an integer"}}},
 	})

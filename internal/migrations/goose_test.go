@@ -109,7 +109,7 @@ func TestLoadGooseProblems(t *testing.T) {
 		{"hooks of a misspelt file", "", goose("1_frist.hooks.yaml", ""),
 			[]wantProblem{{"1_frist.hooks.yaml", 0, "has no matching 1_frist.sql (1_first.sql has the same version: is the name misspelt?)"}}},
 		{"hooks by name and by version", "", map[string]string{"1_first.sql": "-- +goose Up\nselect 1;\n", "1_first.hooks.yaml": "", "001.hooks.yaml": ""},
-			[]wantProblem{{"1_first.hooks.yaml", 0, "001.hooks.yaml also declares the hooks of 1_first.sql (one by its name, the other by its version)"}}},
+			[]wantProblem{{"1_first.hooks.yaml", 0, "001.hooks.yaml also declares the hooks of 1_first.sql; keep one hooks file per migration"}}},
 		{"hooks of no version", "", goose("2.hooks.yaml", ""),
 			[]wantProblem{{"2.hooks.yaml", 0, "is the hooks file of version 2, but no migration has that version"}}},
 	})

@@ -399,7 +399,7 @@ func (l *loader) attachHooks(ps []*parsed, hooksFiles []string, n naming) {
 			if s, _ := hooksStem(p.hooks); s == stem {
 				l.add(hf, 0, "%s also exists; keep one hooks file per migration", p.hooks)
 			} else {
-				l.add(hf, 0, "%s also declares the hooks of %s (one by its name, the other by its version); keep one hooks file per migration", p.hooks, p.file)
+				l.add(hf, 0, "%s also declares the hooks of %s; keep one hooks file per migration", p.hooks, p.file)
 			}
 		default:
 			p.hooks = hf

@@ -211,8 +211,13 @@ func parseFlywayName(base string) (*flywayScript, string) {
 func (l *loader) checkPlaceholders(file, sql string) {
 	data := []byte(sql)
 	for _, loc := range flywayPlaceholderRE.FindAllIndex(data, -1) {
-		l.add(file, lineAt(data, loc[0]), "%s is a Flyway placeholder, which the worker does not replace: write its value into the file (or, if the text is meant as it is, set placeholderReplacement=false in %s.conf)",
-			clipText(sql[loc[0]:loc[1]], 80), path.Base(file))
+		placeholder := sql[loc[0]:loc[1]]
+		what := "a Flyway placeholder"
+		if strings.HasPrefix(placeholder, "${flyway:") {
+			what = "one of Flyway's built-in placeholders" // the worker has no Flyway configuration to take their values from
+		}
+		l.add(file, lineAt(data, loc[0]), "%s is %s, which the worker does not replace: write its value into the file (or, if the text is meant as it is, set placeholderReplacement=false in %s.conf)",
+			clipText(placeholder, 80), what, path.Base(file))
 	}
 }
 

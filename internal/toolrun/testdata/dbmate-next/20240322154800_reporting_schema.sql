@@ -1,0 +1,10 @@
+-- migrate:up
+CREATE SCHEMA reporting;
+ALTER MATERIALIZED VIEW monthly_revenue SET SCHEMA reporting;
+ALTER VIEW account_revenue SET SCHEMA reporting;
+REFRESH MATERIALIZED VIEW reporting.monthly_revenue;
+
+-- migrate:down
+ALTER VIEW reporting.account_revenue SET SCHEMA public;
+ALTER MATERIALIZED VIEW reporting.monthly_revenue SET SCHEMA public;
+DROP SCHEMA reporting;

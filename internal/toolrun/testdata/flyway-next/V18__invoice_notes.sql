@@ -1,0 +1,2 @@
+ALTER TABLE invoices ADD COLUMN notes text;
+CREATE INDEX invoices_order_id_idx ON invoices (order_id);

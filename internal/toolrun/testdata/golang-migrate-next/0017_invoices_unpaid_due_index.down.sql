@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY invoices_unpaid_due_idx;

@@ -1,0 +1,1 @@
+CREATE INDEX CONCURRENTLY invoices_unpaid_due_idx ON invoices (due_on) WHERE amount_cents > 0;

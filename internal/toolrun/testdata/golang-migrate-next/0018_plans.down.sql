@@ -1,0 +1,6 @@
+BEGIN;
+
+ALTER TABLE accounts DROP COLUMN plan_id;
+DROP TABLE plans;
+
+COMMIT;

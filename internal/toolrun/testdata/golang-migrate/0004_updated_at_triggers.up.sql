@@ -1,0 +1,22 @@
+BEGIN;
+
+ALTER TABLE accounts ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
+ALTER TABLE users ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
+
+CREATE FUNCTION touch_updated_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- An UPDATE that changes nothing keeps the old timestamp.
+    IF NEW IS DISTINCT FROM OLD THEN
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER accounts_touch_updated_at BEFORE UPDATE ON accounts
+    FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
+CREATE TRIGGER users_touch_updated_at BEFORE UPDATE ON users
+    FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
+
+COMMIT;

@@ -1,0 +1,2 @@
+DROP FUNCTION issue_invoice(bigint, integer);
+DROP FUNCTION order_total_cents(bigint);

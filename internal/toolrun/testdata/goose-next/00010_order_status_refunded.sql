@@ -1,0 +1,19 @@
+-- +goose NO TRANSACTION
+-- +goose Up
+ALTER TYPE order_status ADD VALUE 'refunded' AFTER 'paid';
+ALTER TABLE orders ADD COLUMN refunded_at timestamptz;
+UPDATE orders SET status = 'refunded' WHERE refunded_at IS NOT NULL AND status = 'paid';
+ALTER TABLE orders ADD CONSTRAINT orders_refund_consistent
+    CHECK ((status = 'refunded') = (refunded_at IS NOT NULL));
+
+-- +goose Down
+ALTER TABLE orders DROP CONSTRAINT orders_refund_consistent;
+ALTER TABLE orders DROP COLUMN refunded_at;
+-- PostgreSQL cannot drop an enum value: rebuild the type without it.
+UPDATE orders SET status = 'paid' WHERE status = 'refunded';
+ALTER TYPE order_status RENAME TO order_status_before_refunds;
+CREATE TYPE order_status AS ENUM ('pending', 'paid', 'cancelled');
+ALTER TABLE orders ALTER COLUMN status DROP DEFAULT;
+ALTER TABLE orders ALTER COLUMN status TYPE order_status USING status::text::order_status;
+ALTER TABLE orders ALTER COLUMN status SET DEFAULT 'pending';
+DROP TYPE order_status_before_refunds;

@@ -158,7 +158,7 @@ func (l *loader) readGolangMigrate(files []string) ([]*parsed, []string) {
 		// golang-migrate parses the version as a uint64 (source.Parse) and skips a file whose
 		// version does not fit.
 		if _, err := strconv.ParseUint(m[1], 10, 64); err != nil {
-			l.add(name, 0, "version %s is beyond golang-migrate's versions (at most %d), which skips such a file", clipText(m[1], 80), uint64(math.MaxUint64))
+			l.add(name, 0, "version %s is beyond golang-migrate's versions (at most %d), which skips such a file; renumber it", clipText(m[1], 80), uint64(math.MaxUint64))
 			continue
 		}
 		if m[3] == "down" {
@@ -168,15 +168,15 @@ func (l *loader) readGolangMigrate(files []string) ([]*parsed, []string) {
 		ps = append(ps, &parsed{file: name, stem: strings.TrimSuffix(name, ".up.sql"), version: m[1], name: m[2]})
 	}
 	// golang-migrate pairs an up and a down file by version alone: their titles may differ.
+	byVersion := firstByVersion(ps)
 	for _, d := range downs {
-		i := slices.IndexFunc(ps, func(p *parsed) bool { return contract.SameVersion(p.version, d.version) })
-		switch {
-		case i < 0:
+		switch p := byVersion[contract.VersionKey(d.version)]; {
+		case p == nil:
 			l.add(d.file, 0, "has no matching %s_%s.up.sql: a down file needs the up file of its version", d.version, d.title)
-		case ps[i].downFile != "":
-			l.add(d.file, 0, "%s is also the down file of version %s; keep one", ps[i].downFile, d.version)
+		case p.downFile != "":
+			l.add(d.file, 0, "%s is also the down file of version %s; keep one", p.downFile, d.version)
 		default:
-			ps[i].downFile = d.file
+			p.downFile = d.file
 		}
 	}
 	for _, p := range ps {

@@ -138,18 +138,18 @@ func (l *loader) readFlyway(files []string) ([]*parsed, []string) {
 		}
 	}
 	undos := map[*parsed]*flywayScript{}
+	byVersion := firstByVersion(ps)
 	for _, sc := range scripts {
 		if !sc.undo {
 			continue
 		}
-		i := slices.IndexFunc(ps, func(p *parsed) bool { return contract.SameVersion(p.version, sc.version) })
-		switch {
-		case i < 0:
+		switch p := byVersion[contract.VersionKey(sc.version)]; {
+		case p == nil:
 			l.add(sc.file, 0, "is the undo migration of version %s, but no V%s__<description>.sql has that version: an undo migration needs the versioned migration it undoes", sc.version, sc.version)
-		case undos[ps[i]] != nil:
-			l.add(sc.file, 0, "%s is also the undo migration of version %s; keep one", undos[ps[i]].file, sc.version)
+		case undos[p] != nil:
+			l.add(sc.file, 0, "%s is also the undo migration of version %s; keep one", undos[p].file, sc.version)
 		default:
-			undos[ps[i]] = sc
+			undos[p] = sc
 		}
 	}
 	for _, p := range ps {
@@ -206,17 +206,28 @@ func parseFlywayName(base string) (*flywayScript, string) {
 	return &flywayScript{undo: prefix == "U", version: flywayVersion(version), name: strings.ReplaceAll(desc, "_", " ")}, ""
 }
 
+// maxPlaceholderProblems bounds the placeholders reported a file: past a few, the rest are
+// counted (a hostile file of "${}" would otherwise make a million problems).
+const maxPlaceholderProblems = 20
+
 // checkPlaceholders reports Flyway's placeholders in a script: Flyway replaces ${name} with the
 // value configured for it (and fails when there is none), which the worker cannot know.
 func (l *loader) checkPlaceholders(file, sql string) {
-	data := []byte(sql)
-	for _, loc := range flywayPlaceholderRE.FindAllIndex(data, -1) {
+	locs := flywayPlaceholderRE.FindAllStringIndex(sql, -1)
+	line, from := 1, 0
+	for i, loc := range locs {
+		line += strings.Count(sql[from:loc[0]], "\n")
+		from = loc[0]
+		if i == maxPlaceholderProblems {
+			l.add(file, line, "and %d more Flyway placeholders from here on, which the worker does not replace either", len(locs)-i)
+			return
+		}
 		placeholder := sql[loc[0]:loc[1]]
 		what := "a Flyway placeholder"
 		if strings.HasPrefix(placeholder, "${flyway:") {
 			what = "one of Flyway's built-in placeholders" // the worker has no Flyway configuration to take their values from
 		}
-		l.add(file, lineAt(data, loc[0]), "%s is %s, which the worker does not replace: write its value into the file (or, if the text is meant as it is, set placeholderReplacement=false in %s.conf)",
+		l.add(file, line, "%s is %s, which the worker does not replace: write its value into the file (or, if the text is meant as it is, set placeholderReplacement=false in %s.conf)",
 			clipText(placeholder, 80), what, path.Base(file))
 	}
 }

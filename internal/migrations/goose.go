@@ -34,9 +34,9 @@ func gooseVersionProblem(v string) string {
 	n, err := strconv.ParseInt(v, 10, 64)
 	switch {
 	case err != nil:
-		return "version " + clipText(v, 80) + " is beyond goose's versions (at most " + strconv.FormatInt(math.MaxInt64, 10) + ")"
+		return "version " + clipText(v, 80) + " is beyond goose's versions (at most " + strconv.FormatInt(math.MaxInt64, 10) + "); renumber the file"
 	case n < 1:
-		return "version " + v + " is 0: goose's versions start at 1"
+		return "version " + v + " is zero: goose's versions start at 1; renumber the file"
 	}
 	return ""
 }

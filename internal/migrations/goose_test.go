@@ -97,7 +97,7 @@ func TestLoadGooseProblems(t *testing.T) {
 		{"not a migration's name", FormatGoose, goose("seed.sql", "-- +goose Up\nselect 1;\n"),
 			[]wantProblem{{"seed.sql", 0, "not a goose migration file name; expected <version>_<name>.sql"}}},
 		{"version 0", FormatGoose, goose("0_init.sql", "-- +goose Up\nselect 1;\n"),
-			[]wantProblem{{"0_init.sql", 0, "version 0 is 0: goose's versions start at 1"}}},
+			[]wantProblem{{"0_init.sql", 0, "version 0 is zero: goose's versions start at 1; renumber the file"}}},
 		{"version beyond int64", FormatGoose, goose("9223372036854775808_x.sql", "-- +goose Up\nselect 1;\n"),
 			[]wantProblem{{"9223372036854775808_x.sql", 0, "is beyond goose's versions (at most 9223372036854775807)"}}},
 		{"one version twice", "", goose("01_b.sql", "-- +goose Up\nselect 1;\n"),

@@ -1,6 +1,8 @@
 package migrations
 
 import (
+	"bytes"
+	"fmt"
 	"math"
 	"runtime"
 	"strconv"
@@ -107,4 +109,55 @@ func TestHooksFileAliasesFollowDocumentOrder(t *testing.T) {
 		"      a: &x 1\n      b: *x\n      c: &x [2]\n      d: [*x, &x 3, *x]\n      e: {? &k k : *k}\n"))
 	require.Empty(t, problems)
 	require.Equal(t, map[string]any{"a": int64(1), "b": int64(1), "c": []any{int64(2)}, "d": []any{[]any{int64(2)}, int64(3), int64(3)}, "e": map[string]any{"k": "k"}}, hooks[0].Params)
+}
+
+// A Flyway script full of placeholders costs a moment and a few problems, not one a
+// placeholder counted from the file's start each time.
+func TestFlywayPlaceholderFloodIsQuick(t *testing.T) {
+	t.Parallel()
+	const n = (maxSQLChars - 20) / 3 // a script a request takes
+	sql := "select 1;\n" + strings.Repeat("${}", n) + "\n"
+	dir := writeDir(t, map[string]string{"V1__flood.sql": sql})
+	start := time.Now()
+	le := loadErrAs(t, dir, FormatFlyway)
+	require.Less(t, time.Since(start), 5*time.Second)
+	require.Len(t, le.Problems, maxPlaceholderProblems+1)
+	requireProblem(t, le, "V1__flood.sql", 2, "${} is a Flyway placeholder")
+	requireProblem(t, le, "V1__flood.sql", 2, fmt.Sprintf("and %d more Flyway placeholders from here on", n-maxPlaceholderProblems))
+}
+
+// The section parsers take any bytes: their sections are parts of the file, their problems'
+// lines lines of it.
+func FuzzParseSections(f *testing.F) {
+	for _, seed := range []string{
+		"-- +goose Up\nselect 1;\n-- +goose Down\nselect 2;\n",
+		"-- +goose Up\n-- +goose StatementBegin\nselect 1\n-- +goose StatementEnd\n",
+		"-- +goose NO TRANSACTION\n-- +goose Up\r\nselect 1;\r\n",
+		"\ufeff-- migrate:up transaction:false\nselect 1;\n-- migrate:down\n",
+		"-- migrate:down\n-- migrate:up\n-- migrate:up\n",
+		"select 1;\n-- +goose Up\n",
+		"",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lines := bytes.Count(data, []byte{'\n'}) + 1
+		for _, parse := range []func([]byte, reportFunc) sections{parseGoose, parseDbmate} {
+			problems := 0
+			s := parse(data, func(line int, format string, args ...any) {
+				problems++
+				require.GreaterOrEqual(t, line, 0)
+				require.LessOrEqual(t, line, lines)
+				require.NotEmpty(t, fmt.Sprintf(format, args...))
+			})
+			if !s.ok {
+				require.NotZero(t, problems, "a parse that fails says why")
+				continue
+			}
+			require.True(t, bytes.Contains(data, s.up), "up is part of the file")
+			require.True(t, bytes.Contains(data, s.down), "down is part of the file")
+			require.Positive(t, s.upLine)
+			require.LessOrEqual(t, s.upLine, lines)
+		}
+	})
 }

@@ -18,9 +18,10 @@
 // version written as in the file names (Flyway's V1_2 or V1.2).
 //
 // The format is the one the caller names, or the one a confiture.yaml file in the directory names
-// ("format: goose"), or else the one its files show (see LoadFormat). Dotfiles, subdirectories
-// (but Flyway's) and files that end in neither .sql, .yaml nor .yml are ignored, so a README can
-// sit next to the migrations.
+// ("format: goose"), or else the one its files show (see LoadFormat). Dotfiles, dot-directories,
+// subdirectories (but Flyway's, which it scans as Flyway does), and files that end in neither
+// .sql, .yaml nor .yml are ignored, so a README can sit next to the migrations; so are .go and
+// .sql.conf files, but goose's Go migrations (reported) and Flyway's script configurations.
 //
 // Loading checks everything it can before a request is built, and reports every problem it
 // finds at once, each with its file and, where one applies, its line: see LoadError.
@@ -283,7 +284,7 @@ func (l *loader) assemble(ps []*parsed, hooksFiles []string, n naming) []contrac
 	for _, p := range ps {
 		switch {
 		case len(p.version) > contract.MaxVersionLen:
-			l.add(p.file, 0, "version %s is %d characters long; a request allows at most %d", clipText(p.version, 80), len(p.version), contract.MaxVersionLen)
+			l.add(p.file, 0, "version %s is %d characters long; a request allows at most %d: renumber the file", clipText(p.version, 80), len(p.version), contract.MaxVersionLen)
 		case !contract.ValidVersion(p.version):
 			l.add(p.file, 0, "version %s is not a version: numbers separated by dots", quote(p.version))
 		}
@@ -313,18 +314,30 @@ func (l *loader) assemble(ps []*parsed, hooksFiles []string, n naming) []contrac
 	return ms
 }
 
-// nameProblem says what is wrong with a migration's name, or "".
+// nameProblem says what is wrong with a migration's name, read from its file's name, or "".
 func nameProblem(name string) string {
-	const rule = "a request takes 1 to 200 characters, without control characters or '/'"
+	const rule = "a request takes 1 to 200 characters, without control characters or '/'; rename the file"
 	switch n := utf8.RuneCountInString(name); {
 	case n == 0:
 		return "the migration's name is empty: " + rule
 	case n > maxNameChars:
-		return fmt.Sprintf("the migration's name is %d characters long: %s; shorten it", n, rule)
+		return fmt.Sprintf("the migration's name is %d characters long: %s", n, rule)
 	case strings.ContainsFunc(name, func(r rune) bool { return r == '/' || unicode.IsControl(r) }):
 		return fmt.Sprintf("the migration's name %s holds a control character or '/': %s", quote(name), rule)
 	}
 	return ""
+}
+
+// firstByVersion maps each version (contract.VersionKey) to its first migration: where the
+// down SQL of another file goes. (Two migrations of one version are a problem of their own.)
+func firstByVersion(ps []*parsed) map[string]*parsed {
+	m := make(map[string]*parsed, len(ps))
+	for _, p := range ps {
+		if k := contract.VersionKey(p.version); m[k] == nil {
+			m[k] = p
+		}
+	}
+	return m
 }
 
 // checkDuplicates reports the migrations that share a version (contract.SameVersion: 001 and 1,

@@ -9,7 +9,7 @@ import (
 )
 
 // Formats are the migration formats the fixtures come in, one per tool.
-var Formats = []string{"goose", "golang-migrate", "dbmate"}
+var Formats = []string{"goose", "golang-migrate", "dbmate", "flyway"}
 
 // Fixture returns the absolute path of format's fixture directory: the same small billing
 // application (accounts, users, orders, invoices, payments, a partitioned audit log, views,

@@ -16,13 +16,13 @@ import (
 // ToolError is a tool's failure: what was run, with passwords hidden, and everything the tool
 // printed.
 type ToolError struct {
-	// Tool is "goose", "migrate", "dbmate" or "pg_dump".
+	// Tool is "goose", "migrate", "dbmate", "flyway" or "pg_dump".
 	Tool string
 	// Args are the tool's arguments, passwords in connection strings hidden.
 	Args []string
 	// Output is the tool's combined standard output and standard error.
 	Output []byte
-	// Err is why it failed: the process's exit error.
+	// Err is why it failed: the process's exit error, or for the Flyway stand-in its own error.
 	Err error
 }
 
@@ -68,7 +68,7 @@ func Dbmate(ctx context.Context, dir, dsn string, args ...string) ([]byte, error
 }
 
 // Apply brings dsn up to date with the migrations in dir through format's tool: Goose, Migrate,
-// or Dbmate with their default command.
+// Dbmate or Flyway with their default command.
 func Apply(ctx context.Context, format, dir, dsn string) ([]byte, error) {
 	switch format {
 	case "goose":
@@ -77,13 +77,16 @@ func Apply(ctx context.Context, format, dir, dsn string) ([]byte, error) {
 		return Migrate(ctx, dir, dsn)
 	case "dbmate":
 		return Dbmate(ctx, dir, dsn)
+	case "flyway":
+		return Flyway(ctx, dir, dsn)
 	}
 	return nil, fmt.Errorf("toolrun: unknown format %q (known: %s)", format, strings.Join(Formats, ", "))
 }
 
 // HistoryVersions returns the versions format's tool records as applied in dsn, in the order
 // the tool applied them: goose's goose_db_version (without goose's own version 0), dbmate's
-// schema_migrations (in version order: dbmate keeps no other). golang-migrate keeps only its current version, so for it the answer is
+// schema_migrations (in version order: dbmate keeps no other), Flyway's flyway_schema_history
+// (successful rows). golang-migrate keeps only its current version, so for it the answer is
 // that one version, or an error when it is marked dirty. The tables are looked up in the
 // connection's search_path, where the tools create them by default.
 func HistoryVersions(ctx context.Context, format, dsn string) ([]string, error) {
@@ -95,6 +98,8 @@ func HistoryVersions(ctx context.Context, format, dsn string) ([]string, error) 
 		q = `SELECT version::text || CASE WHEN dirty THEN ' dirty' ELSE '' END FROM schema_migrations`
 	case "dbmate":
 		q = `SELECT version FROM schema_migrations ORDER BY version`
+	case "flyway":
+		q = `SELECT version FROM flyway_schema_history WHERE success AND type = 'SQL' ORDER BY installed_rank`
 	default:
 		return nil, fmt.Errorf("toolrun: unknown format %q (known: %s)", format, strings.Join(Formats, ", "))
 	}

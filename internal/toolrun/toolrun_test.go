@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,10 +25,21 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
+// flywayFixtureVersions are the fixture's versions in the order Flyway applies them, which is
+// not the order of their names as strings (V1.10 after V1_2, V10 after V9).
+var flywayFixtureVersions = []string{"1", "1.1", "1.2", "1.10", "2", "2.1", "2.2", "3", "3.0.1", "4", "5", "6",
+	"7", "8", "9", "10", "11", "12", "13", "14", "15", "16", "17"}
+
 // fixtureVersions are the versions the tool's history should hold after applying dir, read
 // from the file names as the tool reads them (golang-migrate keeps only the last).
 func fixtureVersions(t *testing.T, format, dir string) []string {
 	t.Helper()
+	if format == "flyway" {
+		if strings.HasSuffix(dir, "-next") {
+			return append(slices.Clone(flywayFixtureVersions), "18")
+		}
+		return flywayFixtureVersions
+	}
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	var versions []string
@@ -76,7 +88,8 @@ var fixtureObjects = []string{
 	"ADD CONSTRAINT payments_invoice_id_fkey FOREIGN KEY (invoice_id) REFERENCES public.invoices(id);",
 }
 
-// revert takes dsn back down through every migration of dir with format's tool.
+// revert takes dsn back down through every migration of dir with format's tool. Flyway
+// Community has no undo.
 func revert(t *testing.T, ctx context.Context, format, dir, dsn string) {
 	t.Helper()
 	switch format {
@@ -101,7 +114,7 @@ func revert(t *testing.T, ctx context.Context, format, dir, dsn string) {
 // TestFixturesApplyAndRevert applies each fixture with its own tool, so the fixtures are
 // valid in each tool's syntax: the history holds every version, the schema has the fixture's
 // objects, a second run changes nothing, the -next fixture adds exactly one version, and going
-// down through every migration leaves the schema of an empty database.
+// down through every migration (where the tool can) leaves the schema of an empty database.
 func TestFixturesApplyAndRevert(t *testing.T) {
 	t.Parallel()
 	for _, format := range Formats {
@@ -141,6 +154,9 @@ func TestFixturesApplyAndRevert(t *testing.T) {
 			require.Contains(t, next, "notes text")
 			require.Contains(t, next, "CREATE INDEX invoices_order_id_idx ON public.invoices USING btree (order_id);")
 
+			if format == "flyway" {
+				return
+			}
 			revert(t, ctx, format, FixtureNext(format), db)
 			dump, err = SchemaDump(ctx, db)
 			require.NoError(t, err)
@@ -154,7 +170,7 @@ func TestFixturesApplyAndRevert(t *testing.T) {
 
 // TestFixturesEndInOneSchema applies each fixture to two databases: the two dumps of a tool
 // are the same (SchemaDump leaves out what differs between databases), and so are the four
-// tools' (the fixtures are one application in several syntaxes).
+// tools' (the fixtures are one application in four syntaxes).
 func TestFixturesEndInOneSchema(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
@@ -273,6 +289,6 @@ func TestWithSSLModeDisable(t *testing.T) {
 func TestFixturePanicsOnAnUnknownFormat(t *testing.T) {
 	t.Parallel()
 	require.DirExists(t, Fixture("goose"))
-	require.DirExists(t, FixtureNext("dbmate"))
+	require.DirExists(t, FixtureNext("flyway"))
 	require.Panics(t, func() { Fixture("liquibase") })
 }

@@ -201,16 +201,20 @@ func (f *flyway) readHistory(ctx context.Context) ([]flywayApplied, error) {
 // (MigrationInfoImpl.validate) with the default ignoreMigrationPatterns ("*:future"): a failed
 // migration, an applied migration no longer on disk, a checksum, description or type that
 // changed, and a migration on disk older than the latest applied one but never applied are
-// errors. Migrations newer than the latest applied one are pending: fine for migrate, an error
-// for validate. Rows that Flyway writes for itself (a schema creation, a baseline and the
-// migrations below it, a repair's deletion) are taken into account.
+// errors. An applied migration newer than every one on disk is a future one: ignored, with
+// Flyway's warning. Migrations newer than the latest applied one are pending: fine for migrate,
+// an error for validate. Rows that Flyway writes for itself (a schema creation, a baseline and
+// the migrations below it, a repair's deletion) are taken into account.
 func (f *flyway) validate(migrations []flywayMigration, applied []flywayApplied, pendingAllowed bool) error {
 	var errs []string
 	resolved := map[string]flywayMigration{}
 	for _, m := range migrations {
 		resolved[strings.Join(m.version.parts, ".")] = m
 	}
-	var baseline *flywayVersion
+	var baseline, newestResolved *flywayVersion
+	if len(migrations) > 0 {
+		newestResolved = &migrations[len(migrations)-1].version
+	}
 	deleted := map[string]bool{}
 	latest := flywayVersion{}
 	seen := map[string]bool{}
@@ -245,6 +249,16 @@ func (f *flyway) validate(migrations []flywayMigration, applied []flywayApplied,
 		seen[key] = true
 		m, ok := resolved[key]
 		switch {
+		case !ok && (newestResolved == nil || v.compare(*newestResolved) > 0):
+			newest := "<< Empty Schema >>"
+			if newestResolved != nil {
+				newest = newestResolved.text
+			}
+			if a.success {
+				f.logf("WARNING: Schema %s has a version (%s) that is newer than the latest available migration (%s) !", quoteIdent(f.schema), *a.version, newest)
+			} else {
+				f.logf("WARNING: Schema %s contains a failed future migration to version %s !", quoteIdent(f.schema), *a.version)
+			}
 		case !a.success:
 			errs = append(errs, fmt.Sprintf("Detected failed migration to version %s (%s). Please remove any half-completed changes then run repair to fix the schema history.", *a.version, a.description))
 		case !ok:

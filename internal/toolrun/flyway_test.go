@@ -336,7 +336,7 @@ func TestFlywayFailures(t *testing.T) {
 	t.Run("validation on migrate", func(t *testing.T) {
 		t.Parallel()
 		ctx, db := testContext(t), testdb.New(t)
-		dir := writeFiles(t, map[string]string{"V1__a.sql": "CREATE TABLE a (id int);\n", "V2__b.sql": "CREATE TABLE b (id int);\n"})
+		dir := writeFiles(t, map[string]string{"V1__a.sql": "CREATE TABLE a (id int);\n", "V2__b.sql": "CREATE TABLE b (id int);\n", "V3__c.sql": "CREATE TABLE c (id int);\n"})
 		out, err := Flyway(ctx, dir, db)
 		require.NoError(t, err, "%s", out)
 
@@ -358,7 +358,17 @@ func TestFlywayFailures(t *testing.T) {
 		require.NoError(t, os.Rename(filepath.Join(dir, "V2__b.sql"), filepath.Join(dir, "V2__renamed.sql")))
 		_, err = Flyway(ctx, dir, db)
 		require.ErrorContains(t, err, "Migration description mismatch for migration version 2")
-		require.NoError(t, os.Remove(filepath.Join(dir, "V2__renamed.sql")))
+		require.NoError(t, os.Rename(filepath.Join(dir, "V2__renamed.sql"), filepath.Join(dir, "V2__b.sql")))
+
+		// The newest applied migration gone from disk is a future one, which Flyway ignores;
+		// one below the newest on disk is missing, which it refuses.
+		require.NoError(t, os.Rename(filepath.Join(dir, "V3__c.sql"), filepath.Join(t.TempDir(), "V3__c.sql")))
+		out, err = Flyway(ctx, dir, db)
+		require.NoError(t, err, "%s", out)
+		require.Contains(t, string(out), `WARNING: Schema "public" has a version (3) that is newer than the latest available migration (2) !`)
+		require.Contains(t, string(out), `Schema "public" is up to date.`)
+		require.NoError(t, os.Remove(filepath.Join(dir, "V2__b.sql")))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "V3__c.sql"), []byte("CREATE TABLE c (id int);\n"), 0o644))
 		_, err = Flyway(ctx, dir, db)
 		require.ErrorContains(t, err, "Detected applied migration not resolved locally: 2.")
 	})

@@ -110,7 +110,7 @@ func (l *loader) readConfiture(files []string, guessed bool) ([]*parsed, []strin
 
 func badNameMessage(name string, guessed bool) string {
 	msg := "not a migration file name; expected <version>_<name>.up.sql, <version>_<name>.down.sql " +
-		"or <version>_<name>.hooks.yaml, where version is 1 to 32 digits and name is 1 to 128 " +
+		"or <version>_<name>.hooks.yaml (or <version>.hooks.yaml), where version is 1 to 32 digits and name is 1 to 128 " +
 		"letters, digits, '_' or '-' starting with a letter or digit"
 	switch {
 	case bareSQLRE.MatchString(name):

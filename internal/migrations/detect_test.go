@@ -76,7 +76,7 @@ func TestBareSQLFile(t *testing.T) {
 	runProblemCases(t, []problemCase{
 		{"nothing tells", "", map[string]string{"002_b.sql": "select 1;"},
 			[]wantProblem{
-				{"002_b.sql", 0, "not a migration file name; expected <version>_<name>.up.sql, <version>_<name>.down.sql or <version>_<name>.hooks.yaml, where version is 1 to 32 digits and name is 1 to 128 letters, digits, '_' or '-' starting with a letter or digit (rename it to 002_b.up.sql?); or, if it is a goose migration, it needs a '-- +goose Up' line before its SQL, and if it is a dbmate migration, a '-- migrate:up' line"},
+				{"002_b.sql", 0, "not a migration file name; expected <version>_<name>.up.sql, <version>_<name>.down.sql or <version>_<name>.hooks.yaml (or <version>.hooks.yaml), where version is 1 to 32 digits and name is 1 to 128 letters, digits, '_' or '-' starting with a letter or digit (rename it to 002_b.up.sql?); or, if it is a goose migration, it needs a '-- +goose Up' line before its SQL, and if it is a dbmate migration, a '-- migrate:up' line"},
 				{"", 0, "no migrations: expected files named <version>_<name>.up.sql, or golang-migrate's, goose's, dbmate's or Flyway's migrations"},
 			}},
 		{"subdirectories: Flyway's maybe", "", map[string]string{"v1/V1__a.sql": "select 1;"},

@@ -186,7 +186,7 @@ type parsed struct {
 	version  string
 	name     string
 	up, down string
-	downFile string // the file down comes from, when not file
+	downFile string // the file down comes from: golang-migrate's .down.sql, Flyway's U file
 	noTx     bool
 	hooks    string // its hooks file, once attachHooks found it
 }

@@ -90,38 +90,6 @@ func (l *loader) readGoose(files []string) ([]*parsed, []string) {
 	return ps, hooks
 }
 
-// sections is what a file of a sectioned format (goose, dbmate) holds.
-type sections struct {
-	up, down         []byte
-	upLine, downLine int // the lines of the markers; 0 when absent
-	noTx             bool
-	ok               bool // false after a problem that leaves the sections unknown
-}
-
-type reportFunc func(line int, format string, args ...any)
-
-// readSectioned reads the SQL file of p, a goose or dbmate migration, with parse.
-func (l *loader) readSectioned(p *parsed, upWhat, downWhat string, parse func([]byte, reportFunc) sections) {
-	data, ok := l.readText(p.file)
-	if !ok {
-		return
-	}
-	s := parse(data, func(line int, format string, args ...any) { l.add(p.file, line, format, args...) })
-	if !s.ok {
-		return
-	}
-	l.checkSize(p.file, s.upLine, "the "+upWhat, s.up)
-	if sqlIsEmpty(s.up) {
-		l.add(p.file, s.upLine, "the %s holds no SQL statement, only whitespace or comments", upWhat)
-	}
-	p.up = string(s.up)
-	if !sqlIsEmpty(s.down) {
-		l.checkSize(p.file, s.downLine, "the "+downWhat, s.down)
-		p.down = string(s.down)
-	}
-	p.noTx = s.noTx
-}
-
 // The states of goose's parser.
 const (
 	gooseStart = iota
@@ -137,7 +105,8 @@ const (
 // its line. Goose parses a file once a direction; the two passes go through the same states
 // and differ only in the statements they keep, so one pass finds the problems of both. Up is the
 // text between the "-- +goose Up" line and the "-- +goose Down" line (or the end), annotations
-// inside it kept as the SQL comments they are; down is the text after "-- +goose Down".
+// inside it kept as the SQL comments they are; down is the text after "-- +goose Down". Unlike
+// goose, it takes a byte order mark before the first line, as editors write one.
 func parseGoose(data []byte, report reportFunc) sections {
 	const noUp = "has no '-- +goose Up' annotation: goose requires one before the migration's SQL (and '-- +goose Down' before the SQL that reverts it)"
 	var s sections

@@ -386,20 +386,17 @@ func (l *loader) attachHooks(ps []*parsed, hooksFiles []string, n naming) {
 	for _, p := range ps {
 		byStem[p.stem] = p
 	}
+	byVersion := firstByVersion(ps)
 	slices.Sort(hooksFiles)
 	for _, hf := range hooksFiles {
 		stem, _ := hooksStem(hf)
 		p := byStem[stem]
 		version, isVersion := n.hooksVersion(path.Base(stem))
 		if p == nil && isVersion {
-			i := slices.IndexFunc(ps, func(p *parsed) bool {
-				return contract.ValidVersion(p.version) && contract.SameVersion(p.version, version)
-			})
-			if i < 0 {
+			if p = byVersion[contract.VersionKey(version)]; p == nil {
 				l.add(hf, 0, "is the hooks file of version %s, but no migration has that version: rename it after a migration's file or version", version)
 				continue
 			}
-			p = ps[i]
 		}
 		switch {
 		case p == nil:
@@ -520,6 +517,38 @@ func (l *loader) readSQL(file string, up bool) string {
 		l.add(file, 0, "is empty: it holds no SQL statement, only whitespace or comments")
 	}
 	return string(data)
+}
+
+// sections is what a file of a sectioned format (goose, dbmate) holds.
+type sections struct {
+	up, down         []byte
+	upLine, downLine int // the lines of the markers; 0 when absent
+	noTx             bool
+	ok               bool // false after a problem that leaves the sections unknown
+}
+
+type reportFunc func(line int, format string, args ...any)
+
+// readSectioned reads the SQL file of p, a goose or dbmate migration, with parse.
+func (l *loader) readSectioned(p *parsed, upWhat, downWhat string, parse func([]byte, reportFunc) sections) {
+	data, ok := l.readText(p.file)
+	if !ok {
+		return
+	}
+	s := parse(data, func(line int, format string, args ...any) { l.add(p.file, line, format, args...) })
+	if !s.ok {
+		return
+	}
+	l.checkSize(p.file, s.upLine, "the "+upWhat, s.up)
+	if sqlIsEmpty(s.up) {
+		l.add(p.file, s.upLine, "the %s holds no SQL statement, only whitespace or comments", upWhat)
+	}
+	p.up = string(s.up)
+	if !sqlIsEmpty(s.down) {
+		l.checkSize(p.file, s.downLine, "the "+downWhat, s.down)
+		p.down = string(s.down)
+	}
+	p.noTx = s.noTx
 }
 
 // readText reads an SQL file and checks that it is text PostgreSQL takes: UTF-8 without NUL

@@ -1,4 +1,4 @@
-CREATE VIEW ${flyway:defaultSchema}.account_revenue AS
+CREATE VIEW public.account_revenue AS
 SELECT a.id AS account_id,
        a.name,
        count(DISTINCT o.id) AS orders,

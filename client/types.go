@@ -55,7 +55,15 @@ func Checksum(upSQL string) string { return contract.Checksum(upSQL) }
 // published.
 func RunID(target, requestID string) string { return contract.RunID(target, requestID) }
 
-// LoadDir reads a migrations directory as submit does: <version>_<name>.up.sql, optional
-// .down.sql and .hooks.yaml, checksums computed. An error lists every problem found, one a
-// line, each with its file and line.
+// LoadDir reads a migrations directory as submit does, checksums computed: its own
+// <version>_<name>.up.sql, optional .down.sql and .hooks.yaml, or a directory written for
+// golang-migrate, goose, dbmate or Flyway, its format detected (see docs/COMING_FROM.md). An
+// error lists every problem found, one a line, each with its file and line.
 func LoadDir(dir string) ([]Migration, error) { return migrations.Load(dir) }
+
+// LoadDirAs reads a migrations directory in the given format: "confiture", "golang-migrate",
+// "goose", "dbmate" or "flyway" ("" detects it, as LoadDir does). It returns the format read.
+func LoadDirAs(dir, format string) ([]Migration, string, error) {
+	ms, f, err := migrations.LoadFormat(dir, migrations.Format(format))
+	return ms, string(f), err
+}

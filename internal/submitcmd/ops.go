@@ -91,6 +91,7 @@ func opsCommands(o *options, stdout, stderr io.Writer, e env) []*cobra.Command {
 		},
 	}
 	status.Flags().BoolVar(&asJSON, "json", false, "print the reply (schemas/api.v1.json, status_reply) instead of the table")
+	status.Flags().StringVar(&o.format, "format", "", "read DIR as `FORMAT`: confiture, golang-migrate, goose, dbmate or flyway (default: detected)")
 
 	runs := &cobra.Command{
 		Use:   "runs",
@@ -331,7 +332,7 @@ func showStatus(w io.Writer, r *contract.StatusReply, dir []contract.Migration) 
 	incomplete := 0
 	applied := map[string]contract.MigrationStatus{}
 	for _, m := range r.Migrations {
-		applied[m.Version] = m
+		applied[contract.VersionKey(m.Version)] = m
 		if m.State == contract.MigrationIncomplete {
 			incomplete++
 		}
@@ -351,7 +352,7 @@ func showStatus(w io.Writer, r *contract.StatusReply, dir []contract.Migration) 
 			runview.Duration(m.ExecutionTimeMS), shortID(m.Run)}})
 	}
 	for _, m := range dir {
-		a, ok := applied[m.Version]
+		a, ok := applied[contract.VersionKey(m.Version)]
 		switch {
 		case !ok:
 			pending++
@@ -359,7 +360,7 @@ func showStatus(w io.Writer, r *contract.StatusReply, dir []contract.Migration) 
 		case a.Checksum != m.Checksum:
 			changed++
 			for i := range rows {
-				if rows[i].version == m.Version {
+				if contract.SameVersion(rows[i].version, m.Version) {
 					rows[i].cells[2] += ", SQL changed"
 				}
 			}
@@ -371,7 +372,7 @@ func showStatus(w io.Writer, r *contract.StatusReply, dir []contract.Migration) 
 		where := "failed in " + lr.FailedPhase + " (run " + shortID(lr.ID) + ")"
 		found := false
 		for i := range rows {
-			if rows[i].version == lr.FailedVersion {
+			if contract.SameVersion(rows[i].version, lr.FailedVersion) {
 				rows[i].cells[2] += ", " + where
 				found = true
 			}
@@ -380,7 +381,7 @@ func showStatus(w io.Writer, r *contract.StatusReply, dir []contract.Migration) 
 			rows = append(rows, row{lr.FailedVersion, []string{lr.FailedVersion, "", where, "", "", ""}})
 		}
 	}
-	slices.SortStableFunc(rows, func(a, b row) int { return strings.Compare(a.version, b.version) })
+	slices.SortStableFunc(rows, func(a, b row) int { return contract.CompareVersions(a.version, b.version) })
 	fmt.Fprintf(w, "target %s: %d migration(s) applied", r.Target, len(r.Migrations)-incomplete)
 	if incomplete > 0 {
 		fmt.Fprintf(w, ", %d incomplete (a run that includes it resumes it)", incomplete)

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -97,6 +98,12 @@ const longHelp = `Reads the migrations in DIR (<version>_<name>.up.sql, optional
 .hooks.yaml), checks them locally, and publishes one confiture.request/v1 request on NATS
 (subject confiture.requests.<target>), where a worker picks it up.
 
+DIR may also be a directory written for golang-migrate, goose, dbmate or Flyway, read as it
+is: submit detects the format from its files (--format, or format: in DIR's confiture.yaml,
+says it). --adopt TOOL takes over a target that tool migrated: the run records the versions
+the tool's history table says are applied, after checking them against DIR, then migrates on.
+See docs/COMING_FROM.md.
+
 The request id (--id) makes the request idempotent: publishing the same id again for the same
 target does not start a second run; submit then follows the run the first request started. The
 same id for another target is another request.
@@ -157,6 +164,8 @@ const examples = `  submit ./migrations --wait
   submit ./migrations --id deploy-42 --target orders --wait --json
   submit ./migrations --direction down --to 20240101000000 --wait
   submit ./migrations --dry-run --wait --fail-on warning
+  submit ./db/migrations --adopt goose --dry-run --wait
+  submit ./db/migrations --adopt goose --wait
   submit ./migrations --dry-run --wait --html dryrun.html
   submit ./migrations --group tenants --wave-size 100 --max-concurrent 20 --wait
   submit ./migrations --target app --sign-key deploy.pem --key-id ci --wait
@@ -216,6 +225,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 type options struct {
 	dir         string
+	format      string // --format: the directory's format, empty to detect it
+	adopt       string // --adopt: the tool whose history the run takes over
+	adoptTable  string
 	id          string
 	target      string
 	group       string
@@ -270,6 +282,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, e env) in
 	f.StringVar(&o.direction, "direction", contract.DirectionUp, "up or down")
 	f.StringVar(&o.to, "to", "", "version to stop at: up applies nothing after it; down reverts everything after it (default: up applies all, down reverts the latest)")
 	f.BoolVar(&o.force, "force", false, "accept changed checksums of applied migrations")
+	f.StringVar(&o.format, "format", "", "read DIR as `FORMAT`: confiture, golang-migrate, goose, dbmate or flyway (default: from a confiture.yaml in DIR, else detected from its files)")
+	f.StringVar(&o.adopt, "adopt", "", "take the target over from `TOOL` (goose, golang-migrate, dbmate or flyway): record the versions its history table says are applied, then migrate (see docs/COMING_FROM.md)")
+	f.StringVar(&o.adoptTable, "adopt-table", "", "with --adopt: the tool's history `TABLE` ([schema.]table) when it is not the tool's default")
 	f.BoolVar(&o.dryRun, "dry-run", false, "ask for a dry-run: run everything in a transaction, report, roll back")
 	f.StringVar(&o.requestedBy, "requested-by", "", "who asks, recorded as applied_by (default $USER@$HOSTNAME)")
 	cmd.PersistentFlags().StringVar(&o.natsURL, "nats-url", "", "NATS server URL (default $"+NATSURLEnv+", else the URL a worker with an embedded NATS server wrote in "+
@@ -361,6 +376,9 @@ func (s *submitter) run(ctx context.Context) error {
 	if err := s.checkGroupFlags(); err != nil {
 		return err
 	}
+	if err := s.checkAdoptFlags(); err != nil {
+		return err
+	}
 	if o.id == "" {
 		o.id = generateID(s.env.now())
 	}
@@ -384,12 +402,30 @@ func (s *submitter) run(ctx context.Context) error {
 	return s.publish(ctx, req, data)
 }
 
+// checkAdoptFlags refuses an --adopt that cannot be: an unknown tool, going down, or
+// --adopt-table alone.
+func (s *submitter) checkAdoptFlags() error {
+	o := &s.o
+	switch {
+	case o.adopt != "" && !slices.Contains(contract.AdoptTools, o.adopt):
+		return s.usage("--adopt must be one of %s, got %q", strings.Join(contract.AdoptTools, ", "), o.adopt)
+	case o.adopt != "" && o.direction != contract.DirectionUp:
+		return s.usage("--adopt takes a target over before migrating it up: drop --direction %s, or --adopt", o.direction)
+	case o.adoptTable != "" && o.adopt == "":
+		return s.usage("--adopt-table names the history table of the tool that --adopt takes over: add --adopt TOOL")
+	}
+	return nil
+}
+
 // load reads the migrations directory; a problem is reported, each with its file and line, and
 // returned as a usage error.
 func (s *submitter) load() ([]contract.Migration, error) {
 	o := &s.o
-	ms, err := migrations.Load(o.dir)
+	ms, format, err := migrations.LoadFormat(o.dir, migrations.Format(o.format))
 	if err == nil {
+		if format != migrations.FormatConfiture {
+			s.info("read %s as %s migrations: %d", o.dir, format, len(ms))
+		}
 		return ms, nil
 	}
 	var le *migrations.LoadError
@@ -412,7 +448,7 @@ func (s *submitter) load() ([]contract.Migration, error) {
 	} else {
 		s.errorf("%s: %v", o.dir, err)
 	}
-	fmt.Fprintln(s.stderr, "hint: fix the files above and submit again (files are <version>_<name>.up.sql, .down.sql and .hooks.yaml); nothing was published")
+	fmt.Fprintln(s.stderr, "hint: fix the files above and submit again (submit reads its own <version>_<name>.up.sql, .down.sql and .hooks.yaml, and golang-migrate's, goose's, dbmate's and Flyway's directories: see docs/COMING_FROM.md); nothing was published")
 	return nil, exit(ExitUsage)
 }
 
@@ -433,6 +469,8 @@ func (s *submitter) build() (*contract.Request, []byte, error) {
 		To:          o.to,
 		DryRun:      o.dryRun,
 		Force:       o.force,
+		Adopt:       o.adopt,
+		AdoptTable:  o.adoptTable,
 		RequestedBy: o.requestedBy,
 		Migrations:  ms,
 	}
@@ -448,7 +486,7 @@ func (s *submitter) build() (*contract.Request, []byte, error) {
 			msg = de.Message
 		}
 		s.errorf("the request built from %s is invalid: %s", o.dir, msg)
-		fmt.Fprintln(s.stderr, "hint: check --id, --target, --to and --requested-by (see 'submit --help'); nothing was published")
+		fmt.Fprintln(s.stderr, "hint: check --id, --target, --to, --adopt-table and --requested-by (see 'submit --help'); nothing was published")
 		return nil, nil, exit(ExitUsage)
 	}
 	if len(data) > MaxRequestBytes {

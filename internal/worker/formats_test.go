@@ -1,0 +1,131 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/confiture-io/confiture-worker/internal/contract"
+	"github.com/confiture-io/confiture-worker/internal/migrations"
+	"github.com/confiture-io/confiture-worker/internal/target"
+	"github.com/confiture-io/confiture-worker/internal/testdb"
+	"github.com/confiture-io/confiture-worker/internal/toolrun"
+)
+
+// applyWithTool migrates dsn through dir with the tool itself.
+func applyWithTool(t *testing.T, format, dir, dsn string) {
+	t.Helper()
+	out, err := toolrun.Apply(context.Background(), format, dir, dsn)
+	require.NoError(t, err, "%s: %s", format, out)
+}
+
+func schemaDump(t *testing.T, dsn string) string {
+	t.Helper()
+	dump, err := toolrun.SchemaDump(context.Background(), dsn)
+	require.NoError(t, err)
+	return dump
+}
+
+// historyRows is the tool's history table, every row as text, to see that nothing changed it.
+func historyRows(t *testing.T, db *pgxpool.Pool, format string) []string {
+	t.Helper()
+	table := map[string]string{"goose": "goose_db_version", "golang-migrate": "schema_migrations",
+		"dbmate": "schema_migrations", "flyway": "flyway_schema_history"}[format]
+	return queryStrings(t, db, `SELECT h::text FROM `+table+` h ORDER BY h::text`)
+}
+
+// For each tool, a directory of over twenty migrations in its own syntax (internal/toolrun's
+// fixtures): applied through the worker, read in place, it gives the schema the tool gives
+// (pg_dump --schema-only); a database the tool migrated is adopted, then migrated one further,
+// again as the tool would; down reverts it all.
+func TestEachToolsDirectoryThroughTheWorkerGivesTheToolsSchema(t *testing.T) {
+	t.Parallel()
+	for _, format := range toolrun.Formats {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			fresh, byTool, byToolNext, empty := testdb.New(t), testdb.New(t), testdb.New(t), testdb.New(t)
+			b := setup(t, func(cfg *Config) {
+				cfg.Targets = []target.Config{{Name: "default", DSN: cfg.DatabaseURL}, {Name: "fresh", DSN: fresh}, {Name: "tool", DSN: byTool}}
+			})
+			freshDB, toolDB := poolFor(t, fresh), poolFor(t, byTool)
+			ms, got, err := migrations.LoadFormat(toolrun.Fixture(format), "")
+			require.NoError(t, err)
+			require.Equal(t, migrations.Format(format), got, "the format is detected")
+			require.GreaterOrEqual(t, len(ms), 20)
+			next, _, err := migrations.LoadFormat(toolrun.FixtureNext(format), migrations.Format(format))
+			require.NoError(t, err)
+			require.Len(t, next, len(ms)+1)
+
+			// The same directory, through the worker and through the tool.
+			req := request("up", ms...)
+			req.Target = "fresh"
+			evs := b.run(t, req)
+			require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v; %v", kinds(evs), last(evs).Error)
+			applyWithTool(t, format, toolrun.Fixture(format), byTool)
+			want := schemaDump(t, byTool)
+			require.Equal(t, want, schemaDump(t, fresh), "the worker's schema is the tool's")
+			require.Contains(t, want, "CREATE TABLE")
+
+			// Adopt the database the tool migrated: a dry-run first, which records nothing.
+			history := historyRows(t, toolDB, format)
+			adopt := request("up", next...)
+			adopt.Target, adopt.Adopt, adopt.DryRun = "tool", format, true
+			evs = b.run(t, adopt)
+			require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v; %v", kinds(evs), last(evs).Error)
+			started := ofKind(evs, contract.KindRunStarted)[0]
+			require.Contains(t, started.Message, fmt.Sprintf("would adopt %d migration(s) from %s: ", len(ms), format), started.Message)
+			require.Contains(t, started.Message, next[len(next)-1].Version)
+			require.Zero(t, countIn(t, toolDB, `SELECT count(*) FROM pg_namespace WHERE nspname = 'confiture'`), "a dry-run records nothing")
+
+			adopt.DryRun = false
+			adopt.ID += "-real"
+			evs = b.run(t, adopt)
+			require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v; %v", kinds(evs), last(evs).Error)
+			started = ofKind(evs, contract.KindRunStarted)[0]
+			require.Contains(t, started.Message, fmt.Sprintf("applying 1 migration(s): %s; adopted %d migration(s) from %s: ", next[len(next)-1].Version, len(ms), format))
+			var plan contract.RunPlan
+			require.NoError(t, jsonUnmarshal(started.Data, &plan))
+			require.Len(t, plan.Adopted, len(ms))
+			require.True(t, strings.HasPrefix(plan.AdoptedFrom, format+": public."), plan.AdoptedFrom)
+			require.Equal(t, len(ms), countIn(t, toolDB, `SELECT count(*) FROM confiture.schema_migrations WHERE applied_by LIKE 'adopted from `+format+`%'`))
+			require.Equal(t, []string{next[len(next)-1].Version}, queryStrings(t, toolDB,
+				`SELECT version FROM confiture.schema_migrations WHERE applied_by NOT LIKE 'adopted from %'`))
+			require.Equal(t, history, historyRows(t, toolDB, format), "the tool's history is left as it was")
+			applyWithTool(t, format, toolrun.FixtureNext(format), byToolNext)
+			require.Equal(t, schemaDump(t, byToolNext), schemaDump(t, byTool), "one migration further, as the tool would")
+
+			// Adopting again records nothing.
+			adopt.ID += "-again"
+			evs = b.run(t, adopt)
+			require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v", kinds(evs))
+			require.Contains(t, last(evs).Message, "nothing to adopt")
+
+			// Down, through each format's down SQL, all the way; then up again.
+			for _, m := range ms {
+				require.NotEmpty(t, strings.TrimSpace(m.DownSQL), "%s has a down", m.ID())
+			}
+			down := request("down", ms...)
+			down.Target, down.To = "fresh", "0"
+			evs = b.run(t, down)
+			require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v; %v", kinds(evs), last(evs).Error)
+			require.Equal(t, schemaDump(t, empty), schemaDump(t, fresh), "down leaves the database as it was")
+			require.Zero(t, countIn(t, freshDB, `SELECT count(*) FROM confiture.schema_migrations`))
+			again := request("up", ms...)
+			again.Target = "fresh"
+			evs = b.run(t, again)
+			require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v; %v", kinds(evs), last(evs).Error)
+			require.Equal(t, want, schemaDump(t, fresh))
+		})
+	}
+}
+
+func countIn(t *testing.T, db *pgxpool.Pool, sql string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, db.QueryRow(context.Background(), sql).Scan(&n))
+	return n
+}

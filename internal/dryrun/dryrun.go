@@ -556,7 +556,7 @@ func (r *runner) ddl(ctx context.Context, tx pgx.Tx, m contract.Migration, pr *c
 	}
 	stmts, _ = sqlscript.Unwrap(stmts) // as a real run does
 	id := m.ID()
-	r.enumWarnings(id, stmts)
+	r.enumWarnings(id, m.NoTransaction, stmts)
 	// txn is the transaction of the run of transactional statements being read, 0 before one:
 	// a real run commits it before a statement that cannot run in a transaction block.
 	txn := 0

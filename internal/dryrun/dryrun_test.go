@@ -286,6 +286,16 @@ func TestEnumValueUsedBeforeCommit(t *testing.T) {
 	require.NotNil(t, w)
 	require.Equal(t, 2, w.Line)
 	require.False(t, rep.Success, "PostgreSQL refuses the use too")
+	require.Contains(t, w.Message, "in the same transaction")
+
+	// A no_transaction migration can, in a real run; the dry-run says it cannot show it.
+	m := mig("0001", "ALTER TYPE mood ADD VALUE 'happy';\nINSERT INTO p VALUES ('happy');")
+	m.NoTransaction = true
+	rep = b.run(t, dryrun.Options{}, m)
+	w = hasWarning(rep, contract.DryRunCodeEnumValueUsed)
+	require.NotNil(t, w)
+	require.Contains(t, w.Message, "a real run of this no_transaction migration commits line 1 first, so it can, but the dry-run runs in one transaction and cannot")
+	require.False(t, rep.Success)
 }
 
 func TestLockTimeoutNamesBlocker(t *testing.T) {

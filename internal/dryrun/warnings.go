@@ -77,7 +77,10 @@ func (r *runner) scanWarning(ctx context.Context, tx pgx.Tx, base contract.DryRu
 // enumWarnings flags a value added with ALTER TYPE ... ADD VALUE that a later statement of the
 // same migration uses: PostgreSQL refuses to use it before the transaction that added it
 // commits ("unsafe use of new value").
-func (r *runner) enumWarnings(migration string, stmts []sqlscript.Statement) {
+//
+// A no_transaction migration commits the ADD VALUE before its next statement in a real run, so
+// there the use is fine; but the dry-run, in one transaction, cannot run it, and says so.
+func (r *runner) enumWarnings(migration string, noTx bool, stmts []sqlscript.Statement) {
 	for i, s := range stmts {
 		sub := addValueRE.FindStringSubmatch(s.SQL)
 		if sub == nil {
@@ -88,10 +91,15 @@ func (r *runner) enumWarnings(migration string, stmts []sqlscript.Statement) {
 			if !strings.Contains(later.SQL, literal) {
 				continue
 			}
+			msg := fmt.Sprintf("line %d uses %s, added to %s at line %d in the same transaction: the new value cannot be used before it commits; move the ALTER TYPE ... ADD VALUE to an earlier migration",
+				later.Line, literal, sub[1], s.Line)
+			if noTx {
+				msg = fmt.Sprintf("line %d uses %s, added to %s at line %d: a real run of this no_transaction migration commits line %d first, so it can, but the dry-run runs in one transaction and cannot; to dry-run what follows, move the ALTER TYPE ... ADD VALUE to a migration of its own",
+					later.Line, literal, sub[1], s.Line, s.Line)
+			}
 			r.warn(contract.DryRunWarning{
 				Severity: contract.DryRunSeverityError, Code: contract.DryRunCodeEnumValueUsed, Migration: migration, Phase: "ddl", Line: later.Line,
-				Message: fmt.Sprintf("line %d uses %s, added to %s at line %d in the same transaction: the new value cannot be used before it commits; move the ALTER TYPE ... ADD VALUE to an earlier migration",
-					later.Line, literal, sub[1], s.Line),
+				Message: msg,
 			})
 		}
 	}

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -128,4 +129,35 @@ func countIn(t *testing.T, db *pgxpool.Pool, sql string) int {
 	var n int
 	require.NoError(t, db.QueryRow(context.Background(), sql).Scan(&n))
 	return n
+}
+
+// examples/from-goose, which docs/COMING_FROM.md dry-runs: goose and the worker give one schema,
+// the hooks file named after a version runs, and the dry-run is clean.
+func TestFromGooseExampleMatchesGoose(t *testing.T) {
+	t.Parallel()
+	dir, err := filepath.Abs(filepath.Join("..", "..", "examples", "from-goose"))
+	require.NoError(t, err)
+	byTool, fresh := testdb.New(t), testdb.New(t)
+	b := setup(t, func(cfg *Config) {
+		cfg.Targets = []target.Config{{Name: "default", DSN: fresh}}
+	})
+	ms, format, err := migrations.LoadFormat(dir, "")
+	require.NoError(t, err)
+	require.Equal(t, migrations.FormatGoose, format)
+	require.Len(t, ms[1].Hooks, 2, "00002.hooks.yaml")
+	require.True(t, ms[1].NoTransaction)
+
+	dry := request("up", ms...)
+	dry.DryRun = true
+	evs := b.run(t, dry)
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v; %v", kinds(evs), last(evs).Error)
+	var rep contract.DryRunReport
+	require.NoError(t, jsonUnmarshal(ofKind(evs, contract.KindDryRunReport)[0].Data, &rep))
+	require.True(t, rep.Success)
+
+	evs = b.run(t, request("up", ms...))
+	require.Equal(t, contract.KindRunCompleted, last(evs).Kind, "events: %v; %v", kinds(evs), last(evs).Error)
+	require.Equal(t, 2, countIn(t, poolFor(t, fresh), `SELECT count(*) FROM confiture.hook_ledger WHERE version = '00002' AND hook <> 'ddl' AND status = 'completed'`))
+	applyWithTool(t, "goose", dir, byTool)
+	require.Equal(t, schemaDump(t, byTool), schemaDump(t, fresh))
 }

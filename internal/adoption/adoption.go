@@ -294,7 +294,11 @@ func (h *History) Check(migs []contract.Migration, tracked map[string]bool) ([]R
 		case atOrBelowBaseline || (h.upTo && upToLast):
 			records = append(records, Record{Migration: m})
 		case upToLast:
-			behind = append(behind, m.ID())
+			id := m.ID()
+			if m.File != "" {
+				id += " (" + m.File + ")"
+			}
+			behind = append(behind, id)
 		}
 	}
 	if len(behind) > 0 {

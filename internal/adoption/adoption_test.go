@@ -48,10 +48,12 @@ func TestCheckMatchesTheHistoryWithTheRequest(t *testing.T) {
 	require.ErrorAs(t, err, &me)
 	require.Contains(t, me.Msg, "public.goose_db_version records version(s) 10 as applied, but the request has no migration with that version")
 
-	// Here, older than the last applied, not applied there.
-	_, err = h.Check(migs("1", "2", "3", "10"), nil)
+	// Here, older than the last applied, not applied there: named with its file.
+	ms := migs("1", "2", "3", "10")
+	ms[2].File = "00003_m3.sql"
+	_, err = h.Check(ms, nil)
 	require.ErrorAs(t, err, &me)
-	require.Contains(t, me.Msg, "migration(s) 3_m3 are older than version 10, the last that goose applied, but public.goose_db_version has no record of them")
+	require.Contains(t, me.Msg, "migration(s) 3_m3 (00003_m3.sql) are older than version 10, the last that goose applied, but public.goose_db_version has no record of them")
 	// ... unless the worker tracks it.
 	rs, err = h.Check(migs("1", "2", "3", "10"), map[string]bool{"3": true})
 	require.NoError(t, err)

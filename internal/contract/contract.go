@@ -90,6 +90,9 @@ type Migration struct {
 	// commits on its own, in order (goose's "-- +goose NO TRANSACTION", dbmate's
 	// "transaction:false", Flyway's executeInTransaction=false).
 	NoTransaction bool `json:"no_transaction,omitempty"`
+	// File is the file the migration was read from, relative to its directory: what messages
+	// name when they can (an adoption's mismatch). The worker reads nothing from it.
+	File string `json:"file,omitempty"`
 }
 
 // The tools whose history a request may adopt (Request.Adopt).

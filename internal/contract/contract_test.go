@@ -436,7 +436,7 @@ func TestRequestRoundTrip(t *testing.T) {
 	percent.DryRun = false
 	adopt := validRequest()
 	adopt.Adopt, adopt.AdoptTable = AdoptFlyway, "app.flyway_schema_history"
-	adopt.Migrations[0].NoTransaction = true
+	adopt.Migrations[0].NoTransaction, adopt.Migrations[0].File = true, "v1/V1__create users.sql"
 	adopt.Migrations[1].Version, adopt.Migrations[1].Name = "1.10.2", "add email (lower case)"
 	requireEveryFieldCovered(t, validRequest(), validGroupRequest(), percent, adopt)
 	for _, want := range []*Request{validRequest(), validGroupRequest(), percent, adopt} {

@@ -24,6 +24,9 @@ func TestLoadFlyway(t *testing.T) {
 	require.Equal(t, fileText(t, dir+"/U1_2__add_email_index.sql"), ms[2].DownSQL)
 	require.Empty(t, ms[1].DownSQL)
 	require.Equal(t, fileText(t, dir+"/v2/V2__orders.sql"), ms[3].UpSQL)
+	// Each names its file, relative to the directory, for messages.
+	require.Equal(t, "V1__create_users.sql", ms[0].File)
+	require.Equal(t, "v2/V2__orders.sql", ms[3].File)
 
 	// V1_2__add_email_index.sql.conf says executeInTransaction=false.
 	for i, m := range ms {

@@ -299,7 +299,7 @@ func (l *loader) assemble(ps []*parsed, hooksFiles []string, n naming) []contrac
 	for _, p := range ps {
 		m := contract.Migration{
 			Version: p.version, Name: p.name, UpSQL: p.up, DownSQL: p.down,
-			Checksum: contract.Checksum(p.up), NoTransaction: p.noTx,
+			Checksum: contract.Checksum(p.up), NoTransaction: p.noTx, File: p.file,
 		}
 		if p.hooks != "" {
 			if data, ok := l.read(p.hooks, maxHooksFileBytes); ok {

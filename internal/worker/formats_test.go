@@ -161,3 +161,35 @@ func TestFromGooseExampleMatchesGoose(t *testing.T) {
 	applyWithTool(t, "goose", dir, byTool)
 	require.Equal(t, schemaDump(t, byTool), schemaDump(t, fresh))
 }
+
+// A fleet that goose migrated, a schema per tenant, one of them behind: a rollout that adopts
+// goose takes each member over from its own goose_db_version, then applies what it lacks.
+func TestRolloutAdoptsAFleetGooseMigrated(t *testing.T) {
+	t.Parallel()
+	dir, err := filepath.Abs(filepath.Join("..", "..", "examples", "from-goose"))
+	require.NoError(t, err)
+	dsn := testdbNew(t)
+	createTenants(t, dsn, 1, 2, 3)
+	for id, args := range map[int][]string{1: nil, 2: nil, 3: {"up-to", "1"}} {
+		out, err := toolrun.Goose(context.Background(), dir, fmt.Sprintf("%s?search_path=tenant_%d", dsn, id), args...)
+		require.NoError(t, err, "%s", out)
+	}
+	b := setupOn(t, dsn, withTenants(nil))
+	ms, _, err := migrations.LoadFormat(dir, "")
+	require.NoError(t, err)
+	ms = append(ms, mig("00003", "shop_notes", "ALTER TABLE shops ADD COLUMN notes text;", ""))
+	req := groupRequest("tenants", nil, ms...)
+	req.Adopt = contract.AdoptGoose
+	pub, err := b.client.Publish(context.Background(), req)
+	require.NoError(t, err)
+	evs := b.waitRollout(t, "tenants", pub.Run)
+	require.Equal(t, contract.KindRolloutCompleted, last(evs).Kind, kinds(evs))
+
+	for id, adopted := range map[int][]string{1: {"00001", "00002"}, 2: {"00001", "00002"}, 3: {"00001"}} {
+		tracking := fmt.Sprintf("confiture_tenant_%d.schema_migrations", id)
+		require.Equal(t, adopted, b.queryStrings(t, `SELECT version FROM `+tracking+` WHERE applied_by = 'adopted from goose' ORDER BY version`), "tenant %d", id)
+		require.Equal(t, 3, b.count(t, `SELECT count(*) FROM `+tracking+` WHERE complete`), "tenant %d", id)
+		require.Equal(t, 1, b.count(t, fmt.Sprintf(`SELECT count(*) FROM information_schema.columns WHERE table_schema = 'tenant_%d' AND table_name = 'shops' AND column_name IN ('notes')`, id)))
+		require.Equal(t, len(adopted), b.count(t, fmt.Sprintf(`SELECT count(*) FROM tenant_%d.goose_db_version WHERE version_id > 0`, id)), "goose's table is left as it was")
+	}
+}

@@ -198,8 +198,9 @@ func TestRolloutHaltsPastItsThresholdAndResumes(t *testing.T) {
 	require.NoError(t, err)
 	evs = b.waitRollout(t, "tenants", pub.Run, contract.KindRolloutHalted, contract.KindRolloutHalted)
 	require.Len(t, ofKind(evs, contract.KindRolloutResumed), 1)
-	require.Equal(t, contract.KindRolloutHalted, last(evs).Kind)
-	st = rolloutStatus(t, last(evs))
+	// Its members still running when it halted end after it, each with a rollout.progress: the
+	// halt is the second rollout.halted, not always the last event.
+	st = rolloutStatus(t, ofKind(evs, contract.KindRolloutHalted)[1])
 	require.Equal(t, 2, st.Wave)
 	require.Equal(t, 2, st.Skipped)
 

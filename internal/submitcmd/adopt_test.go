@@ -32,7 +32,7 @@ func TestE2EAdoptGoose(t *testing.T) {
 		return n
 	}
 	applied := counted(`SELECT count(*) FROM goose_db_version WHERE version_id > 0`)
-	dir := toolrun.FixtureNext("goose")
+	dir := toolrun.FixtureNext(t, "goose")
 
 	r := submit(t, dir, "--nats-url", url, "--adopt", "goose", "--dry-run", "--wait", "--timeout", "60s", "--id", "adopt-dry")
 	require.Equal(t, ExitOK, r.code, r)

@@ -2,10 +2,12 @@ package toolrun
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"testing"
 )
 
 // Formats are the migration formats the fixtures come in, one per tool.
@@ -17,10 +19,20 @@ var Formats = []string{"goose", "golang-migrate", "dbmate", "flyway"}
 // It panics on a format not in Formats.
 func Fixture(format string) string { return fixtureDir(format, "") }
 
-// FixtureNext returns the absolute path of a copy of format's fixture with one more migration
-// (an invoices.notes column and an index), for adopting a database the tool migrated and then
-// taking it one step further. It panics on a format not in Formats.
-func FixtureNext(format string) string { return fixtureDir(format, "-next") }
+// FixtureNext returns a copy of format's fixture, in a temporary directory of tb's, with one
+// more migration (an invoices.notes column and an index, from testdata/<format>-next), for
+// adopting a database the tool migrated and then taking it one step further. It panics on a
+// format not in Formats.
+func FixtureNext(tb testing.TB, format string) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	for _, src := range []string{fixtureDir(format, ""), fixtureDir(format, "-next")} {
+		if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+			tb.Fatalf("toolrun: copy %s: %v", src, err)
+		}
+	}
+	return dir
+}
 
 func fixtureDir(format, suffix string) string {
 	if !slices.Contains(Formats, format) {

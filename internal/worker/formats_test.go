@@ -57,7 +57,7 @@ func TestEachToolsDirectoryThroughTheWorkerGivesTheToolsSchema(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, migrations.Format(format), got, "the format is detected")
 			require.GreaterOrEqual(t, len(ms), 20)
-			next, _, err := migrations.LoadFormat(toolrun.FixtureNext(format), migrations.Format(format))
+			next, _, err := migrations.LoadFormat(toolrun.FixtureNext(t, format), migrations.Format(format))
 			require.NoError(t, err)
 			require.Len(t, next, len(ms)+1)
 
@@ -96,7 +96,7 @@ func TestEachToolsDirectoryThroughTheWorkerGivesTheToolsSchema(t *testing.T) {
 			require.Equal(t, []string{next[len(next)-1].Version}, queryStrings(t, toolDB,
 				`SELECT version FROM confiture.schema_migrations WHERE applied_by NOT LIKE 'adopted from %'`))
 			require.Equal(t, history, historyRows(t, toolDB, format), "the tool's history is left as it was")
-			applyWithTool(t, format, toolrun.FixtureNext(format), byToolNext)
+			applyWithTool(t, format, toolrun.FixtureNext(t, format), byToolNext)
 			require.Equal(t, schemaDump(t, byToolNext), schemaDump(t, byTool), "one migration further, as the tool would")
 
 			// Adopting again records nothing.

@@ -1,6 +1,0 @@
--- migrate:up
-ALTER TABLE users RENAME COLUMN full_name TO display_name;
-UPDATE users SET display_name = split_part(email, '@', 1) WHERE display_name IS NULL;
-
--- migrate:down
-ALTER TABLE users RENAME COLUMN display_name TO full_name;

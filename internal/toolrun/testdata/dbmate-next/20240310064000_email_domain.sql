@@ -1,9 +1,0 @@
--- migrate:up
-CREATE DOMAIN email_address AS text
-    CONSTRAINT email_address_shape CHECK (VALUE ~ '^[^@\s]+@[^@\s]+$');
-
-ALTER TABLE users ALTER COLUMN email TYPE email_address;
-
--- migrate:down
-ALTER TABLE users ALTER COLUMN email TYPE text;
-DROP DOMAIN email_address;

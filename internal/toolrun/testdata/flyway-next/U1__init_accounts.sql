@@ -1,2 +1,0 @@
-DROP TABLE accounts;
-DROP TYPE account_status;

@@ -1,1 +1,0 @@
-ALTER TABLE users RENAME COLUMN display_name TO full_name;

@@ -1,1 +1,0 @@
-DROP SEQUENCE invoice_number_seq;

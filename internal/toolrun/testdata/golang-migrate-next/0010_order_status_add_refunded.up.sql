@@ -1,1 +1,0 @@
-ALTER TYPE order_status ADD VALUE 'refunded' AFTER 'paid';

@@ -1,2 +1,0 @@
-ALTER TABLE orders DROP CONSTRAINT orders_refund_consistent;
-ALTER TABLE orders DROP COLUMN refunded_at;

@@ -1,2 +1,0 @@
-ALTER TABLE users RENAME COLUMN full_name TO display_name;
-UPDATE users SET display_name = split_part(email, '@', 1) WHERE display_name IS NULL;

@@ -1,1 +1,0 @@
-DROP INDEX CONCURRENTLY invoices_unpaid_due_idx;

@@ -1,6 +1,0 @@
-BEGIN;
-
-ALTER TABLE accounts DROP COLUMN plan_id;
-DROP TABLE plans;
-
-COMMIT;

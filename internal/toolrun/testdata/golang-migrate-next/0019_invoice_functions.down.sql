@@ -1,2 +1,0 @@
-DROP FUNCTION issue_invoice(bigint, integer);
-DROP FUNCTION order_total_cents(bigint);

@@ -1,7 +1,0 @@
--- +goose Up
-CREATE SEQUENCE invoice_number_seq AS bigint START WITH 100000 INCREMENT BY 1 NO CYCLE;
-
-COMMENT ON SEQUENCE invoice_number_seq IS 'Candidate invoice numbers; the ledger decides.';
-
--- +goose Down
-DROP SEQUENCE invoice_number_seq;

@@ -1,9 +1,0 @@
--- +goose Up
-CREATE TABLE audit_log_2026 PARTITION OF audit_log
-    FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2027-01-01 00:00:00+00');
-
-CREATE INDEX audit_log_entity_idx ON audit_log (entity, entity_id);
-
--- +goose Down
-DROP INDEX audit_log_entity_idx;
-DROP TABLE audit_log_2026;

@@ -100,7 +100,9 @@ func TestReadEachToolsHistory(t *testing.T) {
 		require.NoError(t, err)
 	}
 	exec(`CREATE SCHEMA goose; CREATE SCHEMA gm; CREATE SCHEMA dbmate; CREATE SCHEMA fw; CREATE SCHEMA confiture`)
-	in := func(schema, ddl string) string { return strings.Replace(ddl, "CREATE TABLE ", "CREATE TABLE "+schema+".", 1) }
+	in := func(schema, ddl string) string {
+		return strings.Replace(ddl, "CREATE TABLE ", "CREATE TABLE "+schema+".", 1)
+	}
 	exec(in("goose", gooseTable) + `;
 		INSERT INTO goose.goose_db_version (version_id, is_applied) VALUES (0, true), (1, true), (2, true), (3, true), (3, false), (10, true)`)
 	exec(in("gm", migrateTable) + `; INSERT INTO gm.schema_migrations VALUES (7, false)`)

@@ -135,24 +135,9 @@ func (l *loader) readGolangMigrate(files []string) ([]*parsed, []string) {
 	var downs []down
 	var hooks []string
 	for _, name := range files {
-		if _, ok := hooksStem(name); ok {
-			hooks = append(hooks, name)
-			continue
-		}
-		switch {
-		case hasSuffixFold(name, ".yaml", ".yml"):
-			l.add(name, 0, "%s", notHooksMessage(".up.sql"))
-			continue
-		case !hasSuffixFold(name, ".sql"): // .go, .sql.conf
-			continue
-		}
-		m := golangMigrateRE.FindStringSubmatch(name)
+		m := l.sqlFile(name, golangMigrateRE, ".up.sql", &hooks,
+			"not a golang-migrate migration file name; expected <version>_<title>.up.sql or <version>_<title>.down.sql, where version is digits")
 		if m == nil {
-			hint := ""
-			if golangMigrateRE.MatchString(strings.ToLower(name)) {
-				hint = " (the suffix must be lower case)"
-			}
-			l.add(name, 0, "not a golang-migrate migration file name; expected <version>_<title>.up.sql or <version>_<title>.down.sql, where version is digits%s", hint)
 			continue
 		}
 		// golang-migrate parses the version as a uint64 (source.Parse) and skips a file whose

@@ -30,30 +30,43 @@ var dbmateNaming = naming{
 	stemVersion:  leadingVersion,
 }
 
+// sqlFile sorts one file of a directory whose migrations are .sql files named as re says: a
+// hooks file goes to hooks; a YAML file that is not one, or an .sql file that re does not
+// match, is a problem (wrong says how the format names its files); other files (.go,
+// .sql.conf) are not the format's business. It returns re's submatches for a migration file,
+// and nil for any other.
+func (l *loader) sqlFile(name string, re *regexp.Regexp, upSuffix string, hooks *[]string, wrong string) []string {
+	if _, ok := hooksStem(name); ok {
+		*hooks = append(*hooks, name)
+		return nil
+	}
+	switch {
+	case hasSuffixFold(name, ".yaml", ".yml"):
+		l.add(name, 0, "%s", notHooksMessage(upSuffix))
+		return nil
+	case !hasSuffixFold(name, ".sql"):
+		return nil
+	}
+	m := re.FindStringSubmatch(name)
+	if m == nil {
+		hint := ""
+		if re.MatchString(strings.ToLower(name)) {
+			hint = " (the suffix must be lower case)"
+		}
+		l.add(name, 0, "%s%s", wrong, hint)
+	}
+	return m
+}
+
 // readDbmate reads the files of a dbmate directory. The name of a migration is what follows its
 // version in the file name, without ".sql" and the '_' that dbmate new puts there.
 func (l *loader) readDbmate(files []string) ([]*parsed, []string) {
 	var ps []*parsed
 	var hooks []string
 	for _, name := range files {
-		if _, ok := hooksStem(name); ok {
-			hooks = append(hooks, name)
-			continue
-		}
-		switch {
-		case hasSuffixFold(name, ".yaml", ".yml"):
-			l.add(name, 0, "%s", notHooksMessage(".sql"))
-			continue
-		case !hasSuffixFold(name, ".sql"): // .go, .sql.conf
-			continue
-		}
-		m := dbmateFileRE.FindStringSubmatch(name)
+		m := l.sqlFile(name, dbmateFileRE, ".sql", &hooks,
+			"not a dbmate migration file name; expected <version>_<name>.sql, where version is digits (dbmate new writes a timestamp)")
 		if m == nil {
-			hint := ""
-			if dbmateFileRE.MatchString(strings.ToLower(name)) {
-				hint = " (the suffix must be lower case)"
-			}
-			l.add(name, 0, "not a dbmate migration file name; expected <version>_<name>.sql, where version is digits (dbmate new writes a timestamp)%s", hint)
 			continue
 		}
 		p := &parsed{file: name, stem: strings.TrimSuffix(name, ".sql"), version: m[1], name: strings.TrimPrefix(m[2], "_")}

@@ -53,30 +53,14 @@ func (l *loader) readGoose(files []string) ([]*parsed, []string) {
 	var ps []*parsed
 	var hooks []string
 	for _, name := range files {
-		if _, ok := hooksStem(name); ok {
-			hooks = append(hooks, name)
+		if isGooseGo(name) {
+			l.add(name, 0, "is a goose Go migration: the worker runs SQL migrations only; rewrite it as %s.sql with '-- +goose Up' and '-- +goose Down' sections, or keep running it with goose",
+				strings.TrimSuffix(name, ".go"))
 			continue
 		}
-		switch {
-		case strings.HasSuffix(name, ".go"):
-			if isGooseGo(name) {
-				l.add(name, 0, "is a goose Go migration: the worker runs SQL migrations only; rewrite it as %s.sql with '-- +goose Up' and '-- +goose Down' sections, or keep running it with goose",
-					strings.TrimSuffix(name, ".go"))
-			}
-			continue
-		case hasSuffixFold(name, ".yaml", ".yml"):
-			l.add(name, 0, "%s", notHooksMessage(".sql"))
-			continue
-		case !hasSuffixFold(name, ".sql"): // .sql.conf
-			continue
-		}
-		m := gooseSQLRE.FindStringSubmatch(name)
+		m := l.sqlFile(name, gooseSQLRE, ".sql", &hooks,
+			"not a goose migration file name; expected <version>_<name>.sql, where version is a number from 1")
 		if m == nil {
-			hint := ""
-			if gooseSQLRE.MatchString(strings.ToLower(name)) {
-				hint = " (the suffix must be lower case)"
-			}
-			l.add(name, 0, "not a goose migration file name; expected <version>_<name>.sql, where version is a number from 1%s", hint)
 			continue
 		}
 		if msg := gooseVersionProblem(m[1]); msg != "" {

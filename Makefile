@@ -73,11 +73,12 @@ FUZZ_TARGETS := \
 	./internal/signing/:FuzzVerifyRequest \
 	./internal/sqlscript/:FuzzSplit \
 	./internal/migrations/:FuzzParseHooks \
+	./internal/migrations/:FuzzParseSections \
 	./internal/plugin/:FuzzParseManifest
 FUZZTIME ?= 30s
 
 .PHONY: fuzz
-fuzz: ## Fuzz request decoding, signatures, the SQL splitter, hooks and manifest parsers, FUZZTIME each (30s)
+fuzz: ## Fuzz request decoding, signatures, the SQL splitter, the hooks, goose and dbmate file and manifest parsers, FUZZTIME each (30s)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \

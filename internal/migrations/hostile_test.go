@@ -123,7 +123,7 @@ func TestFlywayPlaceholderFloodIsQuick(t *testing.T) {
 	require.Less(t, time.Since(start), 5*time.Second)
 	require.Len(t, le.Problems, maxPlaceholderProblems+1)
 	requireProblem(t, le, "V1__flood.sql", 2, "${} is a Flyway placeholder")
-	requireProblem(t, le, "V1__flood.sql", 2, fmt.Sprintf("and %d more Flyway placeholders from here on", n-maxPlaceholderProblems))
+	requireProblem(t, le, "V1__flood.sql", 2, "and more Flyway placeholders from here on")
 }
 
 // The section parsers take any bytes: their sections are parts of the file, their problems'

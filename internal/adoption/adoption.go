@@ -43,6 +43,8 @@ type Entry struct {
 	ExecutionMS int64
 	// By is who applied it, when the history says (Flyway's installed_by).
 	By string
+	// FlywayChecksum is the checksum Flyway recorded for it, when it is Flyway's and has one.
+	FlywayChecksum *int32
 }
 
 // History is what a tool's history table says is applied.
@@ -195,7 +197,7 @@ func (h *History) readDbmate(ctx context.Context, q Querier, table string) error
 // migration) takes its version back out. Rows without a version (repeatable migrations,
 // Flyway's schema creation marker) do not count.
 func (h *History) readFlyway(ctx context.Context, q Querier, table string) error {
-	rows, err := q.Query(ctx, `SELECT version, description, type, installed_by, installed_on, execution_time, success
+	rows, err := q.Query(ctx, `SELECT version, description, type, installed_by, installed_on, execution_time, success, checksum
 		FROM `+table+` ORDER BY installed_rank`)
 	if err != nil {
 		return err
@@ -207,7 +209,8 @@ func (h *History) readFlyway(ctx context.Context, q Querier, table string) error
 	var at time.Time
 	var execMS int64
 	var success bool
-	_, err = pgx.ForEachRow(rows, []any{&version, &desc, &typ, &by, &at, &execMS, &success}, func() error {
+	var checksum *int32
+	_, err = pgx.ForEachRow(rows, []any{&version, &desc, &typ, &by, &at, &execMS, &success, &checksum}, func() error {
 		if !success {
 			v := "(repeatable)"
 			if version != nil {
@@ -230,7 +233,7 @@ func (h *History) readFlyway(ctx context.Context, q Querier, table string) error
 			if _, ok := applied[key]; !ok {
 				order = append(order, key)
 			}
-			applied[key] = Entry{Version: v, AppliedAt: at, ExecutionMS: execMS, By: by}
+			applied[key] = Entry{Version: v, AppliedAt: at, ExecutionMS: execMS, By: by, FlywayChecksum: checksum}
 		}
 		return nil
 	})
@@ -264,17 +267,26 @@ func (h *History) Check(migs []contract.Migration, tracked map[string]bool) ([]R
 	slices.SortFunc(sorted, func(a, b *contract.Migration) int { return contract.CompareVersions(a.Version, b.Version) })
 
 	applied := map[string]Entry{}
-	var missing []string
+	var missing, changed []string
 	for _, e := range h.Applied {
 		key := contract.VersionKey(e.Version)
-		if byKey[key] == nil && !tracked[key] {
+		m := byKey[key]
+		if m == nil && !tracked[key] {
 			missing = append(missing, e.Version)
+		}
+		if m != nil && !tracked[key] && e.FlywayChecksum != nil && m.FlywayChecksum != nil && *e.FlywayChecksum != *m.FlywayChecksum {
+			changed = append(changed, fmt.Sprintf("%s (recorded %d, file %d)", fileOf(m), *e.FlywayChecksum, *m.FlywayChecksum))
 		}
 		applied[key] = e
 	}
 	if len(missing) > 0 {
 		return nil, mismatch("adopt %s: %s records version(s) %s as applied, but the request has no migration with that version: add the file(s) to the migrations directory (the worker must know every migration it takes over)",
 			h.Tool, h.Table, clipList(missing))
+	}
+	if len(changed) > 0 {
+		// Flyway's validate refuses the same ("Migration checksum mismatch").
+		return nil, mismatch("adopt %s: migration(s) changed since Flyway applied them, their checksum no longer the one %s records: %s. Restore the file(s) as they were applied; or, if the change is meant, run flyway repair to record the new checksums; then submit again",
+			h.Tool, h.Table, clipList(changed))
 	}
 	last := h.Baseline
 	if n := len(h.Applied); n > 0 && (last == "" || contract.CompareVersions(h.Applied[n-1].Version, last) > 0) {
@@ -294,11 +306,7 @@ func (h *History) Check(migs []contract.Migration, tracked map[string]bool) ([]R
 		case atOrBelowBaseline || (h.upTo && upToLast):
 			records = append(records, Record{Migration: m})
 		case upToLast:
-			id := m.ID()
-			if m.File != "" {
-				id += " (" + m.File + ")"
-			}
-			behind = append(behind, id)
+			behind = append(behind, fileOf(m))
 		}
 	}
 	if len(behind) > 0 {
@@ -306,6 +314,14 @@ func (h *History) Check(migs []contract.Migration, tracked map[string]bool) ([]R
 			h.Tool, clipList(behind), last, h.Tool, h.Table, h.Tool)
 	}
 	return records, nil
+}
+
+// fileOf names a migration, and its file when the request says.
+func fileOf(m *contract.Migration) string {
+	if m.File == "" {
+		return m.ID()
+	}
+	return m.ID() + " (" + m.File + ")"
 }
 
 // clipList joins at most ten items, saying how many more there are.

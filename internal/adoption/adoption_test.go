@@ -74,6 +74,22 @@ func TestCheckCountsEverythingUpToGolangMigratesVersionAndFlywaysBaseline(t *tes
 	rs, err = fw.Check(migs("1", "1.1", "2", "2.1", "2.2"), nil)
 	require.NoError(t, err)
 	require.Equal(t, []string{"1", "1.1", "2", "2.1"}, versionsOf(rs))
+
+	// A file changed since Flyway applied it: its checksum is not the one Flyway recorded.
+	recorded, now := int32(1234), int32(-99)
+	fw.Applied[1].FlywayChecksum = &recorded
+	ms := migs("1", "1.1", "2", "2.1", "2.2")
+	ms[3].File, ms[3].FlywayChecksum = "V2_1__m.sql", &recorded
+	_, err = fw.Check(ms, nil)
+	require.NoError(t, err, "the same checksum")
+	ms[3].FlywayChecksum = &now
+	_, err = fw.Check(ms, nil)
+	var me *MismatchError
+	require.ErrorAs(t, err, &me)
+	require.Contains(t, me.Msg, "changed since Flyway applied them, their checksum no longer the one public.flyway_schema_history records: 2.1_m2.1 (V2_1__m.sql) (recorded 1234, file -99)")
+	require.Contains(t, me.Msg, "flyway repair")
+	_, err = fw.Check(ms, map[string]bool{"2.1": true})
+	require.NoError(t, err, "tracked already: the worker's own checksum rules it")
 }
 
 // The history tables as each tool creates them (their DDL for PostgreSQL).
@@ -139,6 +155,7 @@ func TestReadEachToolsHistory(t *testing.T) {
 	fw := read("flyway", "fw.flyway_schema_history")
 	require.Equal(t, []string{"1", "1.1"}, versions(fw), "the schema marker and the repeatable do not count, 2 was undone")
 	require.Equal(t, int64(12), fw.Applied[0].ExecutionMS)
+	require.Equal(t, int32(1), *fw.Applied[0].FlywayChecksum)
 	require.Equal(t, "me", fw.Applied[0].By)
 
 	// The default name, looked up in the search_path.

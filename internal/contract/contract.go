@@ -93,6 +93,9 @@ type Migration struct {
 	// File is the file the migration was read from, relative to its directory: what messages
 	// name when they can (an adoption's mismatch). The worker reads nothing from it.
 	File string `json:"file,omitempty"`
+	// FlywayChecksum is the checksum Flyway records for the migration, for one read from a
+	// Flyway directory: an adoption of Flyway compares it with flyway_schema_history's.
+	FlywayChecksum *int32 `json:"flyway_checksum,omitempty"`
 }
 
 // The tools whose history a request may adopt (Request.Adopt).

@@ -103,6 +103,7 @@ func schemaTypeOf(typ reflect.Type) (jsonType, ref string) {
 		if typ.Elem().Kind() == reflect.Struct {
 			return "object", typ.Elem().Name()
 		}
+		return schemaTypeOf(typ.Elem()) // an optional scalar, absent when nil
 	case reflect.Slice:
 		return "array", ""
 	}
@@ -437,6 +438,8 @@ func TestRequestRoundTrip(t *testing.T) {
 	adopt := validRequest()
 	adopt.Adopt, adopt.AdoptTable = AdoptFlyway, "app.flyway_schema_history"
 	adopt.Migrations[0].NoTransaction, adopt.Migrations[0].File = true, "v1/V1__create users.sql"
+	sum := int32(-714045419)
+	adopt.Migrations[0].FlywayChecksum = &sum
 	adopt.Migrations[1].Version, adopt.Migrations[1].Name = "1.10.2", "add email (lower case)"
 	requireEveryFieldCovered(t, validRequest(), validGroupRequest(), percent, adopt)
 	for _, want := range []*Request{validRequest(), validGroupRequest(), percent, adopt} {

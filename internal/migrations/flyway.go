@@ -1,7 +1,9 @@
 package migrations
 
 import (
+	"bytes"
 	"cmp"
+	"hash/crc32"
 	"path"
 	"regexp"
 	"slices"
@@ -154,6 +156,8 @@ func (l *loader) readFlyway(files []string) ([]*parsed, []string) {
 	}
 	for _, p := range ps {
 		p.up = l.readSQL(p.file, true)
+		sum := FlywayChecksum([]byte(p.up))
+		p.flywaySum = &sum
 		if !byFile[p.file].config.literal {
 			l.checkPlaceholders(p.file, p.up)
 		}
@@ -168,6 +172,26 @@ func (l *loader) readFlyway(files []string) ([]*parsed, []string) {
 		}
 	}
 	return ps, hooks
+}
+
+// FlywayChecksum is the checksum Flyway records for a SQL migration with these contents: the
+// CRC-32 of its lines read as Java's BufferedReader.readLine reads them (split at "\r\n", "\r"
+// or "\n", the terminators left out), a leading byte-order mark dropped, each line re-encoded in
+// UTF-8, as a signed 32-bit integer (ChecksumCalculator.calculateChecksumForResource). So line
+// endings do not change it. The contents must be UTF-8, Flyway's default encoding.
+func FlywayChecksum(contents []byte) int32 {
+	contents = bytes.TrimPrefix(contents, []byte("\uFEFF"))
+	h := crc32.NewIEEE()
+	for len(contents) > 0 {
+		i := bytes.IndexAny(contents, "\r\n")
+		if i < 0 {
+			h.Write(contents)
+			break
+		}
+		h.Write(contents[:i])
+		contents = contents[i+1:]
+	}
+	return int32(h.Sum32())
 }
 
 // parseFlywayName reads the name of an SQL file in a Flyway directory: a V or U script, or why

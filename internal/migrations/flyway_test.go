@@ -24,7 +24,9 @@ func TestLoadFlyway(t *testing.T) {
 	require.Equal(t, fileText(t, dir+"/U1_2__add_email_index.sql"), ms[2].DownSQL)
 	require.Empty(t, ms[1].DownSQL)
 	require.Equal(t, fileText(t, dir+"/v2/V2__orders.sql"), ms[3].UpSQL)
-	// Each names its file, relative to the directory, for messages.
+	// Each names its file, relative to the directory, for messages, and carries the checksum
+	// Flyway records for it, for an adoption to compare.
+	require.Equal(t, FlywayChecksum([]byte(ms[0].UpSQL)), *ms[0].FlywayChecksum)
 	require.Equal(t, "V1__create_users.sql", ms[0].File)
 	require.Equal(t, "v2/V2__orders.sql", ms[3].File)
 

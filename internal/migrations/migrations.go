@@ -189,6 +189,9 @@ type parsed struct {
 	downFile string // the file down comes from: golang-migrate's .down.sql, Flyway's U file
 	noTx     bool
 	hooks    string // its hooks file, once attachHooks found it
+	// flywaySum is the checksum Flyway records for the migration (FlywayChecksum), for a
+	// Flyway script.
+	flywaySum *int32
 }
 
 // naming is what the checks every format shares need to know of its file names.
@@ -299,7 +302,7 @@ func (l *loader) assemble(ps []*parsed, hooksFiles []string, n naming) []contrac
 	for _, p := range ps {
 		m := contract.Migration{
 			Version: p.version, Name: p.name, UpSQL: p.up, DownSQL: p.down,
-			Checksum: contract.Checksum(p.up), NoTransaction: p.noTx, File: p.file,
+			Checksum: contract.Checksum(p.up), NoTransaction: p.noTx, File: p.file, FlywayChecksum: p.flywaySum,
 		}
 		if p.hooks != "" {
 			if data, ok := l.read(p.hooks, maxHooksFileBytes); ok {

@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"hash/crc32"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/confiture-io/confiture-worker/internal/migrations"
 )
 
 // flywayMigration is a versioned SQL migration found on disk, as Flyway resolves it.
@@ -81,24 +82,8 @@ func (v flywayVersion) compare(w flywayVersion) int {
 func (v flywayVersion) String() string { return v.text }
 
 // FlywayChecksum is the checksum Flyway records for a SQL migration with these contents: the
-// CRC-32 of its lines read as Java's BufferedReader.readLine reads them (split at "\r\n", "\r"
-// or "\n", the terminators left out), a leading byte-order mark dropped, each line re-encoded in
-// UTF-8, as a signed 32-bit integer (ChecksumCalculator.calculateChecksumForResource). So line
-// endings do not change it. The contents must be UTF-8, Flyway's default encoding.
-func FlywayChecksum(contents []byte) int32 {
-	contents = bytes.TrimPrefix(contents, utf8BOM)
-	h := crc32.NewIEEE()
-	for len(contents) > 0 {
-		i := bytes.IndexAny(contents, "\r\n")
-		if i < 0 {
-			h.Write(contents)
-			break
-		}
-		h.Write(contents[:i])
-		contents = contents[i+1:]
-	}
-	return int32(h.Sum32())
-}
+// loader's (migrations.FlywayChecksum), which the stand-in records and adoption compares.
+var FlywayChecksum = migrations.FlywayChecksum
 
 var utf8BOM = []byte("\uFEFF")
 

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -192,4 +193,46 @@ func TestRolloutAdoptsAFleetGooseMigrated(t *testing.T) {
 		require.Equal(t, 1, b.count(t, fmt.Sprintf(`SELECT count(*) FROM information_schema.columns WHERE table_schema = 'tenant_%d' AND table_name = 'shops' AND column_name IN ('notes')`, id)))
 		require.Equal(t, len(adopted), b.count(t, fmt.Sprintf(`SELECT count(*) FROM tenant_%d.goose_db_version WHERE version_id > 0`, id)), "goose's table is left as it was")
 	}
+}
+
+// A Flyway file edited since Flyway applied it is found by the takeover, through the checksum
+// Flyway recorded, and nothing is recorded; so is golang-migrate's dirty flag.
+func TestAdoptionRefusesWhatTheToolWouldRefuse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	flyway, gm := testdb.New(t), testdb.New(t)
+	b := setup(t, func(cfg *Config) {
+		cfg.Targets = []target.Config{{Name: "default", DSN: cfg.DatabaseURL}, {Name: "flyway", DSN: flyway}, {Name: "gm", DSN: gm}}
+	})
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "V1__accounts.sql"), []byte("CREATE TABLE accounts (id int PRIMARY KEY);\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "V2__users.sql"), []byte("CREATE TABLE users (id int PRIMARY KEY);\n"), 0o600))
+	applyWithTool(t, "flyway", dir, flyway)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "V1__accounts.sql"), []byte("CREATE TABLE accounts (id bigint PRIMARY KEY);\n"), 0o600))
+	ms, _, err := migrations.LoadFormat(dir, "")
+	require.NoError(t, err)
+	req := request("up", ms...)
+	req.Target, req.Adopt = "flyway", contract.AdoptFlyway
+	evs := b.run(t, req)
+	require.Equal(t, contract.KindRunFailed, last(evs).Kind, "events: %v", kinds(evs))
+	require.Equal(t, contract.CodeAdoptMismatch, last(evs).Error.Code)
+	require.Contains(t, last(evs).Error.Message, "1_accounts (V1__accounts.sql)")
+	require.Contains(t, last(evs).Error.Message, "flyway repair")
+	require.Zero(t, countIn(t, poolFor(t, flyway), `SELECT count(*) FROM confiture.schema_migrations`))
+
+	// golang-migrate left dirty: its words, and nothing recorded.
+	gmDir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(gmDir, "1_a.up.sql"), []byte("CREATE TABLE a (id int);\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(gmDir, "2_b.up.sql"), []byte("CREATE TABLE b (id int);\nSELECT 1/0;\n"), 0o600))
+	out, err := toolrun.Migrate(ctx, gmDir, gm)
+	require.Error(t, err, "%s", out)
+	ms, _, err = migrations.LoadFormat(gmDir, "")
+	require.NoError(t, err)
+	req = request("up", ms...)
+	req.Target, req.Adopt = "gm", contract.AdoptGolangMigrate
+	evs = b.run(t, req)
+	require.Equal(t, contract.KindRunFailed, last(evs).Kind, "events: %v", kinds(evs))
+	require.Equal(t, contract.CodeAdoptMismatch, last(evs).Error.Code)
+	require.Contains(t, last(evs).Error.Message, "Dirty database version 2. Fix and force version.")
+	require.Zero(t, countIn(t, poolFor(t, gm), `SELECT count(*) FROM confiture.schema_migrations`))
 }

@@ -60,11 +60,30 @@ func TestExpectedCount(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			m := testMigration(c.segmented)
 			for phase, w := range c.want {
-				lo, hi := expectedCount(m, c.row, c.tracked, phase)
+				lo, hi := expectedCount(m, c.row, c.tracked, Effect{Phase: phase, Hook: "h"})
 				require.Equal(t, w, want{lo, hi}, phase)
 			}
 		})
 	}
+}
+
+// A no_transaction migration's early DDL statement may have committed without the tracking row;
+// its last one, which writes the row, may not; with the row, each once.
+func TestExpectedCountOfANoTransactionDDL(t *testing.T) {
+	m := testMigration(false)
+	m.NoTransaction = true
+	early, last := Effect{Phase: contract.PhaseDDL, Hook: "early"}, Effect{Phase: contract.PhaseDDL, Hook: "ddl"}
+	lo, hi := expectedCount(m, trackingRow{}, false, early)
+	require.Equal(t, [2]int{0, 1}, [2]int{lo, hi})
+	lo, hi = expectedCount(m, trackingRow{}, false, last)
+	require.Equal(t, [2]int{0, 0}, [2]int{lo, hi})
+	for _, e := range []Effect{early, last} {
+		lo, hi = expectedCount(m, trackingRow{Version: "002", Phase: contract.PhaseDDL}, true, e)
+		require.Equal(t, [2]int{1, 1}, [2]int{lo, hi}, e.Hook)
+	}
+	m.NoTransaction = false
+	lo, hi = expectedCount(m, trackingRow{}, false, early)
+	require.Equal(t, [2]int{0, 0}, [2]int{lo, hi}, "in one transaction, nothing without the row")
 }
 
 // fakeSchedule is a schedule with a plan of one target holding m, and nothing running.

@@ -49,7 +49,10 @@
 // builds an index with CREATE INDEX CONCURRENTLY on a table with rows (its counter comes after
 // the index, in the DDL's last transaction, which writes the tracking row); one creates
 // big(id, counter) with 20k to 50k rows and fills it in after_ddl with the batched backfill
-// hook (counter = counter + 1, small batches, a rate cap so that it lasts 3 to 6 s). Some hooks
+// hook (counter = counter + 1, small batches, a rate cap so that it lasts 3 to 6 s). Some of the
+// others are no_transaction migrations (goose's NO TRANSACTION), each DDL statement committed on
+// its own: a counter <version>.ddl.early before the last statement, which a retry must not bump
+// again and which may be there without the tracking row. Some hooks
 // sleep a little, so that faults land in the middle of phases. Requests for a target arrive at
 // random times in the first 85% of the window: request k holds migrations 1..k, like
 // successive deploys; some repeat an earlier set (nothing to do), some are published twice.

@@ -242,6 +242,12 @@ func generateMigrations(r *rand.Rand) []Migration {
 		default:
 			m.Name = "step"
 			fmt.Fprintf(&up, "CREATE TABLE step_%s (id int);\n", v)
+			// Sometimes without a transaction (goose's NO TRANSACTION): each statement commits
+			// on its own, and a retry must not run the early one again.
+			if chance(r, 40) {
+				m.NoTransaction = true
+				up.WriteString(bump(effect(contract.PhaseDDL, "early")) + "\n")
+			}
 		}
 		if s := sleepSQL(r); s != "" {
 			up.WriteString(s + "\n")

@@ -38,6 +38,7 @@ func TestPlanRequestsAreValid(t *testing.T) {
 	require.Len(t, defs, 1)
 	require.NoError(t, reg.Register(defs[0]))
 
+	noTx := 0
 	for seed := uint64(0); seed < 50; seed++ {
 		p := Generate(seed, time.Minute)
 		require.NotEmpty(t, p.Faults)
@@ -46,7 +47,15 @@ func TestPlanRequestsAreValid(t *testing.T) {
 			for i, m := range tp.Migrations {
 				roles[m.Role]++
 				require.Equal(t, fmt.Sprintf("%03d", i+1), m.Version)
-				require.Equal(t, m.Version+".ddl.ddl", m.Effects[0].Name, "the DDL counts itself")
+				var names []string
+				for _, ef := range m.Effects {
+					names = append(names, ef.Name)
+				}
+				require.Contains(t, names, m.Version+".ddl.ddl", "the DDL counts itself")
+				if m.NoTransaction {
+					noTx++
+					require.Equal(t, m.Version+".ddl.early", names[0], "a statement before the last one of a no_transaction DDL counts itself")
+				}
 				if m.Role == RoleBackfill || m.Role == RolePlugin {
 					require.NotEmpty(t, m.Segmented)
 				}
@@ -68,4 +77,5 @@ func TestPlanRequestsAreValid(t *testing.T) {
 			}
 		}
 	}
+	require.Positive(t, noTx, "some migrations run without a transaction")
 }

@@ -281,12 +281,12 @@ func (h *History) Check(migs []contract.Migration, tracked map[string]bool) ([]R
 	}
 	if len(missing) > 0 {
 		return nil, mismatch("adopt %s: %s records version(s) %s as applied, but the request has no migration with that version: add the file(s) to the migrations directory (the worker must know every migration it takes over)",
-			h.Tool, h.Table, clipList(missing))
+			h.Tool, h.Table, ClipList(missing))
 	}
 	if len(changed) > 0 {
 		// Flyway's validate refuses the same ("Migration checksum mismatch").
 		return nil, mismatch("adopt %s: migration(s) changed since Flyway applied them, their checksum no longer the one %s records: %s. Restore the file(s) as they were applied; or, if the change is meant, run flyway repair to record the new checksums; then submit again",
-			h.Tool, h.Table, clipList(changed))
+			h.Tool, h.Table, ClipList(changed))
 	}
 	last := h.Baseline
 	if n := len(h.Applied); n > 0 && (last == "" || contract.CompareVersions(h.Applied[n-1].Version, last) > 0) {
@@ -311,7 +311,7 @@ func (h *History) Check(migs []contract.Migration, tracked map[string]bool) ([]R
 	}
 	if len(behind) > 0 {
 		return nil, mismatch("adopt %s: migration(s) %s are older than version %s, the last that %s applied, but %s has no record of them: apply them with %s first, or remove them from the directory if they were never meant to run",
-			h.Tool, clipList(behind), last, h.Tool, h.Table, h.Tool)
+			h.Tool, ClipList(behind), last, h.Tool, h.Table, h.Tool)
 	}
 	return records, nil
 }
@@ -324,8 +324,8 @@ func fileOf(m *contract.Migration) string {
 	return m.ID() + " (" + m.File + ")"
 }
 
-// clipList joins at most ten items, saying how many more there are.
-func clipList(items []string) string {
+// ClipList joins at most ten items, saying how many more there are.
+func ClipList(items []string) string {
 	if len(items) <= 10 {
 		return strings.Join(items, ", ")
 	}

@@ -62,13 +62,5 @@ func adoptNote(d *decision, dryRun bool) string {
 	if len(d.Adopted) == 0 {
 		return fmt.Sprintf("; %s: nothing to adopt, every migration it applied is tracked already", d.AdoptedFrom)
 	}
-	return fmt.Sprintf("; %s %d migration(s) from %s: %s", verb, len(d.Adopted), d.AdoptedFrom, clipVersions(d.Adopted))
-}
-
-// clipVersions lists versions, the first and last few of a long list.
-func clipVersions(vs []string) string {
-	if len(vs) <= 12 {
-		return fmt.Sprint(vs)
-	}
-	return fmt.Sprintf("%v ... %v", vs[:6], vs[len(vs)-3:])
+	return fmt.Sprintf("; %s %d migration(s) from %s: %s", verb, len(d.Adopted), d.AdoptedFrom, adoption.ClipList(d.Adopted))
 }

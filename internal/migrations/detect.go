@@ -72,10 +72,7 @@ func parseDirConfig(file string, data []byte) (Format, int, []Problem) {
 	}
 	var format Format
 	line, found := 0, false
-	names := make([]string, len(Formats))
-	for i, f := range Formats {
-		names[i] = string(f)
-	}
+	names := formatNames()
 	for _, pr := range p.pairs(m, 0) {
 		if pr.key != "format" {
 			p.add(pr.keyNode, "unknown key %s; confiture.yaml holds one key, format%s", quote(pr.key), didYouMean(pr.key, []string{"format"}))
@@ -87,7 +84,7 @@ func parseDirConfig(file string, data []byte) (Format, int, []Problem) {
 			continue
 		}
 		if !slices.Contains(Formats, Format(s)) {
-			p.add(pr.value, "format %s is not one the worker reads: %s%s", quote(s), formatList(), didYouMean(s, names))
+			p.add(pr.value, "format %s is not one the worker reads: %s%s", quote(s), strings.Join(names, ", "), didYouMean(s, names))
 			continue
 		}
 		format, line = Format(s), nodeLine(pr.value)

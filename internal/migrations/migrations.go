@@ -144,7 +144,7 @@ func Load(dir string) ([]contract.Migration, error) {
 // every problem found, and no migration; for an unknown f, an error wrapping ErrUnknownFormat.
 func LoadFormat(dir string, f Format) ([]contract.Migration, Format, error) {
 	if f != "" && !slices.Contains(Formats, f) {
-		return nil, "", fmt.Errorf("%w %q: the formats are %s", ErrUnknownFormat, string(f), formatList())
+		return nil, "", fmt.Errorf("%w %q: the formats are %s", ErrUnknownFormat, string(f), strings.Join(formatNames(), ", "))
 	}
 	l := &loader{dir: dir, reads: map[string]readResult{}}
 	ms, used := l.load(f)
@@ -157,12 +157,13 @@ func LoadFormat(dir string, f Format) ([]contract.Migration, Format, error) {
 	return ms, used, nil
 }
 
-func formatList() string {
+// formatNames are the names of Formats.
+func formatNames() []string {
 	names := make([]string, len(Formats))
 	for i, f := range Formats {
 		names[i] = string(f)
 	}
-	return strings.Join(names, ", ")
+	return names
 }
 
 type loader struct {

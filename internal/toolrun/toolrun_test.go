@@ -144,11 +144,12 @@ func TestFixturesApplyAndRevert(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, want, got, "a second run")
 
-			out, err = Apply(ctx, format, FixtureNext(t, format), db)
+			nextDir := FixtureNext(t, format)
+			out, err = Apply(ctx, format, nextDir, db)
 			require.NoError(t, err, "%s", out)
 			got, err = HistoryVersions(ctx, format, db)
 			require.NoError(t, err)
-			require.Equal(t, fixtureVersions(t, format, FixtureNext(t, format)), got)
+			require.Equal(t, fixtureVersions(t, format, nextDir), got)
 			next, err := SchemaDump(ctx, db)
 			require.NoError(t, err)
 			require.Contains(t, next, "notes text")
@@ -157,7 +158,7 @@ func TestFixturesApplyAndRevert(t *testing.T) {
 			if format == "flyway" {
 				return
 			}
-			revert(t, ctx, format, FixtureNext(t, format), db)
+			revert(t, ctx, format, nextDir, db)
 			dump, err = SchemaDump(ctx, db)
 			require.NoError(t, err)
 			require.Empty(t, dump, "the schema after going down through every migration")

@@ -58,7 +58,8 @@ func TestEachToolsDirectoryThroughTheWorkerGivesTheToolsSchema(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, migrations.Format(format), got, "the format is detected")
 			require.GreaterOrEqual(t, len(ms), 20)
-			next, _, err := migrations.LoadFormat(toolrun.FixtureNext(t, format), migrations.Format(format))
+			nextDir := toolrun.FixtureNext(t, format)
+			next, _, err := migrations.LoadFormat(nextDir, migrations.Format(format))
 			require.NoError(t, err)
 			require.Len(t, next, len(ms)+1)
 
@@ -97,7 +98,7 @@ func TestEachToolsDirectoryThroughTheWorkerGivesTheToolsSchema(t *testing.T) {
 			require.Equal(t, []string{next[len(next)-1].Version}, queryStrings(t, toolDB,
 				`SELECT version FROM confiture.schema_migrations WHERE applied_by NOT LIKE 'adopted from %'`))
 			require.Equal(t, history, historyRows(t, toolDB, format), "the tool's history is left as it was")
-			applyWithTool(t, format, toolrun.FixtureNext(t, format), byToolNext)
+			applyWithTool(t, format, nextDir, byToolNext)
 			require.Equal(t, schemaDump(t, byToolNext), schemaDump(t, byTool), "one migration further, as the tool would")
 
 			// Adopting again records nothing.
@@ -123,13 +124,6 @@ func TestEachToolsDirectoryThroughTheWorkerGivesTheToolsSchema(t *testing.T) {
 			require.Equal(t, want, schemaDump(t, fresh))
 		})
 	}
-}
-
-func countIn(t *testing.T, db *pgxpool.Pool, sql string) int {
-	t.Helper()
-	var n int
-	require.NoError(t, db.QueryRow(context.Background(), sql).Scan(&n))
-	return n
 }
 
 // examples/from-goose, which docs/COMING_FROM.md dry-runs: goose and the worker give one schema,

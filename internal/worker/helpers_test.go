@@ -301,8 +301,14 @@ func queryStrings(t *testing.T, db *pgxpool.Pool, sql string, args ...any) []str
 
 func (b *bundle) count(t *testing.T, sql string, args ...any) int {
 	t.Helper()
+	return countIn(t, b.db, sql, args...)
+}
+
+// countIn runs a count query on db.
+func countIn(t *testing.T, db *pgxpool.Pool, sql string, args ...any) int {
+	t.Helper()
 	var n int
-	require.NoError(t, b.db.QueryRow(context.Background(), sql, args...).Scan(&n))
+	require.NoError(t, db.QueryRow(context.Background(), sql, args...).Scan(&n))
 	return n
 }
 
